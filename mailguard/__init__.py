@@ -1,0 +1,42 @@
+"""mailguard: catch emails that expose their recipients, before they are sent.
+
+Library use::
+
+    import mailguard
+
+    report = mailguard.check(open("mailout.eml", "rb").read())
+    if report.verdict == "block":
+        ...
+
+``check`` never raises for bad input: unreadable messages get the ``error`` verdict.
+For many messages, create one :class:`Engine` and call its ``check`` method.
+"""
+
+from __future__ import annotations
+
+from mailguard.config import Config, Scoring
+from mailguard.config import load as load_config
+from mailguard.engine import Engine, check
+from mailguard.errors import ConfigError, InputError, MailguardError
+from mailguard.limits import Limits
+from mailguard.recipients import Envelope
+from mailguard.report import SCHEMA_VERSION, Finding, Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Config",
+    "ConfigError",
+    "Engine",
+    "Envelope",
+    "Finding",
+    "InputError",
+    "Limits",
+    "MailguardError",
+    "Report",
+    "Scoring",
+    "__version__",
+    "check",
+    "load_config",
+]

@@ -1,0 +1,316 @@
+"""Address-list parsing that survives real-world headers.
+
+Why not the standard library: strict ``email.utils.getaddresses`` (3.11.10+, and Debian's
+backport) returns ``[('', '')]`` for a whole 300-address header when one entry is odd, and
+older patch levels instead invent phantom addresses from display names; headerregistry
+picks an address-shaped *display name* over the real addr-spec and is slow and super-linear
+on big lists. A recipient counter must never lose 299 addresses because of one, so this
+module tokenises the header itself, keeps every good entry, and reports the bad ones.
+
+Only addr-specs are ever counted. Display names are kept raw (undecoded) because RFC 2047
+words may hide commas (``=2C``) that must not split the list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mailguard.domains import normalise_domain
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One addr-spec found in a header, with where it came from."""
+
+    addr: str
+    """Normalised ``local@domain``: lower-cased, IDN domains in ASCII (punycode)."""
+    domain: str
+    """Normalised domain part (ASCII, lower case)."""
+    name: str
+    """Raw display name as written (may hold RFC 2047 words); empty when absent."""
+    header: str
+    """Lower-case header name the address was found in (``to``, ``cc``, ``resent-to`` ...)."""
+    group: str | None = None
+    """Group display name when the address was inside ``Group: ...;`` syntax."""
+
+
+@dataclass(slots=True)
+class ParsedList:
+    """Result of parsing one header value: good addresses plus what could not be used."""
+
+    addresses: list[Address]
+    invalid: list[str]
+    """Entries that are not an address (kept as text, trimmed, for the finding message)."""
+    semicolon_separated: bool = False
+    """True when ``;`` was used between addresses outside group syntax (Outlook paste)."""
+    groups: int = 0
+    """Number of group constructs seen (``undisclosed-recipients:;`` counts as one)."""
+    truncated: bool = False
+    """True when parsing stopped at the address limit."""
+
+
+# Characters that force the careful tokeniser; without them a header is a plain
+# comma-separated list and a split is exact.
+_SPECIAL = re.compile(r'["()\\:;]')
+
+# One token of an address list. Quoted strings may be unterminated at end of input; angle
+# addresses may be unterminated too. Each alternative is linear (no nested quantifiers over
+# overlapping classes), so a 1 MB hostile line cannot make the regex backtrack.
+_TOKEN = re.compile(
+    r"""
+    [ \t\r\n]*
+    (?:
+        (?P<q>"(?:[^"\\]|\\.)*(?:"|\Z))     # quoted-string
+      | (?P<a><[^<>]*>?)                    # angle-addr (possibly with route)
+      | (?P<s>[,;:])                        # separators
+      | (?P<c>\()                           # comment start: nesting handled by hand
+      | (?P<w>[^ \t\r\n"()<>,;:\\]+)        # atom / dot-atom / addr-spec fragment
+      | (?P<x>[<>)\\])                      # stray specials
+    )
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
+
+# local@domain with a non-empty local part and a domain of at least one label; the domain
+# may be an address literal like [192.0.2.1]. Checked after tokens are joined.
+_ADDR_SPEC = re.compile(r'^(?P<local>(?:"(?:[^"\\]|\\.)*"|[^@\s"<>(),;:\\\[\]])+)@(?P<domain>[^@\s"<>(),;:\\]+)$')
+
+
+def parse_address_list(
+    value: str, header: str, *, limit: int | None = None, start_count: int = 0
+) -> ParsedList:
+    """Parse one header value into addresses, tolerating every malformation seen in the wild.
+
+    ``limit`` bounds the total number of addresses (``start_count`` already found elsewhere)
+    so that a hostile 10-million-address header is cut off in bounded time.
+    """
+    if not _SPECIAL.search(value):
+        return _parse_simple(value, header, limit, start_count)
+    return _parse_tokens(value, header, limit, start_count)
+
+
+def _parse_simple(value: str, header: str, limit: int | None, start_count: int) -> ParsedList:
+    """Fast path for plain ``Name <a@b>, c@d`` lists, which are the vast majority."""
+    result = ParsedList([], [])
+    pending_name = ""
+    count = start_count
+    for piece in value.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        lt = piece.find("<")
+        if lt >= 0:
+            gt = piece.find(">", lt)
+            spec = piece[lt + 1 : gt if gt >= 0 else len(piece)].strip()
+            name = piece[:lt].strip()
+            if pending_name:
+                name = f"{pending_name}, {name}" if name else pending_name
+                pending_name = ""
+            if (gt >= 0 and piece[gt + 1 :].strip()) or "<" in spec:
+                result.invalid.append(_clip(piece))
+                continue
+            addr = _make_address(spec, name, header, None)
+        else:
+            if pending_name:
+                result.invalid.append(_clip(pending_name))
+                pending_name = ""
+            if "@" not in piece:
+                # "Doe, Jane <j@x>": an unquoted comma in a display name. Hold the
+                # fragment and give it to the next entry if that one has an angle-addr.
+                pending_name = piece
+                continue
+            addr = _make_address(piece, "", header, None)
+        if addr is None:
+            result.invalid.append(_clip(piece))
+            continue
+        if limit is not None and count >= limit:
+            result.truncated = True
+            return result
+        result.addresses.append(addr)
+        count += 1
+    if pending_name:
+        result.invalid.append(_clip(pending_name))
+    return result
+
+
+def _tokens(value: str) -> Iterator[tuple[str, str, bool]]:
+    """Yield ``(kind, text, spaced)``; ``spaced`` says whitespace preceded the token."""
+    pos = 0
+    end = len(value)
+    match = _TOKEN.match
+    while pos < end:
+        m = match(value, pos)
+        if m is None:  # only trailing whitespace is left
+            return
+        kind = m.lastgroup or "x"
+        spaced = m.start(kind) > pos
+        if kind == "c":
+            pos = _skip_comment(value, m.end())
+            continue
+        pos = m.end()
+        yield kind, m.group(kind), spaced
+
+
+def _skip_comment(value: str, pos: int) -> int:
+    """Return the index after a (possibly nested, possibly unterminated) comment."""
+    depth = 1
+    end = len(value)
+    while pos < end and depth:
+        m = _COMMENT_PART.match(value, pos)
+        if m is None:
+            break
+        text = m.group()
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        pos = m.end()
+    return pos
+
+
+class _Entry:
+    """Tokens gathered for one mailbox until a separator closes it."""
+
+    __slots__ = ("angle", "extra_angle", "words")
+
+    def __init__(self) -> None:
+        self.words: list[tuple[str, str, bool]] = []
+        self.angle: str | None = None
+        self.extra_angle = False
+
+    def empty(self) -> bool:
+        return not self.words and self.angle is None
+
+    def phrase(self) -> str:
+        out: list[str] = []
+        for _kind, text, spaced in self.words:
+            if out and spaced:
+                out.append(" ")
+            out.append(text)
+        return "".join(out)
+
+    def text(self) -> str:
+        phrase = self.phrase()
+        if self.angle is not None:
+            return f"{phrase} {self.angle}".strip()
+        return phrase
+
+
+def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) -> ParsedList:
+    """Careful path: quoted strings, comments, groups, semicolons, encoded words."""
+    result = ParsedList([], [])
+    group: str | None = None
+    entry = _Entry()
+    pending_name = ""
+    count = start_count
+
+    def flush() -> bool:
+        """Close the current entry; return False when the address limit is reached."""
+        nonlocal entry, pending_name, count
+        current, entry = entry, _Entry()
+        if current.empty():
+            return True
+        if current.angle is not None:
+            name = current.phrase()
+            if pending_name:
+                name = f"{pending_name}, {name}" if name else pending_name
+                pending_name = ""
+            if current.extra_angle:
+                result.invalid.append(_clip(current.text()))
+                return True
+            spec = current.angle[1:]
+            spec = spec[:-1] if spec.endswith(">") else spec
+            spec = _strip_route(spec.strip())
+            addr = _make_address(spec, name, header, group)
+        else:
+            if pending_name:
+                result.invalid.append(_clip(pending_name))
+                pending_name = ""
+            joined = "".join(text for _k, text, _s in current.words)
+            if "@" not in joined:
+                pending_name = current.phrase()
+                return True
+            # A bare addr-spec may only be split by whitespace around dots/at-signs
+            # (obsolete syntax); a space-separated phrase with an address in it is not one.
+            spaced_words = [t for k, t, s in current.words[1:] if s and k == "w" and "@" not in t]
+            addr = None if spaced_words else _make_address(joined, "", header, group)
+        if addr is None:
+            result.invalid.append(_clip(current.text()))
+            return True
+        if limit is not None and count >= limit:
+            result.truncated = True
+            return False
+        result.addresses.append(addr)
+        count += 1
+        return True
+
+    for kind, text, spaced in _tokens(value):
+        if kind == "s":
+            if text == ",":
+                if not flush():
+                    return result
+            elif text == ";":
+                if not flush():
+                    return result
+                if pending_name:
+                    result.invalid.append(_clip(pending_name))
+                    pending_name = ""
+                if group is not None:
+                    group = None
+                else:
+                    result.semicolon_separated = True
+            elif entry.angle is None and group is None:  # ":" opens a group
+                if pending_name:
+                    name = f"{pending_name}, {entry.phrase()}"
+                    pending_name = ""
+                else:
+                    name = entry.phrase()
+                group = name
+                result.groups += 1
+                entry = _Entry()
+            else:
+                entry.words.append(("w", text, spaced))
+        elif kind == "a":
+            if entry.angle is None:
+                entry.angle = text
+            else:
+                entry.extra_angle = True
+        elif kind in ("q", "w"):
+            if entry.angle is not None and kind == "w":
+                # Text after the angle-addr ("<a@b> junk"): not an address we can trust.
+                entry.extra_angle = True
+            entry.words.append((kind, text, spaced))
+        # stray ">", ")" and "\\" are ignored: they carry no address
+    if flush() and pending_name:
+        result.invalid.append(_clip(pending_name))
+    return result
+
+
+def _strip_route(spec: str) -> str:
+    """Drop an obsolete source route: ``@relay1,@relay2:user@host`` -> ``user@host``."""
+    if spec.startswith("@") and ":" in spec:
+        return spec.rsplit(":", 1)[1]
+    return spec
+
+
+def _make_address(spec: str, name: str, header: str, group: str | None) -> Address | None:
+    """Validate and normalise an addr-spec; ``None`` when it is not a usable address."""
+    spec = spec.strip()
+    if spec.lower().startswith("mailto:"):
+        spec = spec[7:]
+    m = _ADDR_SPEC.match(spec)
+    if m is None:
+        return None
+    domain = normalise_domain(m.group("domain"))
+    if domain is None:
+        return None
+    local = m.group("local").lower()
+    return Address(f"{local}@{domain}", domain, name, header, group)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,169 @@
+"""Find and decode the first text part of a message, in bounded time and memory.
+
+Content checks only need "the first part of the body" (what a recipient reads first), so
+this walks the MIME tree iteratively by byte offsets into the original message: no copies
+of attachments, no recursion (the stdlib raises ``RecursionError`` on deep nesting and
+mail-parser raises on reused boundaries), and hard limits on depth, siblings and bytes
+decoded. Each limit reached is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailguard.headers import HEADER_END, parse_header_block
+from mailguard.limits import Limits
+
+_PARAM = re.compile(
+    r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL
+)
+_TAG = re.compile(r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.I | re.DOTALL)
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyText:
+    text: str
+    """Decoded text, whitespace-collapsed, at most ``limits.body_text_chars`` long."""
+    limit_hit: str | None = None
+    """Which limit stopped the walk (for the MG002 finding), if any."""
+
+
+def content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Content-Type value into lower-case type and parameters (no RFC 2231)."""
+    if not value:
+        return "text/plain", {}
+    main, _, _rest = value.partition(";")
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+        for m in _PARAM.finditer(value[len(main) :])
+    }
+    return main.strip().lower() or "text/plain", params
+
+
+def first_text(
+    raw: bytes, body_offset: int, get: Callable[[str], str | None], limits: Limits
+) -> BodyText:
+    """Return the first text/plain (else text/html) part reachable from the top."""
+    ctype, params = content_type(get("content-type"))
+    cte = (get("content-transfer-encoding") or "").strip().lower()
+    start, end = body_offset, len(raw)
+    depth = 0
+    while True:
+        if ctype.startswith("multipart/"):
+            depth += 1
+            if depth > limits.max_mime_depth:
+                return BodyText("", f"MIME nesting deeper than {limits.max_mime_depth} levels")
+            boundary = params.get("boundary")
+            if not boundary:
+                return BodyText("")
+            part = _pick_part(raw, start, end, boundary.encode("utf-8", "replace"), limits)
+            if part is None:
+                return BodyText("")
+            start, end, ctype, params, cte, limit_hit = part
+            if limit_hit:
+                return BodyText("", limit_hit)
+            continue
+        if ctype.startswith("text/") or ctype == "message/rfc822":
+            if ctype == "message/rfc822":
+                return _embedded(raw, start, end, limits)
+            return BodyText(_decode_text(raw, start, end, ctype, params, cte, limits))
+        return BodyText("")
+
+
+def _embedded(raw: bytes, start: int, end: int, limits: Limits) -> BodyText:
+    """A forwarded message as the first part: read its headers, then its first text."""
+    m = HEADER_END.search(raw, start, min(end, start + limits.body_scan_bytes))
+    if m is None:
+        return BodyText("")
+    headers = parse_header_block(raw[start : m.start()], limits, [])
+    ctype, params = content_type((headers.get("content-type") or [None])[0])
+    if ctype.startswith("multipart/") or ctype == "message/rfc822":
+        return BodyText("")  # don't nest further: a forwarded multipart is not "first text"
+    cte = ((headers.get("content-transfer-encoding") or [""])[0]).strip().lower()
+    return BodyText(_decode_text(raw, m.end(), end, ctype, params, cte, limits))
+
+
+def _pick_part(
+    raw: bytes, start: int, end: int, boundary: bytes, limits: Limits
+) -> tuple[int, int, str, dict[str, str], str, str | None] | None:
+    """Choose the part to descend into: text/plain first, then html, then a multipart."""
+    delimiter = b"--" + boundary
+    pos = raw.find(delimiter, start, end)
+    best: tuple[int, int, str, dict[str, str], str] | None = None
+    best_rank = 99
+    seen = 0
+    while pos >= 0:
+        line_end = raw.find(b"\n", pos, end)
+        if line_end < 0:
+            break
+        if raw.startswith(b"--", pos + len(delimiter)):
+            break  # closing delimiter
+        part_start = line_end + 1
+        nxt = raw.find(delimiter, part_start, end)
+        part_end = nxt if nxt >= 0 else end
+        seen += 1
+        if seen > limits.max_mime_parts:
+            return (0, 0, "", {}, "", f"more than {limits.max_mime_parts} parts in a multipart")
+        m = HEADER_END.search(raw, part_start, min(part_end, part_start + limits.body_scan_bytes))
+        if raw[part_start : part_start + 1] in (b"\r", b"\n"):
+            headers: dict[str, list[str]] = {}
+            body_start = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
+        elif m is not None:
+            headers = parse_header_block(raw[part_start : m.start()], limits, [])
+            body_start = m.end()
+        else:
+            pos = nxt
+            continue
+        ctype, params = content_type((headers.get("content-type") or [None])[0])
+        disposition = (headers.get("content-disposition") or [""])[0].lower()
+        cte = ((headers.get("content-transfer-encoding") or [""])[0]).strip().lower()
+        rank = 99
+        if not disposition.startswith("attachment"):
+            if ctype == "text/plain":
+                rank = 0
+            elif ctype == "text/html":
+                rank = 1
+            elif ctype.startswith("multipart/"):
+                rank = 2
+        if rank < best_rank:
+            best, best_rank = (body_start, part_end, ctype, params, cte), rank
+            if rank == 0:
+                break
+        pos = nxt
+    if best is None:
+        return None
+    return (*best, None)
+
+
+def _decode_text(
+    raw: bytes,
+    start: int,
+    end: int,
+    ctype: str,
+    params: dict[str, str],
+    cte: str,
+    limits: Limits,
+) -> str:
+    chunk = raw[start : min(end, start + limits.body_scan_bytes)]
+    if cte == "base64":
+        cleaned = b"".join(chunk.split())
+        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        try:
+            chunk = binascii.a2b_base64(cleaned)
+        except (binascii.Error, ValueError):
+            return ""
+    elif cte == "quoted-printable":
+        chunk = binascii.a2b_qp(chunk)
+    charset = params.get("charset", "utf-8").strip().lower() or "utf-8"
+    try:
+        text = chunk.decode(charset, errors="replace")
+    except LookupError:  # unknown charset, or a non-text codec such as "rot13"
+        text = chunk.decode("utf-8", errors="replace")
+    if ctype == "text/html":
+        text = html.unescape(_TAG.sub(" ", text))
+    return _SPACE.sub(" ", text).strip()[: limits.body_text_chars]

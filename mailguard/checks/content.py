@@ -1,0 +1,30 @@
+"""Content checks (MG3xx): what the message reveals about its recipients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mailguard.checks.base import CheckContext, Hit
+from mailguard.config import RuleSettings
+
+
+def sensitive_context(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG301: the sender, subject or opening text marks the recipients as a sensitive group."""
+    parties = len(ctx.recipients.parties)
+    if parties < settings.options["min_parties"] or not ctx.sensitive:
+        return
+    by_label: dict[str, list[str]] = {}
+    gdpr: dict[str, str] = {}
+    for m in ctx.sensitive:
+        by_label.setdefault(m.category.label, []).append(f"'{m.term}' in {m.where}")
+        gdpr[m.category.label] = m.category.gdpr
+    parts = [f"{label} ({'; '.join(sorted(set(ev))[:3])})" for label, ev in sorted(by_label.items())]
+    yield Hit(
+        f"sensitive context — {', '.join(parts)}: being on this list reveals something about "
+        f"each of the {parties:,} exposed parties",
+        evidence={
+            "categories": sorted({m.category.key for m in ctx.sensitive}),
+            "legal_basis": sorted(set(gdpr.values())),
+            "parties": parties,
+        },
+    )

@@ -1,0 +1,105 @@
+"""Recipient checks (MG1xx): exposed parties, personal addresses, envelope, list syntax."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mailguard.checks.base import SENSITIVE_RULE, CheckContext, Hit
+from mailguard.config import RuleSettings
+from mailguard.scoring import ramp
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
+
+
+def sensitive_labels(ctx: CheckContext) -> list[str]:
+    return sorted({m.category.label for m in ctx.sensitive})
+
+
+def exposed_parties(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG101: unrelated external parties in To/Cc learn each other's addresses."""
+    opts = settings.options
+    r = ctx.recipients
+    n = len(r.parties)
+    low, high = opts["min_parties"], opts["mass_parties"]
+    labels: list[str] = []
+    if n >= opts["sensitive_min_parties"] and n < high and ctx.config.rule_settings[SENSITIVE_RULE].enabled:
+        labels = sensitive_labels(ctx)
+        if labels:
+            low, high = opts["sensitive_min_parties"], opts["sensitive_mass_parties"]
+    weight = ramp(n, low, high, settings.weight, opts["mass_weight"])
+    if not weight:
+        return
+    personal = len(r.personal)
+    orgs = n - personal
+    detail = f"{_plural(personal, 'personal address', 'personal addresses')}, {_plural(orgs, 'organisation')}"
+    message = (
+        f"{_plural(n, 'external party', 'external parties')} ({detail}) can see each other's "
+        f"addresses in To/Cc"
+    )
+    if labels:
+        message += f"; threshold lowered to {low} because the context is sensitive ({', '.join(labels)})"
+    yield Hit(
+        message,
+        weight,
+        {"parties": n, "personal": personal, "organisations": orgs, "threshold": low,
+         "mass_threshold": high, "sensitive": labels},
+    )  # fmt: skip
+
+
+def personal_exposed(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG102: members of the public (consumer mailboxes) are among the exposed."""
+    opts = settings.options
+    n = len(ctx.recipients.personal)
+    threshold = opts["min_personal"]
+    if n >= opts["sensitive_min_personal"] and n < threshold and sensitive_labels(ctx):
+        threshold = opts["sensitive_min_personal"]
+    if n < threshold or n < 2:
+        return
+    providers = sorted({ctx.recipients.visible[a].domain for a in ctx.recipients.personal})
+    shown = ", ".join(providers[:4]) + (", …" if len(providers) > 4 else "")
+    yield Hit(
+        f"{_plural(n, 'personal address', 'personal addresses')} of individuals ({shown}) "
+        f"are visible to every recipient",
+        evidence={"personal": n, "providers": providers},
+    )
+
+
+def envelope_visible(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG103: the envelope confirms the visible addresses really receive the message."""
+    r = ctx.recipients
+    overlap = r.envelope_visible - r.internal
+    if len(r.envelope_rcpt) < 2 or len(overlap) < settings.options["min_overlap"]:
+        return
+    yield Hit(
+        f"{_plural(len(overlap), 'external envelope recipient')} of {len(r.envelope_rcpt):,} "
+        f"also appear in To/Cc: every copy delivered shows them to the others",
+        evidence={"envelope_recipients": len(r.envelope_rcpt), "visible_overlap": len(overlap)},
+    )
+
+
+def semicolon_lists(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG104: ``a; b; c`` lists pasted from Outlook."""
+    headers = ctx.recipients.semicolon_headers
+    if headers:
+        names = ", ".join(h.title() for h in headers)
+        yield Hit(
+            f"{names} separates addresses with ';' (an Outlook-style paste): mailguard counted "
+            f"every address, but other software may keep only the last one",
+            evidence={"headers": headers},
+        )
+
+
+def unparseable_entries(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG105: entries that are not addresses were left out of the counts."""
+    invalid = ctx.recipients.invalid
+    if len(invalid) < settings.options["min_entries"]:
+        return
+    headers = sorted({h.title() for h, _ in invalid})
+    yield Hit(
+        f"{_plural(len(invalid), 'entry', 'entries')} in {'/'.join(headers)} "
+        f"{'is' if len(invalid) == 1 else 'are'} not a valid address and "
+        f"{'was' if len(invalid) == 1 else 'were'} left out of the counts",
+        evidence={"entries": len(invalid), "headers": headers},
+    )

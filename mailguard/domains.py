@@ -1,0 +1,81 @@
+"""Domain knowledge: normalisation, registrable domains, internal and personal domains.
+
+"Who is a stranger to whom" is decided on registrable domains (the Public Suffix List's
+"private suffix": ``mail.nhs.uk`` and ``x.y.example.co.uk`` are different organisations
+from ``nhs.uk`` and ``co.uk``). The list comes from ``publicsuffixlist``, which ships it
+inside the package: nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+_PSL = PublicSuffixList()
+_ASCII_DOMAIN = re.compile(r"^[a-z0-9_.-]+$")
+_LITERAL = re.compile(r"^\[[^\[\]]*\]$")
+
+
+@functools.lru_cache(maxsize=65536)
+def normalise_domain(domain: str) -> str | None:
+    """Lower-case, strip a trailing dot and turn IDNs into ASCII so that spellings compare.
+
+    ``bücher.example`` and ``xn--bcher-kva.example`` must be one domain. Returns ``None``
+    for text that cannot be a domain at all.
+    """
+    domain = domain.strip().rstrip(".").lower()
+    if not domain or ".." in domain:
+        return None
+    if _LITERAL.match(domain):
+        return domain
+    if _ASCII_DOMAIN.match(domain):
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        # Not valid IDNA (raw 8-bit junk, emoji ...). Keep a stable lower-case form so it
+        # is still counted once; it can never match a configured ASCII domain.
+        return domain
+
+
+@functools.lru_cache(maxsize=65536)
+def registrable_domain(domain: str) -> str:
+    """The organisation-level domain (eTLD+1); the domain itself when the PSL has no answer."""
+    if domain.startswith("["):
+        return domain
+    return _PSL.privatesuffix(domain) or domain
+
+
+class DomainSet:
+    """A set of domains that also matches their subdomains (``x.example`` ⊂ ``example``)."""
+
+    __slots__ = ("_domains", "_match")
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self._domains = frozenset(d for d in (normalise_domain(x) for x in domains) if d)
+        self._match = functools.lru_cache(maxsize=16384)(self._uncached_match)
+
+    def __contains__(self, domain: object) -> bool:
+        return isinstance(domain, str) and self._match(domain)
+
+    def __bool__(self) -> bool:
+        return bool(self._domains)
+
+    def __iter__(self):  # noqa: ANN204 - plain iterator over the configured domains
+        return iter(sorted(self._domains))
+
+    def _uncached_match(self, domain: str) -> bool:
+        domains = self._domains
+        if domain in domains:
+            return True
+        dot = domain.find(".")
+        while dot >= 0:
+            domain = domain[dot + 1 :]
+            if domain in domains:
+                return True
+            dot = domain.find(".")
+        return False

@@ -1,0 +1,28 @@
+"""Resource limits that keep hostile input bounded in time and memory.
+
+Every limit that is reached becomes a finding (MG002) rather than an exception, so an
+oversized or maliciously nested message is still decided, and the operator sees why the
+decision was made on partial information.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 16 * 1024 * 1024
+    """Largest header block read; beyond it the rest is treated as body."""
+    max_header_field_bytes: int = 256 * 1024
+    """Longest single header field before it is reported (non-address fields are cut)."""
+    max_addresses: int = 200_000
+    """Addresses counted per message before counting stops."""
+    max_mime_depth: int = 64
+    """Multipart nesting followed when looking for the first text part."""
+    max_mime_parts: int = 200
+    """Sibling parts examined per multipart when looking for text."""
+    body_scan_bytes: int = 64 * 1024
+    """Encoded bytes of the first text part that are decoded."""
+    body_text_chars: int = 2000
+    """Characters of body text given to content checks ("the first part of the body")."""

@@ -1,0 +1,219 @@
+"""Recipient analysis: who sees whom, and how many strangers learn each other's addresses.
+
+The harm of a To/Cc mailout is that people who do not know each other learn each other's
+addresses. So the unit of exposure is the *party*: each address at a consumer mailbox
+provider is its own party (a member of the public), each other external organisation
+(registrable domain) is one party, and internal colleagues seeing each other is no
+exposure at all. Mailing-list addresses hide their members and are not parties.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailguard.addresses import Address, parse_address_list
+from mailguard.config import Config
+from mailguard.domains import registrable_domain
+from mailguard.headers import ADDRESS_HEADERS
+from mailguard.message import Message
+
+_ANGLE = re.compile(r"<([^<>]*)>")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """SMTP envelope: who the message is really delivered to (``RCPT TO``)."""
+
+    mail_from: str | None = None
+    rcpt_to: tuple[str, ...] = ()
+
+
+@dataclass
+class RecipientAnalysis:
+    """Everything the recipient checks need, computed once per message."""
+
+    by_header: dict[str, dict[str, Address]]
+    """Distinct addresses per header kind (``to``, ``cc``, ``bcc``; Resent-* folded in)."""
+    visible: dict[str, Address]
+    """Distinct addresses in To/Cc/Resent-To/Resent-Cc, in first-seen order."""
+    bcc: dict[str, Address]
+    internal: set[str]
+    personal: set[str]
+    lists: set[str]
+    parties: dict[str, list[str]]
+    """Exposed party key (registrable domain, or the address for personal ones) -> addresses."""
+    domains: Counter[str]
+    """Registrable domain -> number of visible external addresses."""
+    internal_basis: str
+    """How internal was decided, for explanations ("configured", "sender domain x")."""
+    sender: Address | None = None
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+    semicolon_headers: list[str] = field(default_factory=list)
+    truncated: bool = False
+    envelope_rcpt: set[str] = field(default_factory=set)
+    envelope_visible: set[str] = field(default_factory=set)
+
+    @property
+    def external(self) -> list[str]:
+        return [a for a in self.visible if a not in self.internal]
+
+    def summary(self) -> dict[str, object]:
+        """The ``recipients`` object of the JSON contract (counts only, never addresses)."""
+        external = len(self.visible) - len(self.internal)
+        return {
+            "to": len(self.by_header["to"]),
+            "cc": len(self.by_header["cc"]),
+            "bcc": len(self.bcc),
+            "visible": len(self.visible),
+            "visible_internal": len(self.internal),
+            "visible_external": external,
+            "external_domains": len(self.domains),
+            "personal": len(self.personal),
+            "exposed_parties": len(self.parties),
+            "mailing_lists": len(self.lists),
+            "invalid_entries": len(self.invalid),
+            "envelope_recipients": len(self.envelope_rcpt),
+            "envelope_recipients_visible": len(self.envelope_visible),
+            "top_domains": [[d, n] for d, n in self.domains.most_common(5)],
+            "internal_basis": self.internal_basis,
+        }
+
+
+def analyse(message: Message, config: Config, envelope: Envelope | None = None) -> RecipientAnalysis:
+    limit = config.limits.max_addresses
+    by_header: dict[str, dict[str, Address]] = {"to": {}, "cc": {}, "bcc": {}}
+    invalid: list[tuple[str, str]] = []
+    semicolons: list[str] = []
+    truncated = False
+    count = 0
+    for header in ADDRESS_HEADERS:
+        kind = header.removeprefix("resent-")
+        bucket = by_header[kind]
+        for value in message.get_all(header):
+            parsed = parse_address_list(value, header, limit=limit, start_count=count)
+            count += len(parsed.addresses)
+            for addr in parsed.addresses:
+                bucket.setdefault(addr.addr, addr)
+            invalid.extend((header, text) for text in parsed.invalid)
+            if parsed.semicolon_separated and header not in semicolons:
+                semicolons.append(header)
+            truncated = truncated or parsed.truncated
+    visible: dict[str, Address] = {}
+    for kind in ("to", "cc"):
+        for key, addr in by_header[kind].items():
+            visible.setdefault(key, addr)
+
+    sender = _sender(message, envelope)
+    internal_set = config.internal_set
+    if internal_set:
+        is_internal = internal_set.__contains__
+        basis = "configured: " + ", ".join(internal_set)
+    elif sender is not None and sender.domain not in config.personal_set:
+        org = registrable_domain(sender.domain)
+        basis = f"sender's domain {org}"
+        is_internal = _subdomain_test(org)
+    else:
+        # A sender at Gmail is not "internal" with every Gmail user: only their own address.
+        basis = "sender's own address (sender uses a personal mailbox)" if sender else "none"
+        is_internal = _never
+
+    list_addrs = _list_addresses(message, config)
+    personal_set = config.personal_set
+    internal: set[str] = set()
+    personal: set[str] = set()
+    lists: set[str] = set()
+    parties: dict[str, list[str]] = {}
+    domains: Counter[str] = Counter()
+    own = sender.addr if sender else None
+    for key, addr in visible.items():
+        if key == own or is_internal(addr.domain):
+            internal.add(key)
+            continue
+        org = registrable_domain(addr.domain)
+        domains[org] += 1
+        if key in list_addrs or _matches_list(key, config.mailing_lists):
+            lists.add(key)
+            continue
+        if addr.domain in personal_set:
+            personal.add(key)
+            parties[key] = [key]
+        else:
+            parties.setdefault(org, []).append(key)
+
+    envelope_rcpt: set[str] = set()
+    if envelope is not None:
+        for rcpt in envelope.rcpt_to:
+            parsed = parse_address_list(_strip_angle(rcpt), "envelope")
+            envelope_rcpt.update(a.addr for a in parsed.addresses)
+    return RecipientAnalysis(
+        by_header=by_header,
+        visible=visible,
+        bcc=by_header["bcc"],
+        internal=internal,
+        personal=personal,
+        lists=lists,
+        parties=parties,
+        domains=domains,
+        internal_basis=basis,
+        sender=sender,
+        invalid=invalid,
+        semicolon_headers=semicolons,
+        truncated=truncated,
+        envelope_rcpt=envelope_rcpt,
+        envelope_visible=envelope_rcpt & visible.keys(),
+    )
+
+
+def _never(_domain: str) -> bool:
+    return False
+
+
+def _subdomain_test(org: str) -> Callable[[str], bool]:
+    suffix = "." + org
+
+    def test(domain: str) -> bool:
+        return domain == org or domain.endswith(suffix)
+
+    return test
+
+
+def _strip_angle(value: str) -> str:
+    m = _ANGLE.search(value)
+    return m.group(1) if m else value
+
+
+def _sender(message: Message, envelope: Envelope | None) -> Address | None:
+    for header in ("from", "sender"):
+        for value in message.get_all(header):
+            parsed = parse_address_list(value, header)
+            if parsed.addresses:
+                return parsed.addresses[0]
+    if envelope is not None and envelope.mail_from:
+        parsed = parse_address_list(_strip_angle(envelope.mail_from), "envelope")
+        if parsed.addresses:
+            return parsed.addresses[0]
+    return None
+
+
+def _list_addresses(message: Message, config: Config) -> set[str]:
+    """Addresses the message itself declares as mailing lists (List-Post, List-Id)."""
+    found: set[str] = set()
+    for value in message.get_all("list-post"):
+        for target in _ANGLE.findall(value) or [value]:
+            parsed = parse_address_list(target, "list-post")
+            found.update(a.addr for a in parsed.addresses)
+    for value in message.get_all("list-id"):
+        # List-Id: Name <dev.lists.example.org> identifies dev@lists.example.org.
+        for ident in _ANGLE.findall(value):
+            local, _, domain = ident.strip().lower().partition(".")
+            if local and domain:
+                found.add(f"{local}@{domain}")
+    return found
+
+
+def _matches_list(address: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(address, p.lower()) for p in patterns)

@@ -1,0 +1,94 @@
+"""Results: findings and per-message reports, with the stable JSON contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mailguard.addresses import Address
+from mailguard.scoring import Verdict
+
+if TYPE_CHECKING:
+    from mailguard.recipients import RecipientAnalysis
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: str
+    name: str
+    severity: str
+    message: str
+    weight: int
+    """Points this finding added to the score."""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity,
+            "message": self.message,
+            "weight": self.weight,
+            "evidence": dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExposedAddress:
+    """An address shown only when the user asks (``--show-addresses``)."""
+
+    address: Address
+    kind: str  # "internal" | "personal" | "organisation" | "list"
+
+
+@dataclass
+class Report:
+    """The decision about one message."""
+
+    source: str
+    verdict: Verdict
+    score: int
+    findings: list[Finding]
+    recipients: dict[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    analysis: RecipientAnalysis | None = field(default=None, repr=False, compare=False)
+    """The full recipient analysis, for callers that need more than the counts."""
+
+    def exposed(self) -> list[ExposedAddress]:
+        """Visible addresses with their classification; outputs print them only on request."""
+        r = self.analysis
+        if r is None:
+            return []
+
+        def kind(key: str) -> str:
+            if key in r.internal:
+                return "internal"
+            if key in r.lists:
+                return "list"
+            return "personal" if key in r.personal else "organisation"
+
+        return [ExposedAddress(addr, kind(key)) for key, addr in r.visible.items()]
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The per-message object of the JSON contract (no addresses)."""
+        return {
+            "source": self.source,
+            "verdict": self.verdict,
+            "score": self.score,
+            "message_id": self.message_id,
+            "recipients": self.recipients,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+EMPTY_RECIPIENTS: dict[str, Any] = {
+    "to": 0, "cc": 0, "bcc": 0, "visible": 0, "visible_internal": 0, "visible_external": 0,
+    "external_domains": 0, "personal": 0,
+}  # fmt: skip

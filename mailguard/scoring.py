@@ -1,0 +1,41 @@
+"""Scoring: findings' weights add up to a 0-100 score; thresholds turn it into a verdict.
+
+Kept apart from detection (as SpamAssassin and rspamd do) so that operators can re-weight
+any rule, and every point of a score can be traced to one finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from mailguard.config import Scoring
+
+Verdict = Literal["pass", "warn", "block", "error"]
+VERDICT_ORDER: dict[str, int] = {"pass": 0, "warn": 1, "block": 2, "error": 3}
+
+
+def ramp(count: int, low: int, high: int, low_weight: int, high_weight: int) -> int:
+    """Points for ``count`` on a line from ``low_weight`` at ``low`` to ``high_weight`` at ``high``.
+
+    Below ``low`` gives 0 and above ``high`` stays at ``high_weight``: a threshold users can
+    reason about ("10 parties is a warning, 50 a block") with a score that still tells 12
+    from 45 apart.
+    """
+    if count < low:
+        return 0
+    if count >= high or high <= low:
+        return high_weight
+    return round(low_weight + (high_weight - low_weight) * (count - low) / (high - low))
+
+
+def total(weights: Iterable[int]) -> int:
+    return max(0, min(100, sum(weights)))
+
+
+def verdict(score: int, scoring: Scoring) -> Verdict:
+    if score >= scoring.block_at:
+        return "block"
+    if score >= scoring.warn_at:
+        return "warn"
+    return "pass"
