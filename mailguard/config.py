@@ -81,8 +81,7 @@ class Config:
                 raise ConfigError(f"rules.{key}: expected a table")
             overrides[rule.code] = value
         return {
-            rule.code: _settle_rule(rule, overrides.get(rule.code, {}))
-            for rule in load_rules()
+            rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in load_rules()
         }
 
     @functools.cached_property
@@ -127,9 +126,7 @@ def _settle_rule(rule: Rule, override: Mapping[str, Any]) -> RuleSettings:
 def _shipped_personal_domains() -> tuple[str, ...]:
     text = data_path("personal_domains.txt").read_text(encoding="utf-8")
     return tuple(
-        line.split("#", 1)[0].strip()
-        for line in text.splitlines()
-        if line.split("#", 1)[0].strip()
+        line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()
     )
 
 

@@ -62,7 +62,7 @@ class Engine:
                 raw = decode_smtp_data(raw)
             message = parse_message(raw, self.config.limits)
         except InputError as exc:
-            return self._error(source, str(exc))
+            return self.error_report(source, str(exc))
         try:
             recipients = analyse(message, self.config, envelope)
             ctx = CheckContext(message, recipients, self.config, envelope, mode)
@@ -77,7 +77,9 @@ class Engine:
                 "internal error checking %s: %s at %s:%s",
                 source, type(exc).__name__, where.filename, where.lineno,
             )  # fmt: skip
-            return self._error(source, f"internal error ({type(exc).__name__}); please report it")
+            return self.error_report(
+                source, f"internal error ({type(exc).__name__}); please report it"
+            )
         score = total(f.weight for f in findings)
         findings.sort(key=lambda f: (-f.weight, f.code))
         return Report(
@@ -96,9 +98,12 @@ class Engine:
             settings.code, settings.rule.name, settings.severity, hit.message, weight, hit.evidence
         )
 
-    def _error(self, source: str, reason: str) -> Report:
+    def error_report(self, source: str, reason: str) -> Report:
+        """An ``error`` report with an MG001 finding, e.g. for a file that cannot be read."""
         s = self._unreadable
-        finding = Finding(s.code, s.rule.name, s.severity, f"message could not be checked: {reason}", s.weight)
+        finding = Finding(
+            s.code, s.rule.name, s.severity, f"message could not be checked: {reason}", s.weight
+        )
         return Report(source, "error", total([s.weight]), [finding], dict(EMPTY_RECIPIENTS))
 
 

@@ -83,7 +83,9 @@ class RecipientAnalysis:
         }
 
 
-def analyse(message: Message, config: Config, envelope: Envelope | None = None) -> RecipientAnalysis:
+def analyse(
+    message: Message, config: Config, envelope: Envelope | None = None
+) -> RecipientAnalysis:
     limit = config.limits.max_addresses
     by_header: dict[str, dict[str, Address]] = {"to": {}, "cc": {}, "bcc": {}}
     invalid: list[tuple[str, str]] = []

@@ -191,7 +191,9 @@ def _build_rule(data: dict[str, Any], path: Path) -> Rule:
     options = {}
     for name, spec in data.get("options", {}).items():
         if not isinstance(spec, dict) or spec.get("type") not in OPTION_TYPES:
-            raise RuleDefinitionError(f"{where}: option {name} needs a type in {list(OPTION_TYPES)}")
+            raise RuleDefinitionError(
+                f"{where}: option {name} needs a type in {list(OPTION_TYPES)}"
+            )
         if not spec.get("doc"):
             raise RuleDefinitionError(f"{where}: option {name} needs a doc")
         if name in COMMON_RULE_KEYS:

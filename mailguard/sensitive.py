@@ -41,7 +41,9 @@ def _term_regex(term: str) -> str:
 
 
 def _compile(terms: Iterable[str]) -> re.Pattern[str] | None:
-    parts = sorted({_term_regex(t.strip().lower()) for t in terms if t.strip()}, key=len, reverse=True)
+    parts = sorted(
+        {_term_regex(t.strip().lower()) for t in terms if t.strip()}, key=len, reverse=True
+    )
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
@@ -54,7 +56,9 @@ def vocabulary(extra_terms: tuple[str, ...] = ()) -> tuple[Category, ...]:
         pattern = _compile(spec["terms"])
         if pattern is not None:
             categories.append(
-                Category(key, spec["label"], spec["gdpr"], pattern, _compile(spec.get("exclude", [])))
+                Category(
+                    key, spec["label"], spec["gdpr"], pattern, _compile(spec.get("exclude", []))
+                )
             )
     custom = _compile(extra_terms)
     if custom is not None:

@@ -47,7 +47,9 @@ class CheckContext:
             return []
         opts = settings.options
         wanted = frozenset(opts["categories"]) if opts["categories"] else None
-        return sensitive.detect(self._context_texts(), sensitive.vocabulary(opts["extra_terms"]), wanted)
+        return sensitive.detect(
+            self._context_texts(), sensitive.vocabulary(opts["extra_terms"]), wanted
+        )
 
     def _context_texts(self) -> dict[str, str]:
         texts: dict[str, str] = {}

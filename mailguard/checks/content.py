@@ -18,7 +18,9 @@ def sensitive_context(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit
     for m in ctx.sensitive:
         by_label.setdefault(m.category.label, []).append(f"'{m.term}' in {m.where}")
         gdpr[m.category.label] = m.category.gdpr
-    parts = [f"{label} ({'; '.join(sorted(set(ev))[:3])})" for label, ev in sorted(by_label.items())]
+    parts = [
+        f"{label} ({'; '.join(sorted(set(ev))[:3])})" for label, ev in sorted(by_label.items())
+    ]
     yield Hit(
         f"sensitive context — {', '.join(parts)}: being on this list reveals something about "
         f"each of the {parties:,} exposed parties",

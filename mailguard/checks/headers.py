@@ -14,7 +14,9 @@ def bcc_header(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     bcc = ctx.recipients.bcc
     n = len(bcc)
     opts = settings.options
-    weight = ramp(n, opts["min_addresses"], opts["mass_addresses"], settings.weight, opts["mass_weight"])
+    weight = ramp(
+        n, opts["min_addresses"], opts["mass_addresses"], settings.weight, opts["mass_weight"]
+    )
     if not weight:
         return
     yield Hit(

@@ -10,9 +10,15 @@ from mailguard.config import RuleSettings
 
 def limits_reached(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     """MG002: say where mailguard stopped reading, so a decision is never silently partial."""
-    reasons = [p.detail for p in ctx.message.problems if p.kind in ("oversized-field", "header-block-truncated")]
+    reasons = [
+        p.detail
+        for p in ctx.message.problems
+        if p.kind in ("oversized-field", "header-block-truncated")
+    ]
     if ctx.recipients.truncated:
-        reasons.append(f"more than {ctx.config.limits.max_addresses:,} addresses (counting stopped there)")
+        reasons.append(
+            f"more than {ctx.config.limits.max_addresses:,} addresses (counting stopped there)"
+        )
     limit_hit = ctx.message.body_text.limit_hit
     if limit_hit:
         reasons.append(limit_hit)

@@ -24,7 +24,11 @@ def exposed_parties(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     n = len(r.parties)
     low, high = opts["min_parties"], opts["mass_parties"]
     labels: list[str] = []
-    if n >= opts["sensitive_min_parties"] and n < high and ctx.config.rule_settings[SENSITIVE_RULE].enabled:
+    if (
+        n >= opts["sensitive_min_parties"]
+        and n < high
+        and ctx.config.rule_settings[SENSITIVE_RULE].enabled
+    ):
         labels = sensitive_labels(ctx)
         if labels:
             low, high = opts["sensitive_min_parties"], opts["sensitive_mass_parties"]
@@ -33,13 +37,16 @@ def exposed_parties(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
         return
     personal = len(r.personal)
     orgs = n - personal
-    detail = f"{_plural(personal, 'personal address', 'personal addresses')}, {_plural(orgs, 'organisation')}"
+    detail = _plural(personal, "personal address", "personal addresses")
+    detail += f", {_plural(orgs, 'organisation')}"
     message = (
         f"{_plural(n, 'external party', 'external parties')} ({detail}) can see each other's "
         f"addresses in To/Cc"
     )
     if labels:
-        message += f"; threshold lowered to {low} because the context is sensitive ({', '.join(labels)})"
+        message += (
+            f"; threshold lowered to {low} because the context is sensitive ({', '.join(labels)})"
+        )
     yield Hit(
         message,
         weight,

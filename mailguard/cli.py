@@ -1,0 +1,212 @@
+"""Command line: a thin layer over the library (``mailguard.Engine``), no logic of its own.
+
+Exit codes follow the linter convention: 0 nothing at or above ``--fail-on``, 1 something
+is, 2 usage, configuration or input error (an unreadable message is never "clean").
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailguard import __version__
+from mailguard import config as config_mod
+from mailguard.engine import Engine
+from mailguard.errors import ConfigError
+from mailguard.outputs import RenderOptions, render
+from mailguard.recipients import Envelope
+from mailguard.redact import Redactor
+from mailguard.report import Report
+from mailguard.rules import SEVERITIES, Rule, find_rule, load_rules
+from mailguard.scoring import VERDICT_ORDER
+from mailguard.sources import iter_inputs
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+app = typer.Typer(
+    name="mailguard",
+    help="Catch emails that expose their recipients (To/Cc instead of Bcc) before they are sent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class FailOn(enum.StrEnum):
+    warn = "warn"
+    block = "block"
+
+
+class Mode(enum.StrEnum):
+    outgoing = "outgoing"
+    archived = "archived"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mailguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """mailguard inspects email before it is sent and flags exposed recipient lists."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"mailguard: error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def load_config(path: Path | None, no_config: bool, internal: list[str]) -> config_mod.Config:
+    """Config file (given, discovered, or none), then CLI flags on top."""
+    try:
+        cfg = config_mod.Config() if no_config else config_mod.load(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if internal:
+        cfg = cfg.with_overrides(internal_domains=tuple(internal))
+    return cfg
+
+
+@app.command()
+def check(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Message files, folders (searched recursively) or - for stdin."),
+    ],
+    mail_from: Annotated[
+        str | None, typer.Option("--mail-from", help="SMTP envelope sender (MAIL FROM).")
+    ] = None,
+    rcpt_to: Annotated[
+        list[str] | None,
+        typer.Option("--rcpt-to", help="SMTP envelope recipient (RCPT TO); repeat for each."),
+    ] = None,
+    smtp_data: Annotated[
+        bool,
+        typer.Option("--smtp-data", help="Input is an SMTP DATA section (dot-stuffed, CRLF)."),
+    ] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+    ] = None,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 if any message is at or above this.")
+    ] = FailOn.block,
+    config_path: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config file (default: nearest mailguard.toml/pyproject)."),
+    ] = None,
+    no_config: Annotated[
+        bool, typer.Option("--no-config", help="Ignore config files; use the defaults.")
+    ] = False,
+    internal_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--internal-domain", help="Your organisation's domain; repeat. Overrides config."
+        ),
+    ] = None,
+    show_addresses: Annotated[
+        bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
+    ] = False,
+    redact: Annotated[
+        bool, typer.Option("--redact", help="Replace addresses in the report by keyed hashes.")
+    ] = False,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="outgoing: about to be sent; archived: Sent-folder copies (Bcc is a record)."
+        ),
+    ] = Mode.outgoing,
+    glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
+) -> None:
+    """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
+    cfg = load_config(config_path, no_config, internal_domain or [])
+    envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
+    engine = Engine(cfg)
+    reports: list[Report] = []
+    for item in iter_inputs(paths, pattern=glob):
+        if item.data is None:
+            reports.append(engine.error_report(item.source, item.error or "cannot read"))
+            continue
+        reports.append(
+            engine.check(
+                item.data, envelope=envelope, source=item.source, smtp_data=smtp_data,
+                mode=mode.value,
+            )
+        )  # fmt: skip
+    options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
+    color = output is None and fmt is Format.text and sys.stdout.isatty()
+    text = render(reports, fmt.value, options, color=color)
+    if output is not None:
+        try:
+            output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        typer.echo(text.rstrip("\n"))
+    raise typer.Exit(exit_code(reports, fail_on.value))
+
+
+def exit_code(reports: list[Report], fail_on: str) -> int:
+    if any(r.verdict == "error" for r in reports):
+        return EXIT_ERROR
+    threshold = VERDICT_ORDER[fail_on]
+    return EXIT_FINDINGS if any(VERDICT_ORDER[r.verdict] >= threshold for r in reports) else EXIT_OK
+
+
+@app.command("rules")
+def list_rules() -> None:
+    """List every rule: code, name, severity, weight and summary."""
+    for rule in load_rules():
+        typer.echo(
+            f"{rule.code}  {rule.name:<32} {rule.severity:<8} {rule.weight:>3}  {rule.summary}"
+        )
+
+
+@app.command()
+def explain(code: Annotated[str, typer.Argument(help="Rule code, name or alias.")]) -> None:
+    """Print a rule's documentation, options and examples."""
+    try:
+        rule = find_rule(code)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(explain_text(rule))
+
+
+def explain_text(rule: Rule) -> str:
+    lines = [f"{rule.code} {rule.name} ({rule.severity}, weight {rule.weight})", "", rule.summary]
+    if rule.aliases:
+        lines += ["", "Also known as: " + ", ".join(rule.aliases)]
+    for key, title in (("what", "What it does"), ("why", "Why it matters"),
+                       ("example", "Example"), ("fix", "How to fix")):  # fmt: skip
+        lines += ["", title, "-" * len(title), rule.doc[key]]
+    lines += ["", "Options", "-------"]
+    if rule.options:
+        for opt in rule.options.values():
+            lines.append(f"{opt.name} ({opt.type}, default {opt.default!r}): {opt.doc}")
+    lines.append(
+        f"Every rule also takes: enabled (bool), severity ({'/'.join(SEVERITIES)}), weight (0-100)."
+    )
+    lines += ["", f"Configure in mailguard.toml as [rules.{rule.code}] or [rules.{rule.name}]."]
+    if set(rule.modes) != {"outgoing", "archived"}:
+        lines.append(f"Applies to {' and '.join(rule.modes)} mail only.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,26 @@
+"""JSON output: the stable contract (``schema_version`` 1) for scripts and pipelines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from mailguard import __version__
+from mailguard.outputs import RenderOptions, addresses, summary
+from mailguard.report import SCHEMA_VERSION, Report
+
+
+def render_json(reports: Sequence[Report], options: RenderOptions) -> str:
+    messages = []
+    for report in reports:
+        entry = report.to_dict()
+        if options.show_addresses:
+            entry["addresses"] = addresses(report, options)
+        messages.append(entry)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "mailguard", "version": __version__},
+        "summary": summary(reports),
+        "messages": messages,
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False)

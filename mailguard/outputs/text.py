@@ -1,0 +1,82 @@
+"""Human-readable output: the verdict, the counts that explain it, and what to do.
+
+Shows counts and domains by default; individual addresses only with ``--show-addresses``.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from mailguard.outputs import RenderOptions, summary
+from mailguard.report import Report
+from mailguard.rules import find_rule
+
+STYLE = {"pass": "bold green", "warn": "bold yellow", "block": "bold red", "error": "bold magenta"}
+
+
+def render_text(reports: Sequence[Report], options: RenderOptions, *, color: bool = False) -> str:
+    buffer = io.StringIO()
+    width = shutil.get_terminal_size((100, 24)).columns if color else 100
+    console = Console(
+        file=buffer, force_terminal=color, no_color=not color, width=width,
+        highlight=False, soft_wrap=not color,
+    )  # fmt: skip
+    for report in reports:
+        _message(console, report, options)
+    totals = summary(reports)
+    parts = [f"{totals[v]} {v}" for v in ("block", "warn", "pass", "error") if totals[v]]
+    noun = "message" if totals["messages"] == 1 else "messages"
+    console.print(f"{totals['messages']} {noun} checked: {', '.join(parts) or 'nothing to report'}")
+    return buffer.getvalue()
+
+
+def _message(console: Console, report: Report, options: RenderOptions) -> None:
+    head = Text()
+    head.append(f"{report.verdict.upper():5}", style=STYLE[report.verdict])
+    head.append(f"  {report.source}  ", style="bold")
+    head.append(f"score {report.score}/100", style="dim")
+    console.print(head)
+    r = report.recipients
+    if report.verdict != "error":
+        external = r["visible_external"]
+        line = (
+            f"      {r['visible']:,} visible in To/Cc ({r['visible_internal']:,} internal, "
+            f"{external:,} external"
+        )
+        if external:
+            orgs = r.get("exposed_parties", 0) - r["personal"]
+            line += f": {r['personal']:,} personal, {max(orgs, 0):,} other organisations"
+        line += f") · Bcc {r['bcc']:,}"
+        console.print(escape(line))
+        top = r.get("top_domains") or []
+        if top and external:
+            more = r["external_domains"] - len(top)
+            shown = ", ".join(f"{d} {n:,}" for d, n in top) + (
+                f", +{more} more" if more > 0 else ""
+            )
+            console.print(escape(f"      external domains: {shown}"))
+    for f in report.findings:
+        console.print(
+            f"      [bold]+{f.weight:<3}[/bold] [cyan]{f.code}[/cyan] {f.name}: {escape(f.message)}"
+        )
+    if report.findings and report.verdict in ("warn", "block", "error"):
+        fix = find_rule(report.findings[0].code).doc["fix"]
+        console.print(f"      [dim]how to fix: {escape(_first_sentence(fix))}[/dim]")
+    if options.show_addresses:
+        for entry in report.exposed():
+            a = entry.address
+            console.print(
+                escape(f"        {a.header:<9} {entry.kind:<12} {options.address(a.addr)}")
+            )
+
+
+def _first_sentence(text: str) -> str:
+    flat = " ".join(text.split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[: end + 1]
