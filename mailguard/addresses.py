@@ -55,28 +55,40 @@ class ParsedList:
 # comma-separated list and a split is exact.
 _SPECIAL = re.compile(r'["()\\:;]')
 
-# One token of an address list. Quoted strings may be unterminated at end of input; angle
-# addresses may be unterminated too. Each alternative is linear (no nested quantifiers over
+
+# One token of an address list. Each alternative is linear (no nested quantifiers over
 # overlapping classes), so a 1 MB hostile line cannot make the regex backtrack.
-_TOKEN = re.compile(
-    r"""
-    [ \t\r\n]*
-    (?:
-        (?P<q>"(?:[^"\\]|\\.)*(?:"|\Z))     # quoted-string
-      | (?P<a><[^<>]*>?)                    # angle-addr (possibly with route)
-      | (?P<s>[,;:])                        # separators
-      | (?P<c>\()                           # comment start: nesting handled by hand
-      | (?P<w>[^ \t\r\n"()<>,;:\\]+)        # atom / dot-atom / addr-spec fragment
-      | (?P<x>[<>)\\])                      # stray specials
-    )
-    """,
-    re.VERBOSE | re.DOTALL,
-)
+#
+# Unterminated constructs must not swallow the rest of the list (one typo would hide every
+# later address): an unterminated quoted string matches ``u`` (its ``"`` marks the entry
+# broken and the text after it is tokenised normally), and an unterminated angle-addr stops
+# at the next ``,`` or ``;``. Once one quoted string is unterminated, every later ``"`` is
+# an escaped one of that scan and cannot be terminated either, so the rest is tokenised by
+# the pattern without quoted strings: rescanning to the end for each would be quadratic.
+def _token_pattern(quotes: bool) -> re.Pattern[str]:
+    alternatives = [
+        r'(?P<q>"(?:[^"\\]|\\.)*")',  # quoted-string
+        r'(?P<u>"(?:[^"\\]|\\.)*)',  # unterminated quoted-string (to end of input)
+    ] if quotes else []  # fmt: skip
+    alternatives += [
+        r"(?P<a><[^<>]*>|<[^<>,;]*)",  # angle-addr (possibly with route), or unterminated
+        r"(?P<s>[,;:])",  # separators
+        r"(?P<c>\()",  # comment start: nesting handled by hand
+        r'(?P<w>[^ \t\r\n"()<>,;:\\]+)',  # atom / dot-atom / addr-spec fragment
+        r'(?P<x>[<>)\\"])',  # stray specials (a quote only once quoted strings are off)
+    ]
+    return re.compile(r"[ \t\r\n]*(?:" + "|".join(alternatives) + ")", re.DOTALL)
+
+
+_TOKEN = _token_pattern(quotes=True)
+_TOKEN_NO_QUOTES = _token_pattern(quotes=False)
 _COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
 
 # local@domain with a non-empty local part and a domain of at least one label; the domain
 # may be an address literal like [192.0.2.1]. Checked after tokens are joined.
-_ADDR_SPEC = re.compile(r'^(?P<local>(?:"(?:[^"\\]|\\.)*"|[^@\s"<>(),;:\\\[\]])+)@(?P<domain>[^@\s"<>(),;:\\]+)$')
+_ADDR_SPEC = re.compile(
+    r'^(?P<local>(?:"(?:[^"\\]|\\.)*"|[^@\s"<>(),;:\\\[\]])+)@(?P<domain>[^@\s"<>(),;:\\]+)$'
+)
 
 
 def parse_address_list(
@@ -137,25 +149,44 @@ def _parse_simple(value: str, header: str, limit: int | None, start_count: int) 
 
 
 def _tokens(value: str) -> Iterator[tuple[str, str, bool]]:
-    """Yield ``(kind, text, spaced)``; ``spaced`` says whitespace preceded the token."""
+    """Yield ``(kind, text, spaced)``; ``spaced`` says whitespace preceded the token.
+
+    A ``"`` or ``(`` that opens a quote or comment never closed comes out as a stray ``x``
+    token: the parser marks its entry broken and keeps the addresses that follow.
+    """
     pos = 0
     end = len(value)
     match = _TOKEN.match
+    closes: dict[int, int] | None = None
     while pos < end:
         m = match(value, pos)
         if m is None:  # only trailing whitespace is left
             return
         kind = m.lastgroup or "x"
-        spaced = m.start(kind) > pos
+        start = m.start(kind)
+        spaced = start > pos
         if kind == "c":
-            pos = _skip_comment(value, m.end())
-            continue
-        pos = m.end()
-        yield kind, m.group(kind), spaced
+            if closes is None:
+                pos = _skip_comment(value, m.end())
+                if pos < 0:
+                    # Unterminated: match every later "(" in one pass, so that finding the
+                    # end of each later comment does not rescan to the end of the value.
+                    closes = _match_parens(value, start)
+            else:
+                pos = closes.get(start, -1)
+            if pos >= 0:
+                continue
+            kind, pos = "x", m.end()
+        elif kind == "u":
+            match = _TOKEN_NO_QUOTES.match
+            kind, pos = "x", start + 1
+        else:
+            pos = m.end()
+        yield kind, m.group(kind) if kind != "x" else value[start], spaced
 
 
 def _skip_comment(value: str, pos: int) -> int:
-    """Return the index after a (possibly nested, possibly unterminated) comment."""
+    """Return the index after a (possibly nested) comment, or -1 if it is never closed."""
     depth = 1
     end = len(value)
     while pos < end and depth:
@@ -168,18 +199,45 @@ def _skip_comment(value: str, pos: int) -> int:
         elif text == ")":
             depth -= 1
         pos = m.end()
-    return pos
+    return -1 if depth else pos
+
+
+def _match_parens(value: str, start: int) -> dict[int, int]:
+    """Map each ``(`` from ``start`` on to the index after its ``)``; unclosed ones are absent."""
+    closes: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _COMMENT_PART.finditer(value, start):
+        text = m.group()
+        if text == "(":
+            stack.append(m.start())
+        elif text == ")" and stack:
+            closes[stack.pop()] = m.end()
+    return closes
+
+
+def _strip_comments(spec: str) -> str:
+    """Remove comments inside an angle-addr: ``<pete(his account)@silly.test>`` (RFC 5322 A.5)."""
+    out: list[str] = []
+    pos = 0
+    while (start := spec.find("(", pos)) >= 0:
+        out.append(spec[pos:start])
+        pos = _skip_comment(spec, start + 1)
+        if pos < 0:  # unterminated: the rest is comment
+            return "".join(out)
+    out.append(spec[pos:])
+    return "".join(out)
 
 
 class _Entry:
     """Tokens gathered for one mailbox until a separator closes it."""
 
-    __slots__ = ("angle", "extra_angle", "words")
+    __slots__ = ("angle", "broken", "words")
 
     def __init__(self) -> None:
         self.words: list[tuple[str, str, bool]] = []
         self.angle: str | None = None
-        self.extra_angle = False
+        self.broken = False
+        """A second angle-addr, text after the angle-addr, or an unterminated quote/comment."""
 
     def empty(self) -> bool:
         return not self.words and self.angle is None
@@ -218,25 +276,36 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
             if pending_name:
                 name = f"{pending_name}, {name}" if name else pending_name
                 pending_name = ""
-            if current.extra_angle:
+            if current.broken:
                 result.invalid.append(_clip(current.text()))
                 return True
             spec = current.angle[1:]
             spec = spec[:-1] if spec.endswith(">") else spec
+            if "(" in spec and '"' not in spec:
+                spec = _strip_comments(spec)
             spec = _strip_route(spec.strip())
             addr = _make_address(spec, name, header, group)
         else:
             if pending_name:
                 result.invalid.append(_clip(pending_name))
                 pending_name = ""
+            if current.broken:
+                result.invalid.append(_clip(current.text()))
+                return True
             joined = "".join(text for _k, text, _s in current.words)
             if "@" not in joined:
                 pending_name = current.phrase()
                 return True
             # A bare addr-spec may only be split by whitespace around dots/at-signs
-            # (obsolete syntax); a space-separated phrase with an address in it is not one.
-            spaced_words = [t for k, t, s in current.words[1:] if s and k == "w" and "@" not in t]
-            addr = None if spaced_words else _make_address(joined, "", header, group)
+            # (obsolete syntax: ``jdoe@test . example``); a phrase before an address
+            # (``John a@x``) is not one, and joining it would invent ``johna@x``.
+            words = current.words
+            spaced_ok = all(
+                not spaced or _joins(words[i - 1][1], text)
+                for i, (_kind, text, spaced) in enumerate(words)
+                if i
+            )
+            addr = _make_address(joined, "", header, group) if spaced_ok else None
         if addr is None:
             result.invalid.append(_clip(current.text()))
             return True
@@ -277,11 +346,15 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
             if entry.angle is None:
                 entry.angle = text
             else:
-                entry.extra_angle = True
+                entry.broken = True
         elif kind in ("q", "w"):
             if entry.angle is not None and kind == "w":
                 # Text after the angle-addr ("<a@b> junk"): not an address we can trust.
-                entry.extra_angle = True
+                entry.broken = True
+            entry.words.append((kind, text, spaced))
+        elif text in '"(':
+            # An unterminated quote or comment: this entry is broken, later ones are not.
+            entry.broken = True
             entry.words.append((kind, text, spaced))
         # stray ">", ")" and "\\" are ignored: they carry no address
     if flush() and pending_name:
@@ -296,6 +369,19 @@ def _strip_route(spec: str) -> str:
     return spec
 
 
+def _joins(before: str, after: str) -> bool:
+    """Whether whitespace between two words may sit inside an obsolete-syntax addr-spec."""
+    return before.endswith((".", "@")) or after.startswith((".", "@"))
+
+
+def _join_obsolete(spec: str) -> str | None:
+    """``jdoe@test . example`` -> ``jdoe@test.example``; ``None`` when spaces separate words."""
+    parts = spec.split()
+    if len(parts) < 2 or not all(map(_joins, parts, parts[1:])):
+        return None
+    return "".join(parts)
+
+
 def _make_address(spec: str, name: str, header: str, group: str | None) -> Address | None:
     """Validate and normalise an addr-spec; ``None`` when it is not a usable address."""
     spec = spec.strip()
@@ -303,7 +389,12 @@ def _make_address(spec: str, name: str, header: str, group: str | None) -> Addre
         spec = spec[7:]
     m = _ADDR_SPEC.match(spec)
     if m is None:
-        return None
+        # Only on failure, so the common case pays nothing: obsolete spacing around "." and
+        # "@" (RFC 5322 4.4), as in ``<jdoe @ test . example>`` or a bare ``a . b@x``.
+        joined = _join_obsolete(spec)
+        m = _ADDR_SPEC.match(joined) if joined else None
+        if m is None:
+            return None
     domain = normalise_domain(m.group("domain"))
     if domain is None:
         return None

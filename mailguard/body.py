@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from mailguard.headers import HEADER_END, parse_header_block
 from mailguard.limits import Limits
 
-_PARAM = re.compile(
-    r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL
-)
+_PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL)
 _TAG = re.compile(r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.I | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 
@@ -93,7 +91,7 @@ def _pick_part(
 ) -> tuple[int, int, str, dict[str, str], str, str | None] | None:
     """Choose the part to descend into: text/plain first, then html, then a multipart."""
     delimiter = b"--" + boundary
-    pos = raw.find(delimiter, start, end)
+    pos = _find_delimiter(raw, delimiter, start, end)
     best: tuple[int, int, str, dict[str, str], str] | None = None
     best_rank = 99
     seen = 0
@@ -104,7 +102,7 @@ def _pick_part(
         if raw.startswith(b"--", pos + len(delimiter)):
             break  # closing delimiter
         part_start = line_end + 1
-        nxt = raw.find(delimiter, part_start, end)
+        nxt = _find_delimiter(raw, delimiter, part_start, end)
         part_end = nxt if nxt >= 0 else end
         seen += 1
         if seen > limits.max_mime_parts:
@@ -138,6 +136,28 @@ def _pick_part(
     if best is None:
         return None
     return (*best, None)
+
+
+def _find_delimiter(raw: bytes, delimiter: bytes, start: int, end: int) -> int:
+    """Index of the next real ``--boundary`` line in ``raw[start:end]``, or -1.
+
+    A delimiter starts a line and is followed by ``--`` (closing) or only whitespace
+    (RFC 2046 5.1.1). A bare substring search would take ``--b10`` or ``--b1_alt`` (a nested
+    part's boundary that starts with this one, as generators number them) for ``--b1``,
+    and walk into the wrong part or count a deep nesting as thousands of siblings.
+    """
+    size = len(delimiter)
+    pos = raw.find(delimiter, start, end)
+    while pos >= 0:
+        after = pos + size
+        if pos == 0 or raw[pos - 1] == 0x0A:  # "\n"
+            if raw.startswith(b"--", after, end):
+                return pos
+            line_end = raw.find(b"\n", after, end)
+            if not raw[after : line_end if line_end >= 0 else end].strip():
+                return pos
+        pos = raw.find(delimiter, after, end)
+    return -1
 
 
 def _decode_text(

@@ -58,9 +58,9 @@ def decode_smtp_data(data: bytes) -> bytes:
     Removes the terminating ``.`` line and the dot-stuffing of RFC 5321 §4.5.2 (a leading
     ``.`` on any line is removed once).
     """
-    if data.endswith(b"\r\n.\r\n") or data.endswith(b"\r\n."):
+    if data.endswith((b"\r\n.\r\n", b"\r\n.")):
         data = data[: data.rindex(b"\r\n.") + 2]  # keep the CRLF that ends the last line
-    elif data.endswith(b"\n.\n") or data.endswith(b"\n."):
+    elif data.endswith((b"\n.\n", b"\n.")):
         data = data[: data.rindex(b"\n.") + 1]
     elif data in (b".\r\n", b".\n", b"."):
         data = b""
@@ -72,9 +72,12 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
     limits = limits or Limits()
     if not data.strip():
         raise InputError("input is empty")
-    start = 0
-    if data.startswith(b"From "):  # mbox "From_" separator line left on a single message
-        nl = data.find(b"\n")
+    # A UTF-8 byte-order mark (files saved by Windows editors) would otherwise glue itself
+    # to the first field name, which then fails the name check and is dropped: a first
+    # "To:" line would silently count as no recipients at all.
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    if data.startswith(b"From ", start):  # mbox "From_" line left on a single message
+        nl = data.find(b"\n", start)
         start = nl + 1 if nl >= 0 else len(data)
     if data[start : start + 1] in (b"\r", b"\n"):
         raise InputError("message has no header block (it starts with a blank line)")
