@@ -13,16 +13,21 @@ words may hide commas (``=2C``) that must not split the list.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailguard.domains import normalise_domain
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    """One addr-spec found in a header, with where it came from."""
+class Address(NamedTuple):
+    """One addr-spec found in a header, with where it came from.
+
+    A named tuple rather than a frozen dataclass: a 10,000-recipient header creates 10,000
+    of them, and a frozen dataclass's ``__init__`` costs several times more.
+    """
 
     addr: str
     """Normalised ``local@domain``: lower-cased, IDN domains in ASCII (punycode)."""
@@ -51,9 +56,7 @@ class ParsedList:
     """True when parsing stopped at the address limit."""
 
 
-# Characters that force the careful tokeniser; without them a header is a plain
-# comma-separated list and a split is exact.
-_SPECIAL = re.compile(r'["()\\:;]')
+_new_tuple = tuple.__new__  # Address(...) goes through a Python-level __new__: 2x slower
 
 
 # One token of an address list. Each alternative is linear (no nested quantifiers over
@@ -86,6 +89,8 @@ _COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
 
 # local@domain with a non-empty local part and a domain of at least one label; the domain
 # may be an address literal like [192.0.2.1]. Checked after tokens are joined.
+_LOCAL_PLAIN = re.compile(r'[^@\s"<>(),;:\\\[\]]+\Z')
+_DOMAIN_PLAIN = re.compile(r'[^@\s"<>(),;:\\]+\Z')
 _ADDR_SPEC = re.compile(
     r'^(?P<local>(?:"(?:[^"\\]|\\.)*"|[^@\s"<>(),;:\\\[\]])+)@(?P<domain>[^@\s"<>(),;:\\]+)$'
 )
@@ -99,13 +104,40 @@ def parse_address_list(
     ``limit`` bounds the total number of addresses (``start_count`` already found elsewhere)
     so that a hostile 10-million-address header is cut off in bounded time.
     """
-    if not _SPECIAL.search(value):
-        return _parse_simple(value, header, limit, start_count)
+    # ( ) \ : ; need the careful tokeniser; without them a (quote-aware) split is exact.
+    # "x in str" is a C substring search, several times faster than a character-class regex.
+    hard = "(" in value or ")" in value or "\\" in value or ":" in value or ";" in value
+    if not hard:
+        fast = _parse_split(value, header, limit, start_count)
+        if fast is not None:
+            return fast
     return _parse_tokens(value, header, limit, start_count)
 
 
-def _parse_simple(value: str, header: str, limit: int | None, start_count: int) -> ParsedList:
-    """Fast path for plain ``Name <a@b>, c@d`` lists, which are the vast majority."""
+def _parse_split(value: str, header: str, limit: int | None, start_count: int) -> ParsedList | None:
+    """Fast path for lists without comments, groups or escapes: the vast majority.
+
+    Handles ``Name <a@b>``, bare ``a@b`` and quoted names with commas (``"Last, First"
+    <a@b>``) with C-level ``split`` calls instead of a per-token regex loop — several
+    times faster than the tokeniser on a 300-address header. Commas inside quotes are
+    masked before the split. Returns ``None`` when the header holds anything the careful
+    tokeniser must judge (an unterminated quote, brackets inside quotes, a quoted word
+    before a bare address, any invalid entry next to quotes), so both paths agree.
+    """
+    quoted = '"' in value
+    if quoted:
+        if "\x00" in value:
+            return None
+        segments = value.split('"')
+        if len(segments) % 2 == 0:
+            return None  # an unterminated quote
+        for i in range(1, len(segments), 2):
+            segment = segments[i]
+            if "<" in segment or ">" in segment:
+                return None
+            if "," in segment:
+                segments[i] = segment.replace(",", "\x00")
+        value = '"'.join(segments)
     result = ParsedList([], [])
     pending_name = ""
     count = start_count
@@ -122,13 +154,23 @@ def _parse_simple(value: str, header: str, limit: int | None, start_count: int) 
                 name = f"{pending_name}, {name}" if name else pending_name
                 pending_name = ""
             if (gt >= 0 and piece[gt + 1 :].strip()) or "<" in spec:
+                if quoted:
+                    return None  # let the tokeniser describe the broken entry
                 result.invalid.append(_clip(piece))
                 continue
+            if quoted:
+                if '"' in spec:
+                    return None  # a quoted local part: the tokeniser's job
+                name = name.replace("\x00", ",")
             addr = _make_address(spec, name, header, None)
         else:
             if pending_name:
+                if quoted:
+                    return None
                 result.invalid.append(_clip(pending_name))
                 pending_name = ""
+            if quoted and '"' in piece:
+                return None  # a quoted word before a bare address, or a quoted local part
             if "@" not in piece:
                 # "Doe, Jane <j@x>": an unquoted comma in a display name. Hold the
                 # fragment and give it to the next entry if that one has an angle-addr.
@@ -136,6 +178,8 @@ def _parse_simple(value: str, header: str, limit: int | None, start_count: int) 
                 continue
             addr = _make_address(piece, "", header, None)
         if addr is None:
+            if quoted:
+                return None
             result.invalid.append(_clip(piece))
             continue
         if limit is not None and count >= limit:
@@ -144,6 +188,8 @@ def _parse_simple(value: str, header: str, limit: int | None, start_count: int) 
         result.addresses.append(addr)
         count += 1
     if pending_name:
+        if quoted:
+            return None
         result.invalid.append(_clip(pending_name))
     return result
 
@@ -383,23 +429,42 @@ def _join_obsolete(spec: str) -> str | None:
 
 
 def _make_address(spec: str, name: str, header: str, group: str | None) -> Address | None:
-    """Validate and normalise an addr-spec; ``None`` when it is not a usable address."""
+    """Validate and normalise an addr-spec; ``None`` when it is not a usable address.
+
+    This runs once per recipient (10,000 times for a 10,000-recipient header), so the
+    common case — unquoted local part, plain domain — avoids the per-character alternation
+    of ``_ADDR_SPEC``, validates each domain once (cached), and builds the tuple directly.
+    """
+    local, at, domain = spec.rpartition("@")
+    if at and _LOCAL_PLAIN.match(local):
+        normal = _plain_domain(domain)
+        if normal is not None:
+            return _new_tuple(Address, (f"{local.lower()}@{normal}", normal, name, header, group))
+    return _make_address_slow(spec, name, header, group)
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain_domain(domain: str) -> str | None:
+    return normalise_domain(domain) if _DOMAIN_PLAIN.match(domain) else None
+
+
+def _make_address_slow(spec: str, name: str, header: str, group: str | None) -> Address | None:
     spec = spec.strip()
-    if spec.lower().startswith("mailto:"):
+    if spec[:7].lower() == "mailto:":
         spec = spec[7:]
     m = _ADDR_SPEC.match(spec)
     if m is None:
-        # Only on failure, so the common case pays nothing: obsolete spacing around "." and
-        # "@" (RFC 5322 4.4), as in ``<jdoe @ test . example>`` or a bare ``a . b@x``.
+        # Obsolete spacing around "." and "@" (RFC 5322 4.4), as in ``<jdoe @ test . example>``
+        # or a bare ``a . b@x``.
         joined = _join_obsolete(spec)
         m = _ADDR_SPEC.match(joined) if joined else None
         if m is None:
             return None
-    domain = normalise_domain(m.group("domain"))
-    if domain is None:
+    local, domain = m.group("local", "domain")
+    normal = normalise_domain(domain)
+    if normal is None:
         return None
-    local = m.group("local").lower()
-    return Address(f"{local}@{domain}", domain, name, header, group)
+    return Address(f"{local.lower()}@{normal}", normal, name, header, group)
 
 
 def _clip(text: str, limit: int = 80) -> str:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailguard.headers import HEADER_END, parse_header_block
+from mailguard.headers import find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL)
@@ -26,7 +26,7 @@ _SPACE = re.compile(r"\s+")
 @dataclass(frozen=True, slots=True)
 class BodyText:
     text: str
-    """Decoded text, whitespace-collapsed, at most ``limits.body_text_chars`` long."""
+    """Decoded text (tags stripped from HTML), at most ``limits.body_text_chars`` long."""
     limit_hit: str | None = None
     """Which limit stopped the walk (for the MG002 finding), if any."""
 
@@ -75,15 +75,15 @@ def first_text(
 
 def _embedded(raw: bytes, start: int, end: int, limits: Limits) -> BodyText:
     """A forwarded message as the first part: read its headers, then its first text."""
-    m = HEADER_END.search(raw, start, min(end, start + limits.body_scan_bytes))
-    if m is None:
+    found = find_header_end(raw, start, min(end, start + limits.body_scan_bytes))
+    if found is None:
         return BodyText("")
-    headers = parse_header_block(raw[start : m.start()], limits, [])
+    headers = parse_header_block(raw[start : found[0]], limits, [])
     ctype, params = content_type((headers.get("content-type") or [None])[0])
     if ctype.startswith("multipart/") or ctype == "message/rfc822":
         return BodyText("")  # don't nest further: a forwarded multipart is not "first text"
     cte = ((headers.get("content-transfer-encoding") or [""])[0]).strip().lower()
-    return BodyText(_decode_text(raw, m.end(), end, ctype, params, cte, limits))
+    return BodyText(_decode_text(raw, found[1], end, ctype, params, cte, limits))
 
 
 def _pick_part(
@@ -107,13 +107,13 @@ def _pick_part(
         seen += 1
         if seen > limits.max_mime_parts:
             return (0, 0, "", {}, "", f"more than {limits.max_mime_parts} parts in a multipart")
-        m = HEADER_END.search(raw, part_start, min(part_end, part_start + limits.body_scan_bytes))
+        found = find_header_end(raw, part_start, min(part_end, part_start + limits.body_scan_bytes))
         if raw[part_start : part_start + 1] in (b"\r", b"\n"):
             headers: dict[str, list[str]] = {}
             body_start = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
-        elif m is not None:
-            headers = parse_header_block(raw[part_start : m.start()], limits, [])
-            body_start = m.end()
+        elif found is not None:
+            headers = parse_header_block(raw[part_start : found[0]], limits, [])
+            body_start = found[1]
         else:
             pos = nxt
             continue
@@ -169,7 +169,11 @@ def _decode_text(
     cte: str,
     limits: Limits,
 ) -> str:
-    chunk = raw[start : min(end, start + limits.body_scan_bytes)]
+    # Plain text needs only a few bytes per character kept; HTML spends most bytes on markup.
+    budget = limits.body_scan_bytes
+    if ctype != "text/html":
+        budget = min(budget, 8 * limits.body_text_chars)
+    chunk = raw[start : min(end, start + budget)]
     if cte == "base64":
         cleaned = b"".join(chunk.split())
         cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
@@ -184,6 +188,6 @@ def _decode_text(
         text = chunk.decode(charset, errors="replace")
     except LookupError:  # unknown charset, or a non-text codec such as "rot13"
         text = chunk.decode("utf-8", errors="replace")
-    if ctype == "text/html":
-        text = html.unescape(_TAG.sub(" ", text))
-    return _SPACE.sub(" ", text).strip()[: limits.body_text_chars]
+    if ctype == "text/html":  # markup leaves runs of blanks: collapse them to keep content
+        text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text)))
+    return text.strip()[: limits.body_text_chars]

@@ -13,7 +13,7 @@ from functools import cached_property
 
 from mailguard.body import BodyText, first_text
 from mailguard.errors import InputError
-from mailguard.headers import HEADER_END, HeaderProblem, parse_header_block
+from mailguard.headers import HeaderProblem, find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _SMTP_UNSTUFF = re.compile(rb"^\.", re.MULTILINE)
@@ -84,9 +84,9 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
 
     problems: list[HeaderProblem] = []
     stop = start + limits.max_header_bytes
-    m = HEADER_END.search(data, start, stop)
-    if m is not None:
-        header_end, body_offset = m.start(), m.end()
+    found = find_header_end(data, start, stop)
+    if found is not None:
+        header_end, body_offset = found
     elif len(data) > stop:
         header_end = body_offset = stop
         problems.append(

@@ -97,17 +97,17 @@ def analyse(
         bucket = by_header[kind]
         for value in message.get_all(header):
             parsed = parse_address_list(value, header, limit=limit, start_count=count)
-            count += len(parsed.addresses)
-            for addr in parsed.addresses:
-                bucket.setdefault(addr.addr, addr)
+            addresses = parsed.addresses
+            count += len(addresses)
+            # C-level dict building; a duplicate keeps its first position, last details.
+            bucket.update(zip([a.addr for a in addresses], addresses, strict=True))
             invalid.extend((header, text) for text in parsed.invalid)
             if parsed.semicolon_separated and header not in semicolons:
                 semicolons.append(header)
             truncated = truncated or parsed.truncated
-    visible: dict[str, Address] = {}
-    for kind in ("to", "cc"):
-        for key, addr in by_header[kind].items():
-            visible.setdefault(key, addr)
+    to, cc = by_header["to"], by_header["cc"]
+    visible = {**to, **cc}
+    visible.update(to)  # an address in both is reported as a To recipient
 
     sender = _sender(message, envelope)
     internal_set = config.internal_set
@@ -124,6 +124,7 @@ def analyse(
         is_internal = _never
 
     list_addrs = _list_addresses(message, config)
+    list_patterns = config.mailing_lists
     personal_set = config.personal_set
     internal: set[str] = set()
     personal: set[str] = set()
@@ -131,20 +132,31 @@ def analyse(
     parties: dict[str, list[str]] = {}
     domains: Counter[str] = Counter()
     own = sender.addr if sender else None
+    # Classify per domain, not per address: big lists repeat a few domains many times.
+    by_domain: dict[str, list[str]] = {}
     for key, addr in visible.items():
-        if key == own or is_internal(addr.domain):
-            internal.add(key)
+        by_domain.setdefault(addr.domain, []).append(key)
+    check_lists = bool(list_addrs or list_patterns)
+    for domain, keys in by_domain.items():
+        if is_internal(domain):
+            internal.update(keys)
             continue
-        org = registrable_domain(addr.domain)
-        domains[org] += 1
-        if key in list_addrs or _matches_list(key, config.mailing_lists):
-            lists.add(key)
+        if own in keys:
+            internal.add(own)
+            keys = [k for k in keys if k != own]
+        org = registrable_domain(domain)
+        domains[org] += len(keys)
+        if check_lists:
+            found = [k for k in keys if k in list_addrs or _matches_list(k, list_patterns)]
+            lists.update(found)
+            keys = [k for k in keys if k not in lists]
+        if not keys:
             continue
-        if addr.domain in personal_set:
-            personal.add(key)
-            parties[key] = [key]
+        if domain in personal_set:
+            personal.update(keys)
+            parties.update((k, [k]) for k in keys)
         else:
-            parties.setdefault(org, []).append(key)
+            parties.setdefault(org, []).extend(keys)
 
     envelope_rcpt: set[str] = set()
     if envelope is not None:

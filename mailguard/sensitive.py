@@ -26,6 +26,7 @@ from mailguard.rules import data_path
 
 _WORD = re.compile(r"\w+")
 _KEY = 3  # prefix terms are indexed by their first three characters
+_SEPARATOR = "zqxjseparatorzqxj"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,26 +89,28 @@ class Vocabulary:
         """(category, matched words) pairs, first match per category, excludes applied."""
         words = _WORD.findall(text.lower())
         present = set(words)
-        exact = present & self._exact.keys()
-        keys = {w[:_KEY] for w in present} & self._prefix.keys()
-        if not exact and not keys:
+        # Terms that could start at each word present: most texts have none, and then the
+        # per-word loop below never runs.
+        starts: dict[str, list[_Term]] = {w: self._exact[w] for w in present & self._exact.keys()}
+        for word in present:
+            for term in self._prefix.get(word[:_KEY], ()):
+                if word.startswith(term.words[0]):
+                    starts.setdefault(word, []).append(term)
+        if not starts:
             return []
         excluded: dict[int, set[int]] = {}
         hits: list[tuple[int, int, _Term]] = []
         for i, word in enumerate(words):
-            candidates: list[_Term] = []
-            if word in exact:
-                candidates += self._exact[word]
-            if word[:_KEY] in keys:
-                candidates += self._prefix[word[:_KEY]]
-            for term in candidates:
-                if term.matches_at(words, i):
-                    if term.exclude:
-                        excluded.setdefault(term.category, set()).update(
-                            range(i, i + len(term.words))
-                        )
-                    else:
-                        hits.append((term.category, i, term))
+            terms = starts.get(word)
+            if terms is None:
+                continue
+            for term in terms:
+                if len(term.words) > 1 and not term.matches_at(words, i):
+                    continue
+                if term.exclude:
+                    excluded.setdefault(term.category, set()).update(range(i, i + len(term.words)))
+                else:
+                    hits.append((term.category, i, term))
         found: dict[int, str] = {}
         for category, i, term in hits:
             if category in found:
@@ -147,11 +150,15 @@ def detect(
     texts: Mapping[str, str], vocab: Vocabulary, enabled: Iterable[str] | None = None
 ) -> list[Match]:
     """Every (category, term, where) found; one match per category and place is enough."""
+    present = {where: text for where, text in texts.items() if text}
+    # One pass over all texts together first: most messages match nothing, and then the
+    # per-place passes (needed only to say where a term was found) are skipped. The
+    # separator is a word no term contains, so no phrase can span two places.
+    if not vocab.find(f" {_SEPARATOR} ".join(present.values())):
+        return []
     wanted = frozenset(enabled) if enabled is not None else None
     found: list[Match] = []
-    for where, text in texts.items():
-        if not text:
-            continue
+    for where, text in present.items():
         for category, phrase in vocab.find(text):
             if wanted is None or category.key in wanted:
                 found.append(Match(category, phrase, where))

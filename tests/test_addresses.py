@@ -16,7 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mailguard
-from mailguard.addresses import ParsedList, _parse_simple, _parse_tokens, parse_address_list
+from mailguard.addresses import (
+    ParsedList,
+    _parse_split,
+    _parse_tokens,
+    parse_address_list,
+)
 from tests.conftest import eml
 
 SENDER = "From: Sender <sender@origin.example>"
@@ -477,7 +482,7 @@ def test_unterminated_quote_comment_or_angle_does_not_swallow_the_rest(value, ex
 # ------------------------------------------------------------------ limits
 
 
-@pytest.mark.parametrize("parse", [_parse_simple, _parse_tokens])
+@pytest.mark.parametrize("parse", [_parse_split, _parse_tokens])
 def test_address_limit_stops_counting_in_both_paths(parse):
     value = "a@x.example, b@x.example, c@x.example"
     assert len(parse(value, "to", None, 0).addresses) == 3
@@ -541,7 +546,8 @@ def _simple_mailbox(draw: st.DrawFn) -> str:
 )
 def test_fast_path_and_careful_path_agree_on_simple_lists(mailboxes, sep, limit):
     value = sep.join(mailboxes)
-    fast = _parse_simple(value, "to", limit, 0)
+    fast = _parse_split(value, "to", limit, 0)
+    assert fast is not None
     careful = _parse_tokens(value, "to", limit, 0)
     _same(fast, careful)
     if limit is None:
@@ -590,6 +596,38 @@ def _rendered_mailbox(draw: st.DrawFn) -> tuple[str, str]:
     if draw(st.booleans()):
         text = f"{text} {_comment(draw(_free_text))}"
     return text, address
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_rendered_mailbox(), max_size=10),
+    st.sampled_from([",", ", ", " ,  ", ",\r\n\t", ",,"]),
+    st.none() | st.integers(0, 10),
+)
+def test_split_path_agrees_with_careful_path_on_rendered_lists(mailboxes, sep, limit):
+    value = sep.join(text for text, _addr in mailboxes)
+    if any(c in value for c in "()\\:;"):
+        return  # parse_address_list never gives such headers to the split path
+    fast = _parse_split(value, "to", limit, 0)
+    if fast is None:  # declined: the careful path takes the header, nothing to compare
+        return
+    _same(fast, _parse_tokens(value, "to", limit, 0))
+
+
+def test_split_path_takes_quoted_names():
+    value = '"Hughes, Amelia" <A.Hughes@Gmail.com>, =?utf-8?q?Zo=C3=AB?= <z@x.example>, b@y.example'
+    parsed = _parse_split(value, "cc", None, 0)
+    assert parsed is not None
+    assert [a.addr for a in parsed.addresses] == [
+        "a.hughes@gmail.com",
+        "z@x.example",
+        "b@y.example",
+    ]
+    assert parsed.addresses[0].name == '"Hughes, Amelia"'
+    for declined in ('"A" b@x.example', '"A" <a@x.example> junk', '"unterminated <a@x.example>'):
+        assert _parse_split(declined, "to", None, 0) is None, declined
+    unquoted_comma = 'Doe, "Jane" <j@x.example>'
+    _same(_parse_split(unquoted_comma, "to", None, 0), _parse_tokens(unquoted_comma, "to", None, 0))
 
 
 def _normalised(address: str) -> str:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from mailguard import sensitive
-from mailguard.addresses import parse_address_list
 from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
 from mailguard.recipients import Envelope, RecipientAnalysis
 
 SENSITIVE_RULE = "MG301"
-_WORD_SEPARATORS = re.compile(r"[@._+-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +50,10 @@ class CheckContext:
 
     def _context_texts(self) -> dict[str, str]:
         texts: dict[str, str] = {}
-        for header in ("from", "sender"):
-            for value in self.message.get_all(header):
-                parsed = parse_address_list(value, header)
-                for addr in parsed.addresses[:1]:
-                    texts["sender name"] = decode_rfc2047(addr.name).strip('"')
-                    texts["sender address"] = _WORD_SEPARATORS.sub(" ", addr.addr)
-                if parsed.addresses:
-                    break
-            if texts:
-                break
+        sender = self.recipients.sender
+        if sender is not None:
+            texts["sender name"] = decode_rfc2047(sender.name).strip('"')
+            texts["sender address"] = sender.addr.replace("_", " ")
         texts["subject"] = decode_rfc2047(self.message.get("subject") or "")
         texts["body"] = self.message.body_text.text
         return texts
