@@ -17,6 +17,7 @@ from mailguard.headers import HeaderProblem, find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _SMTP_UNSTUFF = re.compile(rb"^\.", re.MULTILINE)
+_NOT_BLANK = re.compile(rb"\S")
 
 
 @dataclass
@@ -70,7 +71,7 @@ def decode_smtp_data(data: bytes) -> bytes:
 def parse_message(data: bytes, limits: Limits | None = None) -> Message:
     """Parse the header block of ``data``; raises :class:`InputError` for non-messages."""
     limits = limits or Limits()
-    if not data.strip():
+    if _NOT_BLANK.search(data) is None:  # data.strip() would copy a 2 MB message
         raise InputError("input is empty")
     # A UTF-8 byte-order mark (files saved by Windows editors) would otherwise glue itself
     # to the first field name, which then fails the name check and is dropped: a first

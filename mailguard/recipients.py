@@ -101,7 +101,8 @@ def analyse(
             count += len(addresses)
             # C-level dict building; a duplicate keeps its first position, last details.
             bucket.update(zip([a.addr for a in addresses], addresses, strict=True))
-            invalid.extend((header, text) for text in parsed.invalid)
+            if parsed.invalid:
+                invalid.extend((header, text) for text in parsed.invalid)
             if parsed.semicolon_separated and header not in semicolons:
                 semicolons.append(header)
             truncated = truncated or parsed.truncated

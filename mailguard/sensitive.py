@@ -89,8 +89,7 @@ class Vocabulary:
         """(category, matched words) pairs, first match per category, excludes applied."""
         words = _WORD.findall(text.lower())
         present = set(words)
-        # Terms that could start at each word present: most texts have none, and then the
-        # per-word loop below never runs.
+        # Terms that could start at each word present: most texts have none.
         starts: dict[str, list[_Term]] = {w: self._exact[w] for w in present & self._exact.keys()}
         for word in present:
             for term in self._prefix.get(word[:_KEY], ()):
@@ -100,17 +99,21 @@ class Vocabulary:
             return []
         excluded: dict[int, set[int]] = {}
         hits: list[tuple[int, int, _Term]] = []
-        for i, word in enumerate(words):
-            terms = starts.get(word)
-            if terms is None:
-                continue
+        # Visit only the positions of candidate words (list.index runs in C) rather than
+        # every word of the text.
+        for word, terms in starts.items():
+            positions = _positions(words, word)
             for term in terms:
-                if len(term.words) > 1 and not term.matches_at(words, i):
-                    continue
-                if term.exclude:
-                    excluded.setdefault(term.category, set()).update(range(i, i + len(term.words)))
-                else:
-                    hits.append((term.category, i, term))
+                for i in positions:
+                    if len(term.words) > 1 and not term.matches_at(words, i):
+                        continue
+                    if term.exclude:
+                        excluded.setdefault(term.category, set()).update(
+                            range(i, i + len(term.words))
+                        )
+                    else:
+                        hits.append((term.category, i, term))
+        hits.sort(key=lambda hit: hit[1])  # first in the text wins, as a reader sees it
         found: dict[int, str] = {}
         for category, i, term in hits:
             if category in found:
@@ -120,6 +123,17 @@ class Vocabulary:
                 continue
             found[category] = " ".join(words[p] for p in span)
         return [(self.categories[c], phrase) for c, phrase in found.items()]
+
+
+def _positions(words: list[str], word: str) -> list[int]:
+    found = []
+    i = -1
+    try:
+        while True:
+            i = words.index(word, i + 1)
+            found.append(i)
+    except ValueError:
+        return found
 
 
 def _parse_term(category: int, text: str, exclude: bool) -> _Term | None:
