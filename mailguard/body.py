@@ -43,6 +43,11 @@ def content_type(value: str | None) -> tuple[str, dict[str, str]]:
     return main.strip().lower() or "text/plain", params
 
 
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
 def first_text(
     raw: bytes, body_offset: int, get: Callable[[str], str | None], limits: Limits
 ) -> BodyText:
@@ -79,10 +84,10 @@ def _embedded(raw: bytes, start: int, end: int, limits: Limits) -> BodyText:
     if found is None:
         return BodyText("")
     headers = parse_header_block(raw[start : found[0]], limits, [])
-    ctype, params = content_type((headers.get("content-type") or [None])[0])
+    ctype, params = content_type(_first(headers, "content-type"))
     if ctype.startswith("multipart/") or ctype == "message/rfc822":
         return BodyText("")  # don't nest further: a forwarded multipart is not "first text"
-    cte = ((headers.get("content-transfer-encoding") or [""])[0]).strip().lower()
+    cte = (_first(headers, "content-transfer-encoding") or "").strip().lower()
     return BodyText(_decode_text(raw, found[1], end, ctype, params, cte, limits))
 
 
@@ -117,9 +122,9 @@ def _pick_part(
         else:
             pos = nxt
             continue
-        ctype, params = content_type((headers.get("content-type") or [None])[0])
-        disposition = (headers.get("content-disposition") or [""])[0].lower()
-        cte = ((headers.get("content-transfer-encoding") or [""])[0]).strip().lower()
+        ctype, params = content_type(_first(headers, "content-type"))
+        disposition = (_first(headers, "content-disposition") or "").lower()
+        cte = (_first(headers, "content-transfer-encoding") or "").strip().lower()
         rank = 99
         if not disposition.startswith("attachment"):
             if ctype == "text/plain":

@@ -136,7 +136,7 @@ def check(
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
     cfg = load_config(config_path, no_config, internal_domain or [])
-    envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
+    envelope = Envelope(mail_from, tuple(rcpt_to or ())) if (mail_from or rcpt_to) else None
     engine = Engine(cfg)
     reports: list[Report] = []
     for item in iter_inputs(paths, pattern=glob):

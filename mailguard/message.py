@@ -18,6 +18,7 @@ from mailguard.limits import Limits
 
 _SMTP_UNSTUFF = re.compile(rb"^\.", re.MULTILINE)
 _NOT_BLANK = re.compile(rb"\S")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: Outlook .msg
 
 
 @dataclass
@@ -73,6 +74,11 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
     limits = limits or Limits()
     if _NOT_BLANK.search(data) is None:  # data.strip() would copy a 2 MB message
         raise InputError("input is empty")
+    if data.startswith(_OLE_MAGIC):
+        raise InputError(
+            "this is an Outlook .msg file (binary OLE), not an RFC 5322 message: "
+            "save or export it as .eml first"
+        )
     # A UTF-8 byte-order mark (files saved by Windows editors) would otherwise glue itself
     # to the first field name, which then fails the name check and is dropped: a first
     # "To:" line would silently count as no recipients at all.

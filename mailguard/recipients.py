@@ -112,6 +112,7 @@ def analyse(
 
     sender = _sender(message, envelope)
     internal_set = config.internal_set
+    is_internal: Callable[[str], bool]
     if internal_set:
         is_internal = internal_set.__contains__
         basis = "configured: " + ", ".join(internal_set)

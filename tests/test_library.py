@@ -115,3 +115,11 @@ def test_score_is_sum_of_weights_capped():
     )
     assert report.score == min(100, sum(f.weight for f in report.findings))
     assert report.score == 100
+
+
+def test_outlook_msg_file_gets_a_clear_error():
+    data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512
+    report = mailguard.check(data)
+    assert report.verdict == "error"
+    assert "Outlook .msg" in report.findings[0].message
+    assert "export it as .eml" in report.findings[0].message

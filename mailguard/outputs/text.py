@@ -50,8 +50,9 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
             f"{external:,} external"
         )
         if external:
-            orgs = r.get("exposed_parties", 0) - r["personal"]
-            line += f": {r['personal']:,} personal, {max(orgs, 0):,} other organisations"
+            orgs = max(r.get("exposed_parties", 0) - r["personal"], 0)
+            line += f": {r['personal']:,} personal, {orgs:,} other organisation"
+            line += "" if orgs == 1 else "s"
         line += f") · Bcc {r['bcc']:,}"
         console.print(escape(line))
         top = r.get("top_domains") or []
