@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -217,7 +217,3 @@ def load(path: Path | None = None, *, search_from: Path | None = None) -> Config
     """Load the given file, else the discovered one, else defaults."""
     found = path or discover(search_from)
     return load_file(found) if found else Config()
-
-
-def normalise_list(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(v.strip() for v in values if v.strip())

@@ -58,21 +58,15 @@ class Engine:
             raise ValueError(f"mode must be 'outgoing' or 'archived', not {mode!r}")
         try:
             raw = _to_bytes(data)
-            if smtp_data:
-                raw = decode_smtp_data(raw)
-            message = parse_message(raw, self.config.limits)
         except InputError as exc:
             return self.error_report(source, str(exc))
         try:
-            recipients = analyse(message, self.config, envelope)
-            ctx = CheckContext(message, recipients, self.config, envelope, mode)
-            findings = [
-                self._finding(settings, hit)
-                for settings in self._rules[mode]
-                for hit in _run(settings, ctx)
-            ]
+            return self._judge(raw, envelope, source, smtp_data, mode)
+        except InputError as exc:
+            return self.error_report(source, str(exc))
         except Exception as exc:  # a bug must not take the mail flow down with it
             where = traceback.extract_tb(exc.__traceback__)[-1]
+            # Type and code location only: an exception's text may quote message content.
             log.error(
                 "internal error checking %s: %s at %s:%s",
                 source, type(exc).__name__, where.filename, where.lineno,
@@ -80,6 +74,20 @@ class Engine:
             return self.error_report(
                 source, f"internal error ({type(exc).__name__}); please report it"
             )
+
+    def _judge(
+        self, raw: bytes, envelope: Envelope | None, source: str, smtp_data: bool, mode: str
+    ) -> Report:
+        if smtp_data:
+            raw = decode_smtp_data(raw)
+        message = parse_message(raw, self.config.limits)
+        recipients = analyse(message, self.config, envelope)
+        ctx = CheckContext(message, recipients, self.config, envelope, mode)
+        findings = [
+            self._finding(settings, hit)
+            for settings in self._rules[mode]
+            for hit in _run(settings, ctx)
+        ]
         score = total(f.weight for f in findings)
         findings.sort(key=lambda f: (-f.weight, f.code))
         return Report(

@@ -123,3 +123,15 @@ def test_outlook_msg_file_gets_a_clear_error():
     assert report.verdict == "error"
     assert "Outlook .msg" in report.findings[0].message
     assert "export it as .eml" in report.findings[0].message
+
+
+def test_internal_error_while_parsing_becomes_error_report(monkeypatch):
+    from mailguard import engine as engine_mod
+
+    def broken(data, limits):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(engine_mod, "parse_message", broken)
+    report = mailguard.Engine().check(eml("From: a@b.example\nTo: c@d.example"))
+    assert report.verdict == "error"
+    assert "internal error (RecursionError)" in report.findings[0].message
