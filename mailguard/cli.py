@@ -143,12 +143,13 @@ def check(
         if item.data is None:
             reports.append(engine.error_report(item.source, item.error or "cannot read"))
             continue
-        reports.append(
-            engine.check(
-                item.data, envelope=envelope, source=item.source, smtp_data=smtp_data,
-                mode=mode.value,
-            )
+        report = engine.check(
+            item.data, envelope=envelope, source=item.source, smtp_data=smtp_data,
+            mode=mode.value,
         )  # fmt: skip
+        if not (show_addresses or redact):
+            report.analysis = None  # keep memory flat over a large folder
+        reports.append(report)
     options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
     color = output is None and fmt is Format.text and sys.stdout.isatty()
     text = render(reports, fmt.value, options, color=color)
