@@ -79,6 +79,11 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
             "this is an Outlook .msg file (binary OLE), not an RFC 5322 message: "
             "save or export it as .eml first"
         )
+    head = data[:4096]
+    if b"\n" not in head and b"\r" in head:
+        # Bare-CR line ends (classic Mac OS files): without this the whole message would be
+        # one header line, its recipients unseen, and the verdict a silent "pass".
+        data = data.replace(b"\r", b"\n")
     # A UTF-8 byte-order mark (files saved by Windows editors) would otherwise glue itself
     # to the first field name, which then fails the name check and is dropped: a first
     # "To:" line would silently count as no recipients at all.

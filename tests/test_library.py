@@ -135,3 +135,10 @@ def test_internal_error_while_parsing_becomes_error_report(monkeypatch):
     report = mailguard.Engine().check(eml("From: a@b.example\nTo: c@d.example"))
     assert report.verdict == "error"
     assert "internal error (RecursionError)" in report.findings[0].message
+
+
+def test_bare_cr_line_ends_are_read():
+    data = eml("From: a@club.example\nTo: " + ", ".join(f"m{i}@gmail.com" for i in range(12)))
+    report = mailguard.check(data.replace(b"\r\n", b"\r"))
+    assert report.recipients["visible"] == 12
+    assert report.verdict == "warn"
