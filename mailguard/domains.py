@@ -53,10 +53,11 @@ def registrable_domain(domain: str) -> str:
 class DomainSet:
     """A set of domains that also matches their subdomains (``x.example`` ⊂ ``example``)."""
 
-    __slots__ = ("_domains", "_match")
+    __slots__ = ("_domains", "_match", "_sorted")
 
     def __init__(self, domains: Iterable[str]) -> None:
         self._domains = frozenset(d for d in (normalise_domain(x) for x in domains) if d)
+        self._sorted = tuple(sorted(self._domains))
         self._match = functools.lru_cache(maxsize=16384)(self._uncached_match)
 
     def __contains__(self, domain: object) -> bool:
@@ -66,7 +67,7 @@ class DomainSet:
         return bool(self._domains)
 
     def __iter__(self):  # noqa: ANN204 - plain iterator over the configured domains
-        return iter(sorted(self._domains))
+        return iter(self._sorted)
 
     def _uncached_match(self, domain: str) -> bool:
         domains = self._domains

@@ -22,6 +22,7 @@ from mailguard.headers import ADDRESS_HEADERS
 from mailguard.message import Message
 
 _ANGLE = re.compile(r"<([^<>]*)>")
+_HEADER_KINDS = tuple((h, h.removeprefix("resent-")) for h in ADDRESS_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +93,13 @@ def analyse(
     semicolons: list[str] = []
     truncated = False
     count = 0
-    for header in ADDRESS_HEADERS:
-        kind = header.removeprefix("resent-")
+    headers = message.headers
+    for header, kind in _HEADER_KINDS:
+        values = headers.get(header)
+        if not values:
+            continue
         bucket = by_header[kind]
-        for value in message.get_all(header):
+        for value in values:
             parsed = parse_address_list(value, header, limit=limit, start_count=count)
             addresses = parsed.addresses
             count += len(addresses)

@@ -67,3 +67,14 @@ def test_codes_are_unique_and_sorted():
     codes = [r.code for r in RULES]
     assert codes == sorted(set(codes))
     assert all(re.fullmatch(r"MG\d{3}", c) for c in codes)
+
+
+def test_readme_rule_table_matches_rule_files():
+    """The README's rule table is written for newcomers; it must say what the files say."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(MG\d{3})` \| `([a-z-]+)` \| (\w+) \| (\d+) \| (.+) \|$", readme, re.M)
+    assert [(code, name, sev, int(w), summary) for code, name, sev, w, summary in rows] == [
+        (r.code, r.name, r.severity, r.weight, r.summary) for r in RULES
+    ]
