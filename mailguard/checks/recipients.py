@@ -80,8 +80,8 @@ def envelope_visible(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]
     if len(r.envelope_rcpt) < 2 or len(overlap) < settings.options["min_overlap"]:
         return
     yield Hit(
-        f"{_plural(len(overlap), 'external envelope recipient')} of {len(r.envelope_rcpt):,} "
-        f"also appear in To/Cc: every copy delivered shows them to the others",
+        f"{len(overlap):,} of the {len(r.envelope_rcpt):,} envelope recipients are external and "
+        f"also written in To/Cc: every copy delivered shows them to the others",
         evidence={"envelope_recipients": len(r.envelope_rcpt), "visible_overlap": len(overlap)},
     )
 
