@@ -21,7 +21,7 @@ from mailguard.outputs import RenderOptions, render
 from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
-from mailguard.rules import SEVERITIES, Rule, find_rule, load_rules
+from mailguard.rules import DOC_TITLES, SEVERITIES, Rule, find_rule, load_rules
 from mailguard.scoring import VERDICT_ORDER
 from mailguard.sources import iter_inputs
 
@@ -193,8 +193,7 @@ def explain_text(rule: Rule) -> str:
     lines = [f"{rule.code} {rule.name} ({rule.severity}, weight {rule.weight})", "", rule.summary]
     if rule.aliases:
         lines += ["", "Also known as: " + ", ".join(rule.aliases)]
-    for key, title in (("what", "What it does"), ("why", "Why it matters"),
-                       ("example", "Example"), ("fix", "How to fix")):  # fmt: skip
+    for key, title in DOC_TITLES.items():
         lines += ["", title, "-" * len(title), rule.doc[key]]
     lines += ["", "Options", "-------"]
     if rule.options:

@@ -16,7 +16,6 @@ from typing import Literal
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
 from mailguard.errors import InputError
-from mailguard.headers import decode_rfc2047
 from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Report
@@ -139,7 +138,7 @@ def _to_bytes(data: MessageInput) -> bytes:
 def _message_id(value: str | None) -> str | None:
     if not value:
         return None
-    return decode_rfc2047(value).strip()[:998] or None
+    return value.strip()[:998] or None
 
 
 _default_engine: Engine | None = None

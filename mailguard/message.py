@@ -79,8 +79,7 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
             "this is an Outlook .msg file (binary OLE), not an RFC 5322 message: "
             "save or export it as .eml first"
         )
-    head = data[:4096]
-    if b"\n" not in head and b"\r" in head:
+    if data.find(b"\n", 0, 4096) < 0 and data.find(b"\r", 0, 4096) >= 0:
         # Bare-CR line ends (classic Mac OS files): without this the whole message would be
         # one header line, its recipients unseen, and the verdict a silent "pass".
         data = data.replace(b"\r", b"\n")

@@ -58,10 +58,6 @@ class RecipientAnalysis:
     envelope_rcpt: set[str] = field(default_factory=set)
     envelope_visible: set[str] = field(default_factory=set)
 
-    @property
-    def external(self) -> list[str]:
-        return [a for a in self.visible if a not in self.internal]
-
     def summary(self) -> dict[str, object]:
         """The ``recipients`` object of the JSON contract (counts only, never addresses)."""
         external = len(self.visible) - len(self.internal)

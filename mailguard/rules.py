@@ -24,6 +24,12 @@ from mailguard.errors import ConfigError, MailguardError
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 MODES = ("outgoing", "archived")
 DOC_SECTIONS = ("what", "why", "example", "fix")
+DOC_TITLES = {
+    "what": "What it does",
+    "why": "Why it matters",
+    "example": "Example",
+    "fix": "How to fix",
+}
 OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
     "float": (int, float),

@@ -1,4 +1,4 @@
-"""Sensitive-context detection: does merely being on this list reveals something?
+"""Sensitive-context detection: does merely being on this list reveal something?
 
 A newsletter from a gender identity clinic, an HIV charity's advisory board or a probation
 service tells every recipient something about every other recipient, even if the text is

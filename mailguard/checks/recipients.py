@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mailguard.checks.base import SENSITIVE_RULE, CheckContext, Hit
+from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
 from mailguard.scoring import ramp
 
@@ -24,11 +24,7 @@ def exposed_parties(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     n = len(r.parties)
     low, high = opts["min_parties"], opts["mass_parties"]
     labels: list[str] = []
-    if (
-        n >= opts["sensitive_min_parties"]
-        and n < high
-        and ctx.config.rule_settings[SENSITIVE_RULE].enabled
-    ):
+    if opts["sensitive_min_parties"] <= n < high:  # ctx.sensitive is empty if MG301 is off
         labels = sensitive_labels(ctx)
         if labels:
             low, high = opts["sensitive_min_parties"], opts["sensitive_mass_parties"]
@@ -62,7 +58,7 @@ def personal_exposed(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]
     threshold = opts["min_personal"]
     if n >= opts["sensitive_min_personal"] and n < threshold and sensitive_labels(ctx):
         threshold = opts["sensitive_min_personal"]
-    if n < threshold or n < 2:
+    if n < threshold:  # both thresholds are at least 2 (rule file)
         return
     providers = sorted({ctx.recipients.visible[a].domain for a in ctx.recipients.personal})
     shown = ", ".join(providers[:4]) + (", …" if len(providers) > 4 else "")

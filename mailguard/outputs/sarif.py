@@ -12,18 +12,14 @@ from typing import Any
 from mailguard import __version__
 from mailguard.outputs import RenderOptions
 from mailguard.report import Report
-from mailguard.rules import Rule, load_rules
+from mailguard.rules import DOC_TITLES, Rule, load_rules
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"info": "note", "low": "note", "medium": "warning", "high": "error", "critical": "error"}
 
 
 def rule_descriptor(rule: Rule) -> dict[str, Any]:
-    help_md = "\n\n".join(
-        f"**{title}**\n\n{rule.doc[key]}"
-        for key, title in (("what", "What it does"), ("why", "Why it matters"),
-                           ("example", "Example"), ("fix", "How to fix"))
-    )  # fmt: skip
+    help_md = "\n\n".join(f"**{title}**\n\n{rule.doc[key]}" for key, title in DOC_TITLES.items())
     return {
         "id": rule.code,
         "name": rule.name,
