@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config file (default: nearest mailguard.toml/pyproject)."),
+]
+NoConfigOption = Annotated[
+    bool, typer.Option("--no-config", help="Ignore config files; use the defaults.")
+]
+InternalDomainOption = Annotated[
+    list[str] | None,
+    typer.Option("--internal-domain", help="Your organisation's domain; repeat. Overrides config."),
+]
 
 
 class Format(enum.StrEnum):
@@ -107,19 +121,9 @@ def check(
     fail_on: Annotated[
         FailOn, typer.Option("--fail-on", help="Exit 1 if any message is at or above this.")
     ] = FailOn.block,
-    config_path: Annotated[
-        Path | None,
-        typer.Option("--config", help="Config file (default: nearest mailguard.toml/pyproject)."),
-    ] = None,
-    no_config: Annotated[
-        bool, typer.Option("--no-config", help="Ignore config files; use the defaults.")
-    ] = False,
-    internal_domain: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--internal-domain", help="Your organisation's domain; repeat. Overrides config."
-        ),
-    ] = None,
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+    internal_domain: InternalDomainOption = None,
     show_addresses: Annotated[
         bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
     ] = False,
@@ -168,6 +172,79 @@ def exit_code(reports: list[Report], fail_on: str) -> int:
         return EXIT_ERROR
     threshold = VERDICT_ORDER[fail_on]
     return EXIT_FINDINGS if any(VERDICT_ORDER[r.verdict] >= threshold for r in reports) else EXIT_OK
+
+
+class MilterMode(enum.StrEnum):
+    enforce = "enforce"
+    monitor = "monitor"
+
+
+@app.command()
+def milter(
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            help="Socket to serve: unix:/path/to/socket or inet:HOST:PORT (Postfix style).",
+        ),
+    ],
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+    mode: Annotated[
+        MilterMode | None,
+        typer.Option(
+            help="enforce: act on verdicts; monitor: never refuse, only add headers and log. "
+            "Overrides mode in the config file's milter table."
+        ),
+    ] = None,
+    internal_domain: InternalDomainOption = None,
+    socket_mode: Annotated[
+        str, typer.Option("--socket-mode", help="Octal permissions of a unix socket.")
+    ] = "660",
+    socket_group: Annotated[
+        str | None,
+        typer.Option("--socket-group", help="Group of a unix socket (e.g. postfix)."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Serve the milter protocol so Postfix or Sendmail can refuse risky mail at send time."""
+    import asyncio
+    import logging
+
+    from mailguard.milter.server import ListenSpec, MilterServer, run
+
+    try:
+        spec = ListenSpec.parse(listen)
+        perms = int(socket_mode, 8)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise _fail(f"unknown log level {log_level!r}")
+    logging.basicConfig(
+        level=level, format="%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
+    )
+    found = None if no_config else (config_path or config_mod.discover())
+
+    def load() -> config_mod.Config:
+        cfg = config_mod.load_file(found) if found else config_mod.Config()
+        if internal_domain:
+            cfg = cfg.with_overrides(internal_domains=tuple(internal_domain))
+        if mode is not None:
+            cfg = cfg.with_overrides(milter=replace(cfg.milter, mode=mode.value))
+        return cfg
+
+    try:
+        cfg = load()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    server = MilterServer(cfg, spec, socket_mode=perms, socket_group=socket_group, reload=load)
+    try:
+        asyncio.run(run(server))
+    except (OSError, ValueError, KeyError) as exc:
+        raise _fail(f"cannot serve {listen}: {exc}") from None
 
 
 @app.command("rules")

@@ -16,6 +16,8 @@ from typing import Any
 from mailguard.domains import DomainSet
 from mailguard.errors import ConfigError
 from mailguard.limits import Limits
+from mailguard.milter import settings as milter_settings
+from mailguard.milter.settings import MilterSettings
 from mailguard.rules import COMMON_RULE_KEYS, SEVERITIES, Rule, data_path, find_rule, load_rules
 
 CONFIG_FILE = "mailguard.toml"
@@ -60,6 +62,8 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     rules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per-rule overrides keyed by code or name: enabled, severity, weight, options."""
+    milter: MilterSettings = field(default_factory=MilterSettings)
+    """What ``mailguard milter`` does with verdicts (``[milter]``); no effect on decisions."""
     source: Path | None = None
     """File the configuration came from, for messages."""
 
@@ -143,7 +147,7 @@ _TOP_KEYS = {
 def from_mapping(data: Mapping[str, Any], source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed TOML, rejecting anything unknown."""
     where = str(source) if source else "config"
-    allowed = {*_TOP_KEYS, "scoring", "limits", "rules"}
+    allowed = {*_TOP_KEYS, "scoring", "limits", "rules", "milter"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(allowed)}")
@@ -160,6 +164,7 @@ def from_mapping(data: Mapping[str, Any], source: Path | None = None) -> Config:
     if not isinstance(rules, Mapping):
         raise ConfigError(f"{where}: rules must be a table of rule codes")
     kwargs["rules"] = dict(rules)
+    kwargs["milter"] = milter_settings.from_mapping(data.get("milter", {}), f"{where}: milter")
     try:
         return Config(**kwargs)
     except ConfigError as exc:

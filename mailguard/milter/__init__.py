@@ -1,0 +1,1 @@
+"""Milter integration: ``mailguard milter`` for Postfix and Sendmail."""

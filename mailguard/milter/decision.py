@@ -1,0 +1,131 @@
+"""From a :class:`~mailguard.report.Report` to what the MTA is told, and the log line.
+
+The verdict comes from the same engine as ``mailguard check``; this module only maps it to
+an SMTP outcome chosen by the operator (``[milter]`` settings) and words the refusal for
+the *sender*, who has to understand it without reading our docs. Replies and log lines
+carry counts and rule codes, never an address or a word of the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailguard.milter import protocol as p
+from mailguard.milter.session import Capabilities
+from mailguard.milter.settings import MilterSettings
+from mailguard.report import Report
+
+EXPOSURE_RULES = frozenset({"MG101", "MG102"})
+ERROR_REPLY = "451 4.7.1", "mailguard could not check this message; please try again later"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The frames for the end-of-message reply, and what they mean, for the log."""
+
+    action: str
+    """accept | reject | quarantine | tempfail."""
+    frames: list[bytes]
+    planned: str = ""
+    """In monitor mode: the action enforce mode would have taken."""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def configured_action(verdict: str, settings: MilterSettings) -> str:
+    if verdict == "block":
+        return settings.on_block
+    if verdict == "warn":
+        return settings.on_warn
+    if verdict == "error":
+        return settings.on_error
+    return "accept"
+
+
+def outcome_for(report: Report, settings: MilterSettings, caps: Capabilities) -> Outcome:
+    planned = configured_action(report.verdict, settings)
+    if planned == "quarantine" and not caps.can_quarantine:
+        planned = "reject"  # the MTA cannot hold mail: refusing is the safe side
+    action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
+    headers = _headers(report, settings, action, planned)
+    frames: list[bytes] = []
+    if action in ("accept", "quarantine") and caps.can_add_headers:
+        value = (lambda v: " " + v) if caps.leading_space else (lambda v: v)
+        frames += [p.add_header(name, value(text)) for name, text in headers]
+    else:
+        headers = []
+    if action == "reject":
+        frames.append(p.reply_code("550 5.7.1", refusal_reason(report)))
+    elif action == "tempfail":
+        if report.verdict == "error":
+            frames.append(p.reply_code(*ERROR_REPLY))
+        else:
+            frames.append(p.reply_code("451 4.7.1", refusal_reason(report)))
+    elif action == "quarantine":
+        frames.append(p.quarantine(refusal_reason(report)))
+        frames.append(p.SIMPLE[p.ACCEPT])
+    else:
+        frames.append(p.SIMPLE[p.CONTINUE])
+    return Outcome(action, frames, planned if planned != action else "", headers)
+
+
+def failure_outcome(settings: MilterSettings) -> Outcome:
+    """No report at all (internal error, time budget exceeded): ``on_error``, no edits."""
+    if settings.on_error == "accept":
+        return Outcome("accept", [p.SIMPLE[p.CONTINUE]])
+    return Outcome("tempfail", [p.reply_code(*ERROR_REPLY)])
+
+
+def _headers(
+    report: Report, settings: MilterSettings, action: str, planned: str
+) -> list[tuple[str, str]]:
+    policy = settings.add_headers
+    if policy == "never" or (policy == "warn" and report.verdict == "pass"):
+        return []
+    headers = [("X-Mailguard-Verdict", report.verdict), ("X-Mailguard-Score", str(report.score))]
+    if report.findings:
+        headers.append(("X-Mailguard-Rules", " ".join(report.codes)))
+    if planned != action:
+        headers.append(("X-Mailguard-Action", f"monitor; enforce mode would {planned}"))
+    return headers
+
+
+def refusal_reason(report: Report) -> str:
+    """One line a sender understands: what is wrong and what to do instead."""
+    r = report.recipients
+    codes = set(report.codes)
+    if codes & EXPOSURE_RULES:
+        n = int(r.get("visible_external", 0))
+        text = f"would expose {n:,} external recipient{'s' if n != 1 else ''} in To/Cc"
+        personal = int(r.get("personal", 0))
+        if personal:
+            text += f" ({personal:,} personal address{'es' if personal != 1 else ''})"
+        text += " - use Bcc or a mail-merge tool"
+    elif "MG501" in codes:
+        text = "carries a Bcc header every recipient could read - remove it and send again"
+    elif report.findings:
+        text = f"failed the data-protection check ({report.findings[0].name})"
+    else:
+        text = "failed the data-protection check"
+    return f"mailguard: {text} [{' '.join(report.codes)}; score {report.score}]"
+
+
+def log_fields(report: Report | None, outcome: Outcome) -> dict[str, object]:
+    """Counts and codes for the one log line per decision (no addresses, no content)."""
+    fields: dict[str, object] = {"action": outcome.action}
+    if outcome.planned:
+        fields["would"] = outcome.planned
+    if report is None:
+        return fields
+    r = report.recipients
+    fields.update(
+        verdict=report.verdict,
+        score=report.score,
+        visible=r.get("visible", 0),
+        external=r.get("visible_external", 0),
+        personal=r.get("personal", 0),
+        parties=r.get("exposed_parties", 0),
+        bcc=r.get("bcc", 0),
+        rcpt=r.get("envelope_recipients", 0),
+        rules=",".join(report.codes) or "-",
+    )
+    return fields

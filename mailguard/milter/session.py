@@ -1,0 +1,250 @@
+"""One milter connection as a state machine: frames in, replies (or "decide this") out.
+
+No sockets, threads or clocks here, so the parts that broke other Python milters (state
+that leaks from one message to the next on a shared connection, replies sent for steps
+whose reply was waived, edits sent for the wrong message) are tested frame by frame in
+``tests/test_milter_session.py``.
+
+Rules this machine keeps:
+
+* Per-message state lives in one :class:`Transaction` that is created at ``MAIL`` and
+  dropped at ``ABORT`` (Postfix sends it after every transaction and on RSET), at the next
+  ``MAIL``, and once the end-of-message reply is out. Nothing else carries over.
+* A step gets a reply unless the MTA agreed to a no-reply flag for it (SMFIP_NR_*), and
+  we only ask for flags and actions the MTA offered.
+* Out-of-scope mail (inbound, not submitted by our users) is accepted at ``MAIL`` so the
+  MTA stops streaming it to us; it is never altered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailguard.milter import protocol as p
+from mailguard.milter.settings import MilterSettings
+from mailguard.recipients import Envelope
+
+#: What we would like; each is only requested if the MTA offers it.
+WANTED_PROTOCOL = (
+    p.SMFIP_NOHELO | p.SMFIP_NOUNKNOWN | p.SMFIP_NODATA
+    | p.SMFIP_NR_CONN | p.SMFIP_NR_HELO | p.SMFIP_NR_RCPT | p.SMFIP_NR_DATA | p.SMFIP_NR_UNKN
+    | p.SMFIP_NR_HDR | p.SMFIP_NR_EOH | p.SMFIP_NR_BODY | p.SMFIP_HDR_LEADSPC
+)  # fmt: skip
+WANTED_ACTIONS = p.SMFIF_ADDHDRS | p.SMFIF_QUARANTINE | p.SMFIF_SETSYMLIST
+
+#: Macros we read, asked for explicitly when the MTA lets us (Sendmail and Postfix send
+#: these by default anyway; asking makes a trimmed ``milter_*_macros`` setting harmless).
+WANTED_MACROS = {
+    p.SMFIM_CONNECT: "j {daemon_name} {client_addr}",
+    p.SMFIM_ENVFROM: "i {auth_authen} {auth_type}",
+    p.SMFIM_EOM: "i",
+}
+
+_CONNECTION_STAGES = (p.CONNECT, p.HELO)
+_STEP_COMMANDS = frozenset(p.NO_REPLY_FLAG)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What was agreed in option negotiation."""
+
+    actions: int = 0
+    protocol: int = 0
+
+    @property
+    def can_add_headers(self) -> bool:
+        return bool(self.actions & p.SMFIF_ADDHDRS)
+
+    @property
+    def can_quarantine(self) -> bool:
+        return bool(self.actions & p.SMFIF_QUARANTINE)
+
+    @property
+    def leading_space(self) -> bool:
+        """Header values arrive (and must be sent) with the space after the colon."""
+        return bool(self.protocol & p.SMFIP_HDR_LEADSPC)
+
+    def replies_to(self, command: bytes) -> bool:
+        flag = p.NO_REPLY_FLAG.get(command)
+        return flag is None or not self.protocol & flag
+
+
+@dataclass
+class Transaction:
+    """One message as the MTA streams it."""
+
+    mail_from: str
+    settings: MilterSettings
+    rcpt_to: list[str] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    body_bytes: int = 0
+    """Body bytes seen, including those not kept."""
+    macros: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def envelope(self) -> Envelope:
+        return Envelope(self.mail_from, tuple(self.rcpt_to))
+
+    def add_body(self, chunk: bytes) -> None:
+        self.body_bytes += len(chunk)
+        room = self.settings.max_body_bytes - len(self.body)
+        if room > 0:
+            self.body += chunk[:room]
+
+    def raw_message(self, leading_space: bool) -> bytes:
+        """The message as the engine reads it: header fields, blank line, body."""
+        sep = b":" if leading_space else b": "
+        lines = [
+            name + sep + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+            for name, value in self.headers
+        ]
+        lines.append(b"\r\n")
+        lines.append(bytes(self.body))
+        return b"".join(lines)
+
+
+@dataclass(slots=True)
+class Step:
+    """What the I/O layer must do after one frame."""
+
+    replies: list[bytes] = field(default_factory=list)
+    decide: Transaction | None = None
+    """Judge this message, then send :meth:`Session.conclude`'s frames."""
+    close: bool = False
+
+
+class Session:
+    """State of one MTA connection (which may carry many messages)."""
+
+    def __init__(self, settings: MilterSettings) -> None:
+        self.settings = settings
+        self.caps = Capabilities()
+        self.negotiated = False
+        self._reset_connection()
+
+    def _reset_connection(self) -> None:
+        self.client_address = ""
+        self.client_family = ""
+        self.macros: dict[bytes, dict[str, str]] = {}
+        self.txn: Transaction | None = None
+        self.skipping = False
+        """Current message is out of scope: accepted at MAIL, nothing more to do."""
+
+    def reload(self, settings: MilterSettings) -> None:
+        """New settings apply from the next message on."""
+        self.settings = settings
+
+    # ------------------------------------------------------------------ commands
+
+    def handle(self, command: bytes, payload: bytes) -> Step:
+        if command == p.OPTNEG:
+            return Step([self._negotiate(payload)])
+        if command == p.MACRO:
+            stage, values = p.parse_macros(payload)
+            if stage == p.MAIL:  # a new envelope: the last message's macros are stale
+                self._drop_message_macros()
+            self.macros.setdefault(stage, {}).update(values)
+            return Step()
+        if command == p.ABORT:
+            self._end_message()
+            self._drop_message_macros()
+            return Step()
+        if command == p.QUIT:
+            return Step(close=True)
+        if command == p.QUIT_NC:
+            self._reset_connection()
+            return Step()
+        if command == p.BODYEOB:
+            return self._end_of_message(payload)
+        if command not in _STEP_COMMANDS:
+            raise p.ProtocolError(f"unknown milter command {command!r}")
+        reply = self._step(command, payload)
+        if not self.caps.replies_to(command):
+            return Step()  # the MTA waived this reply; sending one would desynchronise it
+        return Step([p.SIMPLE[reply]])
+
+    def _step(self, command: bytes, payload: bytes) -> bytes:
+        if command == p.CONNECT:
+            info = p.parse_connect(payload)
+            self.client_address, self.client_family = info.address, info.family
+        elif command == p.MAIL:
+            self._end_message()
+            args = p.parse_args(payload)
+            sender = args[0] if args else ""
+            if not self._in_scope():
+                self.skipping = True
+                return p.ACCEPT
+            self.txn = Transaction(sender, self.settings)
+        elif self.txn is not None:
+            if command == p.RCPT:
+                args = p.parse_args(payload)
+                if args:
+                    self.txn.rcpt_to.append(args[0])
+            elif command == p.HEADER:
+                self.txn.headers.append(p.parse_header(payload))
+            elif command == p.BODY:
+                self.txn.add_body(payload)
+        elif self.skipping and command in (p.RCPT, p.HEADER, p.EOH, p.BODY, p.DATA):
+            return p.ACCEPT
+        return p.CONTINUE
+
+    def _end_of_message(self, payload: bytes) -> Step:
+        txn = self.txn
+        if txn is None:
+            # Out of scope (the MTA should not have streamed it) or no MAIL seen: let it be.
+            self._end_message()
+            return Step([p.SIMPLE[p.CONTINUE]])
+        if payload:
+            txn.add_body(payload)
+        for stage in (p.MAIL, p.DATA, p.EOH, p.BODYEOB):
+            txn.macros.update(self.macros.get(stage, {}))
+        return Step(decide=txn)
+
+    def conclude(self, frames: list[bytes]) -> list[bytes]:
+        """The decision's frames for the current message; the message is then over."""
+        self._end_message()
+        return frames
+
+    def _end_message(self) -> None:
+        self.txn = None
+        self.skipping = False
+
+    def _drop_message_macros(self) -> None:
+        for stage in list(self.macros):
+            if stage not in _CONNECTION_STAGES:
+                del self.macros[stage]
+
+    # ------------------------------------------------------------------ negotiation
+
+    def _negotiate(self, payload: bytes) -> bytes:
+        offer = p.parse_optneg(payload)
+        if offer.version < 2:
+            raise p.ProtocolError(f"milter protocol version {offer.version} is too old")
+        actions = WANTED_ACTIONS & offer.actions
+        protocol = WANTED_PROTOCOL & offer.protocol
+        self.caps = Capabilities(actions, protocol)
+        self.negotiated = True
+        macros = WANTED_MACROS if actions & p.SMFIF_SETSYMLIST else None
+        return p.optneg_reply(actions, protocol, macros, min(offer.version, p.VERSION))
+
+    # ------------------------------------------------------------------ scope
+
+    def macro(self, name: str) -> str:
+        for values in self.macros.values():
+            if name in values:
+                return values[name]
+        return ""
+
+    def _in_scope(self) -> bool:
+        s = self.settings
+        if s.scope == "all":
+            return True
+        if s.authenticated and self.macro("auth_authen"):
+            return True
+        if s.outgoing_daemons and self.macro("daemon_name") in s.outgoing_daemons:
+            return True
+        if self.client_family == "L":  # local socket: a program on this host
+            return True
+        address = self.client_address or self.macro("client_addr")
+        return s.is_outgoing_network(address)

@@ -1,0 +1,128 @@
+"""Milter settings: the ``[milter]`` table of ``mailguard.toml``.
+
+Kept apart from :class:`mailguard.config.Config` because none of this changes *what* a
+message is judged to be, only what the mail server does about it. Strict like the rest of
+the configuration: a misspelt ``on_block`` must stop the milter from starting, not turn a
+gate into a no-op.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from mailguard.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Loopback and private ranges: the clients that submit mail *out* of an organisation.
+DEFAULT_NETWORKS = (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "100.64.0.0/10", "fc00::/7", "fe80::/10",
+)  # fmt: skip
+
+MODES = ("enforce", "monitor")
+BLOCK_ACTIONS = ("reject", "quarantine", "tempfail", "accept")
+ERROR_ACTIONS = ("tempfail", "accept")
+HEADER_POLICIES = ("never", "warn", "always")
+SCOPES = ("outgoing", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSettings:
+    mode: str = "enforce"
+    """``enforce`` acts on verdicts; ``monitor`` only adds headers and logs what it would do."""
+    on_block: str = "reject"
+    """What a ``block`` verdict does: reject (550 5.7.1), quarantine (hold queue), tempfail."""
+    on_warn: str = "accept"
+    """What a ``warn`` verdict does; ``accept`` adds the X-Mailguard headers."""
+    on_error: str = "tempfail"
+    """Unreadable message, internal error or time budget exceeded: tempfail (4xx) or accept."""
+    add_headers: str = "warn"
+    """Add X-Mailguard-Verdict/-Score to accepted mail: never, for warn and worse, always."""
+    scope: str = "outgoing"
+    """``outgoing``: only mail from the networks, daemons or authenticated users below."""
+    outgoing_networks: tuple[IPNetwork, ...] = field(
+        default_factory=lambda: tuple(ipaddress.ip_network(n) for n in DEFAULT_NETWORKS)
+    )
+    outgoing_daemons: tuple[str, ...] = ("ORIGINATING",)
+    """Postfix ``{daemon_name}`` values that mark a submission service."""
+    authenticated: bool = True
+    """SMTP-authenticated clients (``{auth_authen}`` set) are outgoing."""
+    decision_timeout: float = 20.0
+    """Seconds a decision may take before ``on_error`` applies."""
+    progress_interval: float = 5.0
+    """While deciding, tell the MTA we are alive this often (resets its timeouts)."""
+    max_body_bytes: int = 1024 * 1024
+    """Body bytes kept per message; the rest streams past (rules read only the first text)."""
+    log_addresses: bool = False
+    """Put the envelope sender in the decision log line. Off: logs carry counts only."""
+
+    def is_outgoing_network(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
+        except ValueError:
+            return False
+        return any(ip in net for net in self.outgoing_networks)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": MODES,
+    "on_block": BLOCK_ACTIONS,
+    "on_warn": BLOCK_ACTIONS,
+    "on_error": ERROR_ACTIONS,
+    "add_headers": HEADER_POLICIES,
+    "scope": SCOPES,
+}
+
+
+def from_mapping(data: Mapping[str, Any], where: str = "milter") -> MilterSettings:
+    """Validate a ``[milter]`` table."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name for f in fields(MilterSettings)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}"
+        if key in _CHOICES:
+            if value not in _CHOICES[key]:
+                raise ConfigError(f"{path}: expected one of {', '.join(_CHOICES[key])}")
+            kwargs[key] = value
+        elif key == "outgoing_networks":
+            kwargs[key] = tuple(_network(v, path) for v in _strings(value, path))
+        elif key == "outgoing_daemons":
+            kwargs[key] = tuple(_strings(value, path))
+        elif key in ("authenticated", "log_addresses"):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: expected true or false")
+            kwargs[key] = value
+        elif key in ("decision_timeout", "progress_interval"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{path}: expected a number of seconds")
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{path}: expected a positive number of seconds")
+            kwargs[key] = float(value)
+        elif key == "max_body_bytes":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{path}: expected a non-negative integer")
+            kwargs[key] = value
+    return MilterSettings(**kwargs)
+
+
+def _strings(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: expected a list of strings")
+    return value
+
+
+def _network(value: str, path: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ConfigError(f"{path}: {value!r} is not an IP network (e.g. 10.0.0.0/8)") from None
