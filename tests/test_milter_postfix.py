@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +228,25 @@ def test_milter_over_tcp(tmp_path: Path) -> None:
                 smtp.sendmail(SENDER, people, bad)
         assert refused.value.smtp_code == 550
         assert subjects(instance) == {"tcp clean"}
+
+
+def test_mail_from_the_sendmail_command_is_checked_too(postfix: PostfixInstance) -> None:
+    """non_smtpd_milters: a web app or cron job piping into sendmail is gated the same way.
+
+    There is no SMTP client to refuse, so Postfix bounces the message to its sender with
+    mailguard's reason; none of the exposed recipients receives it.
+    """
+    bad, _ = risky("via the sendmail command", n=40)
+    for message in (bad, clean("clean via sendmail")):
+        subprocess.run(
+            ["/usr/sbin/sendmail", "-C", str(postfix.etc), "-f", SENDER, "-t"],
+            input=message, check=True, timeout=30,
+        )  # fmt: skip
+    postfix.wait_idle()
+    deliveries = postfix.sink_deliveries()
+    rcpts = [r for d in deliveries for r in d.rcpt_to]
+    assert not any("gmail.com" in r for r in rcpts)
+    (bounce,) = [d for d in deliveries if d.mail_from.startswith("<>")]
+    assert bounce.rcpt_to[0].startswith(f"<{SENDER}>")
+    assert b"would expose 40 external recipients in To/Cc" in bounce.data
+    assert subjects(postfix) >= {"clean via sendmail"}

@@ -287,6 +287,9 @@ def test_headers_are_added_only_when_the_mta_allows_it() -> None:
 def test_failure_outcome_follows_on_error() -> None:
     assert failure_outcome(MilterSettings()).frames[0][5:].startswith(b"451 4.7.1 ")
     assert failure_outcome(MilterSettings(on_error="accept")).frames == [p.SIMPLE[p.CONTINUE]]
+    monitored = failure_outcome(MilterSettings(mode="monitor"))
+    assert (monitored.action, monitored.planned) == ("accept", "tempfail")
+    assert monitored.frames == [p.SIMPLE[p.CONTINUE]]
 
 
 def test_refusal_reason_for_a_bcc_header() -> None:

@@ -69,9 +69,15 @@ def outcome_for(report: Report, settings: MilterSettings, caps: Capabilities) ->
 
 
 def failure_outcome(settings: MilterSettings) -> Outcome:
-    """No report at all (internal error, time budget exceeded): ``on_error``, no edits."""
+    """No report at all (internal error, time budget exceeded): ``on_error``, no edits.
+
+    Monitor mode never refuses, not even here: it is what an admin turns on to find out
+    whether enforcing is safe, so it must not change delivery in any case.
+    """
     if settings.on_error == "accept":
         return Outcome("accept", [p.SIMPLE[p.CONTINUE]])
+    if settings.mode == "monitor":
+        return Outcome("accept", [p.SIMPLE[p.CONTINUE]], planned=settings.on_error)
     return Outcome("tempfail", [p.reply_code(*ERROR_REPLY)])
 
 

@@ -1,0 +1,35 @@
+-- Case 12: the MTA drops the connection in the middle of a message (no abort, no quit).
+-- The milter must forget it and keep serving: a new connection's messages are judged.
+dofile(scripts .. "/common.lua")
+
+run("abrupt_disconnect", function()
+  local conn = connect()
+  hello(conn)
+  send_headers(conn, message("block", "QDROP1"))
+  ok(mt.bodystring(conn, "partial body"), "mt.bodystring")
+  ok(mt.disconnect(conn, false), "mt.disconnect(abrupt)")
+  mt.echo("dropped connection mid-message")
+
+  -- Also drop one right after negotiation, and one in the middle of the header block.
+  local c2 = connect()
+  hello(c2)
+  ok(mt.disconnect(c2, false), "mt.disconnect(abrupt)")
+  local c3 = connect()
+  hello(c3)
+  ok(mt.macro(c3, SMFIC_MAIL, "i", "QDROP3"), "mt.macro")
+  ok(mt.mailfrom(c3, "<" .. SENDER .. ">"), "mt.mailfrom")
+  ok(mt.rcptto(c3, "<p1@gmail.com>"), "mt.rcptto")
+  header(c3, "Cc", "p1@gmail.com")
+  ok(mt.disconnect(c3, false), "mt.disconnect(abrupt)")
+
+  local fresh = connect()
+  hello(fresh)
+  local r = send(fresh, message("clean", "QDROP4"))
+  check(r == "continue", "clean on a new connection: expected continue, got " .. r)
+  expect_no_edits(fresh, "clean on a new connection")
+  ok(mt.abort(fresh), "mt.abort")
+  r = send(fresh, message("block", "QDROP5"))
+  check(r == "replycode", "risky on a new connection: expected replycode, got " .. r)
+  mt.echo("new connection clean continue, risky " .. r)
+  mt.disconnect(fresh)
+end)

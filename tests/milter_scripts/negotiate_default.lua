@@ -1,0 +1,32 @@
+-- Case 1a: miltertest offers everything libmilter knows. The milter must ask for the
+-- header-add and quarantine actions, the macro list, and waive every reply it can do
+-- without -- except MAIL, whose reply is how it accepts out-of-scope mail early.
+dofile(scripts .. "/common.lua")
+
+run("negotiate_default", function()
+  local conn = connect({version = 6})
+
+  local function report(kind, names, test)
+    for _, name in ipairs(names) do
+      check(_G[name] ~= nil, "miltertest does not define " .. name)
+      mt.echo(kind .. " " .. name .. " " .. tostring(test(conn, _G[name])))
+    end
+  end
+
+  report("action", {"SMFIF_ADDHDRS", "SMFIF_QUARANTINE", "SMFIF_SETSYMLIST", "SMFIF_CHGHDRS",
+    "SMFIF_CHGBODY", "SMFIF_ADDRCPT", "SMFIF_DELRCPT", "SMFIF_CHGFROM"}, mt.test_action)
+  report("option", {"SMFIP_NOCONNECT", "SMFIP_NOHELO", "SMFIP_NOMAIL", "SMFIP_NORCPT",
+    "SMFIP_NOBODY", "SMFIP_NOHDRS", "SMFIP_NOEOH", "SMFIP_NOUNKNOWN", "SMFIP_NODATA",
+    "SMFIP_SKIP", "SMFIP_RCPT_REJ", "SMFIP_NR_CONN", "SMFIP_NR_HELO", "SMFIP_NR_MAIL",
+    "SMFIP_NR_RCPT", "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR", "SMFIP_NR_EOH",
+    "SMFIP_NR_BODY", "SMFIP_HDR_LEADSPC"}, mt.test_option)
+
+  -- A whole clean message over what was agreed: no step may be answered that was waived
+  -- (miltertest would read a stale reply and fall out of step) and the message passes.
+  hello(conn)
+  local r = send(conn, message("clean", "QNEG1"))
+  check(r == "continue", "clean message: expected continue, got " .. r)
+  expect_no_edits(conn, "clean message")
+  mt.echo("eom clean " .. r)
+  mt.disconnect(conn)
+end)
