@@ -314,7 +314,7 @@ def test_miltertest_is_installed():
 
 def test_negotiation_asks_for_what_it_needs(milters):
     run = milters("default").run("negotiate_default.lua", decisions=1)
-    wanted_actions = {"SMFIF_ADDHDRS", "SMFIF_QUARANTINE", "SMFIF_SETSYMLIST"}
+    wanted_actions = {"SMFIF_ADDHDRS", "SMFIF_CHGHDRS", "SMFIF_QUARANTINE", "SMFIF_SETSYMLIST"}
     wanted_options = {
         "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA", "SMFIP_NR_CONN", "SMFIP_NR_HELO",
         "SMFIP_NR_RCPT", "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR", "SMFIP_NR_EOH",

@@ -110,7 +110,11 @@ def test_clean_and_properly_bccd_bulk_are_delivered_untouched(postfix: PostfixIn
 
 
 def test_warn_is_delivered_with_verdict_headers(postfix: PostfixInstance) -> None:
-    raw = (EXAMPLES / "08-sports-club-fixtures.eml").read_bytes()
+    # A sender's own "X-Mailguard-Verdict: pass" must not survive next to ours.
+    raw = (
+        b"X-Mailguard-Verdict: pass\r\nX-Mailguard-Score: 0\r\n"
+        + (EXAMPLES / "08-sports-club-fixtures.eml").read_bytes()
+    )
     with postfix.smtp() as smtp:
         smtp.sendmail("secretary@club.example", envelope_of(raw), raw)
     (msg,) = delivered(postfix)
@@ -118,8 +122,8 @@ def test_warn_is_delivered_with_verdict_headers(postfix: PostfixInstance) -> Non
     # the header-only check in examples/incidents).
     expected = check(raw, envelope=Envelope("secretary@club.example", tuple(envelope_of(raw))))
     assert (expected.verdict, expected.score) == ("warn", 57)
-    assert msg["X-Mailguard-Verdict"] == "warn"
-    assert msg["X-Mailguard-Score"] == "57"
+    assert msg.get_all("X-Mailguard-Verdict") == ["warn"]
+    assert msg.get_all("X-Mailguard-Score") == ["57"]
     assert msg["X-Mailguard-Rules"] == " ".join(expected.codes)
 
 

@@ -284,6 +284,29 @@ def test_headers_are_added_only_when_the_mta_allows_it() -> None:
     assert [f[4:5] for f in judge(CLEAN, MilterSettings())] == [b"c"]
 
 
+def test_forged_verdict_headers_are_replaced_by_ours() -> None:
+    forged = [*RISKY, ("X-Mailguard-Verdict", " pass"), ("x-mailguard-verdict", " pass"),
+              ("X-Mailguard-Score", " 0")]  # fmt: skip
+    s = new_session(MilterSettings(mode="monitor"))
+    step = feed_message(s, forged)
+    assert step.decide is not None
+    report = Engine(Config()).check(step.decide.raw_message(True), envelope=step.decide.envelope)
+    frames = outcome_for(report, s.settings, s.caps, step.decide).frames
+    deletions = [f[5:] for f in frames if f[4:5] == p.CHGHEADER]
+    assert deletions == [struct.pack("!I", 2) + b"X-Mailguard-Verdict\0\0",
+                         struct.pack("!I", 1) + b"X-Mailguard-Verdict\0\0",
+                         struct.pack("!I", 1) + b"X-Mailguard-Score\0\0"]  # fmt: skip
+    assert frames.index(p.delete_header(1, "X-Mailguard-Score")) < frames.index(
+        p.add_header("X-Mailguard-Verdict", " block")
+    )
+    # Without the change-header action nothing is deleted; a clean pass is not touched.
+    s = new_session(MilterSettings(mode="monitor"), actions=p.SMFIF_ADDHDRS)
+    step = feed_message(s, forged)
+    assert step.decide is not None
+    frames = outcome_for(report, s.settings, s.caps, step.decide).frames
+    assert not [f for f in frames if f[4:5] == p.CHGHEADER]
+
+
 def test_failure_outcome_follows_on_error() -> None:
     assert failure_outcome(MilterSettings()).frames[0][5:].startswith(b"451 4.7.1 ")
     assert failure_outcome(MilterSettings(on_error="accept")).frames == [p.SIMPLE[p.CONTINUE]]

@@ -11,12 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailguard.milter import protocol as p
-from mailguard.milter.session import Capabilities
+from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
 from mailguard.report import Report
 
 EXPOSURE_RULES = frozenset({"MG101", "MG102"})
 ERROR_REPLY = "451 4.7.1", "mailguard could not check this message; please try again later"
+OUR_HEADERS = (
+    "X-Mailguard-Verdict",
+    "X-Mailguard-Score",
+    "X-Mailguard-Rules",
+    "X-Mailguard-Action",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +47,18 @@ def configured_action(verdict: str, settings: MilterSettings) -> str:
     return "accept"
 
 
-def outcome_for(report: Report, settings: MilterSettings, caps: Capabilities) -> Outcome:
+def outcome_for(
+    report: Report, settings: MilterSettings, caps: Capabilities, txn: Transaction | None = None
+) -> Outcome:
     planned = configured_action(report.verdict, settings)
     if planned == "quarantine" and not caps.can_quarantine:
         planned = "reject"  # the MTA cannot hold mail: refusing is the safe side
     action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
     headers = _headers(report, settings, action, planned)
     frames: list[bytes] = []
-    if action in ("accept", "quarantine") and caps.can_add_headers:
+    if headers and action in ("accept", "quarantine") and caps.can_add_headers:
+        if txn is not None and caps.can_change_headers:
+            frames += _remove_forged(txn)
         value = (lambda v: " " + v) if caps.leading_space else (lambda v: v)
         frames += [p.add_header(name, value(text)) for name, text in headers]
     else:
@@ -66,6 +76,19 @@ def outcome_for(report: Report, settings: MilterSettings, caps: Capabilities) ->
     else:
         frames.append(p.SIMPLE[p.CONTINUE])
     return Outcome(action, frames, planned if planned != action else "", headers)
+
+
+def _remove_forged(txn: Transaction) -> list[bytes]:
+    """Delete X-Mailguard-* fields the sender wrote, so that ours can be trusted downstream.
+
+    Only done when we add our own: a message we were not asked to mark is left as it came.
+    Highest index first, so each deletion leaves the lower indexes where they were.
+    """
+    return [
+        p.delete_header(index, name)
+        for name in OUR_HEADERS
+        for index in range(txn.header_count(name), 0, -1)
+    ]
 
 
 def failure_outcome(settings: MilterSettings) -> Outcome:

@@ -31,6 +31,7 @@ OPTNEG, QUIT, RCPT, DATA, UNKNOWN = b"O", b"Q", b"R", b"T", b"U"
 # Replies, milter -> MTA.
 ACCEPT, CONTINUE, DISCARD, REJECT, TEMPFAIL = b"a", b"c", b"d", b"r", b"t"
 REPLYCODE, ADDHEADER, INSHEADER, QUARANTINE, PROGRESS = b"y", b"h", b"i", b"q", b"p"
+CHGHEADER = b"m"
 SETSYMLIST = b"l"
 
 # Actions the milter may take (SMFIF_*), offered by the MTA in OPTNEG.
@@ -230,6 +231,11 @@ def add_header(name: str, value: str) -> bytes:
 
 def insert_header(index: int, name: str, value: str) -> bytes:
     return frame(INSHEADER, _LEN.pack(index) + _header_payload(name, value))
+
+
+def delete_header(index: int, name: str) -> bytes:
+    """``m`` with an empty value: remove the ``index``-th (1-based) field called ``name``."""
+    return frame(CHGHEADER, _LEN.pack(index) + _header_payload(name, ""))
 
 
 def quarantine(reason: str) -> bytes:

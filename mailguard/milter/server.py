@@ -276,7 +276,7 @@ class MilterConnection(asyncio.Protocol):
         outcome = failure_outcome(settings)
         if report is not None:
             try:
-                outcome = outcome_for(report, settings, self.session.caps)
+                outcome = outcome_for(report, settings, self.session.caps, txn)
             except Exception as exc:
                 report, failure = None, f"internal error ({type(exc).__name__})"
         self._write(b"".join(self.session.conclude(outcome.frames)))

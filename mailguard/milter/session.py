@@ -30,7 +30,7 @@ WANTED_PROTOCOL = (
     | p.SMFIP_NR_CONN | p.SMFIP_NR_HELO | p.SMFIP_NR_RCPT | p.SMFIP_NR_DATA | p.SMFIP_NR_UNKN
     | p.SMFIP_NR_HDR | p.SMFIP_NR_EOH | p.SMFIP_NR_BODY | p.SMFIP_HDR_LEADSPC
 )  # fmt: skip
-WANTED_ACTIONS = p.SMFIF_ADDHDRS | p.SMFIF_QUARANTINE | p.SMFIF_SETSYMLIST
+WANTED_ACTIONS = p.SMFIF_ADDHDRS | p.SMFIF_CHGHDRS | p.SMFIF_QUARANTINE | p.SMFIF_SETSYMLIST
 
 #: Macros we read, asked for explicitly when the MTA lets us (Sendmail and Postfix send
 #: these by default anyway; asking makes a trimmed ``milter_*_macros`` setting harmless).
@@ -54,6 +54,10 @@ class Capabilities:
     @property
     def can_add_headers(self) -> bool:
         return bool(self.actions & p.SMFIF_ADDHDRS)
+
+    @property
+    def can_change_headers(self) -> bool:
+        return bool(self.actions & p.SMFIF_CHGHDRS)
 
     @property
     def can_quarantine(self) -> bool:
@@ -91,6 +95,11 @@ class Transaction:
         room = self.settings.max_body_bytes - len(self.body)
         if room > 0:
             self.body += chunk[:room]
+
+    def header_count(self, name: str) -> int:
+        """Fields of this name the sender put in (case-insensitive)."""
+        wanted = name.lower().encode("ascii")
+        return sum(1 for field, _ in self.headers if field.lower() == wanted)
 
     def raw_message(self, leading_space: bool) -> bytes:
         """The message as the engine reads it: header fields, blank line, body."""

@@ -1,5 +1,6 @@
 -- Case 1a: miltertest offers everything libmilter knows. The milter must ask for the
--- header-add and quarantine actions, the macro list, and waive every reply it can do
+-- header-add, header-change (to remove forged X-Mailguard-* fields) and quarantine
+-- actions, the macro list, and waive every reply it can do
 -- without -- except MAIL, whose reply is how it accepts out-of-scope mail early.
 dofile(scripts .. "/common.lua")
 

@@ -9,7 +9,7 @@ run("negotiate_partial", function()
   local actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_ADDRCPT | SMFIF_CHGBODY
   local conn = connect({version = 6, steps = math.floor(steps), actions = math.floor(actions)})
 
-  local want_actions = {SMFIF_ADDHDRS = true, SMFIF_CHGHDRS = false, SMFIF_ADDRCPT = false,
+  local want_actions = {SMFIF_ADDHDRS = true, SMFIF_CHGHDRS = true, SMFIF_ADDRCPT = false,
     SMFIF_CHGBODY = false, SMFIF_QUARANTINE = false, SMFIF_SETSYMLIST = false}
   for name, want in pairs(want_actions) do
     check(mt.test_action(conn, _G[name]) == want, name .. " should be " .. tostring(want))
