@@ -443,6 +443,21 @@ def _make_address(spec: str, name: str, header: str, group: str | None) -> Addre
     return _make_address_slow(spec, name, header, group)
 
 
+def address_key(spec: str) -> str | None:
+    """The normalised form of a bare addr-spec (an SMTP ``RCPT TO``), as ``Address.addr``.
+
+    A bulk send has hundreds of envelope recipients and each is already a bare address, so
+    the common case skips list parsing; anything unusual goes through the full parser.
+    """
+    local, at, domain = spec.rpartition("@")
+    if at and _LOCAL_PLAIN.match(local):
+        normal = _plain_domain(domain)
+        if normal is not None:
+            return f"{local.lower()}@{normal}"
+    parsed = parse_address_list(spec, "envelope").addresses
+    return parsed[0].addr if parsed else None
+
+
 @functools.lru_cache(maxsize=65536)
 def _plain_domain(domain: str) -> str | None:
     return normalise_domain(domain) if _DOMAIN_PLAIN.match(domain) else None

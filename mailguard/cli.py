@@ -210,7 +210,6 @@ def milter(
     ] = "info",
 ) -> None:
     """Serve the milter protocol so Postfix or Sendmail can refuse risky mail at send time."""
-    import asyncio
     import logging
 
     from mailguard.milter.server import ListenSpec, MilterServer, run
@@ -242,7 +241,7 @@ def milter(
         raise _fail(str(exc)) from None
     server = MilterServer(cfg, spec, socket_mode=perms, socket_group=socket_group, reload=load)
     try:
-        asyncio.run(run(server))
+        run(server)
     except (OSError, ValueError, KeyError) as exc:
         raise _fail(f"cannot serve {listen}: {exc}") from None
 

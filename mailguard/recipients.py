@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailguard.addresses import Address, parse_address_list
+from mailguard.addresses import Address, address_key, parse_address_list
 from mailguard.config import Config
 from mailguard.domains import registrable_domain
 from mailguard.headers import ADDRESS_HEADERS
@@ -162,9 +162,8 @@ def analyse(
 
     envelope_rcpt: set[str] = set()
     if envelope is not None:
-        for rcpt in envelope.rcpt_to:
-            parsed = parse_address_list(_strip_angle(rcpt), "envelope")
-            envelope_rcpt.update(a.addr for a in parsed.addresses)
+        rcpt_keys = map(address_key, map(_strip_angle, envelope.rcpt_to))
+        envelope_rcpt = {key for key in rcpt_keys if key is not None}
     return RecipientAnalysis(
         by_header=by_header,
         visible=visible,
@@ -198,6 +197,8 @@ def _subdomain_test(org: str) -> Callable[[str], bool]:
 
 
 def _strip_angle(value: str) -> str:
+    if value.startswith("<") and value.endswith(">") and value.count("<") == 1:
+        return value[1:-1]  # the usual SMTP form, without a regex
     m = _ANGLE.search(value)
     return m.group(1) if m else value
 

@@ -20,6 +20,7 @@ from mailguard.addresses import (
     ParsedList,
     _parse_split,
     _parse_tokens,
+    address_key,
     parse_address_list,
 )
 from tests.conftest import eml
@@ -698,3 +699,14 @@ def test_one_junk_entry_never_hides_the_other_addresses(mailboxes, junk, where):
     texts.insert(min(where, len(texts)), junk)
     parsed = parse_address_list(", ".join(texts), "to")
     assert {_normalised(addr) for _text, addr in mailboxes} <= {a.addr for a in parsed.addresses}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["A@B.Example.", '"a b"@x.org', "x@bücher.de", "first.last+tag@Sub.Example.CO.UK",
+     "bad", "@nodomain.example", "a@b@c.example", "user@[192.0.2.1]"],
+)  # fmt: skip
+def test_address_key_agrees_with_the_full_parser(spec: str) -> None:
+    """The envelope fast path must key an address exactly as the header parser does."""
+    parsed = parse_address_list(spec, "envelope").addresses
+    assert address_key(spec) == (parsed[0].addr if parsed else None)

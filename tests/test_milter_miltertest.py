@@ -79,8 +79,10 @@ SETUPS: dict[str, Setup] = {
     "tempfail": Setup('[milter]\non_block = "tempfail"\n'),
     "scope_all": Setup('[milter]\nscope = "all"\n'),
     "warn_reject": Setup('[milter]\non_warn = "reject"\nadd_headers = "always"\n'),
-    "monitor_timeout": Setup('[milter]\nmode = "monitor"\ndecision_timeout = 0.000001\n'),
-    "slow": Setup("[milter]\nprogress_interval = 0.01\n", slow=0.06),
+    "monitor_timeout": Setup(
+        '[milter]\nmode = "monitor"\ndecision_timeout = 0.000001\ninline_header_bytes = 0\n'
+    ),
+    "slow": Setup("[milter]\nprogress_interval = 0.01\ninline_header_bytes = 0\n", slow=0.06),
 }
 
 #: Runs the CLI; with a delay, each decision first sleeps (test-only, in this subprocess).

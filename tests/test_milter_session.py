@@ -130,8 +130,8 @@ def test_waived_replies_are_not_sent_and_others_are() -> None:
                              (p.EOH, b""), (p.BODY, b"x")]:  # fmt: skip
         waived.handle(p.MAIL, b"<a@b>\0")
         plain.handle(p.MAIL, b"<a@b>\0")
-        assert waived.handle(command, payload).replies == []
-        assert plain.handle(command, payload).replies == [p.SIMPLE[p.CONTINUE]]
+        assert waived.handle(command, payload).replies == ()
+        assert plain.handle(command, payload).replies == (p.SIMPLE[p.CONTINUE],)
 
 
 def test_unknown_command_is_a_protocol_error() -> None:
@@ -226,7 +226,7 @@ def test_scope(settings: dict[str, object], address: str, macros: bytes, in_scop
     if macros.startswith(b"M"):
         s.handle(p.MACRO, macros)
     reply = s.handle(p.MAIL, b"<hr@serviceco.example>\0").replies
-    assert reply == [p.SIMPLE[p.CONTINUE if in_scope else p.ACCEPT]]
+    assert reply == (p.SIMPLE[p.CONTINUE if in_scope else p.ACCEPT],)
     assert (s.txn is not None) is in_scope
     if not in_scope:  # nothing streamed afterwards is kept or judged
         s.handle(p.HEADER, header("Cc", ", ".join(PERSONAL)))
@@ -237,7 +237,7 @@ def test_local_socket_clients_are_outgoing() -> None:
     s = Session(MilterSettings(outgoing_networks=()))
     s.handle(p.OPTNEG, optneg())
     s.handle(p.CONNECT, b"localhost\0L\0\0/var/run/sendmail.sock\0")
-    assert s.handle(p.MAIL, b"<a@b>\0").replies == [p.SIMPLE[p.CONTINUE]]
+    assert s.handle(p.MAIL, b"<a@b>\0").replies == (p.SIMPLE[p.CONTINUE],)
 
 
 # ------------------------------------------------------------------ decisions

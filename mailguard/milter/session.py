@@ -35,8 +35,9 @@ WANTED_ACTIONS = p.SMFIF_ADDHDRS | p.SMFIF_CHGHDRS | p.SMFIF_QUARANTINE | p.SMFI
 #: Macros we read, asked for explicitly when the MTA lets us (Sendmail and Postfix send
 #: these by default anyway; asking makes a trimmed ``milter_*_macros`` setting harmless).
 WANTED_MACROS = {
-    p.SMFIM_CONNECT: "j {daemon_name} {client_addr}",
-    p.SMFIM_ENVFROM: "i {auth_authen} {auth_type}",
+    p.SMFIM_CONNECT: "{daemon_name} {client_addr}",
+    p.SMFIM_ENVFROM: "{auth_authen}",
+    p.SMFIM_ENVRCPT: "i",  # Postfix sends a macro frame per recipient anyway: keep it small
     p.SMFIM_EOM: "i",
 }
 
@@ -84,6 +85,7 @@ class Transaction:
     body: bytearray = field(default_factory=bytearray)
     body_bytes: int = 0
     """Body bytes seen, including those not kept."""
+    header_bytes: int = 0
     macros: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -113,29 +115,42 @@ class Transaction:
         return b"".join(lines)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """What the I/O layer must do after one frame."""
 
-    replies: list[bytes] = field(default_factory=list)
+    replies: tuple[bytes, ...] = ()
     decide: Transaction | None = None
     """Judge this message, then send :meth:`Session.conclude`'s frames."""
     close: bool = False
 
 
+_NOTHING = Step()
+_CLOSE = Step(close=True)
+_REPLY = {reply: Step((p.SIMPLE[reply],)) for reply in (p.CONTINUE, p.ACCEPT)}
+
+
 class Session:
-    """State of one MTA connection (which may carry many messages)."""
+    """State of one MTA connection (which may carry many messages).
+
+    Half of what Postfix sends is macro frames (one before every header and recipient), so
+    they are kept as raw bytes per stage and only parsed when a macro is read: at MAIL for
+    the scope and at the end of the message for the queue ID.
+    """
 
     def __init__(self, settings: MilterSettings) -> None:
         self.settings = settings
         self.caps = Capabilities()
         self.negotiated = False
+        self._silent: frozenset[bytes] = frozenset()
+        """Steps whose reply the MTA waived."""
         self._reset_connection()
 
     def _reset_connection(self) -> None:
         self.client_address = ""
         self.client_family = ""
-        self.macros: dict[bytes, dict[str, str]] = {}
+        self.raw_macros: dict[bytes, bytes] = {}
+        """Stage (command byte) -> the last ``D`` payload for it, as sent."""
         self.txn: Transaction | None = None
         self.skipping = False
         """Current message is out of scope: accepted at MAIL, nothing more to do."""
@@ -147,31 +162,41 @@ class Session:
     # ------------------------------------------------------------------ commands
 
     def handle(self, command: bytes, payload: bytes) -> Step:
-        if command == p.OPTNEG:
-            return Step([self._negotiate(payload)])
         if command == p.MACRO:
-            stage, values = p.parse_macros(payload)
+            if not payload:
+                raise p.ProtocolError("macro command without a stage")
+            stage = payload[:1]
             if stage == p.MAIL:  # a new envelope: the last message's macros are stale
                 self._drop_message_macros()
-            self.macros.setdefault(stage, {}).update(values)
-            return Step()
+            self.raw_macros[stage] = payload  # a stage's macros replace its previous ones
+            return _NOTHING
+        if command == p.HEADER:
+            txn = self.txn
+            if txn is not None:
+                txn.headers.append(p.parse_header(payload))
+                txn.header_bytes += len(payload)
+            if command in self._silent:
+                return _NOTHING
+            return _REPLY[p.ACCEPT if self.skipping else p.CONTINUE]
+        if command == p.OPTNEG:
+            return Step((self._negotiate(payload),))
         if command == p.ABORT:
             self._end_message()
             self._drop_message_macros()
-            return Step()
+            return _NOTHING
         if command == p.QUIT:
-            return Step(close=True)
+            return _CLOSE
         if command == p.QUIT_NC:
             self._reset_connection()
-            return Step()
+            return _NOTHING
         if command == p.BODYEOB:
             return self._end_of_message(payload)
         if command not in _STEP_COMMANDS:
             raise p.ProtocolError(f"unknown milter command {command!r}")
         reply = self._step(command, payload)
-        if not self.caps.replies_to(command):
-            return Step()  # the MTA waived this reply; sending one would desynchronise it
-        return Step([p.SIMPLE[reply]])
+        if command in self._silent:
+            return _NOTHING  # the MTA waived this reply; sending one would desynchronise it
+        return _REPLY[reply]
 
     def _step(self, command: bytes, payload: bytes) -> bytes:
         if command == p.CONNECT:
@@ -190,8 +215,6 @@ class Session:
                 args = p.parse_args(payload)
                 if args:
                     self.txn.rcpt_to.append(args[0])
-            elif command == p.HEADER:
-                self.txn.headers.append(p.parse_header(payload))
             elif command == p.BODY:
                 self.txn.add_body(payload)
         elif self.skipping and command in (p.RCPT, p.HEADER, p.EOH, p.BODY, p.DATA):
@@ -203,11 +226,12 @@ class Session:
         if txn is None:
             # Out of scope (the MTA should not have streamed it) or no MAIL seen: let it be.
             self._end_message()
-            return Step([p.SIMPLE[p.CONTINUE]])
+            return _REPLY[p.CONTINUE]
         if payload:
             txn.add_body(payload)
         for stage in (p.MAIL, p.DATA, p.EOH, p.BODYEOB):
-            txn.macros.update(self.macros.get(stage, {}))
+            if stage in self.raw_macros:
+                txn.macros.update(p.parse_macros(self.raw_macros[stage])[1])
         return Step(decide=txn)
 
     def conclude(self, frames: list[bytes]) -> list[bytes]:
@@ -220,9 +244,9 @@ class Session:
         self.skipping = False
 
     def _drop_message_macros(self) -> None:
-        for stage in list(self.macros):
+        for stage in list(self.raw_macros):
             if stage not in _CONNECTION_STAGES:
-                del self.macros[stage]
+                del self.raw_macros[stage]
 
     # ------------------------------------------------------------------ negotiation
 
@@ -233,6 +257,7 @@ class Session:
         actions = WANTED_ACTIONS & offer.actions
         protocol = WANTED_PROTOCOL & offer.protocol
         self.caps = Capabilities(actions, protocol)
+        self._silent = frozenset(c for c in _STEP_COMMANDS if not self.caps.replies_to(c))
         self.negotiated = True
         macros = WANTED_MACROS if actions & p.SMFIF_SETSYMLIST else None
         return p.optneg_reply(actions, protocol, macros, min(offer.version, p.VERSION))
@@ -240,7 +265,8 @@ class Session:
     # ------------------------------------------------------------------ scope
 
     def macro(self, name: str) -> str:
-        for values in self.macros.values():
+        for raw in self.raw_macros.values():
+            values = p.parse_macros(raw)[1]
             if name in values:
                 return values[name]
         return ""
