@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import grp
 import logging
 import os
@@ -33,12 +34,17 @@ from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
-from mailguard.milter.session import Session, Step, Transaction
+from mailguard.milter.session import NOTHING, Session, Step, Transaction
+from mailguard.recipients import Envelope
 from mailguard.report import Report
 
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_WARM_UP = (
+    b"From: a@warm-up.example\r\nTo: b@warm-up.test, c@gmail.com\r\nSubject: warm-up\r\n\r\n"
+    b"Appointment at the clinic.\r\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +108,14 @@ class MilterServer:
 
     def apply(self, config: Config) -> None:
         """New configuration: later messages use it, decisions under way keep theirs."""
-        self.config = config
-        self.settings = config.milter
-        self.engine = Engine(config)
+        engine = Engine(config)
+        # Load what the engine loads lazily (suffix list, vocabulary) now rather than in the
+        # first sender's decision, then move it out of the garbage collector's way: those
+        # long-lived objects would otherwise be re-scanned at every full collection.
+        engine.check(_WARM_UP, envelope=Envelope("<a@warm-up.example>", ("<b@warm-up.test>",)))
+        gc.collect()
+        gc.freeze()
+        self.config, self.settings, self.engine = config, config.milter, engine
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -224,16 +235,18 @@ class MilterConnection(asyncio.Protocol):
         self._drain()
 
     def _drain(self) -> None:
-        while self.backlog and self.deciding is None and self.transport is not None:
-            command, payload = self.backlog.popleft()
-            if command in (p.MAIL, p.OPTNEG):
+        backlog, handle = self.backlog, self.session.handle
+        while backlog and self.deciding is None and self.transport is not None:
+            command, payload = backlog.popleft()
+            if command == p.MAIL or command == p.OPTNEG:
                 self.session.reload(self.server.settings)
             try:
-                step = self.session.handle(command, payload)
+                step = handle(command, payload)
             except p.ProtocolError as exc:
                 self._protocol_error(exc)
                 return
-            self._act(step)
+            if step is not NOTHING:
+                self._act(step)
 
     def _act(self, step: Step) -> None:
         if step.replies:

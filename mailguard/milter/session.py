@@ -125,7 +125,8 @@ class Step:
     close: bool = False
 
 
-_NOTHING = Step()
+NOTHING = Step()
+"""The step for most frames: nothing to send, nothing to decide (compare with ``is``)."""
 _CLOSE = Step(close=True)
 _REPLY = {reply: Step((p.SIMPLE[reply],)) for reply in (p.CONTINUE, p.ACCEPT)}
 
@@ -169,33 +170,33 @@ class Session:
             if stage == p.MAIL:  # a new envelope: the last message's macros are stale
                 self._drop_message_macros()
             self.raw_macros[stage] = payload  # a stage's macros replace its previous ones
-            return _NOTHING
+            return NOTHING
         if command == p.HEADER:
             txn = self.txn
             if txn is not None:
                 txn.headers.append(p.parse_header(payload))
                 txn.header_bytes += len(payload)
             if command in self._silent:
-                return _NOTHING
+                return NOTHING
             return _REPLY[p.ACCEPT if self.skipping else p.CONTINUE]
         if command == p.OPTNEG:
             return Step((self._negotiate(payload),))
         if command == p.ABORT:
             self._end_message()
             self._drop_message_macros()
-            return _NOTHING
+            return NOTHING
         if command == p.QUIT:
             return _CLOSE
         if command == p.QUIT_NC:
             self._reset_connection()
-            return _NOTHING
+            return NOTHING
         if command == p.BODYEOB:
             return self._end_of_message(payload)
         if command not in _STEP_COMMANDS:
             raise p.ProtocolError(f"unknown milter command {command!r}")
         reply = self._step(command, payload)
         if command in self._silent:
-            return _NOTHING  # the MTA waived this reply; sending one would desynchronise it
+            return NOTHING  # the MTA waived this reply; sending one would desynchronise it
         return _REPLY[reply]
 
     def _step(self, command: bytes, payload: bytes) -> bytes:
