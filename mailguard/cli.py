@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import sys
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -244,6 +245,80 @@ def milter(
         run(server)
     except (OSError, ValueError, KeyError) as exc:
         raise _fail(f"cannot serve {listen}: {exc}") from None
+
+
+class ScanFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{option}: expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+@app.command()
+def scan(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="mbox files, Maildirs, folders of .eml files, .eml files, or IMAP folders "
+            "(imaps://user@host[:port]/Folder; password from MAILGUARD_IMAP_PASSWORD)."
+        ),
+    ],
+    fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        ScanFormat.text
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the register to this file.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only messages dated on or after YYYY-MM-DD.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only messages dated on or before YYYY-MM-DD.")
+    ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option("--redact", help="Addresses as keyed hashes, subjects withheld."),
+    ] = False,
+    show_addresses: Annotated[
+        bool, typer.Option("--show-addresses", help="List the exposed addresses per incident.")
+    ] = False,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 if any message is at or above this.")
+    ] = FailOn.warn,
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+    internal_domain: InternalDomainOption = None,
+    glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
+) -> None:
+    """Audit archived mail for past exposures and write an incident register.
+
+    Exit status: 0 no incident at or above --fail-on, 1 incidents, 2 a source or message
+    could not be read (or usage error), 130 interrupted (what was found is still written).
+    """
+    from mailguard.archive.command import run_scan
+
+    window = (_day(since, "--since"), _day(until, "--until"))
+    if jobs is not None and jobs < 1:
+        raise _fail("--jobs must be at least 1")
+    cfg = load_config(config_path, no_config, internal_domain or [])
+    code = run_scan(
+        sources, cfg, fmt=fmt.value, output=output, jobs=jobs, since=window[0],
+        until=window[1], redact=redact, show_addresses=show_addresses,
+        fail_on=fail_on.value, pattern=glob,
+    )  # fmt: skip
+    raise typer.Exit(code)
 
 
 @app.command("rules")

@@ -16,6 +16,7 @@ from typing import Literal
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
 from mailguard.errors import InputError
+from mailguard.headers import decode_rfc2047
 from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Report
@@ -97,6 +98,8 @@ class Engine:
             recipients=recipients.summary(),
             message_id=_message_id(message.get("message-id")),
             analysis=recipients,
+            date=message.get("date"),
+            subject=_subject(message.get("subject")),
         )
 
     def _finding(self, settings: RuleSettings, hit: Hit) -> Finding:
@@ -133,6 +136,12 @@ def _to_bytes(data: MessageInput) -> bytes:
         except (UnicodeError, LookupError, ValueError, TypeError) as exc:
             raise InputError(f"cannot serialise the email.message.Message: {exc}") from exc
     raise TypeError(f"expected bytes, str or email.message.Message, not {type(data).__name__}")
+
+
+def _subject(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return " ".join(decode_rfc2047(value).split())[:200]
 
 
 def _message_id(value: str | None) -> str | None:

@@ -56,6 +56,10 @@ class Report:
     message_id: str | None = None
     analysis: RecipientAnalysis | None = field(default=None, repr=False, compare=False)
     """The full recipient analysis, for callers that need more than the counts."""
+    date: str | None = field(default=None, repr=False, compare=False)
+    """The Date header as written (the archive scanner dates incidents with it)."""
+    subject: str | None = field(default=None, repr=False, compare=False)
+    """The decoded Subject, cut to 200 characters. Not in ``to_dict``: it can be personal."""
 
     def exposed(self) -> list[ExposedAddress]:
         """Visible addresses with their classification; outputs print them only on request."""

@@ -37,12 +37,13 @@ def iter_inputs(
             if not found:
                 yield Input(name, None, f"no files matching {pattern!r} under {name}")
             for file in found:
-                yield _read(file)
+                yield read_file(file)
         else:
-            yield _read(path)
+            yield read_file(path)
 
 
-def _read(path: Path) -> Input:
+def read_file(path: Path) -> Input:
+    """One file as an :class:`Input`; a read failure becomes its ``error``."""
     try:
         return Input(str(path), path.read_bytes())
     except FileNotFoundError:

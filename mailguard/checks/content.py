@@ -26,6 +26,7 @@ def sensitive_context(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit
         f"each of the {parties:,} exposed parties",
         evidence={
             "categories": sorted({m.category.key for m in ctx.sensitive}),
+            "labels": sorted(by_label),
             "legal_basis": sorted(set(gdpr.values())),
             "parties": parties,
         },

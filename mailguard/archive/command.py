@@ -1,0 +1,182 @@
+"""``mailguard scan``: sources to work units, a progress bar, the register, the output file.
+
+Kept out of :mod:`mailguard.cli` (which only parses options) so that the scan's plumbing
+(IMAP passwords, progress on a terminal, Ctrl-C, exit status) sits next to the scanner.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mailguard.archive.register import ErrorEntry, Register, Tally
+from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
+from mailguard.config import Config
+from mailguard.engine import Engine
+from mailguard.outputs.scan import ScanRenderOptions, render_csv, render_json, render_text
+from mailguard.redact import Redactor
+from mailguard.scoring import VERDICT_ORDER
+from mailguard.sources import Input
+
+if TYPE_CHECKING:
+    from mailguard.archive.imap import ImapTarget
+
+EXIT_OK, EXIT_INCIDENTS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+IMAP_UNIT = 100
+IMAP_SCHEMES = ("imap://", "imaps://")
+SENSITIVE_RULE = "MG301"
+
+
+def run_scan(
+    sources: list[str],
+    config: Config,
+    *,
+    fmt: str,
+    output: Path | None,
+    jobs: int | None,
+    since: date | None,
+    until: date | None,
+    redact: bool,
+    show_addresses: bool,
+    fail_on: str,
+    pattern: str = "*.eml",
+    stderr: Callable[[str], None] | None = None,
+) -> int:
+    """Scan, render, write; return the exit status."""
+    say = stderr or (lambda text: print(text, file=sys.stderr))
+    window = Window(since, until)
+    scanner = Scanner(config, jobs=jobs, window=window)
+    planned: list[tuple[str, Iterable[Unit]]] = []
+    failed: list[ErrorEntry] = []
+    total_bytes: int | None = 0
+    for source in sources:
+        if source.startswith(IMAP_SCHEMES):
+            from mailguard.archive import imap  # imports the IMAP client only when needed
+
+            try:
+                target = imap.parse_imap_url(source)
+                password = imap.password_from_env_or_prompt(target)
+            except (ValueError, imap.ImapError) as exc:
+                say(f"mailguard: error: {source}: {exc}")
+                return EXIT_ERROR
+            planned.append((target.label(), _imap_units(target, password, config, window, failed)))
+            total_bytes = None
+            continue
+        units, error = plan(source, scanner.jobs, pattern)
+        if error is not None:
+            failed.append(ErrorEntry(source, error))
+        planned.append((source, units))
+        if total_bytes is not None:
+            total_bytes += sum(u.size for u in units)
+
+    register = Register(label for label, _ in planned)
+    with _progress_bar(total_bytes) as progress:
+        scanner.scan(planned, progress=progress, register=register)
+    if failed:
+        register.merge(_errors(failed))
+
+    options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
+    text = render(register, fmt, options)
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            say(f"mailguard: error: cannot write {output}: {exc.strerror or exc}")
+            return EXIT_ERROR
+        if fmt != "text":
+            say(render_text(register, ScanRenderOptions()).rstrip("\n").splitlines()[-2])
+    else:
+        sys.stdout.write(text)
+    if register.interrupted:
+        say("mailguard: interrupted; the register above covers what was scanned so far")
+        return EXIT_INTERRUPTED
+    return exit_status(register, fail_on)
+
+
+def render(register: Register, fmt: str, options: ScanRenderOptions) -> str:
+    if fmt == "json":
+        return render_json(register, options)
+    if fmt == "csv":
+        return render_csv(register, options)
+    if fmt == "html":
+        from mailguard.outputs.scan_html import render_html
+
+        return render_html(
+            register, redactor=options.redactor, show_addresses=options.show_addresses
+        )
+    return render_text(register, options)
+
+
+def exit_status(register: Register, fail_on: str) -> int:
+    if register.count("error"):
+        return EXIT_ERROR
+    threshold = VERDICT_ORDER[fail_on]
+    hit = any(VERDICT_ORDER[v] >= threshold and n for v, n in register.total.verdicts.items())
+    return EXIT_INCIDENTS if hit else EXIT_OK
+
+
+def _errors(entries: list[ErrorEntry]) -> Tally:
+    tally = Tally()
+    for entry in entries:
+        tally.add_error(entry.source, entry.message)
+    return tally
+
+
+def _imap_units(
+    target: ImapTarget, password: str, config: Config, window: Window,
+    failed: list[ErrorEntry],
+) -> Iterator[Unit]:  # fmt: skip
+    """Batches of fetched messages; bodies only for messages whose verdict could need one.
+
+    Only MG301 (sensitive context) reads the body, and only for messages with at least its
+    ``min_parties`` exposed parties, so a header-only check decides whether the body is
+    worth the bandwidth.
+    """
+    settings = config.rule_settings[SENSITIVE_RULE]
+    min_parties = settings.options["min_parties"] if settings.enabled else None
+    engine = Engine(config)
+
+    def needs_body(headers: bytes) -> bool:
+        if min_parties is None:
+            return False
+        r = engine.check(headers, mode="archived").analysis
+        return r is not None and len(r.parties) >= min_parties
+
+    from mailguard.archive import imap
+
+    batch: list[Input] = []
+    try:
+        for item in imap.iter_imap(
+            target, password, since=window.since, until=window.until, needs_body=needs_body
+        ):
+            batch.append(item)
+            if len(batch) >= IMAP_UNIT:
+                yield Unit(
+                    "inputs", inputs=tuple(batch), size=sum(len(i.data or b"") for i in batch)
+                )
+                batch = []
+    except imap.ImapError as exc:
+        failed.append(ErrorEntry(target.label(), str(exc)))
+    if batch:
+        yield Unit("inputs", inputs=tuple(batch), size=sum(len(i.data or b"") for i in batch))
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress_bar(total_bytes: int | None) -> AbstractContextManager[Progress | None]:
+    """A rich progress bar on a terminal (messages, msg/s, ETA); nothing when piped."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    from mailguard.archive.progress import ScanProgress
+
+    return ScanProgress(total_bytes)

@@ -1,0 +1,159 @@
+"""The incident register as text, JSON and CSV (HTML is :mod:`mailguard.outputs.scan_html`).
+
+Privacy rules, the same in every format:
+
+* exposed addresses appear only with ``show_addresses``, and as keyed hashes when a
+  redactor is given (``--redact``), so "unique people exposed" stays checkable;
+* with a redactor the sender is hashed and the subject withheld (subjects name people);
+* text output is counts only, whatever the options, except for the addresses asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailguard import __version__
+from mailguard.archive.register import Incident, Register, isoformat_utc
+from mailguard.redact import Redactor
+from mailguard.report import SCHEMA_VERSION
+
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRenderOptions:
+    show_addresses: bool = False
+    redactor: Redactor | None = None
+
+    def address(self, addr: str | None) -> str | None:
+        if addr is None or self.redactor is None:
+            return addr
+        return self.redactor.address(addr)
+
+    def subject(self, subject: str | None) -> str | None:
+        return REDACTED if self.redactor is not None and subject is not None else subject
+
+    @property
+    def list_addresses(self) -> bool:
+        return self.show_addresses or self.redactor is not None
+
+
+def incident_dict(incident: Incident, options: ScanRenderOptions) -> dict[str, Any]:
+    """One incident of the JSON contract."""
+    item: dict[str, Any] = {
+        "source": incident.source,
+        "message_id": incident.message_id,
+        "date": isoformat_utc(incident.date),
+        "sender": options.address(incident.sender),
+        "subject": options.subject(incident.subject),
+        "verdict": incident.verdict,
+        "score": incident.score,
+        "rules": incident.codes,
+        "recipients": incident.recipients,
+        "sensitive_context": incident.sensitive,
+        "exposed_domains": incident.domains,
+        "findings": incident.findings,
+    }
+    if options.list_addresses:
+        item["exposed_addresses"] = [options.address(a) for a in incident.exposed]
+        item["exposed_personal_addresses"] = [options.address(a) for a in incident.personal]
+    return item
+
+
+def render_json(register: Register, options: ScanRenderOptions) -> str:
+    data: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "mailguard", "version": __version__},
+        "sources": register.sources,
+        "since": register.since.isoformat() if register.since else None,
+        "until": register.until.isoformat() if register.until else None,
+        "redacted": options.redactor is not None,
+        "summary": register.summary(),
+        "exposed_domains": dict(register.domains.most_common()),
+        "worst": [i.source for i in register.worst()],
+        "incidents": [incident_dict(i, options) for i in register.incidents],
+        "errors": [{"source": e.source, "message": e.message} for e in register.errors],
+    }
+    if options.list_addresses:
+        data["exposed_addresses"] = sorted(str(options.address(a)) for a in register.exposed)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+CSV_COLUMNS: list[tuple[str, Callable[[Incident, ScanRenderOptions], object]]] = [
+    ("date", lambda i, o: isoformat_utc(i.date) or ""),
+    ("verdict", lambda i, o: i.verdict),
+    ("score", lambda i, o: i.score),
+    ("visible", lambda i, o: i.recipients.get("visible", 0)),
+    ("external", lambda i, o: i.recipients.get("visible_external", 0)),
+    ("personal", lambda i, o: i.recipients.get("personal", 0)),
+    ("external_parties", lambda i, o: i.recipients.get("exposed_parties", 0)),
+    ("external_domains", lambda i, o: i.recipients.get("external_domains", 0)),
+    ("sensitive_context", lambda i, o: "; ".join(i.sensitive)),
+    ("rules", lambda i, o: " ".join(i.codes)),
+    ("message_id", lambda i, o: i.message_id or ""),
+    ("sender", lambda i, o: o.address(i.sender) or ""),
+    ("subject", lambda i, o: o.subject(i.subject) or ""),
+    ("source", lambda i, o: i.source),
+]
+
+
+def render_csv(register: Register, options: ScanRenderOptions) -> str:
+    """One row per incident, for a spreadsheet register."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([name for name, _ in CSV_COLUMNS])
+    for incident in register.incidents:
+        writer.writerow([_cell(get(incident, options)) for _, get in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    # A spreadsheet runs a cell that starts with = + - @ as a formula: subjects and
+    # sources come from senders, so neutralise them (OWASP "CSV injection").
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def render_text(register: Register, options: ScanRenderOptions) -> str:
+    s = register.summary()
+    lines = []
+    if register.interrupted:
+        lines += ["INTERRUPTED: the scan was stopped; this register is incomplete.", ""]
+    for incident in register.incidents:
+        r = incident.recipients
+        when = incident.date.strftime("%Y-%m-%d %H:%M") if incident.date else "undated"
+        line = (
+            f"{incident.verdict.upper():<5}  {when}  score {incident.score:>3}  "
+            f"{r.get('visible_external', 0):>5} external ({r.get('personal', 0)} personal, "
+            f"{r.get('exposed_parties', 0)} parties)  {' '.join(incident.codes)}"
+        )
+        if incident.sensitive:
+            line += f"  sensitive: {', '.join(incident.sensitive)}"
+        lines.append(line)
+        lines.append(f"       {incident.source}  {incident.message_id or '(no Message-ID)'}")
+        if options.list_addresses:
+            lines.append(
+                "       exposed: " + ", ".join(str(options.address(a)) for a in incident.exposed)
+            )
+    for error in register.errors:
+        lines.append(f"ERROR  {error.source}: {error.message}")
+    if lines:
+        lines.append("")
+    period = f"{s['first_date'][:10]} to {s['last_date'][:10]}" if s["first_date"] else "no dates"
+    lines.append(
+        f"{s['messages']:,} messages scanned ({period}): {s['incidents']:,} incidents "
+        f"({s['block']:,} block, {s['warn']:,} warn), {s['pass']:,} pass, "
+        f"{s['error']:,} unreadable"
+    )
+    lines.append(
+        f"{s['unique_exposed_addresses']:,} distinct people exposed "
+        f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "
+        f"{s['exposed_domains']:,} domains, in {register.elapsed:.1f} s"
+    )
+    return "\n".join(lines) + "\n"
