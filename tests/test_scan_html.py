@@ -88,6 +88,8 @@ def incident(
         personal=personal,
         domains=domains,
         sensitive=sensitive or [],
+        exposed_count=len(exposed),
+        personal_count=len(personal),
     )
 
 

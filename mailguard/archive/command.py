@@ -73,7 +73,7 @@ def run_scan(
         if total_bytes is not None:
             total_bytes += sum(u.size for u in units)
 
-    register = Register(label for label, _ in planned)
+    register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
     with _progress_bar(total_bytes) as progress:
         scanner.scan(planned, progress=progress, register=register)
     if failed:

@@ -68,6 +68,9 @@ def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
         starts = [0]
         for i in range(1, parts):
             cut = _next_from_line(mm, max(size * i // parts, starts[-1] + 1), size)
+            # The search may have read far into an attachment; give those pages back so
+            # planning a 5 GB mbox does not grow the parent by what it skimmed.
+            mm.madvise(mmap.MADV_DONTNEED)
             if cut >= size:
                 break
             if cut > starts[-1]:

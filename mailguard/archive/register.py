@@ -54,6 +54,10 @@ class Incident:
     """External registrable domain -> visible addresses at it."""
     sensitive: list[str] = field(default_factory=list)
     """Labels of the sensitive categories found (MG301), e.g. "HIV", "Sexual health"."""
+    exposed_count: int = 0
+    personal_count: int = 0
+    """``len(exposed)`` and ``len(personal)``, kept when the lists are dropped (see
+    :class:`Register`)."""
 
     @property
     def codes(self) -> list[str]:
@@ -88,6 +92,8 @@ class Incident:
             personal=personal,
             domains=domains,
             sensitive=sensitive,
+            exposed_count=len(exposed),
+            personal_count=len(personal),
         )
 
 
@@ -141,8 +147,12 @@ class Tally:
 class Register:
     """Everything a scan found, merged from every batch, in source order per batch."""
 
-    def __init__(self, sources: Iterable[str] = ()) -> None:
+    def __init__(self, sources: Iterable[str] = (), *, keep_addresses: bool = True) -> None:
+        """``keep_addresses=False`` drops each incident's address lists once they are
+        counted into :attr:`exposed`: the register then grows with the number of distinct
+        people, not with the number of incidents times their recipients."""
         self.sources = list(sources)
+        self.keep_addresses = keep_addresses
         self.total = Tally()
         self.exposed: set[str] = set()
         self.personal: set[str] = set()
@@ -171,6 +181,8 @@ class Register:
             self.exposed.update(incident.exposed)
             self.personal.update(incident.personal)
             self.domains.update(incident.domains)
+            if not self.keep_addresses:
+                incident.exposed, incident.personal = [], []
 
     # ------------------------------------------------------------------ reading
 

@@ -362,7 +362,7 @@ def _worst(view: _View) -> str:
         f'<td class="nowrap">{_e(_datetime(i.date, short=True))}</td>'
         f"<td>{_verdict(i.verdict)}</td>"
         f'<td class="num">{i.score}</td><td class="num">{_subjects(i):,}</td>'
-        f'<td class="num">{len(i.personal):,}</td>'
+        f'<td class="num">{i.personal_count:,}</td>'
         f"<td>{_e(', '.join(i.sensitive) or '—')}</td>"
         f"<td>{_e(' '.join(i.codes))}</td></tr>"
         for i in worst
@@ -563,8 +563,8 @@ def _nature(incident: Incident) -> str:
 
 
 def _data_subjects(incident: Incident) -> str:
-    public = len(incident.personal)
-    others = max(len(incident.exposed) - public, 0)
+    public = incident.personal_count
+    others = max(incident.exposed_count - public, 0)
     items = [
         f"Members of the public (personal mailboxes): {public:,}",
         f"Contacts at other organisations: {others:,}",
