@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 from mailguard.archive.maildir import maildir_files
 from mailguard.archive.mbox import iter_mbox, looks_like_mbox, split_ranges
-from mailguard.archive.register import Register, Tally
 from mailguard.archive.scanner import Scanner, plan
 from mailguard.cli import app
 from mailguard.config import Config
 from tests.conftest import ROOT
 from tests.scan_archive import EXPECTED, MESSAGES, P, Q, write_eml_tree, write_maildir, write_mbox
+from tests.support.procs import processes
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 runner = CliRunner()
@@ -278,7 +278,7 @@ def test_ctrl_c_stops_cleanly_and_writes_what_was_found(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 20
-    while not _children(proc.pid) and time.monotonic() < deadline:  # workers started
+    while not processes(ppid=proc.pid) and time.monotonic() < deadline:  # workers started
         time.sleep(0.05)
     time.sleep(1.5)
     assert proc.poll() is None, "the scan finished before it could be interrupted"
@@ -291,37 +291,3 @@ def test_ctrl_c_stops_cleanly_and_writes_what_was_found(tmp_path: Path) -> None:
     assert 0 < data["summary"]["messages"] < 6000 * len(MESSAGES)
     assert data["summary"]["incidents"] > 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("pymp")]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def test_register_keeps_counts_when_it_drops_address_lists() -> None:
-    """Without --show-addresses or --redact the register does not hold every incident's
-    recipient list (memory grows with people, not incidents x recipients)."""
-    from mailguard import Engine
-
-    engine = Engine(Config())
-
-    def tally() -> Tally:
-        t = Tally()
-        for _, raw in MESSAGES[:4]:
-            t.add_report(engine.check(raw, mode="archived"))
-        return t
-
-    lean, full = Register(keep_addresses=False), Register()
-    lean.merge(tally())
-    full.merge(tally())
-    assert lean.summary() == full.summary()
-    assert all(i.exposed == [] and i.exposed_count for i in lean.incidents)
-    assert [i.exposed_count for i in lean.incidents] == [40, 12]

@@ -45,17 +45,21 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from imapclient import imap_utf7
+
+from tests.support.procs import free_ports
+from tests.support.procs import port_open as _port_open
+from tests.support.procs import processes as _processes
+from tests.support.procs import tail as _tail
+from tests.support.procs import wait_until as _wait_until
 
 DOVECOT = Path("/usr/sbin/dovecot")
 # dovecot-core alone has the master but no IMAP service; dovecot-imapd brings these.
@@ -107,42 +111,6 @@ def ensure_dovecot_installed() -> None:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def free_ports(count: int = 1) -> list[int]:
-    """Distinct loopback TCP ports that were free a moment ago (all bound at once)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def _traversable_by_others(path: Path) -> bool:
     return all(part.stat().st_mode & 0o001 for part in [path, *path.parents])
 
@@ -178,17 +146,7 @@ def processes_named(marker: str) -> list[str]:
 
 
 def _process_group(pgrp: int) -> set[int]:
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in "ZX" and int(fields[2]) == pgrp:
-            found.add(int(proc.name))
-    return found
+    return _processes(pgrp=pgrp)
 
 
 def _kill_group(pgrp: int) -> None:

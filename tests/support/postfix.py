@@ -47,14 +47,20 @@ import select
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from tests.support.procs import alive as _alive
+from tests.support.procs import free_ports
+from tests.support.procs import port_open as _port_open
+from tests.support.procs import processes as _processes
+from tests.support.procs import tail as _tail
+from tests.support.procs import wait_until as _wait_until
 
 POSTFIX = Path("/usr/sbin/postfix")
 POSTCONF = Path("/usr/sbin/postconf")
@@ -197,35 +203,6 @@ def _run_on_pty(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> 
     return returncode, output.decode("utf-8", "replace").replace("\r\n", "\n")
 
 
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def free_ports(count: int = 1) -> list[int]:
-    """Distinct loopback TCP ports that were free a moment ago (all bound at once, so distinct).
-
-    Also handy in tests for a port where nothing listens (a dead relay or milter).
-    """
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _traversable_by_others(path: Path) -> bool:
     """True if a non-root user (``postfix``) can reach entries inside ``path``."""
     postfix_uid = pwd.getpwnam("postfix").pw_uid
@@ -234,47 +211,6 @@ def _traversable_by_others(path: Path) -> bool:
         if not (st.st_mode & 0o001 or (st.st_uid == postfix_uid and st.st_mode & 0o100)):
             return False
     return True
-
-
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, pgrp) of a process, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = raw.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1]), int(fields[2])
-
-
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (this container's init reaps orphans only now and then)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
-def _processes(*, ppid: int | None = None, pgrp: int | None = None) -> set[int]:
-    """Live processes with the given parent and/or process group."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        stat = _proc_stat(int(entry.name))
-        if stat is None or stat[0] in ("Z", "X"):
-            continue
-        if (ppid is None or stat[1] == ppid) and (pgrp is None or stat[2] == pgrp):
-            found.add(int(entry.name))
-    return found
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds passed; True if it came true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- sink messages
