@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from mailguard.archive.maildir import maildir_files
 from mailguard.archive.mbox import iter_mbox, looks_like_mbox, split_ranges
+from mailguard.archive.register import Register, Tally
 from mailguard.archive.scanner import Scanner, plan
 from mailguard.cli import app
 from mailguard.config import Config
@@ -291,3 +292,24 @@ def test_ctrl_c_stops_cleanly_and_writes_what_was_found(tmp_path: Path) -> None:
     assert 0 < data["summary"]["messages"] < 6000 * len(MESSAGES)
     assert data["summary"]["incidents"] > 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("pymp")]
+
+
+def test_register_keeps_counts_when_it_drops_address_lists() -> None:
+    """Without --show-addresses or --redact the register does not hold every incident's
+    recipient list (memory grows with people, not incidents x recipients)."""
+    from mailguard import Engine
+
+    engine = Engine(Config())
+
+    def tally() -> Tally:
+        t = Tally()
+        for _, raw in MESSAGES[:4]:
+            t.add_report(engine.check(raw, mode="archived"))
+        return t
+
+    lean, full = Register(keep_addresses=False), Register()
+    lean.merge(tally())
+    full.merge(tally())
+    assert lean.summary() == full.summary()
+    assert all(i.exposed == [] and i.exposed_count for i in lean.incidents)
+    assert [i.exposed_count for i in lean.incidents] == [40, 12]
