@@ -310,6 +310,8 @@ def scan(
     from mailguard.archive.command import run_scan
 
     window = (_day(since, "--since"), _day(until, "--until"))
+    if window[0] and window[1] and window[0] > window[1]:
+        raise _fail("--since is after --until: no message could match")
     if jobs is not None and jobs < 1:
         raise _fail("--jobs must be at least 1")
     cfg = load_config(config_path, no_config, internal_domain or [])

@@ -154,6 +154,8 @@ def test_since_and_until_filter_by_date_and_keep_undated(tmp_path: Path) -> None
     assert {i["message_id"] for i in data["incidents"]} == {"<hiv@positivevoices.example>"}
     result = runner.invoke(app, ["scan", source, "--since", "May 2020"])
     assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
+    result = runner.invoke(app, ["scan", source, "--since", "2021-01-01", "--until", "2020-01-01"])
+    assert result.exit_code == 2 and "--since is after --until" in result.output
 
 
 def test_exit_status(tmp_path: Path) -> None:
