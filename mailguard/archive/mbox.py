@@ -13,7 +13,8 @@ Quirks handled:
 * ``From_`` lines are recognised only at a line start and only when they look like one
   (``From sender date`` with a time of day), so an unquoted "From here on..." in a body
   does not split a message.
-* mboxo and mboxrd quoting (``>From`` / ``>>From``): one ``>`` is removed from such lines.
+* mboxo and mboxrd quoting (``>From`` / ``>>From``): one ``>`` is removed from such lines
+  when one appears in the first 256 KB of a message (all that rules read of a body).
   Both formats agree on that for the common case; the only difference (mboxo's original
   ``>From`` lines) is body text no rule depends on.
 * CRLF files: the separator line ends with ``\\r\\n`` and is removed with it.
@@ -38,6 +39,9 @@ _BOM = b"\xef\xbb\xbf"
 _FROM_LINE = re.compile(rb"From (?:-|\S*[@\d]\S*)(?:[ \t][^\n]*)?\r?$|From \S+[ \t][^\n]*\d:\d\d")
 _QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
 _LINE_MAX = 1000
+# Quoting is undone when a quoted line appears this early: rules read the headers and the
+# first text part only, and a 2 MB attachment need not be searched a second time.
+_UNQUOTE_WITHIN = 256 * 1024
 
 
 def looks_like_mbox(path: Path) -> bool:
@@ -128,16 +132,17 @@ def iter_mbox(path: Path, start: int = 0, end: int | None = None) -> Iterator[In
                 elif mm[body_end - 4 : body_end] == b"\r\n\r\n":
                     body_end -= 2
                 data = mm[line_end + 1 : body_end]
-                if truncated or (nxt == size and not data.strip()):
+                blank = not data or data.isspace()  # no copy, unlike strip()
+                if truncated or (nxt == size and blank):
                     yield Input(f"{path}@{pos}", None, _cut_off(size - pos))
                     return
-                if not data.strip():
+                if blank:
                     yield Input(
                         f"{path}@{pos}", None, "empty message: a From_ line and nothing else"
                     )
                     pos = nxt
                     continue
-                if b">From " in data:
+                if data.find(b">From ", 0, _UNQUOTE_WITHIN) >= 0:
                     data = _QUOTED.sub(rb"\1", data)
                 yield Input(f"{path}@{pos}", data)
                 pos = nxt
