@@ -24,10 +24,8 @@ from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
 from mailguard.rules import DOC_TITLES, SEVERITIES, Rule, find_rule, load_rules
-from mailguard.scoring import VERDICT_ORDER
+from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import iter_inputs
-
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 app = typer.Typer(
     name="mailguard",
@@ -169,10 +167,7 @@ def check(
 
 
 def exit_code(reports: list[Report], fail_on: str) -> int:
-    if any(r.verdict == "error" for r in reports):
-        return EXIT_ERROR
-    threshold = VERDICT_ORDER[fail_on]
-    return EXIT_FINDINGS if any(VERDICT_ORDER[r.verdict] >= threshold for r in reports) else EXIT_OK
+    return exit_status((r.verdict for r in reports), fail_on)
 
 
 class MilterMode(enum.StrEnum):

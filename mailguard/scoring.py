@@ -13,6 +13,20 @@ from mailguard.config import Scoring
 
 Verdict = Literal["pass", "warn", "block", "error"]
 VERDICT_ORDER: dict[str, int] = {"pass": 0, "warn": 1, "block": 2, "error": 3}
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def exit_status(verdicts: Iterable[str], fail_on: str) -> int:
+    """The command-line exit status for these verdicts (linter convention).
+
+    2 if any message could not be checked (an unreadable message is never "clean"), else 1
+    if any is at or above ``fail_on``, else 0. ``check`` and ``scan`` share it.
+    """
+    seen = set(verdicts)
+    if "error" in seen:
+        return EXIT_ERROR
+    threshold = VERDICT_ORDER[fail_on]
+    return EXIT_FINDINGS if any(VERDICT_ORDER[v] >= threshold for v in seen) else EXIT_OK
 
 
 def ramp(count: int, low: int, high: int, low_weight: int, high_weight: int) -> int:

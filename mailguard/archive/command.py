@@ -15,20 +15,26 @@ from typing import TYPE_CHECKING
 
 from mailguard.archive.register import ErrorEntry, Register, Tally
 from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
+from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.config import Config
 from mailguard.engine import Engine
-from mailguard.outputs.scan import ScanRenderOptions, render_csv, render_json, render_text
+from mailguard.outputs.scan import (
+    ScanRenderOptions,
+    render_csv,
+    render_json,
+    render_text,
+    summary_lines,
+)
 from mailguard.redact import Redactor
-from mailguard.scoring import VERDICT_ORDER
+from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
 
 if TYPE_CHECKING:
     from mailguard.archive.imap import ImapTarget
 
-EXIT_OK, EXIT_INCIDENTS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_INTERRUPTED = 130
 IMAP_UNIT = 100
 IMAP_SCHEMES = ("imap://", "imaps://")
-SENSITIVE_RULE = "MG301"
 
 
 def run_scan(
@@ -88,13 +94,14 @@ def run_scan(
             say(f"mailguard: error: cannot write {output}: {exc.strerror or exc}")
             return EXIT_ERROR
         if fmt != "text":
-            say(render_text(register, ScanRenderOptions()).rstrip("\n").splitlines()[-2])
+            for line in summary_lines(register):
+                say(line)
     else:
         sys.stdout.write(text)
     if register.interrupted:
         say("mailguard: interrupted; the register above covers what was scanned so far")
         return EXIT_INTERRUPTED
-    return exit_status(register, fail_on)
+    return exit_status((v for v, n in register.total.verdicts.items() if n), fail_on)
 
 
 def render(register: Register, fmt: str, options: ScanRenderOptions) -> str:
@@ -109,14 +116,6 @@ def render(register: Register, fmt: str, options: ScanRenderOptions) -> str:
             register, redactor=options.redactor, show_addresses=options.show_addresses
         )
     return render_text(register, options)
-
-
-def exit_status(register: Register, fail_on: str) -> int:
-    if register.count("error"):
-        return EXIT_ERROR
-    threshold = VERDICT_ORDER[fail_on]
-    hit = any(VERDICT_ORDER[v] >= threshold and n for v, n in register.total.verdicts.items())
-    return EXIT_INCIDENTS if hit else EXIT_OK
 
 
 def _errors(entries: list[ErrorEntry]) -> Tally:
@@ -155,14 +154,16 @@ def _imap_units(
         ):
             batch.append(item)
             if len(batch) >= IMAP_UNIT:
-                yield Unit(
-                    "inputs", inputs=tuple(batch), size=sum(len(i.data or b"") for i in batch)
-                )
+                yield _inputs_unit(batch)
                 batch = []
     except imap.ImapError as exc:
         failed.append(ErrorEntry(target.label(), str(exc)))
     if batch:
-        yield Unit("inputs", inputs=tuple(batch), size=sum(len(i.data or b"") for i in batch))
+        yield _inputs_unit(batch)
+
+
+def _inputs_unit(batch: list[Input]) -> Unit:
+    return Unit("inputs", inputs=tuple(batch), size=sum(len(i.data or b"") for i in batch))
 
 
 class _NoProgress:

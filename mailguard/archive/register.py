@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.report import Report
-from mailguard.scoring import VERDICT_ORDER
 
 INCIDENT_VERDICTS = ("warn", "block")
 WORST = 10
-SENSITIVE_RULE = "MG301"
 
 
 @dataclass(slots=True)
@@ -235,10 +234,6 @@ class Register:
             "interrupted": self.interrupted,
             "seconds": round(self.elapsed, 3),
         }
-
-    def worst_verdict(self) -> str:
-        present = [v for v, n in self.total.verdicts.items() if n]
-        return max(present, key=VERDICT_ORDER.__getitem__, default="pass")
 
 
 def parse_date(value: str | None) -> datetime | None:

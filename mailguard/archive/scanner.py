@@ -131,9 +131,10 @@ _engine: Engine | None = None
 _window = Window()
 
 
-def _init_worker(config: Config, window: Window) -> None:
+def _init_worker(config: Config, window: Window, in_pool: bool = True) -> None:
     global _engine, _window
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    if in_pool:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     _engine, _window = Engine(config), window
 
 
@@ -193,7 +194,7 @@ class Scanner:
         started = time.perf_counter()
         try:
             if self.jobs == 1:
-                _init_worker_in_process(self.config, self.window)
+                _init_worker(self.config, self.window, in_pool=False)
                 for unit in units:
                     self._merge(reg, judge_unit(unit), progress)
             else:
@@ -223,8 +224,3 @@ class Scanner:
         reg.merge(tally)
         if progress is not None:
             progress(reg.total.messages, reg.total.bytes)
-
-
-def _init_worker_in_process(config: Config, window: Window) -> None:
-    global _engine, _window
-    _engine, _window = Engine(config), window

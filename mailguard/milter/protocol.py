@@ -29,7 +29,7 @@ OPTNEG, QUIT, RCPT, DATA, UNKNOWN = b"O", b"Q", b"R", b"T", b"U"
 
 # Replies, milter -> MTA.
 ACCEPT, CONTINUE, DISCARD, REJECT, TEMPFAIL = b"a", b"c", b"d", b"r", b"t"
-REPLYCODE, ADDHEADER, INSHEADER, QUARANTINE, PROGRESS = b"y", b"h", b"i", b"q", b"p"
+REPLYCODE, ADDHEADER, QUARANTINE, PROGRESS = b"y", b"h", b"q", b"p"
 CHGHEADER = b"m"
 SETSYMLIST = b"l"
 
@@ -233,10 +233,6 @@ def reply_code(code: str, text: str) -> bytes:
 
 def add_header(name: str, value: str) -> bytes:
     return frame(ADDHEADER, _header_payload(name, value))
-
-
-def insert_header(index: int, name: str, value: str) -> bytes:
-    return frame(INSHEADER, _LEN.pack(index) + _header_payload(name, value))
 
 
 def delete_header(index: int, name: str) -> bytes:

@@ -142,7 +142,6 @@ class Session:
     def __init__(self, settings: MilterSettings) -> None:
         self.settings = settings
         self.caps = Capabilities()
-        self.negotiated = False
         self._silent: frozenset[bytes] = frozenset()
         """Steps whose reply the MTA waived."""
         self._reset_connection()
@@ -259,7 +258,6 @@ class Session:
         protocol = WANTED_PROTOCOL & offer.protocol
         self.caps = Capabilities(actions, protocol)
         self._silent = frozenset(c for c in _STEP_COMMANDS if not self.caps.replies_to(c))
-        self.negotiated = True
         macros = WANTED_MACROS if actions & p.SMFIF_SETSYMLIST else None
         return p.optneg_reply(actions, protocol, macros, min(offer.version, p.VERSION))
 

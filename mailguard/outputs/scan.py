@@ -121,7 +121,6 @@ def _cell(value: object) -> object:
 
 
 def render_text(register: Register, options: ScanRenderOptions) -> str:
-    s = register.summary()
     lines = []
     if register.interrupted:
         lines += ["INTERRUPTED: the scan was stopped; this register is incomplete.", ""]
@@ -145,6 +144,15 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
         lines.append(f"ERROR  {error.source}: {error.message}")
     if lines:
         lines.append("")
+    lines += summary_lines(register)
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(register: Register) -> list[str]:
+    """The two closing lines of the text register (also said on stderr when the register
+    goes to a file): counts only, never an address."""
+    s = register.summary()
+    lines: list[str] = []
     period = f"{s['first_date'][:10]} to {s['last_date'][:10]}" if s["first_date"] else "no dates"
     lines.append(
         f"{s['messages']:,} messages scanned ({period}): {s['incidents']:,} incidents "
@@ -156,4 +164,4 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
         f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "
         f"{s['exposed_domains']:,} domains, in {register.elapsed:.1f} s"
     )
-    return "\n".join(lines) + "\n"
+    return lines

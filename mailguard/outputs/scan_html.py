@@ -32,7 +32,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from mailguard import __version__
-from mailguard.archive.register import SENSITIVE_RULE, Incident, Register
+from mailguard.archive.register import Incident, Register
+from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.domains import registrable_domain
 from mailguard.redact import Redactor
 from mailguard.sensitive import vocabulary
