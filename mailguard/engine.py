@@ -19,7 +19,8 @@ from mailguard.errors import InputError
 from mailguard.headers import decode_rfc2047
 from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
-from mailguard.report import EMPTY_RECIPIENTS, Finding, Report
+from mailguard.redact import REASON_WITHHELD
+from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report
 from mailguard.scoring import total, verdict
 
 log = logging.getLogger("mailguard")
@@ -72,7 +73,7 @@ class Engine:
                 source, type(exc).__name__, where.filename, where.lineno,
             )  # fmt: skip
             return self.error_report(
-                source, f"internal error ({type(exc).__name__}); please report it"
+                source, f"internal error ({type(exc).__name__}); please report it", private=False
             )
 
     def _judge(
@@ -105,15 +106,22 @@ class Engine:
     def _finding(self, settings: RuleSettings, hit: Hit) -> Finding:
         weight = settings.weight if hit.weight is None else hit.weight
         return Finding(
-            settings.code, settings.rule.name, settings.severity, hit.message, weight, hit.evidence
-        )
+            settings.code, settings.rule.name, settings.severity, hit.message, weight, hit.evidence,
+            hit.redacted,
+        )  # fmt: skip
 
-    def error_report(self, source: str, reason: str) -> Report:
-        """An ``error`` report with an MG001 finding, e.g. for a file that cannot be read."""
+    def error_report(self, source: str, reason: str, *, private: bool = True) -> Report:
+        """An ``error`` report with an MG001 finding, e.g. for a file that cannot be read.
+
+        ``private``: the reason may quote the message or its location (a parser's or the
+        operating system's words), so ``--redact`` withholds it.
+        """
         s = self._unreadable
+        safe = Redacted(f"message could not be checked: {REASON_WITHHELD}") if private else None
         finding = Finding(
-            s.code, s.rule.name, s.severity, f"message could not be checked: {reason}", s.weight
-        )
+            s.code, s.rule.name, s.severity, f"message could not be checked: {reason}", s.weight,
+            redacted=safe,
+        )  # fmt: skip
         return Report(source, "error", total([s.weight]), [finding], dict(EMPTY_RECIPIENTS))
 
 

@@ -7,12 +7,27 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailguard.addresses import Address
+from mailguard.redact import REDACTED_KEY
 from mailguard.scoring import Verdict
 
 if TYPE_CHECKING:
     from mailguard.recipients import RecipientAnalysis
 
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """A finding as a report under ``--redact`` shows it.
+
+    Checks keep the raw facts (the header name, the matched word) in ``message`` and
+    ``evidence``, because that is what a user fixing the message needs; only the check knows
+    which parts of its words quote the message, so it also says what is left without them.
+    """
+
+    message: str
+    evidence: Mapping[str, Any] | None = None
+    """``None``: the evidence holds no message data and is shown as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +39,14 @@ class Finding:
     weight: int
     """Points this finding added to the score."""
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    redacted: Redacted | None = None
+    """What ``--redact`` shows instead, when the message or evidence quotes message data."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The JSON contract's finding, plus the :class:`Redacted` variant under
+        ``redacted`` when there is one: the scan register keeps findings as dicts, and the
+        outputs (:class:`mailguard.redact.Privacy`) pick the variant and drop the key."""
+        data = {
             "code": self.code,
             "name": self.name,
             "severity": self.severity,
@@ -34,6 +54,13 @@ class Finding:
             "weight": self.weight,
             "evidence": dict(self.evidence),
         }
+        if self.redacted is not None:
+            evidence = self.redacted.evidence
+            data[REDACTED_KEY] = {
+                "message": self.redacted.message,
+                "evidence": dict(self.evidence if evidence is None else evidence),
+            }
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +115,13 @@ class Report:
             "score": self.score,
             "message_id": self.message_id,
             "recipients": self.recipients,
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": [_public(f.to_dict()) for f in self.findings],
         }
+
+
+def _public(finding: dict[str, Any]) -> dict[str, Any]:
+    finding.pop(REDACTED_KEY, None)
+    return finding
 
 
 EMPTY_RECIPIENTS: dict[str, Any] = {

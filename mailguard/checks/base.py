@@ -12,6 +12,7 @@ from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
 from mailguard.recipients import Envelope, RecipientAnalysis
+from mailguard.report import Redacted
 
 SENSITIVE_RULE = "MG301"
 
@@ -24,6 +25,9 @@ class Hit:
     weight: int | None = None
     """Points contributed; ``None`` means the rule's configured weight."""
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    redacted: Redacted | None = None
+    """Required when ``message`` or ``evidence`` quotes the message (a header name, a matched
+    word): the same finding without those words, for reports under ``--redact``."""
 
 
 @dataclass

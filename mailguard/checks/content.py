@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
+from mailguard.report import Redacted
 
 
 def sensitive_context(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
@@ -14,20 +15,26 @@ def sensitive_context(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit
     if parties < settings.options["min_parties"] or not ctx.sensitive:
         return
     by_label: dict[str, list[str]] = {}
+    places: dict[str, set[str]] = {}
     gdpr: dict[str, str] = {}
     for m in ctx.sensitive:
         by_label.setdefault(m.category.label, []).append(f"'{m.term}' in {m.where}")
+        places.setdefault(m.category.label, set()).add(m.where)
         gdpr[m.category.label] = m.category.gdpr
     parts = [
         f"{label} ({'; '.join(sorted(set(ev))[:3])})" for label, ev in sorted(by_label.items())
     ]
+    # The matched word is a quote from the message: "'housing benefit' in subject" tells a
+    # reader of a redacted report what the withheld subject says. Where it was is not.
+    safe = [f"{label} (in {', '.join(sorted(places[label]))})" for label in sorted(places)]
+    tail = f": being on this list reveals something about each of the {parties:,} exposed parties"
     yield Hit(
-        f"sensitive context — {', '.join(parts)}: being on this list reveals something about "
-        f"each of the {parties:,} exposed parties",
+        f"sensitive context — {', '.join(parts)}{tail}",
         evidence={
             "categories": sorted({m.category.key for m in ctx.sensitive}),
             "labels": sorted(by_label),
             "legal_basis": sorted(set(gdpr.values())),
             "parties": parties,
         },
+        redacted=Redacted(f"sensitive context — {', '.join(safe)}{tail}"),
     )

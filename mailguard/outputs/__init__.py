@@ -2,7 +2,8 @@
 
 Addresses appear only when the user asks (``show_addresses``), and then hashed when a
 :class:`~mailguard.redact.Redactor` is given: a data-protection tool's own output must not
-become the next leak.
+become the next leak. What is hashed or withheld is decided in one place,
+:class:`mailguard.redact.Privacy`, for these formats and the scan register's alike.
 """
 
 from __future__ import annotations
@@ -12,19 +13,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mailguard.redact import Redactor
+from mailguard.redact import Privacy
 from mailguard.report import Report
 
 FORMATS = ("text", "json", "sarif")
 
 
 @dataclass(frozen=True, slots=True)
-class RenderOptions:
-    show_addresses: bool = False
-    redactor: Redactor | None = None
+class RenderOptions(Privacy):
+    """The privacy policy of a ``check`` report (nothing of its own yet)."""
 
-    def address(self, addr: str) -> str:
-        return self.redactor.address(addr) if self.redactor else addr
+
+def message_dict(report: Report, options: RenderOptions) -> dict[str, Any]:
+    """The per-message object of the JSON contract, as ``options`` allow it to be shown."""
+    entry = report.to_dict()
+    entry["source"] = options.source(report.source)
+    entry["message_id"] = options.message_id(report.message_id)
+    entry["findings"] = [options.finding(f.to_dict()) for f in report.findings]
+    return entry
 
 
 def summary(reports: Sequence[Report]) -> dict[str, Any]:

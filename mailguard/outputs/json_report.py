@@ -6,14 +6,14 @@ import json
 from collections.abc import Sequence
 
 from mailguard import __version__
-from mailguard.outputs import RenderOptions, addresses, summary
+from mailguard.outputs import RenderOptions, addresses, message_dict, summary
 from mailguard.report import SCHEMA_VERSION, Report
 
 
 def render_json(reports: Sequence[Report], options: RenderOptions) -> str:
     messages = []
     for report in reports:
-        entry = report.to_dict()
+        entry = message_dict(report, options)
         if options.show_addresses:
             entry["addresses"] = addresses(report, options)
         messages.append(entry)

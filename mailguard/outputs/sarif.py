@@ -36,20 +36,20 @@ def render_sarif(reports: Sequence[Report], options: RenderOptions) -> str:
     index = {rule.code: i for i, rule in enumerate(rules)}
     results = []
     for report in reports:
+        uri = _uri(options.source(report.source))
+        message_id = options.message_id(report.message_id)
         for finding in report.findings:
             results.append({
                 "ruleId": finding.code,
                 "ruleIndex": index[finding.code],
                 "level": LEVELS[finding.severity],
-                "message": {"text": finding.message},
-                "locations": [
-                    {"physicalLocation": {"artifactLocation": {"uri": _uri(report.source)}}}
-                ],
+                "message": {"text": options.finding(finding.to_dict())["message"]},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
                 "properties": {
                     "verdict": report.verdict,
                     "score": report.score,
                     "weight": finding.weight,
-                    "messageId": report.message_id,
+                    "messageId": message_id,
                 },
             })  # fmt: skip
     doc = {

@@ -4,7 +4,9 @@ Privacy rules, the same in every format:
 
 * exposed addresses appear only with ``show_addresses``, and as keyed hashes when a
   redactor is given (``--redact``), so "unique people exposed" stays checkable;
-* with a redactor the sender is hashed and the subject withheld (subjects name people);
+* with a redactor the sender is hashed and the subject withheld (subjects name people), and
+  so is everything else that may carry an address or quote a message: sources, Message-IDs,
+  error texts, findings' quotes (:class:`mailguard.redact.Privacy` decides, for every format);
 * text output is counts only, whatever the options, except for the addresses asked for.
 """
 
@@ -19,24 +21,14 @@ from typing import Any
 
 from mailguard import __version__
 from mailguard.archive.register import Incident, Register, isoformat_utc
-from mailguard.redact import Redactor
+from mailguard.redact import Privacy
 from mailguard.report import SCHEMA_VERSION
-
-REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True, slots=True)
-class ScanRenderOptions:
-    show_addresses: bool = False
-    redactor: Redactor | None = None
-
-    def address(self, addr: str | None) -> str | None:
-        if addr is None or self.redactor is None:
-            return addr
-        return self.redactor.address(addr)
-
-    def subject(self, subject: str | None) -> str | None:
-        return REDACTED if self.redactor is not None and subject is not None else subject
+class ScanRenderOptions(Privacy):
+    """The register's privacy policy: :class:`~mailguard.redact.Privacy`, and addresses are
+    listed (as hashes) under ``--redact`` even without ``--show-addresses``."""
 
     @property
     def list_addresses(self) -> bool:
@@ -46,8 +38,8 @@ class ScanRenderOptions:
 def incident_dict(incident: Incident, options: ScanRenderOptions) -> dict[str, Any]:
     """One incident of the JSON contract."""
     item: dict[str, Any] = {
-        "source": incident.source,
-        "message_id": incident.message_id,
+        "source": options.source(incident.source),
+        "message_id": options.message_id(incident.message_id),
         "date": isoformat_utc(incident.date),
         "sender": options.address(incident.sender),
         "subject": options.subject(incident.subject),
@@ -57,7 +49,7 @@ def incident_dict(incident: Incident, options: ScanRenderOptions) -> dict[str, A
         "recipients": incident.recipients,
         "sensitive_context": incident.sensitive,
         "exposed_domains": incident.domains,
-        "findings": incident.findings,
+        "findings": [options.finding(f) for f in incident.findings],
     }
     if options.list_addresses:
         item["exposed_addresses"] = [options.address(a) for a in incident.exposed]
@@ -69,15 +61,18 @@ def render_json(register: Register, options: ScanRenderOptions) -> str:
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "mailguard", "version": __version__},
-        "sources": register.sources,
+        "sources": [options.source(s) for s in register.sources],
         "since": register.since.isoformat() if register.since else None,
         "until": register.until.isoformat() if register.until else None,
         "redacted": options.redactor is not None,
         "summary": register.summary(),
         "exposed_domains": dict(register.domains.most_common()),
-        "worst": [i.source for i in register.worst()],
+        "worst": [options.source(i.source) for i in register.worst()],
         "incidents": [incident_dict(i, options) for i in register.incidents],
-        "errors": [{"source": e.source, "message": e.message} for e in register.errors],
+        "errors": [
+            {"source": options.source(e.source), "message": options.error(e.message)}
+            for e in register.errors
+        ],
     }
     if options.list_addresses:
         data["exposed_addresses"] = sorted(str(options.address(a)) for a in register.exposed)
@@ -95,10 +90,10 @@ CSV_COLUMNS: list[tuple[str, Callable[[Incident, ScanRenderOptions], object]]] =
     ("external_domains", lambda i, o: i.recipients.get("external_domains", 0)),
     ("sensitive_context", lambda i, o: "; ".join(i.sensitive)),
     ("rules", lambda i, o: " ".join(i.codes)),
-    ("message_id", lambda i, o: i.message_id or ""),
+    ("message_id", lambda i, o: o.message_id(i.message_id) or ""),
     ("sender", lambda i, o: o.address(i.sender) or ""),
     ("subject", lambda i, o: o.subject(i.subject) or ""),
-    ("source", lambda i, o: i.source),
+    ("source", lambda i, o: o.source(i.source)),
 ]
 
 
@@ -135,13 +130,14 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
         if incident.sensitive:
             line += f"  sensitive: {', '.join(incident.sensitive)}"
         lines.append(line)
-        lines.append(f"       {incident.source}  {incident.message_id or '(no Message-ID)'}")
+        message_id = options.message_id(incident.message_id) or "(no Message-ID)"
+        lines.append(f"       {options.source(incident.source)}  {message_id}")
         if options.list_addresses:
             lines.append(
                 "       exposed: " + ", ".join(str(options.address(a)) for a in incident.exposed)
             )
     for error in register.errors:
-        lines.append(f"ERROR  {error.source}: {error.message}")
+        lines.append(f"ERROR  {options.source(error.source)}: {options.error(error.message)}")
     if lines:
         lines.append("")
     lines += summary_lines(register)

@@ -16,15 +16,16 @@ audited and shipped for one output format, and explicit escaping at each value k
 messages come from the scanned mail and are hostile input.
 
 Addresses follow the other outputs: counts by default, addresses only with
-``show_addresses``, and with a :class:`~mailguard.redact.Redactor` no raw address or subject
-is written at all — the register must not become the next leak.
+``show_addresses``, and with a :class:`~mailguard.redact.Redactor` no raw address, subject,
+source, Message-ID, error text or quote from a message is written at all — the register
+must not become the next leak. :class:`mailguard.redact.Privacy` decides, as for the other
+formats.
 """
 
 from __future__ import annotations
 
 import html
 import math
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from mailguard import __version__
 from mailguard.archive.register import Incident, Register
 from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.domains import registrable_domain
-from mailguard.redact import Redactor
+from mailguard.redact import Privacy, Redactor
 from mailguard.sensitive import vocabulary
 
 UNDATED = "undated"
@@ -48,10 +49,6 @@ months with incidents are drawn and the chart says so."""
 MAX_BAR_LABELS = 24
 BCC_RULE = "MG501"
 LIMITS_RULE = "MG002"
-
-# Local parts without '/' so that "imap://user@host" yields "user@host", not "//user@host".
-_ADDRESS = re.compile(r"[\w.!#$%&'*+=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
-_DOMAIN_CHAR = re.compile(r"[\w-]").fullmatch
 
 _CSS = """
 :root { color-scheme: light; }
@@ -119,58 +116,26 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 @dataclass(frozen=True, slots=True)
 class _View:
-    """What every section needs: the register, the address policy and the record references."""
+    """What every section needs: the register, the privacy policy and the record references."""
 
     register: Register
-    redactor: Redactor | None
-    show_addresses: bool
+    privacy: Privacy
     refs: dict[int, str]
     """``id(incident)`` -> ``INC-0001``: incidents are unhashable dataclasses."""
-    known: frozenset[str]
-    """Every exposed and sender address, lower-cased: scrubbed from locators when redacting."""
+
+    @property
+    def redactor(self) -> Redactor | None:
+        return self.privacy.redactor
+
+    @property
+    def show_addresses(self) -> bool:
+        return self.privacy.show_addresses
 
     def address(self, addr: str) -> str:
-        return self.redactor.address(addr) if self.redactor else addr
+        return self.privacy.address(addr)
 
     def subject(self, subject: str | None) -> str:
-        if self.redactor:
-            return "[redacted]"
-        return subject if subject else "(no subject)"
-
-    def free_text(self, text: str) -> str:
-        """Engine messages are not meant to hold addresses; if one ever does, hash it."""
-        if not self.redactor:
-            return text
-        return _ADDRESS.sub(lambda m: self.address(m.group()), self.locator(text))
-
-    def locator(self, text: str) -> str:
-        """Sources and Message-IDs must stay findable: hash only the addresses of known people.
-
-        Looked up around each '@' rather than with an address pattern, because a file name
-        such as ``2024_ann@gmail.com.eml`` has no clean boundaries for a pattern to find.
-        """
-        if not self.redactor or "@" not in text:
-            return text
-        out: list[str] = []
-        done = 0
-        for at in [i for i, ch in enumerate(text) if ch == "@"]:
-            if at < done:
-                continue
-            span = self._known_span(text, at, done)
-            if span is not None:
-                out += [text[done : span[0]], self.address(text[span[0] : span[1]])]
-                done = span[1]
-        return "".join(out) + text[done:]
-
-    def _known_span(self, text: str, at: int, floor: int) -> tuple[int, int] | None:
-        """The longest known address around ``text[at]``, as (start, end)."""
-        limit = min(len(text), at + 256)
-        ends = [k for k in range(at + 2, limit + 1) if k == limit or not _DOMAIN_CHAR(text[k])]
-        for start in range(max(floor, at - 64), at):
-            for end in reversed(ends):
-                if text[start:end].lower() in self.known:
-                    return start, end
-        return None
+        return self.privacy.subject(subject) or "(no subject)"
 
     def ref(self, incident: Incident) -> str:
         return self.refs[id(incident)]
@@ -186,14 +151,10 @@ def render_html(
 ) -> str:
     """The register as one self-contained HTML document; the same for the same ``generated``."""
     incidents = register.incidents
-    known = {a.lower() for a in register.exposed}
-    known.update(i.sender.lower() for i in incidents if i.sender)
     view = _View(
         register=register,
-        redactor=redactor,
-        show_addresses=show_addresses,
+        privacy=Privacy(show_addresses, redactor),
         refs={id(i): f"INC-{n:04d}" for n, i in enumerate(incidents, 1)},
-        known=frozenset(known),
     )
     when = generated or datetime.now(UTC)
     body = [
@@ -223,7 +184,7 @@ def render_html(
 
 def _header(view: _View, title: str, when: datetime) -> str:
     reg = view.register
-    sources = "".join(f"<li><code>{_e(view.locator(s))}</code></li>" for s in reg.sources)
+    sources = "".join(f"<li><code>{_e(view.privacy.source(s))}</code></li>" for s in reg.sources)
     rows = [
         ("Generated", _e(_datetime(when))),
         ("Sources scanned", f"<ul>{sources}</ul>" if sources else "not recorded"),
@@ -413,13 +374,13 @@ def _record(view: _View, incident: Incident) -> str:
     ref = view.ref(incident)
     findings = "".join(
         f"<li><code>{_e(f.get('code', ''))}</code> {_e(f.get('name', ''))} "
-        f"(+{_e(f.get('weight', 0))}): {_e(view.free_text(str(f.get('message', ''))))}</li>"
-        for f in incident.findings
+        f"(+{_e(f.get('weight', 0))}): {_e(str(f.get('message', '')))}</li>"
+        for f in map(view.privacy.finding, incident.findings)
     )
     ident = [
         ("Date and time (UTC)", _e(_datetime(incident.date))),
-        ("Source", f"<code>{_e(view.locator(incident.source))}</code>"),
-        ("Message-ID", _code_or(view.locator(incident.message_id or ""), "none")),
+        ("Source", f"<code>{_e(view.privacy.source(incident.source))}</code>"),
+        ("Message-ID", _code_or(view.privacy.message_id(incident.message_id) or "", "none")),
         ("Sender", _code_or(view.address(incident.sender) if incident.sender else "", "unknown")),
         ("Subject", _e(view.subject(incident.subject))),
         ("Verdict and score", f"{_verdict(incident.verdict)} score {incident.score} of 100"),
@@ -456,8 +417,8 @@ def _errors(view: _View) -> str:
             "and checked.</p>\n</section>\n"
         )
     rows = "".join(
-        f'<tr><td class="num">{n}</td><td><code>{_e(view.locator(e.source))}</code></td>'
-        f"<td>{_e(view.free_text(e.message))}</td></tr>"
+        f'<tr><td class="num">{n}</td><td><code>{_e(view.privacy.source(e.source))}</code></td>'
+        f"<td>{_e(view.privacy.error(e.message))}</td></tr>"
         for n, e in enumerate(errors, 1)
     )
     return (
@@ -895,7 +856,10 @@ def _window(since: date | datetime | None, until: date | datetime | None) -> str
 def _address_policy(view: _View) -> str:
     if view.redactor:
         listed = "exposed addresses listed" if view.show_addresses else "not listed"
-        return f"redacted: addresses as keyed hashes, subjects withheld; {listed}"
+        return (
+            "redacted: addresses, sources and Message-IDs as keyed hashes; subjects, error "
+            f"texts and words quoted from messages withheld; {listed}"
+        )
     return "listed per incident" if view.show_addresses else "not listed (counts only)"
 
 

@@ -39,7 +39,7 @@ def render_text(reports: Sequence[Report], options: RenderOptions, *, color: boo
 def _message(console: Console, report: Report, options: RenderOptions) -> None:
     head = Text()
     head.append(f"{report.verdict.upper():5}", style=STYLE[report.verdict])
-    head.append(f"  {report.source}  ", style="bold")
+    head.append(f"  {options.source(report.source)}  ", style="bold")
     head.append(f"score {report.score}/100", style="dim")
     console.print(head)
     r = report.recipients
@@ -63,8 +63,9 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
             )
             console.print(escape(f"      external domains: {shown}"))
     for f in report.findings:
+        message = options.finding(f.to_dict())["message"]
         console.print(
-            f"      [bold]+{f.weight:<3}[/bold] [cyan]{f.code}[/cyan] {f.name}: {escape(f.message)}"
+            f"      [bold]+{f.weight:<3}[/bold] [cyan]{f.code}[/cyan] {f.name}: {escape(message)}"
         )
     if report.findings and report.verdict in ("warn", "block", "error"):
         fix = find_rule(report.findings[0].code).doc["fix"]
