@@ -67,10 +67,11 @@ class Engine:
             return self.error_report(source, str(exc))
         except Exception as exc:  # a bug must not take the mail flow down with it
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            # Type and code location only: an exception's text may quote message content.
+            # Type and code location only: an exception's text may quote message content, and
+            # the source may be a file named after a person (the MG001 entry names it).
             log.error(
-                "internal error checking %s: %s at %s:%s",
-                source, type(exc).__name__, where.filename, where.lineno,
+                "internal error checking a message: %s at %s:%s",
+                type(exc).__name__, where.filename, where.lineno,
             )  # fmt: skip
             return self.error_report(
                 source, f"internal error ({type(exc).__name__}); please report it", private=False

@@ -298,3 +298,18 @@ def test_library_logs_no_address_while_checking(archive, caplog):
     scan_output(archive, "json")
     assert leaked(caplog.text) == [], caplog.text
 
+
+def test_internal_error_log_names_no_file(monkeypatch, caplog):
+    """The one thing the library logs: an internal error, by type and code location. Not
+    by source, which may be a file named after a person."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError(f"boom {FILE_ADDRESS}")
+
+    monkeypatch.setattr("mailguard.engine.analyse", broken)
+    caplog.set_level(logging.DEBUG)
+    source = f"/mail/2024_{FILE_ADDRESS}.eml"
+    report = mailguard.check(_message(CLUB, SUBJECTS[0], "<a@b>"), source=source)
+    assert report.verdict == "error" and report.source == source
+    assert "RuntimeError" in caplog.text
+    assert leaked(caplog.text) == [], caplog.text
