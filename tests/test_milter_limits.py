@@ -8,12 +8,15 @@ deadlines), and what is asserted is the order of events, a verdict, or a ratio.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import threading
 import time
+import tomllib
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -375,20 +378,21 @@ def test_monitor_mode_does_not_refuse_an_over_cap_message() -> None:
 
 
 def test_frame_decoder_is_linear_in_frame_size() -> None:
+    # A big frame arrives in many small reads; joining each read onto the partial frame
+    # would copy it again every time (quadratic: 0.08 -> 0.36 s for 4 -> 8 MB before).
     def feed_time(size: int) -> float:
         stream = p.frame(p.HEADER, b"x" * size) * 2
+        reads = [stream[i : i + 16384] for i in range(0, len(stream), 16384)]
         best = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             decoder = p.FrameDecoder(max_frame=size + 1)
             began = time.perf_counter()
-            got = []
-            for i in range(0, len(stream), 16384):
-                got += decoder.feed(stream[i : i + 16384])
+            got = [frame for data in reads for frame in decoder.feed(data)]
             best = min(best, time.perf_counter() - began)
             assert len(got) == 2 and decoder.pending == 0
         return best
 
-    small, big = feed_time(4_000_000), feed_time(8_000_000)
+    small, big = feed_time(8_000_000), feed_time(16_000_000)
     assert big / small < 3, (small, big)
 
 
@@ -420,3 +424,14 @@ def test_new_settings_defaults_and_values() -> None:
     assert (s.idle_timeout, s.inline_time_limit, s.max_connections, s.max_header_bytes) == (
         60.0, 0.0, 50, 1_000_000,
     )  # fmt: skip
+
+
+def test_example_config_lists_every_milter_setting() -> None:
+    """examples/milter/mailguard.toml says it lists every setting: keep that true."""
+    root = Path(__file__).resolve().parents[1]
+    example = tomllib.loads((root / "examples/milter/mailguard.toml").read_text("utf-8"))
+    documented = set(example["milter"])
+    assert documented == {f.name for f in dataclasses.fields(MilterSettings)}
+    from_mapping(example["milter"])  # and every value there is valid
+    unit = (root / "examples/milter/mailguard-milter.service").read_text("utf-8")
+    assert "LimitNOFILE=" in unit
