@@ -110,7 +110,8 @@ class Engine:
         findings: list[Finding] = []
         for settings in self._rules[mode]:
             checkpoint()
-            findings.extend(self._finding(settings, hit) for hit in _run(settings, ctx))
+            for hit in _run(settings, ctx):
+                findings.append(self._finding(settings, hit))
         score = total(f.weight for f in findings)
         findings.sort(key=lambda f: (-f.weight, f.code))
         return Report(

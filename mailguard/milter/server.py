@@ -366,7 +366,7 @@ class MilterConnection(asyncio.Protocol):
     def _offload(self, txn: Transaction, started: float) -> None:
         # The MTA waits for our reply; anything else it sends meanwhile stays in the kernel's
         # socket buffer instead of our memory.
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
         self.deciding = asyncio.ensure_future(self._decide(txn, started))
 
