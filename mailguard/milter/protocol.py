@@ -123,10 +123,11 @@ class FrameDecoder:
             self._held_bytes += len(data)
             if len(self._buf) + self._held_bytes < self._need:
                 return []
-            data = b"".join(self._held)
+            buf = b"".join([self._buf, *self._held])
             self._held.clear()
             self._held_bytes = self._need = 0
-        buf = self._buf + data if self._buf else data
+        else:
+            buf = self._buf + data if self._buf else data
         frames: list[tuple[bytes, bytes]] = []
         pos = 0
         end = len(buf)
