@@ -214,11 +214,10 @@ class MilterServer:
 
     async def _close_idle(self) -> None:
         """Close connections the MTA left silent for ``idle_timeout`` (never mid-decision)."""
-        loop = asyncio.get_running_loop()
         while True:
             timeout = self.settings.idle_timeout
             await asyncio.sleep(min(max(timeout / 4, 0.02), 5.0))
-            cutoff = loop.time() - timeout
+            cutoff = time.monotonic() - timeout  # the clock of MilterConnection.last_seen
             idle = [c for c in self.connections if c.deciding is None and c.last_seen < cutoff]
             if idle:
                 log.warning(
