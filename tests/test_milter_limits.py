@@ -202,15 +202,14 @@ def test_timed_out_decision_stops_using_cpu(server_factory: list[Running]) -> No
     r.server.judge = measured  # type: ignore[method-assign]
     c = r.client()
     frames = c.message(headers)
-    replied = time.monotonic()
     assert frames[-1][0] == p.REPLYCODE and frames[-1][1].startswith(b"451 4.7.1")
     deadline = time.monotonic() + 30
     while "done" not in worker and time.monotonic() < deadline:
         time.sleep(0.01)
     assert "done" in worker
     # Without a cooperative deadline the worker finishes the whole decision after the 451.
+    # (CPU time, not wall time: on a busy machine the worker may wait for a core.)
     assert worker["cpu"] < full_cpu / 3, (worker, full_cpu)
-    assert worker["done"] - replied < full_cpu / 2
     c.send(p.ABORT)
     assert c.message(RISKY)[-1][1].startswith(b"550 5.7.1")
 
@@ -221,20 +220,20 @@ def test_timed_out_decision_stops_using_cpu(server_factory: list[Running]) -> No
 def test_idle_connection_is_closed_but_active_and_deciding_ones_are_not(
     slow: SlowStep, server_factory: list[Running], caplog: pytest.LogCaptureFixture
 ) -> None:
-    r = start(MilterSettings(idle_timeout=0.3, decision_timeout=1.0, inline_time_limit=0))
+    r = start(MilterSettings(idle_timeout=0.6, decision_timeout=1.5, inline_time_limit=0))
     server_factory.append(r)
     with caplog.at_level(logging.INFO, logger="mailguard.milter"):
         idle, active, deciding = r.client(), r.client(), r.client()
         verdict: list[list[tuple[bytes, bytes]]] = []
         thread = threading.Thread(target=lambda: verdict.append(deciding.message(SLOW)))
         thread.start()
-        for _ in range(8):  # 0.8 s of traffic, with gaps well under the timeout
+        for _ in range(20):  # over a second of traffic, with gaps well under the timeout
             assert active.message(CLEAN) == [(p.CONTINUE, b"")]
             active.send(p.ABORT)
-            time.sleep(0.1)
+            time.sleep(0.05)
         thread.join(15)
         assert idle.sock.recv(10) == b""  # closed by the milter (a 10 s socket timeout)
-    # The slow decision (1 s, over the idle timeout) was not cut off: it got its verdict.
+    # The slow decision (1.5 s, over the idle timeout) was not cut off: it got its verdict.
     assert verdict and verdict[0][-1][1].startswith(b"451 4.7.1")
     assert active.message(CLEAN) == [(p.CONTINUE, b"")]
     assert any("idle_timeout" in rec.getMessage() for rec in caplog.records)
@@ -387,9 +386,9 @@ def test_frame_decoder_is_linear_in_frame_size() -> None:
 
     def feed_time(pieces: list[bytes], size: int) -> float:
         decoder = p.FrameDecoder(max_frame=size + 1)
-        began = time.perf_counter()
+        began = time.thread_time()  # CPU time: waiting for a core on a busy machine is no work
         got = [frame for data in pieces for frame in decoder.feed(data)]
-        elapsed = time.perf_counter() - began
+        elapsed = time.thread_time() - began
         assert len(got) == 8 and decoder.pending == 0
         return elapsed
 
