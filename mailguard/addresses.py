@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from mailguard.deadline import checkpoint
 from mailguard.domains import normalise_domain
 
 
@@ -142,6 +143,7 @@ def _parse_split(value: str, header: str, limit: int | None, start_count: int) -
     pending_name = ""
     count = start_count
     for piece in value.split(","):
+        checkpoint()
         piece = piece.strip()
         if not piece:
             continue
@@ -363,6 +365,7 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
         return True
 
     for kind, text, spaced in _tokens(value):
+        checkpoint()
         if kind == "s":
             if text == ",":
                 if not flush():

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailguard.deadline import checkpoint
 from mailguard.headers import find_header_end, parse_header_block
 from mailguard.limits import Limits
 
@@ -57,6 +58,7 @@ def first_text(
     start, end = body_offset, len(raw)
     depth = 0
     while True:
+        checkpoint()
         if ctype.startswith("multipart/"):
             depth += 1
             if depth > limits.max_mime_depth:
@@ -101,6 +103,7 @@ def _pick_part(
     best_rank = 99
     seen = 0
     while pos >= 0:
+        checkpoint()
         line_end = raw.find(b"\n", pos, end)
         if line_end < 0:
             break

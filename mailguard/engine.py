@@ -15,8 +15,9 @@ from typing import Literal
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
+from mailguard.deadline import DeadlineExceeded, checkpoint, limit
 from mailguard.errors import InputError
-from mailguard.headers import decode_rfc2047
+from mailguard.headers import HeaderProblem, decode_rfc2047
 from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
@@ -28,6 +29,8 @@ log = logging.getLogger("mailguard")
 Mode = Literal["outgoing", "archived"]
 MessageInput = bytes | bytearray | memoryview | str | email.message.Message
 UNREADABLE = "MG001"
+OUT_OF_TIME = "the decision ran out of time (deadline reached)"
+"""MG001's reason when a decision was stopped at its deadline (see :func:`ran_out_of_time`)."""
 
 
 class Engine:
@@ -53,8 +56,16 @@ class Engine:
         source: str = "<message>",
         smtp_data: bool = False,
         mode: Mode = "outgoing",
+        deadline: float | None = None,
+        incomplete: str = "",
     ) -> Report:
-        """Judge one message. Never raises for bad input: see the ``error`` verdict."""
+        """Judge one message. Never raises for bad input: see the ``error`` verdict.
+
+        ``deadline`` (a :func:`time.monotonic` instant) stops the decision at the next
+        checkpoint once passed; the report is then an ``error`` whose MG001 reason is
+        :data:`OUT_OF_TIME`. ``incomplete`` says what the caller could not hand over (the
+        milter's header cap): it becomes an MG002 finding, as a limit of our own would.
+        """
         if mode not in self._rules:
             raise ValueError(f"mode must be 'outgoing' or 'archived', not {mode!r}")
         try:
@@ -62,7 +73,12 @@ class Engine:
         except InputError as exc:
             return self.error_report(source, str(exc))
         try:
-            return self._judge(raw, envelope, source, smtp_data, mode)
+            with limit(deadline):
+                return self._judge(raw, envelope, source, smtp_data, mode, incomplete)
+        except DeadlineExceeded:
+            return self.error_report(
+                source, OUT_OF_TIME, private=False, evidence={"deadline": True}
+            )
         except InputError as exc:
             return self.error_report(source, str(exc))
         except Exception as exc:  # a bug must not take the mail flow down with it
@@ -78,18 +94,28 @@ class Engine:
             )
 
     def _judge(
-        self, raw: bytes, envelope: Envelope | None, source: str, smtp_data: bool, mode: str
+        self,
+        raw: bytes,
+        envelope: Envelope | None,
+        source: str,
+        smtp_data: bool,
+        mode: str,
+        incomplete: str = "",
     ) -> Report:
+        checkpoint()  # a decision that waited past its deadline for a worker does no work
         if smtp_data:
             raw = decode_smtp_data(raw)
         message = parse_message(raw, self.config.limits)
+        if incomplete:
+            message.problems.append(HeaderProblem("header-block-truncated", incomplete))
+        checkpoint()
         recipients = analyse(message, self.config, envelope)
         ctx = CheckContext(message, recipients, self.config, envelope, mode)
-        findings = [
-            self._finding(settings, hit)
-            for settings in self._rules[mode]
-            for hit in _run(settings, ctx)
-        ]
+        findings: list[Finding] = []
+        for settings in self._rules[mode]:
+            checkpoint()
+            for hit in _run(settings, ctx):
+                findings.append(self._finding(settings, hit))
         score = total(f.weight for f in findings)
         findings.sort(key=lambda f: (-f.weight, f.code))
         return Report(
@@ -111,7 +137,14 @@ class Engine:
             hit.redacted,
         )  # fmt: skip
 
-    def error_report(self, source: str, reason: str, *, private: bool = True) -> Report:
+    def error_report(
+        self,
+        source: str,
+        reason: str,
+        *,
+        private: bool = True,
+        evidence: dict[str, object] | None = None,
+    ) -> Report:
         """An ``error`` report with an MG001 finding, e.g. for a file that cannot be read.
 
         ``private``: the reason may quote the message or its location (a parser's or the
@@ -121,9 +154,16 @@ class Engine:
         safe = Redacted(f"message could not be checked: {REASON_WITHHELD}") if private else None
         finding = Finding(
             s.code, s.rule.name, s.severity, f"message could not be checked: {reason}", s.weight,
-            redacted=safe,
+            evidence or {}, safe,
         )  # fmt: skip
         return Report(source, "error", total([s.weight]), [finding], dict(EMPTY_RECIPIENTS))
+
+
+def ran_out_of_time(report: Report) -> bool:
+    """Whether ``report`` is the ``error`` of a decision stopped at its deadline."""
+    return report.verdict == "error" and any(
+        f.code == UNREADABLE and f.evidence.get("deadline") for f in report.findings
+    )
 
 
 def _run(settings: RuleSettings, ctx: CheckContext) -> Iterable[Hit]:

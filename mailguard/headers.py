@@ -7,6 +7,7 @@ import email.header
 import re
 from dataclasses import dataclass
 
+from mailguard.deadline import checkpoint
 from mailguard.limits import Limits
 
 ADDRESS_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
@@ -84,6 +85,7 @@ def parse_header_block(
     headers: dict[str, list[str]] = {}
     covered = 0
     for name, value in _FIELD.findall(text):  # tuples built in C: no match objects
+        checkpoint()
         if "\n" in value:
             covered += value.count("\n")
             value = value.replace("\n", "")  # unfold: continuation lines keep their WSP

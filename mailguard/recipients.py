@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from mailguard.addresses import Address, address_key, parse_address_list
 from mailguard.config import Config
+from mailguard.deadline import checkpoint
 from mailguard.domains import registrable_domain
 from mailguard.headers import ADDRESS_HEADERS
 from mailguard.message import Message
@@ -96,6 +97,7 @@ def analyse(
             continue
         bucket = by_header[kind]
         for value in values:
+            checkpoint()
             parsed = parse_address_list(value, header, limit=limit, start_count=count)
             addresses = parsed.addresses
             count += len(addresses)
@@ -140,6 +142,7 @@ def analyse(
         by_domain.setdefault(addr.domain, []).append(key)
     check_lists = bool(list_addrs or list_patterns)
     for domain, keys in by_domain.items():
+        checkpoint()
         if is_internal(domain):
             internal.update(keys)
             continue

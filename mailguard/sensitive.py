@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from mailguard.deadline import checkpoint
 from mailguard.rules import data_path
 
 
@@ -124,6 +125,7 @@ class Vocabulary:
         for word, terms in starts.items():
             positions = _positions(words, word)
             for term in terms:
+                checkpoint()
                 for i in positions:
                     if len(term.words) > 1 and not term.matches_at(words, i):
                         continue

@@ -12,6 +12,7 @@ import email
 import email.policy
 import smtplib
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from mailguard import Envelope, check
 from tests.conftest import EXAMPLES, eml
+from tests.support.milter_client import MilterClient
 from tests.support.milter_process import MilterProcess
 from tests.support.postfix import PostfixInstance, ensure_postfix_installed, free_ports
 
@@ -254,3 +256,38 @@ def test_mail_from_the_sendmail_command_is_checked_too(postfix: PostfixInstance)
     assert bounce.rcpt_to[0].startswith(f"<{SENDER}>")
     assert b"would expose 40 external recipients in To/Cc" in bounce.data
     assert subjects(postfix) >= {"clean via sendmail"}
+
+
+def test_connection_over_the_cap_makes_postfix_defer_and_is_logged(
+    postfix: PostfixInstance, milter: MilterProcess
+) -> None:
+    """What an MTA sees from a milter at its connection cap: a closed connection, so
+    Postfix applies ``milter_default_action`` (tempfail here) and nothing is accepted
+    unchecked; the milter says why in its log."""
+    milter.restart("[milter]\nmax_connections = 1\n")
+    holder = _take_the_only_slot(milter)
+    try:
+        with postfix.smtp() as smtp, pytest.raises(smtplib.SMTPResponseException) as deferred:
+            smtp.sendmail(SENDER, ["partner@othercorp.example"], clean("over the cap"))
+        assert deferred.value.smtp_code == 451
+        assert postfix.queue_ids() == []
+    finally:
+        holder.close()
+    assert "refused 1 connection(s)" in milter.log()
+    with postfix.smtp() as smtp:  # a slot is free again: mail flows
+        smtp.sendmail(SENDER, ["partner@othercorp.example"], clean("after the cap"))
+    assert subjects(postfix) == {"after the cap"}
+
+
+def _take_the_only_slot(milter: MilterProcess) -> MilterClient:
+    # The start-up probe's connection may not be closed on the milter's side yet.
+    for _ in range(100):
+        holder = MilterClient(str(milter.socket))
+        try:
+            holder.negotiate()
+        except OSError:
+            holder.close()
+            time.sleep(0.05)
+        else:
+            return holder
+    raise AssertionError("the milter refused every connection")

@@ -12,7 +12,6 @@ import logging
 import socket
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,8 +124,7 @@ def test_decision_over_budget_gets_on_error(
             assert frames[-1][0] == expected
             if expected == p.REPLYCODE:
                 assert frames[-1][1].startswith(b"451 4.7.1 ")
-            c.send(p.ABORT)
-            time.sleep(1.5)  # let the abandoned decision finish: it still holds the GIL
+            c.send(p.ABORT)  # the abandoned decision stops at its deadline: no wait here
             assert c.message(CLEAN) == [(p.CONTINUE, b"")]  # the connection carries on
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert any("exceeded its 0.02 s budget" in m for m in errors)

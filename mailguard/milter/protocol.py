@@ -103,6 +103,10 @@ class FrameDecoder:
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = b""
+        self._held: list[bytes] = []
+        """Reads kept aside while a frame known to need ``_need`` bytes is incomplete."""
+        self._held_bytes = 0
+        self._need = 0
         self._max = max_frame
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
@@ -110,9 +114,20 @@ class FrameDecoder:
 
         An MTA writes several frames per read (Postfix: about five reads per message for
         some thirty frames), so this slices one ``bytes`` object and copies each payload
-        once; what is left over waits for the next read.
+        once; what is left over waits for the next read. The reads of a big frame (a 4 MB
+        header arrives in 64 KB pieces) are joined once it is complete: appending each to
+        the partial frame would copy it again at every read, quadratic in the frame size.
         """
-        buf = self._buf + data if self._buf else data
+        if self._need:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if len(self._buf) + self._held_bytes < self._need:
+                return []
+            buf = b"".join([self._buf, *self._held])
+            self._held.clear()
+            self._held_bytes = self._need = 0
+        else:
+            buf = self._buf + data if self._buf else data
         frames: list[tuple[bytes, bytes]] = []
         pos = 0
         end = len(buf)
@@ -127,6 +142,7 @@ class FrameDecoder:
             pos = start + size
             if pos > end:
                 pos = start - 4
+                self._need = size + 4
                 break
             frames.append((buf[start : start + 1], buf[start + 1 : pos]))
         self._buf = buf[pos:] if pos < end else b""
@@ -135,7 +151,7 @@ class FrameDecoder:
     @property
     def pending(self) -> int:
         """Bytes of an incomplete frame still buffered."""
-        return len(self._buf)
+        return len(self._buf) + self._held_bytes
 
 
 def frame(command: bytes, payload: bytes = b"") -> bytes:

@@ -2,10 +2,17 @@
 
 One event loop serves every MTA connection. An everyday message (header block up to
 ``inline_header_bytes``) is decided right there: that takes well under a millisecond, less
-than handing it to a thread would cost. A big one is decided on a small thread pool so that
-it neither stalls other connections nor escapes its time budget: while it runs the MTA gets
-a progress frame every ``progress_interval`` seconds, and past ``decision_timeout`` the
-message gets ``on_error`` (tempfail by default) and a log line.
+than handing it to a thread would cost. It may hold the loop for ``inline_time_limit`` at
+most: a decision that takes longer is stopped (:mod:`mailguard.deadline`) and started again
+on a small thread pool, like a big message. There it neither stalls other connections nor
+escapes its time budget: the MTA gets a progress frame every ``progress_interval`` seconds,
+and past ``decision_timeout`` (counted from the end of the message, for every decision) the
+message gets ``on_error`` (tempfail by default) and a log line, and the worker stops at its
+next checkpoint rather than burning a CPU for a reply nobody waits for.
+
+Connections are bounded too: at most ``max_connections`` at once (one more is closed with a
+log line, so the MTA applies ``milter_default_action``), the open-file limit is raised to fit
+them, and a connection the MTA left silent for ``idle_timeout`` is closed.
 
 TCP listeners set ``TCP_NODELAY`` and re-arm ``TCP_QUICKACK`` after every read: Postfix
 writes a command in more than one segment, and Nagle on its side meeting delayed ACK on
@@ -20,6 +27,7 @@ import gc
 import grp
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailguard.config import Config
-from mailguard.engine import Engine
+from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
 from mailguard.milter.session import NOTHING, Session, Step, Transaction
@@ -41,6 +49,10 @@ from mailguard.report import Report
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+FD_RESERVE = 64
+"""File descriptors kept free beyond one per connection: listener, event loop, logs."""
+REFUSAL_LOG_INTERVAL = 10.0
+"""At most one log line per this many seconds about refused connections (with a count)."""
 _WARM_UP = (
     b"From: a@warm-up.example\r\nTo: b@warm-up.test, c@gmail.com\r\nSubject: warm-up\r\n\r\n"
     b"Appointment at the clinic.\r\n"
@@ -104,6 +116,11 @@ class MilterServer:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailguard-decide")
         self.connections: set[MilterConnection] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._refused = 0
+        """Connections refused since the last log line about it."""
+        self._refusal_logged = -REFUSAL_LOG_INTERVAL
+        self.max_connections = 0
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -115,7 +132,15 @@ class MilterServer:
         engine.check(_WARM_UP, envelope=Envelope("<a@warm-up.example>", ("<b@warm-up.test>",)))
         gc.collect()
         gc.freeze()
+        wanted = config.milter.max_connections
+        cap = fd_budget(wanted)
+        if cap < wanted:
+            log.warning(
+                "max_connections lowered from %d to %d: the open-file limit allows no more "
+                "(raise LimitNOFILE / ulimit -n)", wanted, cap,
+            )  # fmt: skip
         self.config, self.settings, self.engine = config, config.milter, engine
+        self.max_connections = cap
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -136,10 +161,11 @@ class MilterServer:
                 backlog=256,
                 reuse_address=True,
             )
+        self._sweeper = loop.create_task(self._close_idle())
         log.info(
-            "listening on %s (mode=%s, on_block=%s, on_error=%s, scope=%s)",
+            "listening on %s (mode=%s, on_block=%s, on_error=%s, scope=%s, max_connections=%d)",
             self.bound, self.settings.mode, self.settings.on_block, self.settings.on_error,
-            self.settings.scope,
+            self.settings.scope, self.max_connections,
         )  # fmt: skip
 
     @property
@@ -172,10 +198,41 @@ class MilterServer:
             return
         log.info("configuration reloaded")
 
+    def admit(self) -> bool:
+        """Whether one more connection fits under the cap; a refusal is logged (rate-limited)."""
+        if len(self.connections) < self.max_connections:
+            return True
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:
+            log.warning(
+                "refused %d connection(s): %d open is max_connections; the MTA applies its "
+                "milter_default_action to those sessions", self._refused, len(self.connections),
+            )  # fmt: skip
+            self._refused, self._refusal_logged = 0, now
+        return False
+
+    async def _close_idle(self) -> None:
+        """Close connections the MTA left silent for ``idle_timeout`` (never mid-decision)."""
+        while True:
+            timeout = self.settings.idle_timeout
+            await asyncio.sleep(min(max(timeout / 4, 0.02), 5.0))
+            cutoff = time.monotonic() - timeout  # the clock of MilterConnection.last_seen
+            idle = [c for c in self.connections if c.deciding is None and c.last_seen < cutoff]
+            if idle:
+                log.warning(
+                    "closing %d connection(s) silent for more than %g s (idle_timeout)",
+                    len(idle), timeout,
+                )  # fmt: skip
+            for conn in idle:
+                conn.close()
+
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening; let decisions under way finish (up to ``grace`` s), then close."""
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         deadline = time.monotonic() + grace
         while any(c.deciding for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -189,10 +246,16 @@ class MilterServer:
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
 
-    def judge(self, txn: Transaction, leading_space: bool, queue_id: str) -> Report:
-        """The same engine and config as ``mailguard check``."""
+    def judge(
+        self, txn: Transaction, leading_space: bool, queue_id: str, deadline: float
+    ) -> Report:
+        """The same engine and config as ``mailguard check``, stopped at ``deadline``."""
         return self.engine.check(
-            txn.raw_message(leading_space), envelope=txn.envelope, source=f"queue {queue_id}"
+            txn.raw_message(leading_space),
+            envelope=txn.envelope,
+            source=f"queue {queue_id}",
+            deadline=deadline,
+            incomplete=txn.incomplete,
         )
 
 
@@ -207,8 +270,14 @@ class MilterConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.deciding: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
+        self._clock = time.monotonic
+        self.last_seen = self._clock()
+        """When the MTA last sent something or we last answered (for ``idle_timeout``)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.server.admit():
+            transport.close()  # before a byte is read: the MTA sees EOF at negotiation
+            return
         self.transport = transport  # type: ignore[assignment]  # a stream transport
         self.server.connections.add(self)
         sock = transport.get_extra_info("socket")
@@ -224,6 +293,9 @@ class MilterConnection(asyncio.Protocol):
             self.deciding.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # refused at connection_made
+        self.last_seen = self._clock()
         if self._sock is not None and _QUICKACK is not None:
             with contextlib.suppress(OSError):
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
@@ -253,42 +325,71 @@ class MilterConnection(asyncio.Protocol):
             self._write(b"".join(step.replies))
         txn = step.decide
         if txn is not None:
-            if txn.header_bytes <= txn.settings.inline_header_bytes:
-                self._decide_inline(txn)
+            started = time.monotonic()
+            settings = txn.settings
+            if txn.header_bytes <= settings.inline_header_bytes and settings.inline_time_limit:
+                self._decide_inline(txn, started)
             else:
-                self.deciding = asyncio.ensure_future(self._decide(txn))
+                self._offload(txn, started)
         if step.close:
             self.close()
 
-    def _decide_inline(self, txn: Transaction) -> None:
-        """Small headers: a decision takes well under a millisecond, cheaper than a hand-off."""
-        started = time.perf_counter()
+    def _decide_inline(self, txn: Transaction, started: float) -> None:
+        """Small headers: a decision takes well under a millisecond, cheaper than a hand-off.
+
+        Every other connection waits while this runs, so it is stopped after
+        ``inline_time_limit`` and done again on a worker (the time spent counts against
+        ``decision_timeout``): a message that is slow to judge costs the others that much
+        at most.
+        """
+        settings = txn.settings
         queue_id = txn.macros.get("i", "") or "-"
+        limit = min(settings.inline_time_limit, settings.decision_timeout)
         report: Report | None = None
         failure = ""
         try:
-            report = self.server.judge(txn, self.session.caps.leading_space, queue_id)
+            report = self.server.judge(
+                txn, self.session.caps.leading_space, queue_id, started + limit
+            )
         except Exception as exc:  # Engine.check does not raise; this guards our own glue
             failure = f"internal error ({type(exc).__name__})"
+        if report is not None and ran_out_of_time(report):
+            if limit < settings.decision_timeout:
+                log.debug("queue_id=%s: over %g s on the event loop, moved to a worker",
+                          queue_id, limit)  # fmt: skip
+                self._offload(txn, started)
+                return
+            report, failure = None, _over_budget(settings.decision_timeout)
         self._conclude(txn, queue_id, report, started, failure)
 
-    async def _decide(self, txn: Transaction) -> None:
-        """Big headers: decide on the pool, with progress frames and the time budget."""
-        started = time.perf_counter()
+    def _offload(self, txn: Transaction, started: float) -> None:
+        # The MTA waits for our reply; anything else it sends meanwhile stays in the kernel's
+        # socket buffer instead of our memory.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.deciding = asyncio.ensure_future(self._decide(txn, started))
+
+    async def _decide(self, txn: Transaction, started: float) -> None:
+        """On the pool, with progress frames and the time budget."""
         settings = txn.settings
         queue_id = txn.macros.get("i", "") or "-"
         report: Report | None = None
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self.server.pool, self.server.judge, txn, self.session.caps.leading_space, queue_id
-        )
         deadline = started + settings.decision_timeout
+        future = loop.run_in_executor(
+            self.server.pool,
+            self.server.judge,
+            txn,
+            self.session.caps.leading_space,
+            queue_id,
+            deadline,
+        )
         failure = ""
         try:
             while report is None:
-                remaining = deadline - time.perf_counter()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    failure = f"decision exceeded its {settings.decision_timeout:g} s budget"
+                    failure = _over_budget(settings.decision_timeout)
                     break
                 try:
                     report = await asyncio.wait_for(
@@ -300,8 +401,12 @@ class MilterConnection(asyncio.Protocol):
             return  # the MTA went away; it will retry or apply milter_default_action
         except Exception as exc:  # a bug in a rule must not lose or pass the message silently
             failure = f"internal error ({type(exc).__name__})"
+        if report is not None and ran_out_of_time(report):
+            report, failure = None, _over_budget(settings.decision_timeout)
         self._conclude(txn, queue_id, report, started, failure)
         self.deciding = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         self._drain()
 
     def _conclude(
@@ -314,9 +419,14 @@ class MilterConnection(asyncio.Protocol):
                 outcome = outcome_for(report, settings, self.session.caps, txn)
             except Exception as exc:
                 report, failure = None, f"internal error ({type(exc).__name__})"
+            else:
+                if txn.dropped_fields and report.verdict != "block":
+                    # Recipients may sit in the fields not kept: that is "cannot decide".
+                    outcome, failure = failure_outcome(settings), txn.incomplete
         # Logged before the MTA hears of it: every action taken has its line in the log.
         self._log(queue_id, txn, report, outcome, started, failure)
         self._write(b"".join(self.session.conclude(outcome.frames)))
+        self.last_seen = self._clock()
 
     def _log(
         self,
@@ -329,7 +439,7 @@ class MilterConnection(asyncio.Protocol):
     ) -> None:
         fields: dict[str, object] = {"queue_id": queue_id, "mode": txn.settings.mode}
         fields.update(log_fields(report, outcome))
-        fields["ms"] = f"{(time.perf_counter() - started) * 1000:.2f}"
+        fields["ms"] = f"{(time.monotonic() - started) * 1000:.2f}"
         if txn.settings.log_addresses:
             fields["from"] = txn.mail_from or "<>"
         line = " ".join(f"{k}={v}" for k, v in fields.items())
@@ -351,6 +461,32 @@ class MilterConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _over_budget(timeout: float) -> str:
+    return f"decision exceeded its {timeout:g} s budget"
+
+
+def fd_budget(wanted: int) -> int:
+    """How many connections fit in the open-file limit, raising its soft value if need be.
+
+    Without this, connections past ``ulimit -n`` (1,024 by default) make every ``accept`` fail
+    and all mail tempfail with nothing in our log. The soft limit is raised as far as the
+    hard one allows (systemd: ``LimitNOFILE``); what still does not fit lowers the cap.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + FD_RESERVE
+    infinite = resource.RLIM_INFINITY
+    if soft != infinite and soft < need:
+        target = need if hard == infinite else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # not allowed here: the cap below keeps us within what we have
+    if soft == infinite:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
 
 
 def _remove_stale_socket(path: Path) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailguard.milter import protocol as p
-from mailguard.milter.settings import MilterSettings
+from mailguard.milter.settings import FIELD_COST, MilterSettings
 from mailguard.recipients import Envelope
 
 #: What we would like; each is only requested if the MTA offers it.
@@ -86,11 +86,39 @@ class Transaction:
     body_bytes: int = 0
     """Body bytes seen, including those not kept."""
     header_bytes: int = 0
+    """Header bytes kept (each field charged :data:`FIELD_COST` more), up to the cap."""
+    dropped_fields: int = 0
+    """Header fields not kept: they came after ``max_header_bytes`` was reached."""
     macros: dict[str, str] = field(default_factory=dict)
 
     @property
     def envelope(self) -> Envelope:
         return Envelope(self.mail_from, tuple(self.rcpt_to))
+
+    def add_header(self, payload: bytes) -> None:
+        """Keep a header field, unless the cap was reached: then keep none from here on.
+
+        Only a prefix of the header block is kept, as when the engine itself stops reading
+        a long one, so what the rules see is what the sender wrote first.
+        """
+        cost = len(payload) + FIELD_COST
+        if self.dropped_fields or self.header_bytes + cost > self.settings.max_header_bytes:
+            self.dropped_fields += 1
+            return
+        self.headers.append(p.parse_header(payload))
+        self.header_bytes += cost
+
+    @property
+    def incomplete(self) -> str:
+        """What the engine is not given, for its MG002 finding; empty when nothing."""
+        if not self.dropped_fields:
+            return ""
+        n = self.dropped_fields
+        return (
+            f"header block over the milter's max_header_bytes "
+            f"({self.settings.max_header_bytes:,} bytes): {n:,} more field{'s' if n != 1 else ''} "
+            f"not read"
+        )
 
     def add_body(self, chunk: bytes) -> None:
         self.body_bytes += len(chunk)
@@ -173,8 +201,7 @@ class Session:
         if command == p.HEADER:
             txn = self.txn
             if txn is not None:
-                txn.headers.append(p.parse_header(payload))
-                txn.header_bytes += len(payload)
+                txn.add_header(payload)
             if command in self._silent:
                 return NOTHING
             return _REPLY[p.ACCEPT if self.skipping else p.CONTINUE]

@@ -63,6 +63,24 @@ class MilterSettings:
     worst) are decided at once on the event loop, which is cheaper than a hand-off to a
     worker thread. Bigger ones go to a worker, under ``decision_timeout`` with progress
     frames. 0 sends every message to a worker."""
+    inline_time_limit: float = 0.05
+    """Seconds an inline decision may hold the event loop (which every other connection is
+    waiting on). Past it the decision stops and starts again on a worker, still within
+    ``decision_timeout``. 0 sends every message to a worker."""
+    max_header_bytes: int = 4 * 1024 * 1024
+    """Header bytes kept per message (each field also counts :data:`FIELD_COST` bytes of
+    bookkeeping, so a flood of tiny fields is bounded too). Past it no more fields are kept
+    and the message is decided on what was kept, with an MG002 finding: refused as usual
+    if that already blocks, otherwise ``on_error``, since the unread part may hold
+    recipients."""
+    idle_timeout: float = 3600.0
+    """Close a connection on which the MTA has sent nothing for this long. Postfix sends a
+    message's content only once DATA is complete, so a big message on a slow link leaves
+    its connection quiet for minutes: keep this well above such transfers."""
+    max_connections: int = 500
+    """Connections served at once. One more is closed at once with a log line, and the MTA
+    applies its ``milter_default_action`` to that session. Postfix holds one per smtpd
+    and cleanup process (``default_process_limit``, 100 per service)."""
     log_addresses: bool = False
     """Put the envelope sender in the decision log line. Off: logs carry counts only."""
 
@@ -73,6 +91,9 @@ class MilterSettings:
             return False
         return any(ip in net for net in self.outgoing_networks)
 
+
+FIELD_COST = 128
+"""Bytes charged per kept header field on top of its size: what Python needs to hold it."""
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES,
@@ -107,15 +128,22 @@ def from_mapping(data: Mapping[str, Any], where: str = "milter") -> MilterSettin
             if not isinstance(value, bool):
                 raise ConfigError(f"{path}: expected true or false")
             kwargs[key] = value
-        elif key in ("decision_timeout", "progress_interval"):
+        elif key in ("decision_timeout", "progress_interval", "idle_timeout", "inline_time_limit"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{path}: expected a number of seconds")
-            if not (math.isfinite(value) and value > 0):
+            if key == "inline_time_limit":
+                if not (math.isfinite(value) and value >= 0):
+                    raise ConfigError(f"{path}: expected a number of seconds, 0 or more")
+            elif not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{path}: expected a positive number of seconds")
             kwargs[key] = float(value)
         elif key in ("max_body_bytes", "inline_header_bytes"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{path}: expected a non-negative integer")
+            kwargs[key] = value
+        elif key in ("max_header_bytes", "max_connections"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{path}: expected a positive integer")
             kwargs[key] = value
     return MilterSettings(**kwargs)
 
