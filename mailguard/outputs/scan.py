@@ -77,7 +77,13 @@ def render_json(register: Register, options: ScanRenderOptions) -> str:
         "exposed_domains": dict(register.domains.most_common()),
         "worst": [i.source for i in register.worst()],
         "incidents": [incident_dict(i, options) for i in register.incidents],
-        "errors": [{"source": e.source, "message": e.message} for e in register.errors],
+        "errors": [
+            {"source": e.source, "message": e.message, "kind": e.kind} for e in register.errors
+        ],
+        "failed_sources": [
+            {"source": e.source, "message": e.message} for e in register.failed_sources
+        ],
+        "provenance": register.provenance,
     }
     if options.list_addresses:
         data["exposed_addresses"] = sorted(str(options.address(a)) for a in register.exposed)
@@ -124,6 +130,8 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
     lines = []
     if register.interrupted:
         lines += ["INTERRUPTED: the scan was stopped; this register is incomplete.", ""]
+    if register.failed_sources or register.unread_paths:
+        lines += [*incomplete_lines(register), ""]
     for incident in register.incidents:
         r = incident.recipients
         when = incident.date.strftime("%Y-%m-%d %H:%M") if incident.date else "undated"
@@ -145,7 +153,45 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
     if lines:
         lines.append("")
     lines += summary_lines(register)
+    lines += provenance_lines(register)
     return "\n".join(lines) + "\n"
+
+
+def incomplete_lines(register: Register, most: int = 5) -> list[str]:
+    """The opening banner of a register that did not read everything it was asked to."""
+    lines = []
+    for entries, what in (
+        (register.failed_sources, "source"),
+        (register.unread_paths, "folder"),
+    ):
+        if not entries:
+            continue
+        n = len(entries)
+        lines.append(
+            f"INCOMPLETE: {n:,} {what}{'' if n == 1 else 's'} could not be read; "
+            "an exposure there is not in this register:"
+        )
+        lines += [f"  {e.source}: {e.message}" for e in entries[:most]]
+        if n > most:
+            lines.append(f"  ... and {n - most:,} more (see the errors below)")
+    return lines
+
+
+def provenance_lines(register: Register) -> list[str]:
+    """How the register was made, in brief (the JSON register has every rule option)."""
+    p = register.provenance
+    if not p:
+        return []
+    scoring = p["scoring"]
+    internal = ", ".join(p["internal_domains"]) or str(p["internal_domains_default"])
+    window = " ".join(f"{key} {p[key]}" for key in ("since", "until") if p.get(key)) or "all dates"
+    return [
+        f"Made by mailguard {p['mailguard_version']} (rule set {p['rule_set']['digest'][:19]}), "
+        f"mode {p['mode']}, {window}; warn at {scoring['warn_at']}, block at "
+        f"{scoring['block_at']}; internal domains: {internal}",
+        f"Rules enabled: {' '.join(p['enabled_rules']) or 'none'}"
+        + (f"; disabled: {' '.join(p['disabled_rules'])}" if p["disabled_rules"] else ""),
+    ]
 
 
 def summary_lines(register: Register) -> list[str]:
@@ -159,6 +205,11 @@ def summary_lines(register: Register) -> list[str]:
         f"({s['block']:,} block, {s['warn']:,} warn), {s['pass']:,} pass, "
         f"{s['error']:,} unreadable"
     )
+    if s["failed_sources"] or s["unreadable_paths"]:
+        lines.append(
+            f"NOT READ: {s['failed_sources']:,} failed sources, {s['unreadable_paths']:,} "
+            "unreadable folders (their messages are not counted above)"
+        )
     lines.append(
         f"{s['unique_exposed_addresses']:,} distinct people exposed "
         f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "
