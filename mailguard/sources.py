@@ -37,6 +37,15 @@ class Input:
     message that failed to parse."""
 
 
+def is_folder(path: Path) -> bool:
+    """``Path.is_dir`` without its exception for a folder we may not look into (3.11 raises
+    PermissionError there): what cannot be looked at is found out, and reported, on reading."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def matches(name: str, pattern: str) -> bool:
     """Shell-pattern match ignoring case: ``MESSAGE.EML`` is as much a message as ``a.eml``."""
     return fnmatchcase(name.casefold(), pattern.casefold())
@@ -99,7 +108,7 @@ def iter_inputs(
                 yield Input("<stdin>", data)
             continue
         path = Path(name)
-        if path.is_dir():
+        if is_folder(path):
             found, errors = find_files(path, pattern)
             yield from errors
             if not found and not errors:

@@ -26,7 +26,16 @@ from mailguard.archive.scanner import Scanner, plan
 from mailguard.cli import app
 from mailguard.config import Config
 from tests.conftest import ROOT
-from tests.scan_archive import EXPECTED, MESSAGES, P, Q, write_eml_tree, write_maildir, write_mbox
+from tests.scan_archive import (
+    EXPECTED,
+    MESSAGES,
+    P,
+    Q,
+    cpu_seconds,
+    write_eml_tree,
+    write_maildir,
+    write_mbox,
+)
 from tests.support.procs import processes
 
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -280,10 +289,15 @@ def test_ctrl_c_stops_cleanly_and_writes_what_was_found(tmp_path: Path) -> None:
          "--format", "json", "-o", str(out), "--no-config"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while not processes(ppid=proc.pid) and time.monotonic() < deadline:  # workers started
+    # Interrupt on evidence of progress (both workers have spent CPU judging), not after a
+    # fixed sleep: a unit can take seconds on a slow machine, and what the workers judged of
+    # their units so far must be in the register, finished or not.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        workers = processes(ppid=proc.pid)
+        if len(workers) == 2 and all(cpu_seconds(pid) >= 0.3 for pid in workers):
+            break
         time.sleep(0.05)
-    time.sleep(1.5)
     assert proc.poll() is None, "the scan finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mailguard.sources import Input
+from mailguard.sources import Input, is_folder
 
 SUBDIRS = ("cur", "new")
 
 
 def is_maildir(path: Path) -> bool:
-    return path.is_dir() and all((path / sub).is_dir() for sub in SUBDIRS)
+    return all(is_folder(path / sub) for sub in ("", *SUBDIRS))
 
 
 def maildir_files(path: Path) -> tuple[list[Path], list[Input]]:
