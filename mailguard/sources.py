@@ -101,8 +101,8 @@ def iter_inputs(
     for name in paths:
         if name == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
-            data = stream.read(max_bytes + 1)
-            if len(data) > max_bytes:
+            data = _read_capped(stream, max_bytes)
+            if data is None:
                 yield Input("<stdin>", None, too_large(None, max_bytes), unreadable=True)
             else:
                 yield Input("<stdin>", data)
@@ -142,19 +142,28 @@ def read_file(path: Path, max_bytes: int = MAX_BYTES) -> Input:
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(info.st_size + 1)
             if len(data) > info.st_size:  # grew since fstat, or a size-0 /proc-like file
-                parts = [data]
-                total = len(data)
-                while total <= max_bytes and (chunk := f.read(_CHUNK)):
-                    parts.append(chunk)
-                    total += len(chunk)
-                if total > max_bytes:
+                rest = _read_capped(f, max_bytes - len(data))
+                if rest is None:
                     return Input(name, None, too_large(None, max_bytes), unreadable=True)
-                data = b"".join(parts)
+                data += rest
         return Input(name, data)
     except OSError as exc:
         return Input(name, None, _reason(exc), unreadable=True)
     finally:
         os.close(fd)
+
+
+def _read_capped(stream: BinaryIO, max_bytes: int) -> bytes | None:
+    """Everything left in ``stream``, or None once it exceeds ``max_bytes``; read in chunks,
+    since one ``read(max_bytes + 1)`` allocates the whole cap whatever the input's size."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := stream.read(_CHUNK):
+        parts.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            return None
+    return b"".join(parts)
 
 
 def not_regular(mode: int) -> str:

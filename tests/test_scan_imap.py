@@ -751,7 +751,9 @@ def test_wrong_password_against_dovecot_leaks_nowhere(
     assert proc.returncode == 2, stderr[-2000:]
     assert "imapclient" in stderr  # the debug log was on
     register = out.read_text()
-    assert json.loads(register)["failed_sources"][0]["source"].startswith("imaps://auditor@")
+    data = json.loads(register)
+    assert data["failed_sources"][0]["source"].startswith("imaps://auditor@")
+    assert data["summary"]["messages"] == 0  # a failed source is not a message
     for form in _password_forms(wrong, "auditor"):
         assert form not in stdout + stderr + register, form
         assert not [a for a in argv_seen if form.encode() in a]
