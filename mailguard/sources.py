@@ -52,25 +52,21 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
-    """Entries under ``root`` whose name matches ``pattern``, sorted, and the folders that
-    could not be listed (as unreadable inputs), so a gap in the tree is reported.
+    """Entries under ``root`` whose name matches ``pattern``, sorted, and what could not be
+    walked (as unreadable inputs), so a gap in the tree is reported, not skipped.
 
-    Symlinked folders are followed once (a folder reached twice, e.g. by a link loop, is
-    not listed again). Matching entries that are not folders are returned whatever their
-    type, so that a FIFO or a device named ``x.eml`` is reported by :func:`read_file`.
+    Folders that cannot be listed are such gaps, and so are symbolic links to folders: they
+    are not followed (a link to ``/`` would walk the whole machine, a loop forever), and
+    their target can be named as a source of its own. Matching entries that are not
+    folders are returned whatever their type, so a FIFO or a device named ``x.eml`` is
+    reported by :func:`read_file`.
     """
     found: list[Path] = []
     errors: list[Input] = []
-    seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
-            info = folder.stat()
-            key = (info.st_dev, info.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
             with os.scandir(folder) as entries:
                 listed = list(entries)
         except OSError as exc:
@@ -79,15 +75,21 @@ def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
         for entry in listed:
             try:
                 is_dir = entry.is_dir()
+                is_link = is_dir and entry.is_symlink()
             except OSError:
-                is_dir = False
-            if is_dir:
+                is_dir = is_link = False
+            if is_link:
+                errors.append(Input(entry.path, None, _LINKED_FOLDER, unreadable=True))
+            elif is_dir:
                 stack.append(Path(entry.path))
             elif matches(entry.name, pattern):
                 found.append(Path(entry.path))
     found.sort()
     errors.sort(key=lambda i: i.source)
     return found, errors
+
+
+_LINKED_FOLDER = "a symbolic link to a folder, not followed; name its target as a source to read it"
 
 
 def iter_inputs(

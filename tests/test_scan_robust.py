@@ -377,3 +377,17 @@ def test_parallel_ctrl_c_keeps_partial_units(tmp_path: Path) -> None:
     assert data["summary"]["interrupted"] is True
     assert 0 < data["summary"]["messages"] < 12000 * len(MESSAGES)
     assert data["summary"]["incidents"] > 0
+
+
+def test_symlinked_folder_is_reported_not_followed(tmp_path: Path) -> None:
+    """A link to a folder could lead anywhere (``/``, a loop): it is named, not walked."""
+    root = write_eml_tree(tmp_path / "eml")
+    (root / "loop").symlink_to(root)
+    (root / "everything").symlink_to("/")
+    started = time.monotonic()
+    _, data, _ = scan_json(str(root))
+    assert time.monotonic() - started < 30
+    assert data["summary"]["messages"] == EXPECTED["messages"]
+    linked = {e["source"]: e["message"] for e in data["errors"] if e["kind"] == "path"}
+    assert set(linked) == {str(root / "loop"), str(root / "everything")}
+    assert all("symbolic link to a folder, not followed" in m for m in linked.values())
