@@ -391,3 +391,38 @@ def test_symlinked_folder_is_reported_not_followed(tmp_path: Path) -> None:
     linked = {e["source"]: e["message"] for e in data["errors"] if e["kind"] == "path"}
     assert set(linked) == {str(root / "loop"), str(root / "everything")}
     assert all("symbolic link to a folder, not followed" in m for m in linked.values())
+
+
+def test_ctrl_c_while_waiting_on_imap_keeps_the_messages_fetched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C arrives while the IMAP reader waits on the server with 150 messages fetched:
+    all 150 are judged and in the register, none after them is asked for."""
+    import signal
+
+    from mailguard.archive import command, imap
+
+    asked = []
+
+    def fake_iter_imap(*args: object, **kwargs: object) -> Iterator[object]:
+        for i in range(150):
+            yield imap.Input(f"imaps://a@h:993/Sent;UID={i}", MESSAGES[3][1])
+        asked.append("more")
+        os.kill(os.getpid(), signal.SIGINT)  # the key, pressed while "waiting"
+        time.sleep(5)
+        asked.append("after the interrupt")
+        yield imap.Input("imaps://a@h:993/Sent;UID=999", MESSAGES[3][1])
+
+    monkeypatch.setattr(imap, "iter_imap", fake_iter_imap)
+    monkeypatch.setenv("MAILGUARD_IMAP_PASSWORD", "pw")
+    for jobs in ("1", "2"):
+        asked.clear()
+        result = runner.invoke(
+            app, ["scan", "--format", "json", "--no-config", "--jobs", jobs,
+                  "imaps://a@h.example/Sent"],
+        )  # fmt: skip
+        assert result.exit_code == command.EXIT_INTERRUPTED, result.output
+        data = json.loads(result.stdout)
+        assert data["summary"]["interrupted"] is True
+        assert data["summary"]["messages"] == 150 == data["summary"]["warn"]
+        assert asked == ["more"]

@@ -163,6 +163,12 @@ def _imap_units(
                 batch = []
     except imap.ImapError as exc:
         failed.append(ErrorEntry(target.label(), str(exc), SOURCE))
+    except KeyboardInterrupt:
+        # Ctrl-C while waiting on the server: the messages already fetched are still
+        # judged (the scanner takes no unit after this one), so the register keeps them.
+        if batch:
+            yield _inputs_unit(batch)
+        raise
     if batch:
         yield _inputs_unit(batch)
 

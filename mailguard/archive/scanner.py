@@ -175,11 +175,12 @@ def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
 def judge_unit(unit: Unit) -> Tally:
     """Runs in a worker: read the unit's messages, judge each, count and keep incidents.
 
-    Stops early, with what it has, once the parent asks (see :data:`_stop`).
+    Stops early, with what it has, once the parent asks (see :data:`_stop`); messages
+    already fetched (``inputs``, from IMAP) are judged all the same: they cost no reading.
     """
     engine = _engine
     assert engine is not None, "worker not initialised"
-    stop = _stop
+    stop = _stop if unit.kind != "inputs" else None
     tally = Tally()
     for item in _messages(unit, engine.config.limits.max_message_bytes):
         if stop is not None and stop.value:
