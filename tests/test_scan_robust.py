@@ -102,7 +102,7 @@ def test_unreadable_maildir_cur_is_an_error_entry_not_a_traceback(shared_tmp: Pa
     assert data["summary"]["unreadable_paths"] == 1
     text = run_unprivileged("scan", "--no-config", str(root)).stdout
     assert text.startswith("INCOMPLETE: 1 folder could not be read")
-    assert "NOT READ: 0 failed sources, 1 unreadable folders" in text
+    assert "NOT READ: 0 failed sources, 1 unreadable folder (their" in text
 
 
 def test_unreadable_subfolder_of_an_eml_tree_is_reported(shared_tmp: Path) -> None:

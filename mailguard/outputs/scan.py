@@ -195,8 +195,8 @@ def provenance_lines(register: Register) -> list[str]:
 
 
 def summary_lines(register: Register) -> list[str]:
-    """The two closing lines of the text register (also said on stderr when the register
-    goes to a file): counts only, never an address."""
+    """The closing lines of the text register (also said on stderr when the register goes
+    to a file): counts only, never an address."""
     s = register.summary()
     lines: list[str] = []
     period = f"{s['first_date'][:10]} to {s['last_date'][:10]}" if s["first_date"] else "no dates"
@@ -206,9 +206,11 @@ def summary_lines(register: Register) -> list[str]:
         f"{s['error']:,} unreadable"
     )
     if s["failed_sources"] or s["unreadable_paths"]:
+        sources, folders = s["failed_sources"], s["unreadable_paths"]
         lines.append(
-            f"NOT READ: {s['failed_sources']:,} failed sources, {s['unreadable_paths']:,} "
-            "unreadable folders (their messages are not counted above)"
+            f"NOT READ: {sources:,} failed source{'' if sources == 1 else 's'}, {folders:,} "
+            f"unreadable folder{'' if folders == 1 else 's'} (their messages are not counted "
+            "above)"
         )
     lines.append(
         f"{s['unique_exposed_addresses']:,} distinct people exposed "
