@@ -142,7 +142,12 @@ def check(
     envelope = Envelope(mail_from, tuple(rcpt_to or ())) if (mail_from or rcpt_to) else None
     engine = Engine(cfg)
     reports: list[Report] = []
-    for item in iter_inputs(paths, pattern=glob):
+    unread = False
+    for item in iter_inputs(paths, pattern=glob, max_bytes=cfg.limits.max_message_bytes):
+        if item.data is None and item.unreadable:  # an input error, not a message verdict
+            typer.echo(f"mailguard: cannot read {item.source}: {item.error}", err=True)
+            unread = True
+            continue
         if item.data is None:
             reports.append(engine.error_report(item.source, item.error or "cannot read"))
             continue
@@ -163,7 +168,7 @@ def check(
             raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         typer.echo(text.rstrip("\n"))
-    raise typer.Exit(exit_code(reports, fail_on.value))
+    raise typer.Exit(EXIT_ERROR if unread else exit_code(reports, fail_on.value))
 
 
 def exit_code(reports: list[Report], fail_on: str) -> int:

@@ -26,3 +26,6 @@ class Limits:
     """Encoded bytes of the first text part that are decoded."""
     body_text_chars: int = 2000
     """Characters of body text given to content checks ("the first part of the body")."""
+    max_message_bytes: int = 100 * 1024 * 1024
+    """Largest message file (or mbox message) ``check`` and ``scan`` read; a bigger one is
+    an error entry naming this cap, never read into memory."""

@@ -1,18 +1,30 @@
-"""Reading inputs for ``mailguard check``: files, folders (recursively) and stdin.
+"""Reading inputs for ``mailguard check`` and ``mailguard scan``: files, folders, stdin.
 
 Reading is separated from judging so that an unreadable file becomes one ``error`` entry in
 the report while the other inputs are still checked.
+
+Every read here is bounded, because the paths come from archives and trees nobody vetted:
+only regular files are read (a symlink to ``/dev/zero`` would fill memory, a FIFO would
+block forever), each up to a size cap, and a folder that cannot be listed is reported, not
+skipped, so that "0 unreadable" is never said of a tree that was only half read.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
 
+from mailguard.limits import Limits
+
 STDIN = "-"
+MAX_BYTES = Limits().max_message_bytes
+_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,35 +32,158 @@ class Input:
     source: str
     data: bytes | None
     error: str | None = None
+    unreadable: bool = False
+    """The path itself could not be read (``error`` is the reason): an input error, not a
+    message that failed to parse."""
+
+
+def is_folder(path: Path) -> bool:
+    """``Path.is_dir`` without its exception for a folder we may not look into (3.11 raises
+    PermissionError there): what cannot be looked at is found out, and reported, on reading."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Shell-pattern match ignoring case: ``MESSAGE.EML`` is as much a message as ``a.eml``."""
+    return fnmatchcase(name.casefold(), pattern.casefold())
+
+
+def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
+    """Entries under ``root`` whose name matches ``pattern``, sorted, and what could not be
+    walked (as unreadable inputs), so a gap in the tree is reported, not skipped.
+
+    Folders that cannot be listed are such gaps, and so are symbolic links to folders: they
+    are not followed (a link to ``/`` would walk the whole machine, a loop forever), and
+    their target can be named as a source of its own. Matching entries that are not
+    folders are returned whatever their type, so a FIFO or a device named ``x.eml`` is
+    reported by :func:`read_file`.
+    """
+    found: list[Path] = []
+    errors: list[Input] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            errors.append(Input(str(folder), None, _reason(exc), unreadable=True))
+            continue
+        for entry in listed:
+            try:
+                is_dir = entry.is_dir()
+                is_link = is_dir and entry.is_symlink()
+            except OSError:
+                is_dir = is_link = False
+            if is_link:
+                errors.append(Input(entry.path, None, _LINKED_FOLDER, unreadable=True))
+            elif is_dir:
+                stack.append(Path(entry.path))
+            elif matches(entry.name, pattern):
+                found.append(Path(entry.path))
+    found.sort()
+    errors.sort(key=lambda i: i.source)
+    return found, errors
+
+
+_LINKED_FOLDER = "a symbolic link to a folder, not followed; name its target as a source to read it"
 
 
 def iter_inputs(
-    paths: list[str], *, pattern: str = "*.eml", stdin: BinaryIO | None = None
+    paths: list[str],
+    *,
+    pattern: str = "*.eml",
+    stdin: BinaryIO | None = None,
+    max_bytes: int = MAX_BYTES,
 ) -> Iterator[Input]:
     """Yield every message named by ``paths``; folders are searched for ``pattern``."""
     for name in paths:
         if name == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
-            yield Input("<stdin>", stream.read())
+            data = _read_capped(stream, max_bytes)
+            if data is None:
+                yield Input("<stdin>", None, too_large(None, max_bytes), unreadable=True)
+            else:
+                yield Input("<stdin>", data)
             continue
         path = Path(name)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob(pattern) if p.is_file())
-            if not found:
+        if is_folder(path):
+            found, errors = find_files(path, pattern)
+            yield from errors
+            if not found and not errors:
                 yield Input(name, None, f"no files matching {pattern!r} under {name}")
             for file in found:
-                yield read_file(file)
+                yield read_file(file, max_bytes)
         else:
-            yield read_file(path)
+            yield read_file(path, max_bytes)
 
 
-def read_file(path: Path) -> Input:
-    """One file as an :class:`Input`; a read failure becomes its ``error``."""
+def read_file(path: Path, max_bytes: int = MAX_BYTES) -> Input:
+    """One regular file of at most ``max_bytes`` as an :class:`Input`; anything else (no
+    such file, a folder, a FIFO, a device, too large) becomes its ``error``.
+
+    The type is checked on the open descriptor (``fstat``), not on the name beforehand, so
+    a file swapped for a FIFO in between cannot block the read: ``O_NONBLOCK`` makes the
+    open itself return at once.
+    """
+    name = str(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        return Input(str(path), path.read_bytes())
-    except FileNotFoundError:
-        return Input(str(path), None, "no such file")
-    except IsADirectoryError:
-        return Input(str(path), None, "is a directory")
+        fd = os.open(path, flags)
     except OSError as exc:
-        return Input(str(path), None, f"cannot read: {exc.strerror or exc}")
+        return Input(name, None, _reason(exc), unreadable=True)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return Input(name, None, not_regular(info.st_mode), unreadable=True)
+        if info.st_size > max_bytes:
+            return Input(name, None, too_large(info.st_size, max_bytes), unreadable=True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(info.st_size + 1)
+            if len(data) > info.st_size:  # grew since fstat, or a size-0 /proc-like file
+                rest = _read_capped(f, max_bytes - len(data))
+                if rest is None:
+                    return Input(name, None, too_large(None, max_bytes), unreadable=True)
+                data += rest
+        return Input(name, data)
+    except OSError as exc:
+        return Input(name, None, _reason(exc), unreadable=True)
+    finally:
+        os.close(fd)
+
+
+def _read_capped(stream: BinaryIO, max_bytes: int) -> bytes | None:
+    """Everything left in ``stream``, or None once it exceeds ``max_bytes``; read in chunks,
+    since one ``read(max_bytes + 1)`` allocates the whole cap whatever the input's size."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := stream.read(_CHUNK):
+        parts.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            return None
+    return b"".join(parts)
+
+
+def not_regular(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    kind = next((label for test, label in kinds if test(mode)), "not a regular file")
+    return f"not a regular file ({kind}); only regular files are read"
+
+
+def too_large(size: int | None, max_bytes: int) -> str:
+    what = f"{size:,} bytes" if size is not None else "more bytes"
+    return f"{what}, over the size cap of {max_bytes:,} bytes (limits.max_message_bytes); not read"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

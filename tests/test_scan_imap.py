@@ -10,6 +10,8 @@ the default-folder tests prove the special-use lookup and not a guess by name. T
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -24,6 +26,8 @@ import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from imapclient import IMAPClient
@@ -607,3 +611,181 @@ def test_cli_scan_of_an_imap_folder_gives_the_known_register(
         capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 2 and "MAILGUARD_IMAP_PASSWORD" in result.stderr
+
+
+# --------------------------------------------------------------------------- password never shown
+
+
+def _password_forms(password: str, user: str) -> list[str]:
+    """The password as typed and as AUTHENTICATE PLAIN sends it (base64), plus fragments
+    of that encoding long enough to carry several characters of it."""
+    blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    start = len(base64.b64encode(f"\0{user}\0".encode()).decode().rstrip("="))
+    return [password, blob, blob[start : start + 12], base64.b64encode(password.encode()).decode()]
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda pw, blob: f"[AUTHENTICATIONFAILED] bad response {blob}",
+        lambda pw, blob: f"rejected '{blob[3:]}' (Failure)",
+        lambda pw, blob: 'LOGIN "auditor" "' + pw.replace('"', '\\"') + '" failed',
+        lambda pw, blob: f"NO {blob[10:30]}",
+    ],
+)
+def test_login_error_never_carries_the_password(echo: object) -> None:
+    """A server quoting the client's AUTHENTICATE data (or LOGIN arguments) in its refusal:
+    the error line shows neither the password nor its base64 encoding, whole or in part."""
+    from imapclient.exceptions import LoginError
+
+    from mailguard.archive import imap as imap_module
+
+    password, user = 'c0rrect "horse" battery', "auditor"
+    blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+    class Refusing:
+        def capabilities(self) -> tuple[bytes, ...]:
+            return (b"IMAP4REV1", b"AUTH=PLAIN")
+
+        def plain_login(self, identity: str, secret: str) -> None:
+            raise LoginError(echo(secret, blob))  # type: ignore[operator]
+
+    target = parse_imap_url(f"imaps://{user}@mail.example.test/Sent")
+    with pytest.raises(ImapError) as info:
+        imap_module._login(Refusing(), target, password)
+    text = "".join(traceback.format_exception(info.value))
+    assert "login as 'auditor' on mail.example.test:993 failed" in str(info.value)
+    for form in _password_forms(password, user):
+        assert form not in text, form
+    assert "horse" not in text  # nor as an IMAP quoted string
+    assert "Authentication failed" not in text  # (the refusals above do not say it)
+
+
+class _EchoingServer:
+    """A loopback IMAP server that offers only AUTH=PLAIN (no TLS) and refuses every
+    login by quoting the client's AUTHENTICATE response, as a buggy server might."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn, conn.makefile("rwb", buffering=0) as f:
+            f.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+            while line := f.readline():
+                tag, _, command = line.decode().strip().partition(" ")
+                if command.upper() == "CAPABILITY":
+                    f.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
+                    f.write(tag.encode() + b" OK done\r\n")
+                elif command.upper().startswith("AUTHENTICATE"):
+                    f.write(b"+ \r\n")
+                    data = f.readline().strip()
+                    f.write(tag.encode() + b" NO [AUTHENTICATIONFAILED] cannot decode " + data
+                            + b"\r\n")  # fmt: skip
+                elif command.upper() == "LOGOUT":
+                    f.write(b"* BYE bye\r\n" + tag.encode() + b" OK done\r\n")
+                    return
+                else:
+                    f.write(tag.encode() + b" BAD unknown\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_echoing_server_puts_the_password_in_no_error_and_no_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over a real socket with the real IMAP client: IMAPClient logs every server line at
+    DEBUG, so the echoed AUTHENTICATE data would reach the log as well as the error."""
+    server = _EchoingServer()
+    password = "s3cret-Pa55word-xyz"
+    caplog.set_level(1)
+    try:
+        with pytest.raises(ImapError) as info:
+            scan(f"imap://auditor@127.0.0.1:{server.port}/Sent", password, timeout=10)
+    finally:
+        server.close()
+    assert "login as 'auditor' on 127.0.0.1" in str(info.value)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "cannot decode" in logged  # the refusal was logged, with the echo withheld
+    everything = "".join(traceback.format_exception(info.value)) + logged
+    for form in _password_forms(password, "auditor"):
+        assert form not in everything, form
+
+
+@pytest.mark.usefixtures("trusted")
+def test_wrong_password_against_dovecot_leaks_nowhere(
+    dovecot: DovecotInstance, tmp_path: Path
+) -> None:
+    """End to end: the CLI against the real Dovecot with a wrong password. Not in the
+    error line, the register, the IMAP libraries' debug log, nor any process's argv."""
+    wrong = "Wr0ng-but-real-L00king"
+    url = imaps(dovecot).replace(SENT.replace(" ", "%20"), quote(SENT))
+    out = tmp_path / "register.json"
+    code = (
+        "import logging, sys; logging.basicConfig(level=1, stream=sys.stderr); "
+        "from mailguard.cli import main; sys.argv[0] = 'mailguard'; main()"
+    )
+    env = {**os.environ, "MAILGUARD_IMAP_PASSWORD": wrong}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "scan", url, "--format", "json", "-o", str(out),
+         "--no-config"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    argv_seen = []
+    while proc.poll() is None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    argv_seen.append((entry / "cmdline").read_bytes())
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr[-2000:]
+    assert "imapclient" in stderr  # the debug log was on
+    register = out.read_text()
+    data = json.loads(register)
+    assert data["failed_sources"][0]["source"].startswith("imaps://auditor@")
+    assert data["summary"]["messages"] == 0  # a failed source is not a message
+    for form in _password_forms(wrong, "auditor"):
+        assert form not in stdout + stderr + register, form
+        assert not [a for a in argv_seen if form.encode() in a]
+    for secret in dovecot.passwords.values():  # the harness's own processes
+        assert not [a for a in argv_seen if secret.encode() in a]
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "IMAPS", "Imap"])
+def test_password_in_url_is_never_echoed_by_the_cli(scheme: str) -> None:
+    """Any case of the scheme is IMAP (not a missing local path, whose error would quote
+    the URL with its password into the register)."""
+    from typer.testing import CliRunner
+
+    from mailguard.cli import app
+
+    result = CliRunner().invoke(
+        app, ["scan", "--no-config", f"{scheme}://alice:hunter2-secret@mail.example.test/Sent"]
+    )
+    assert result.exit_code == 2
+    assert "hunter2-secret" not in result.output
+    assert "contains a password" in result.output
+    assert "no such file" not in result.output.lower()
+
+
+def test_uppercase_imap_scheme_is_routed_to_imap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mailguard.cli import app
+
+    monkeypatch.delenv("MAILGUARD_IMAP_PASSWORD", raising=False)
+    result = CliRunner().invoke(
+        app, ["scan", "--no-config", "IMAPS://alice@mail.example.test/Sent"]
+    )
+    assert result.exit_code == 2
+    assert "no IMAP password for imaps://alice@mail.example.test:993/Sent" in result.output

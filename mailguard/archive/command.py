@@ -13,7 +13,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailguard.archive.register import ErrorEntry, Register, Tally
+from mailguard.archive.imap import is_imap_url
+from mailguard.archive.provenance import provenance
+from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
 from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.config import Config
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130
 IMAP_UNIT = 100
-IMAP_SCHEMES = ("imap://", "imaps://")
 
 
 def run_scan(
@@ -60,26 +61,27 @@ def run_scan(
     failed: list[ErrorEntry] = []
     total_bytes: int | None = 0
     for source in sources:
-        if source.startswith(IMAP_SCHEMES):
-            from mailguard.archive import imap  # imports the IMAP client only when needed
+        if is_imap_url(source):  # any case of the scheme: IMAPS:// is no local path
+            from mailguard.archive import imap
 
             try:
                 target = imap.parse_imap_url(source)
                 password = imap.password_from_env_or_prompt(target)
             except (ValueError, imap.ImapError) as exc:
-                say(f"mailguard: error: {source}: {exc}")
+                # The message names the URL with any password masked; the raw one may hold it.
+                say(f"mailguard: error: {exc}")
                 return EXIT_ERROR
             planned.append((target.label(), _imap_units(target, password, config, window, failed)))
             total_bytes = None
             continue
-        units, error = plan(source, scanner.jobs, pattern)
-        if error is not None:
-            failed.append(ErrorEntry(source, error))
+        units, errors = plan(source, scanner.jobs, pattern)
+        failed += errors
         planned.append((source, units))
         if total_bytes is not None:
             total_bytes += sum(u.size for u in units)
 
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
+    register.provenance = provenance(config, mode="archived", since=since, until=until)
     with _progress_bar(total_bytes) as progress:
         scanner.scan(planned, progress=progress, register=register)
     if failed:
@@ -101,7 +103,10 @@ def run_scan(
     if register.interrupted:
         say("mailguard: interrupted; the register above covers what was scanned so far")
         return EXIT_INTERRUPTED
-    return exit_status((v for v, n in register.total.verdicts.items() if n), fail_on)
+    verdicts = [v for v, n in register.total.verdicts.items() if n]
+    if register.incomplete:
+        verdicts.append("error")  # a source or folder not read: the audit is not clean
+    return exit_status(verdicts, fail_on)
 
 
 def render(register: Register, fmt: str, options: ScanRenderOptions) -> str:
@@ -121,7 +126,7 @@ def render(register: Register, fmt: str, options: ScanRenderOptions) -> str:
 def _errors(entries: list[ErrorEntry]) -> Tally:
     tally = Tally()
     for entry in entries:
-        tally.add_error(entry.source, entry.message)
+        tally.add_error(entry.source, entry.message, entry.kind)
     return tally
 
 
@@ -157,7 +162,13 @@ def _imap_units(
                 yield _inputs_unit(batch)
                 batch = []
     except imap.ImapError as exc:
-        failed.append(ErrorEntry(target.label(), str(exc)))
+        failed.append(ErrorEntry(target.label(), str(exc), SOURCE))
+    except KeyboardInterrupt:
+        # Ctrl-C while waiting on the server: the messages already fetched are still
+        # judged (the scanner takes no unit after this one), so the register keeps them.
+        if batch:
+            yield _inputs_unit(batch)
+        raise
     if batch:
         yield _inputs_unit(batch)
 

@@ -21,6 +21,7 @@ on their headers alone (recipient counts live there), so most of the bytes never
 
 from __future__ import annotations
 
+import base64
 import getpass
 import logging
 import os
@@ -216,6 +217,21 @@ def iter_imap(
         raise ValueError(f"batch must be at least 1, not {batch}")
     if since is not None and until is not None and _as_date(since) > _as_date(until):
         raise ValueError(f"since ({since}) is after until ({until})")
+    with _secret_kept_out_of_logs(password, target.user):
+        yield from _iter_folder(target, password, since, until, needs_body, batch, ssl_context,
+                                timeout)  # fmt: skip
+
+
+def _iter_folder(
+    target: ImapTarget,
+    password: str,
+    since: date | None,
+    until: date | None,
+    needs_body: Callable[[bytes], bool],
+    batch: int,
+    ssl_context: ssl.SSLContext | None,
+    timeout: float,
+) -> Iterator[Input]:
     where = f"{target.host}:{target.port}"
     client = _connect(target, ssl_context, timeout)
     try:
@@ -296,13 +312,13 @@ def _login(client: Any, target: ImapTarget, password: str) -> None:
         else:
             client.login(target.user, password)
     except LoginError as exc:
-        reason = _scrub(str(exc), password)
+        reason = _scrub(str(exc), password, target.user)
         raise ImapError(f"login as {target.user!r} on {where} failed: {reason}") from None
     except IMAPClientAbortError as exc:
-        reason = _scrub(str(exc), password)
+        reason = _scrub(str(exc), password, target.user)
         raise ImapError(f"{where} closed the connection while logging in: {reason}") from None
     except OSError as exc:
-        reason = _scrub(str(exc), password)
+        reason = _scrub(str(exc), password, target.user)
         raise ImapError(f"connection to {where} failed while logging in: {reason}") from None
 
 
@@ -553,5 +569,83 @@ def _redact_url(url: str) -> str:
     return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{after}"
 
 
-def _scrub(text: str, password: str) -> str:
-    return text.replace(password, "***") if password else text
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{4,}={0,2}")
+_PIECE = 4
+
+
+def _scrub(text: str, password: str, user: str = "") -> str:
+    """``text`` without the password in any form a server or library could echo it in.
+
+    Raw, as an IMAP quoted string (LOGIN), and base64-encoded: the AUTHENTICATE PLAIN
+    response is ``base64("\\0user\\0password")``, and a server that quotes it in its
+    refusal would otherwise hand the password to the error line, a log or a traceback. A
+    run of base64 characters is withheld when, read at any of the four character offsets,
+    it decodes to something holding a piece of the password (four bytes, or all of a
+    shorter one), so a quoted fragment of the response is caught too.
+    """
+    if not password:
+        return text
+    for form in _secret_forms(password, user):
+        text = text.replace(form, "***")
+    secret = password.encode("utf-8")
+    n = min(len(secret), _PIECE)
+    pieces = {secret[i : i + n] for i in range(len(secret) - n + 1)}
+
+    def withheld(match: re.Match[str]) -> str:
+        run = match.group().rstrip("=")
+        for offset in range(4):
+            usable = (len(run) - offset) // 4 * 4
+            if usable < 4:
+                break
+            decoded = base64.b64decode(run[offset : offset + usable])
+            if any(piece in decoded for piece in pieces):
+                return "***"
+        return match.group()
+
+    return _BASE64_RUN.sub(withheld, text)
+
+
+def _secret_forms(password: str, user: str) -> list[str]:
+    secret = password.encode("utf-8")
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    forms = {password, quoted, f'"{quoted}"'}
+    for blob in (
+        b"\0" + user.encode() + b"\0" + secret,
+        user.encode() + b"\0" + user.encode() + b"\0" + secret,
+        secret,
+    ):
+        forms.add(base64.b64encode(blob).decode("ascii"))
+    # Longest first, so a form containing another is replaced whole.
+    return sorted(forms, key=len, reverse=True)
+
+
+class _SecretFilter(logging.Filter):
+    """Scrubs the password from every record of the IMAP libraries' loggers while attached:
+    IMAPClient logs each line the server sends at DEBUG, including an echoed refusal."""
+
+    def __init__(self, password: str, user: str) -> None:
+        super().__init__()
+        self._password, self._user = password, user
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = _scrub(message, self._password, self._user)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        return True
+
+
+_SECRET_LOGGERS = ("imapclient", "imapclient.imapclient", "imapclient.imaplib", __name__)
+
+
+@contextmanager
+def _secret_kept_out_of_logs(password: str, user: str) -> Iterator[None]:
+    secret_filter = _SecretFilter(password, user)
+    loggers = [logging.getLogger(name) for name in _SECRET_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(secret_filter)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(secret_filter)

@@ -24,12 +24,16 @@ Quirks handled:
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from mailguard.sources import Input
+from mailguard.sources import MAX_BYTES, Input, not_regular, too_large
 
 _FROM = b"From "
 _BOM = b"\xef\xbb\xbf"
@@ -47,7 +51,7 @@ _UNQUOTE_WITHIN = 256 * 1024
 def looks_like_mbox(path: Path) -> bool:
     """A regular file whose first line (after a byte-order mark) is a ``From_`` line."""
     try:
-        with path.open("rb") as f:
+        with _open_regular(path) as f:
             head = f.read(_LINE_MAX).removeprefix(_BOM)
     except OSError:
         return False
@@ -95,19 +99,22 @@ def _next_from_line(mm: mmap.mmap, pos: int, size: int) -> int:
         pos = start + 1
 
 
-def iter_mbox(path: Path, start: int = 0, end: int | None = None) -> Iterator[Input]:
+def iter_mbox(
+    path: Path, start: int = 0, end: int | None = None, max_bytes: int = MAX_BYTES
+) -> Iterator[Input]:
     """The messages whose ``From_`` line lies in ``[start, end)``, as ``Input``.
 
     ``source`` is ``path@offset`` (the byte offset of the ``From_`` line), so a finding can
     be located in a multi-gigabyte file and the label does not depend on how it was split.
+    A message longer than ``max_bytes`` is an error entry naming the cap, never copied.
     """
     try:
-        f = path.open("rb")
+        f = _open_regular(path)
     except OSError as exc:
-        yield Input(str(path), None, f"cannot read mbox: {exc.strerror or exc}")
+        yield Input(str(path), None, exc.strerror or str(exc), unreadable=True)
         return
     with f:
-        size = path.stat().st_size
+        size = os.fstat(f.fileno()).st_size
         if size == 0:
             return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -131,6 +138,13 @@ def iter_mbox(path: Path, start: int = 0, end: int | None = None) -> Iterator[In
                     body_end -= 1
                 elif mm[body_end - 4 : body_end] == b"\r\n\r\n":
                     body_end -= 2
+                if body_end - line_end - 1 > max_bytes:
+                    yield Input(
+                        f"{path}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
+                        unreadable=True,
+                    )  # fmt: skip
+                    pos = nxt
+                    continue
                 data = mm[line_end + 1 : body_end]
                 blank = not data or data.isspace()  # no copy, unlike strip()
                 if truncated or (nxt == size and blank):
@@ -146,6 +160,20 @@ def iter_mbox(path: Path, start: int = 0, end: int | None = None) -> Iterator[In
                     data = _QUOTED.sub(rb"\1", data)
                 yield Input(f"{path}@{pos}", data)
                 pos = nxt
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open for reading only if it is a regular file: a FIFO would block the read (the open
+    is non-blocking, the type checked on the descriptor) and a device never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, not_regular(mode))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _cut_off(size: int) -> str:

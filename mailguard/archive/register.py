@@ -96,12 +96,20 @@ class Incident:
         )
 
 
+MESSAGE, PATH, SOURCE = "message", "path", "source"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorEntry:
-    """A message (or a whole source) that could not be read; the scan went on."""
+    """A message, a folder or a whole source that could not be read; the scan went on."""
 
     source: str
     message: str
+    kind: str = MESSAGE
+    """``message`` (counted as a message with verdict ``error``), ``path`` (a folder that
+    could not be listed: how many messages it holds is unknown) or ``source`` (a source
+    that failed as a whole or midway: a missing mbox, a refused IMAP login). Only
+    ``message`` entries are messages."""
 
 
 @dataclass(slots=True)
@@ -137,10 +145,12 @@ class Tally:
             message = report.findings[0].message if report.findings else "unreadable"
             self.errors.append(ErrorEntry(report.source, message))
 
-    def add_error(self, source: str, message: str) -> None:
-        """A message that never reached the engine (cut off, unreadable file)."""
-        self.count("error", None)
-        self.errors.append(ErrorEntry(source, message))
+    def add_error(self, source: str, message: str, kind: str = MESSAGE) -> None:
+        """A message that never reached the engine (cut off, unreadable file), or a folder
+        or source that could not be read (``kind``), which is not counted as a message."""
+        if kind == MESSAGE:
+            self.count("error", None)
+        self.errors.append(ErrorEntry(source, message, kind))
 
 
 class Register:
@@ -162,6 +172,9 @@ class Register:
         self.elapsed = 0.0
         self.since: date | None = None
         self.until: date | None = None
+        self.provenance: dict[str, Any] = {}
+        """How the register was made (version, rules, thresholds, domains, window): see
+        :func:`mailguard.archive.provenance.provenance`."""
 
     # ------------------------------------------------------------------ building
 
@@ -197,6 +210,21 @@ class Register:
     def errors(self) -> list[ErrorEntry]:
         return self.total.errors
 
+    @property
+    def failed_sources(self) -> list[ErrorEntry]:
+        """Sources that could not be read at all, or broke off midway."""
+        return [e for e in self.total.errors if e.kind == SOURCE]
+
+    @property
+    def unread_paths(self) -> list[ErrorEntry]:
+        """Folders inside a source that could not be listed."""
+        return [e for e in self.total.errors if e.kind == PATH]
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether part of what was asked for was never read (beyond single messages)."""
+        return self.interrupted or any(e.kind != MESSAGE for e in self.total.errors)
+
     def worst(self, n: int = WORST) -> list[Incident]:
         """Highest score first, then most people exposed."""
         return sorted(
@@ -224,6 +252,8 @@ class Register:
             "warn": self.count("warn"),
             "block": self.count("block"),
             "error": self.count("error"),
+            "unreadable_paths": len(self.unread_paths),
+            "failed_sources": len(self.failed_sources),
             "incidents": len(t.incidents),
             "unique_exposed_addresses": len(self.exposed),
             "unique_exposed_personal_addresses": len(self.personal),

@@ -70,9 +70,18 @@ def render_json(register: Register, options: ScanRenderOptions) -> str:
         "worst": [options.source(i.source) for i in register.worst()],
         "incidents": [incident_dict(i, options) for i in register.incidents],
         "errors": [
-            {"source": options.source(e.source), "message": options.error(e.message)}
+            {
+                "source": options.source(e.source),
+                "message": options.error(e.message),
+                "kind": e.kind,
+            }
             for e in register.errors
         ],
+        "failed_sources": [
+            {"source": options.source(e.source), "message": options.error(e.message)}
+            for e in register.failed_sources
+        ],
+        "provenance": _provenance(register, options),
     }
     if options.list_addresses:
         data["exposed_addresses"] = sorted(str(options.address(a)) for a in register.exposed)
@@ -119,6 +128,8 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
     lines = []
     if register.interrupted:
         lines += ["INTERRUPTED: the scan was stopped; this register is incomplete.", ""]
+    if register.failed_sources or register.unread_paths:
+        lines += [*incomplete_lines(register, options), ""]
     for incident in register.incidents:
         r = incident.recipients
         when = incident.date.strftime("%Y-%m-%d %H:%M") if incident.date else "undated"
@@ -141,12 +152,60 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
     if lines:
         lines.append("")
     lines += summary_lines(register)
+    lines += provenance_lines(register)
     return "\n".join(lines) + "\n"
 
 
+def _provenance(register: Register, options: Privacy) -> dict[str, Any]:
+    """The record of settings; its one path (the config file's) is hashed like any source."""
+    data = dict(register.provenance)
+    if data.get("config_file"):
+        data["config_file"] = options.source(data["config_file"])
+    return data
+
+
+def incomplete_lines(register: Register, options: Privacy, most: int = 5) -> list[str]:
+    """The opening banner of a register that did not read everything it was asked to."""
+    lines = []
+    for entries, what in (
+        (register.failed_sources, "source"),
+        (register.unread_paths, "folder"),
+    ):
+        if not entries:
+            continue
+        n = len(entries)
+        lines.append(
+            f"INCOMPLETE: {n:,} {what}{'' if n == 1 else 's'} could not be read; "
+            "an exposure there is not in this register:"
+        )
+        lines += [
+            f"  {options.source(e.source)}: {options.error(e.message)}" for e in entries[:most]
+        ]
+        if n > most:
+            lines.append(f"  ... and {n - most:,} more (see the errors below)")
+    return lines
+
+
+def provenance_lines(register: Register) -> list[str]:
+    """How the register was made, in brief (the JSON register has every rule option)."""
+    p = register.provenance
+    if not p:
+        return []
+    scoring = p["scoring"]
+    internal = ", ".join(p["internal_domains"]) or str(p["internal_domains_default"])
+    window = " ".join(f"{key} {p[key]}" for key in ("since", "until") if p.get(key)) or "all dates"
+    return [
+        f"Made by mailguard {p['mailguard_version']} (rule set {p['rule_set']['digest'][:19]}), "
+        f"mode {p['mode']}, {window}; warn at {scoring['warn_at']}, block at "
+        f"{scoring['block_at']}; internal domains: {internal}",
+        f"Rules enabled: {' '.join(p['enabled_rules']) or 'none'}"
+        + (f"; disabled: {' '.join(p['disabled_rules'])}" if p["disabled_rules"] else ""),
+    ]
+
+
 def summary_lines(register: Register) -> list[str]:
-    """The two closing lines of the text register (also said on stderr when the register
-    goes to a file): counts only, never an address."""
+    """The closing lines of the text register (also said on stderr when the register goes
+    to a file): counts only, never an address."""
     s = register.summary()
     lines: list[str] = []
     period = f"{s['first_date'][:10]} to {s['last_date'][:10]}" if s["first_date"] else "no dates"
@@ -155,6 +214,13 @@ def summary_lines(register: Register) -> list[str]:
         f"({s['block']:,} block, {s['warn']:,} warn), {s['pass']:,} pass, "
         f"{s['error']:,} unreadable"
     )
+    if s["failed_sources"] or s["unreadable_paths"]:
+        sources, folders = s["failed_sources"], s["unreadable_paths"]
+        lines.append(
+            f"NOT READ: {sources:,} failed source{'' if sources == 1 else 's'}, {folders:,} "
+            f"unreadable folder{'' if folders == 1 else 's'} (their messages are not counted "
+            "above)"
+        )
     lines.append(
         f"{s['unique_exposed_addresses']:,} distinct people exposed "
         f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "

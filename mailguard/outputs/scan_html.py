@@ -165,6 +165,7 @@ def render_html(
         _worst(view),
         _records(view, incidents),
         _errors(view),
+        _provenance(view),
         _footer(when),
     ]
     return (
@@ -206,14 +207,44 @@ def _header(view: _View, title: str, when: datetime) -> str:
             "here; the figures are lower bounds. Run the scan again to complete the register."
             "</div>\n"
         )
+    warning += _not_read_warning(view)
     nav = (
         '<nav aria-label="Contents"><a href="#summary">Summary</a><a href="#chart">Over time'
         '</a><a href="#domains">Domains</a><a href="#worst">Worst incidents</a><a href="#records"'
-        '>Incident records</a><a href="#errors">Errors</a><a href="#method">Method</a></nav>\n'
+        '>Incident records</a><a href="#errors">Errors</a><a href="#provenance">How made</a>'
+        '<a href="#method">Method</a></nav>\n'
     )
     return (
         f"<header>\n<h1>{_e(title)}</h1>\n{warning}"
         f'<table class="meta"><tbody>{_rows(rows)}</tbody></table>\n</header>\n{nav}'
+    )
+
+
+def _not_read_warning(view: _View, most: int = 10) -> str:
+    """The banner naming failed sources and unreadable folders: without it a register of a
+    source that was never read would open with "no exposure was found"."""
+    reg = view.register
+    parts = []
+    for entries, what in ((reg.failed_sources, "source"), (reg.unread_paths, "folder")):
+        if not entries:
+            continue
+        items = "".join(
+            f"<li><code>{_e(view.privacy.source(e.source))}</code>: "
+            f"{_e(view.privacy.error(e.message))}</li>"
+            for e in entries[:most]
+        )
+        if len(entries) > most:
+            items += f"<li>… and {len(entries) - most:,} more (see Errors)</li>"
+        parts.append(
+            f"<strong>{_count(len(entries), what)} could not be read.</strong> An exposure "
+            f"there is not in this register.<ul>{items}</ul>"
+        )
+    if not parts:
+        return ""
+    return (
+        '<div class="warning" role="alert"><strong>Incomplete register.</strong> '
+        + "".join(parts)
+        + "</div>\n"
     )
 
 
@@ -237,6 +268,11 @@ def _summary(view: _View) -> str:
     else:
         lead = "No message was scored warn or block: no exposure of recipients was found"
         lead += " in the messages that were read." if reg.errors or reg.interrupted else "."
+        if reg.failed_sources or reg.unread_paths:
+            lead = (
+                f"Not everything could be read ({_count(len(reg.failed_sources), 'source')} "
+                f"and {_count(len(reg.unread_paths), 'folder')} failed, listed above). {lead}"
+            )
     cards = [
         (reg.total.messages, "messages scanned"),
         (n_inc, "incidents (warn or block)"),
@@ -253,6 +289,8 @@ def _summary(view: _View) -> str:
         ("Warn", reg.count("warn")),
         ("Block", reg.count("block")),
         ("Could not be read (error)", reg.count("error")),
+        ("Sources that could not be read (not counted as messages)", len(reg.failed_sources)),
+        ("Folders that could not be read (not counted as messages)", len(reg.unread_paths)),
         ("Incidents (warn or block)", n_inc),
         ("Incidents with sensitive context", sensitive),
         ("Unique people exposed across the archive", people),
@@ -427,6 +465,50 @@ def _errors(view: _View) -> str:
         "exposure there would not appear in this register.</p>\n"
         '<table><thead><tr><th scope="col" class="num">#</th><th scope="col">Source</th>'
         f'<th scope="col">Problem</th></tr></thead><tbody>{rows}</tbody></table>\n</section>\n'
+    )
+
+
+def _provenance(view: _View) -> str:
+    """Everything that decides the numbers, so an auditor can reproduce them."""
+    p = view.register.provenance
+    if not p:
+        return (
+            '<section id="provenance">\n<h2>How this register was made</h2>\n<p>Not '
+            "recorded: this register was not made by <code>mailguard scan</code>.</p>\n"
+            "</section>\n"
+        )
+    scoring = p["scoring"]
+    internal = ", ".join(p["internal_domains"]) or f"none set: {p['internal_domains_default']}"
+    rows = [
+        ("mailguard version", _e(p["mailguard_version"])),
+        ("Rule set", f"{_e(p['rule_set']['version'])}, <code>{_e(p['rule_set']['digest'])}</code>"),
+        ("Mode", _e(p["mode"])),
+        ("Date filter", _e(_window(view.register.since, view.register.until) or "none")),
+        (
+            "Configuration file",
+            _code_or(view.privacy.source(p["config_file"]) or "", "none (defaults)"),
+        ),
+        ("Internal domains", _e(internal)),
+        ("Thresholds", _e(f"warn at score {scoring['warn_at']}, block at {scoring['block_at']}")),
+        ("Disabled rules", _e(", ".join(p["disabled_rules"]) or "none")),
+        ("Personal mailbox domains", _e(p["personal_domains"])),
+        ("Limits", _e(", ".join(f"{k} = {v:,}" for k, v in p["limits"].items()))),
+    ]
+    rules = "".join(
+        f"<tr><td><code>{_e(code)}</code></td><td>{_e(r['severity'])}</td>"
+        f'<td class="num">{_e(r["weight"])}</td><td>'
+        + (_e(", ".join(f"{k} = {v!r}" for k, v in r["options"].items())) or "none")
+        + "</td></tr>"
+        for code, r in p["rules"].items()
+    )
+    return (
+        '<section id="provenance">\n<h2>How this register was made</h2>\n<p>Scanning the '
+        "same sources with these settings gives the same figures; a different figure points "
+        "to a different setting.</p>\n"
+        f'<table class="meta"><tbody>{_rows(rows)}</tbody></table>\n'
+        '<table><thead><tr><th scope="col">Enabled rule</th><th scope="col">Severity</th>'
+        '<th scope="col" class="num">Weight</th><th scope="col">Options</th></tr></thead>'
+        f"<tbody>{rules}</tbody></table>\n</section>\n"
     )
 
 
