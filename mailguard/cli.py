@@ -221,7 +221,10 @@ def milter(
     logging.basicConfig(
         level=level, format="%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
     )
-    found = None if no_config else (config_path or config_mod.discover())
+    try:
+        found = None if no_config else (config_path or config_mod.discover())
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
 
     def load() -> config_mod.Config:
         cfg = config_mod.load_file(found) if found else config_mod.Config()

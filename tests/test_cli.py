@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -216,3 +218,76 @@ def test_bad_config_exits_2(tmp_path, content, needle):
 def test_usage_error_exits_2():
     assert run("check", PARTNER, "--format", "yaml").exit_code == 2
     assert run("check").exit_code == 2
+
+
+# ------------------------------------------------------------------ config file errors
+
+BAD_CONFIGS = {
+    "non-utf8 mailguard.toml": ("mailguard.toml", b'internal_domains = ["caf\xe9.example"]\n'),
+    "non-utf8 pyproject.toml": (
+        "pyproject.toml",
+        b'[tool.mailguard]\ninternal_domains = ["caf\xe9.example"]\n',
+    ),
+    "duplicate [tool.mailguard]": (
+        "pyproject.toml",
+        b'[tool.mailguard]\ninternal_domains = ["a.example"]\n[tool.mailguard]\nx = 1\n',
+    ),
+    "directory": ("mailguard.toml", None),
+}
+
+
+def _command(name: str, config: list[str]) -> list[str]:
+    if name == "milter":
+        return ["milter", "--listen", "inet:127.0.0.1:1", *config]
+    return [name, PARTNER, *config]
+
+
+@pytest.mark.parametrize("command", ["check", "scan", "milter"])
+@pytest.mark.parametrize(
+    ("case", "how"),
+    # A directory named mailguard.toml is not a file to discover, only one to name.
+    [(case, how) for case in sorted(BAD_CONFIGS) for how in ("discovered", "--config")
+     if not (case == "directory" and how == "discovered")],
+)  # fmt: skip
+def test_config_file_errors_exit_2_with_the_path(tmp_path, monkeypatch, case, how, command):
+    name, content = BAD_CONFIGS[case]
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    config = ["--config", str(path)] if how == "--config" else []
+    result = run(*_command(command, config))
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_milter_keeps_its_config_when_a_reload_finds_a_broken_file(tmp_path):
+    from tests.support.milter_process import MilterProcess
+    from tests.support.procs import free_ports
+
+    (port,) = free_ports(1)
+    with MilterProcess('internal_domains = ["a.example"]\n', inet_port=port) as milter:
+        config = milter.dir / "mailguard.toml"
+        config.write_bytes(b'internal_domains = ["caf\xe9.example"]\n')
+        milter.proc.send_signal(signal.SIGHUP)
+        line = _wait_for_line(milter, "reload failed")
+        assert str(config) in line and "not UTF-8" in line
+        assert milter.proc.poll() is None, "a bad file on reload must not stop the milter"
+        config.write_text('internal_domains = ["b.example"]\n')
+        milter.proc.send_signal(signal.SIGHUP)
+        _wait_for_line(milter, "configuration reloaded")
+        assert "Traceback" not in milter.log()
+
+
+def _wait_for_line(milter, needle: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in milter.log().splitlines():
+            if needle in line:
+                return line
+        time.sleep(0.05)
+    pytest.fail(f"no {needle!r} in the milter's log:\n{milter.log()}")
