@@ -19,6 +19,7 @@ from typing import Any
 
 from mailguard import __version__
 from mailguard.archive.register import Incident, Register, isoformat_utc
+from mailguard.outputs.words import count
 from mailguard.redact import Redactor
 from mailguard.report import SCHEMA_VERSION
 
@@ -130,7 +131,7 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
         line = (
             f"{incident.verdict.upper():<5}  {when}  score {incident.score:>3}  "
             f"{r.get('visible_external', 0):>5} external ({r.get('personal', 0)} personal, "
-            f"{r.get('exposed_parties', 0)} parties)  {' '.join(incident.codes)}"
+            f"{count(r.get('exposed_parties', 0), 'party', 'parties')})  {' '.join(incident.codes)}"
         )
         if incident.sensitive:
             line += f"  sensitive: {', '.join(incident.sensitive)}"
@@ -155,13 +156,13 @@ def summary_lines(register: Register) -> list[str]:
     lines: list[str] = []
     period = f"{s['first_date'][:10]} to {s['last_date'][:10]}" if s["first_date"] else "no dates"
     lines.append(
-        f"{s['messages']:,} messages scanned ({period}): {s['incidents']:,} incidents "
-        f"({s['block']:,} block, {s['warn']:,} warn), {s['pass']:,} pass, "
-        f"{s['error']:,} unreadable"
+        f"{count(s['messages'], 'message')} scanned ({period}): "
+        f"{count(s['incidents'], 'incident')} ({s['block']:,} block, {s['warn']:,} warn), "
+        f"{s['pass']:,} pass, {s['error']:,} unreadable"
     )
     lines.append(
-        f"{s['unique_exposed_addresses']:,} distinct people exposed "
+        f"{count(s['unique_exposed_addresses'], 'distinct person', 'distinct people')} exposed "
         f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "
-        f"{s['exposed_domains']:,} domains, in {register.elapsed:.1f} s"
+        f"{count(s['exposed_domains'], 'domain')}, in {register.elapsed:.1f} s"
     )
     return lines
