@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -352,3 +353,16 @@ def test_any_bytes_in_a_config_file_are_a_config_or_a_config_error(tmp_path_fact
 def test_api_config_refuses_one_string_for_a_list(name):
     with pytest.raises(ConfigError, match=name):
         mailguard.Config(**{name: "example.org"})
+
+
+def test_example_milter_config_starts_in_monitor_mode_and_shows_the_defaults():
+    """The README says: start in monitor mode. The example file a newcomer copies must too,
+    and every other key it sets must be the default it claims to show."""
+    from mailguard.milter.settings import MilterSettings
+
+    cfg = config_mod.load_file(ROOT / "examples" / "milter" / "mailguard.toml")
+    assert cfg.milter.mode == "monitor"
+    defaults = config_mod.Config()
+    assert cfg.scoring == defaults.scoring
+    assert cfg.limits == defaults.limits
+    assert replace(cfg.milter, mode="enforce") == MilterSettings()
