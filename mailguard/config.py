@@ -309,7 +309,20 @@ def _has_tool_table(path: Path) -> bool:
     return not isinstance(tool, Mapping) or "mailguard" in tool
 
 
-def load(path: Path | None = None, *, search_from: Path | None = None) -> Config:
-    """Load the given file, else the discovered one, else defaults."""
-    found = path or discover(search_from)
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    search_from: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Load the given file, else the nearest one from ``search_from`` (default: the current
+    directory) upwards, else the defaults; exported as ``mailguard.load_config``.
+
+    The library never reads config files by itself (``mailguard.check`` uses the defaults
+    unless given a ``config``): this is how a script gets the settings the CLI would use.
+    """
+    found = Path(path) if path is not None else discover(_path(search_from))
     return load_file(found) if found else Config()
+
+
+def _path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)

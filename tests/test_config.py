@@ -366,3 +366,18 @@ def test_example_milter_config_starts_in_monitor_mode_and_shows_the_defaults():
     assert cfg.scoring == defaults.scoring
     assert cfg.limits == defaults.limits
     assert replace(cfg.milter, mode="enforce") == MilterSettings()
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+def test_load_config_is_exported_and_changes_the_verdict_through_the_api(tmp_path):
+    """The CLI reads config files; the library does not unless asked via load_config()."""
+    assert "load_config" in mailguard.__all__
+    (tmp_path / "mailguard.toml").write_text("[rules.MG101]\nmass_parties = 12\n")
+    # The suite runs each test from tmp_path: the file is in the current directory.
+    assert mailguard.check(TWELVE_ORGS).verdict == "warn"
+    assert mailguard.check(TWELVE_ORGS, config=mailguard.load_config()).verdict == "block"
+    named = mailguard.load_config(str(tmp_path / "mailguard.toml"))  # a str path works too
+    assert mailguard.Engine(named).check(TWELVE_ORGS).verdict == "block"
+    assert mailguard.load_config(search_from=str(tmp_path)).source == tmp_path / "mailguard.toml"
