@@ -464,3 +464,22 @@ def test_scan_summary_agrees_in_number(tmp_path):
     )
     pair = run("scan", str(tmp_path / "m.eml"), "--fail-on", "block")
     assert "1 message scanned" in pair.output and "0 incidents" in pair.output, pair.output
+
+
+def test_readme_python_and_config_examples_run(tmp_path):
+    """A newcomer pastes the README's Python and its mailguard.toml: both must work."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(\w*)\n(.*?)```", readme, re.S)
+    python = [body for lang, body in blocks if lang == "python"]
+    toml = [body for lang, body in blocks if lang == "toml"]
+    assert len(python) >= 2 and "load_config" in "".join(python)
+    (tmp_path / "mailout.eml").write_bytes(Path(TRACERS).read_bytes())
+    (tmp_path / "mailguard.toml").write_text(toml[0], encoding="utf-8")
+    namespace: dict[str, object] = {}
+    exec(compile("\n".join(python), "README.md", "exec"), namespace)
+    config = namespace["config"]
+    assert isinstance(config, mailguard.Config)
+    assert config.source == tmp_path / "mailguard.toml"
+    assert config.internal_domains  # the README's example settings were read
