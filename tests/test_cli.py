@@ -344,6 +344,11 @@ def test_usage_errors_read_like_a_normal_cli(args):
     assert not ARTEFACTS.search(result.output), result.output
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "mailguard")
+def test_h_is_help(command):
+    assert run(*command, "-h").output == run(*command, "--help").output
+
+
 def test_version_short_option():
     long, short = run("--version"), run("-V")
     assert short.exit_code == 0 and short.output == long.output
