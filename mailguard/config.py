@@ -306,7 +306,7 @@ def _has_tool_table(path: Path) -> bool:
         log.debug("ignoring %s: %s; it has no [tool.mailguard] table", path, exc)
         return False
     tool = parsed.get("tool", {})
-    return not isinstance(tool, Mapping) or "mailguard" in tool
+    return isinstance(tool, Mapping) and "mailguard" in tool
 
 
 def load(

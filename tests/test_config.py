@@ -381,3 +381,8 @@ def test_load_config_is_exported_and_changes_the_verdict_through_the_api(tmp_pat
     named = mailguard.load_config(str(tmp_path / "mailguard.toml"))  # a str path works too
     assert mailguard.Engine(named).check(TWELVE_ORGS).verdict == "block"
     assert mailguard.load_config(search_from=str(tmp_path)).source == tmp_path / "mailguard.toml"
+
+
+def test_discovery_passes_over_a_pyproject_whose_tool_is_not_a_table(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("tool = 3\n")
+    assert config_mod.discover(tmp_path) is None
