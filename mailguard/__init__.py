@@ -10,6 +10,13 @@ Library use::
 
 ``check`` never raises for bad input: unreadable messages get the ``error`` verdict.
 For many messages, create one :class:`Engine` and call its ``check`` method.
+
+The library reads no config file on its own; ``load_config()`` finds and reads
+``mailguard.toml`` (or ``[tool.mailguard]`` in ``pyproject.toml``) as the CLI does, so a
+script can decide exactly as ``mailguard check`` would::
+
+    config = mailguard.load_config()            # or load_config("/etc/mailguard/mailguard.toml")
+    report = mailguard.check(raw, config=config)
 """
 
 from __future__ import annotations

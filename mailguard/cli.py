@@ -20,6 +20,7 @@ from mailguard import config as config_mod
 from mailguard.engine import Engine
 from mailguard.errors import ConfigError
 from mailguard.outputs import RenderOptions, render
+from mailguard.outputs.text import render_text
 from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
@@ -33,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -42,6 +44,10 @@ ConfigOption = Annotated[
 ]
 NoConfigOption = Annotated[
     bool, typer.Option("--no-config", help="Ignore config files; use the defaults.")
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Only problems and the summary (text output)."),
 ]
 InternalDomainOption = Annotated[
     list[str] | None,
@@ -74,10 +80,21 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
     """mailguard inspects email before it is sent and flags exposed recipient lists."""
+
+
+def _format_for(output: Path | None, choices: type[enum.StrEnum], default: str) -> str:
+    """The format an output file's extension names (``report.html``), else ``default``."""
+    if output is not None:
+        suffix = output.suffix.lower().lstrip(".")
+        suffix = {"htm": "html", "txt": "text"}.get(suffix, suffix)
+        if suffix in choices.__members__:
+            return suffix
+    return default
 
 
 def _fail(message: str) -> typer.Exit:
@@ -113,10 +130,18 @@ def check(
         bool,
         typer.Option("--smtp-data", help="Input is an SMTP DATA section (dot-stuffed, CRLF)."),
     ] = False,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    fmt: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format (default: the --output file's extension, else text).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
     ] = None,
+    quiet: QuietOption = False,
     fail_on: Annotated[
         FailOn, typer.Option("--fail-on", help="Exit 1 if any message is at or above this.")
     ] = FailOn.block,
@@ -138,6 +163,7 @@ def check(
     glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
+    fmt = fmt or Format(_format_for(output, Format, "text"))
     cfg = load_config(config_path, no_config, internal_domain or [])
     envelope = Envelope(mail_from, tuple(rcpt_to or ())) if (mail_from or rcpt_to) else None
     engine = Engine(cfg)
@@ -160,7 +186,10 @@ def check(
         reports.append(report)
     options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
     color = output is None and fmt is Format.text and sys.stdout.isatty()
-    text = render(reports, fmt.value, options, color=color)
+    if fmt is Format.text:
+        text = render_text(reports, options, color=color, quiet=quiet)
+    else:
+        text = render(reports, fmt.value, options, color=color)
     if output is not None:
         try:
             output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
@@ -226,7 +255,10 @@ def milter(
     logging.basicConfig(
         level=level, format="%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
     )
-    found = None if no_config else (config_path or config_mod.discover())
+    try:
+        found = None if no_config else (config_path or config_mod.discover())
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
 
     def load() -> config_mod.Config:
         cfg = config_mod.load_file(found) if found else config_mod.Config()
@@ -272,12 +304,20 @@ def scan(
             "(imaps://user@host[:port]/Folder; password from MAILGUARD_IMAP_PASSWORD)."
         ),
     ],
-    fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Output format.")] = (
-        ScanFormat.text
-    ),
+    fmt: Annotated[
+        ScanFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format (default: the --output file's extension, else text).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the register to this file.")
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar: only problems and the summary.")
+    ] = False,
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
     ] = None,
@@ -304,8 +344,9 @@ def scan(
 ) -> None:
     """Audit archived mail for past exposures and write an incident register.
 
-    Exit status: 0 no incident at or above --fail-on, 1 incidents, 2 a source or message
-    could not be read (or usage error), 130 interrupted (what was found is still written).
+    Exit status: 0 no incident at or above --fail-on; 1 incidents;
+    2 a source or message could not be read, or a usage error;
+    130 interrupted (what was found so far is still written).
     """
     from mailguard.archive.command import run_scan
 
@@ -315,10 +356,11 @@ def scan(
     if jobs is not None and jobs < 1:
         raise _fail("--jobs must be at least 1")
     cfg = load_config(config_path, no_config, internal_domain or [])
+    scan_fmt = fmt.value if fmt else _format_for(output, ScanFormat, "text")
     code = run_scan(
-        sources, cfg, fmt=fmt.value, output=output, jobs=jobs, since=window[0],
+        sources, cfg, fmt=scan_fmt, output=output, jobs=jobs, since=window[0],
         until=window[1], redact=redact, show_addresses=show_addresses,
-        fail_on=fail_on.value, pattern=glob,
+        fail_on=fail_on.value, pattern=glob, quiet=quiet,
     )  # fmt: skip
     raise typer.Exit(code)
 

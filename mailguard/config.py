@@ -7,6 +7,10 @@ than a refusal to start, so unknown keys and wrong types raise :class:`ConfigErr
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -21,6 +25,8 @@ from mailguard.milter.settings import MilterSettings
 from mailguard.rules import COMMON_RULE_KEYS, SEVERITIES, Rule, data_path, find_rule, load_rules
 
 CONFIG_FILE = "mailguard.toml"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,10 @@ class Config:
     """File the configuration came from, for messages."""
 
     def __post_init__(self) -> None:
+        for name in _TOP_KEYS:
+            # A bare string would be iterated letter by letter: "example.org" as 11 domains.
+            if isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name}: expected a list of strings, got one string")
         if not 0 <= self.scoring.warn_at <= self.scoring.block_at <= 100:
             raise ConfigError("scoring: need 0 <= warn_at <= block_at <= 100")
         # Validate rule overrides now so that errors surface at load time, not per message.
@@ -184,41 +194,135 @@ def _dataclass_from(cls: type, data: Any, where: str) -> Any:
     return cls(**data)
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""A config file larger than this is refused (a list of many domains stays far below)."""
+
+# Whether a pyproject.toml that is not valid TOML meant to configure mailguard: any table
+# header or dotted key naming tool.mailguard, however spaced or quoted.
+_MAILGUARD_TABLE = re.compile(r"""\btool\s*\.\s*(?:mailguard|"mailguard"|'mailguard')(?![\w-])""")
+
+
 def load_file(path: Path) -> Config:
     """Load ``mailguard.toml`` or the ``[tool.mailguard]`` table of a ``pyproject.toml``."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    data = _parse(path, _read(path))
     if path.name == "pyproject.toml":
-        data = data.get("tool", {}).get("mailguard", {})
+        tool = data.get("tool", {})
+        if not isinstance(tool, Mapping):
+            raise ConfigError(f"{path}: tool must be a table")
+        if "mailguard" not in tool:
+            raise ConfigError(f"{path}: no [tool.mailguard] table")
+        data = tool["mailguard"]
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: tool.mailguard must be a table")
     return from_mapping(data, path)
 
 
+def _read(path: Path) -> bytes:
+    """The file's bytes: a regular file only, at most :data:`MAX_CONFIG_BYTES`.
+
+    Opened non-blocking so that a FIFO named as the config cannot hang a start-up or a
+    milter's reload, and checked with ``fstat`` so that ``/dev/zero`` is not read forever.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"cannot read config {path}: Is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"cannot read config {path}: not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # grew while being read
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB")
+    return data
+
+
+def _parse(path: Path, data: bytes) -> dict[str, Any]:
+    """TOML from UTF-8 bytes (TOML requires UTF-8); any defect names the file and line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 (line {line}, byte {data[exc.start]:#04x}); "
+            "TOML files must be saved as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
 def discover(start: Path | None = None) -> Path | None:
-    """Find the nearest ``mailguard.toml`` or ``pyproject.toml`` with ``[tool.mailguard]``."""
-    here = (start or Path.cwd()).resolve()
+    """Find the nearest ``mailguard.toml`` or ``pyproject.toml`` with ``[tool.mailguard]``.
+
+    A file that cannot be examined (a directory that may not be searched, an unreadable
+    ``pyproject.toml``) is a :class:`ConfigError`: it may hold the settings, and falling
+    back to the defaults would silently weaken the gate.
+    """
+    try:
+        here = (start or Path.cwd()).resolve()
+    except OSError as exc:
+        raise ConfigError(f"cannot search for {CONFIG_FILE}: {exc.strerror or exc}") from None
     for directory in (here, *here.parents):
         candidate = directory / CONFIG_FILE
-        if candidate.is_file():
-            return candidate
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file() and _has_tool_table(pyproject):
-            return pyproject
+        try:
+            if candidate.is_file():
+                return candidate
+            if pyproject.is_file() and _has_tool_table(pyproject):
+                return pyproject
+        except OSError as exc:
+            where = exc.filename or directory
+            raise ConfigError(
+                f"cannot search for {CONFIG_FILE} in {where}: {exc.strerror or exc} "
+                "(name a file with --config, or use --no-config)"
+            ) from None
     return None
 
 
 def _has_tool_table(path: Path) -> bool:
+    """Whether ``path`` configures mailguard; a broken file counts if it names our table.
+
+    A broken ``pyproject.toml`` that never mentions ``tool.mailguard`` belongs to some other
+    tool and is skipped (logged at debug level); one that does is loaded, so that its error
+    is reported rather than the defaults used.
+    """
+    data = _read(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        parsed = _parse(path, data)
+    except ConfigError as exc:
+        if _MAILGUARD_TABLE.search(data.decode("utf-8", errors="replace")):
+            return True
+        log.debug("ignoring %s: %s; it has no [tool.mailguard] table", path, exc)
         return False
-    return "mailguard" in data.get("tool", {})
+    tool = parsed.get("tool", {})
+    return isinstance(tool, Mapping) and "mailguard" in tool
 
 
-def load(path: Path | None = None, *, search_from: Path | None = None) -> Config:
-    """Load the given file, else the discovered one, else defaults."""
-    found = path or discover(search_from)
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    search_from: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Load the given file, else the nearest one from ``search_from`` (default: the current
+    directory) upwards, else the defaults; exported as ``mailguard.load_config``.
+
+    The library never reads config files by itself (``mailguard.check`` uses the defaults
+    unless given a ``config``): this is how a script gets the settings the CLI would use.
+    """
+    found = Path(path) if path is not None else discover(_path(search_from))
     return load_file(found) if found else Config()
+
+
+def _path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)

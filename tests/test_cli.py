@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import mailguard
 from mailguard.cli import app
 from tests.conftest import EXAMPLES, eml
 
@@ -216,3 +221,270 @@ def test_bad_config_exits_2(tmp_path, content, needle):
 def test_usage_error_exits_2():
     assert run("check", PARTNER, "--format", "yaml").exit_code == 2
     assert run("check").exit_code == 2
+
+
+# ------------------------------------------------------------------ config file errors
+
+BAD_CONFIGS = {
+    "non-utf8 mailguard.toml": ("mailguard.toml", b'internal_domains = ["caf\xe9.example"]\n'),
+    "non-utf8 pyproject.toml": (
+        "pyproject.toml",
+        b'[tool.mailguard]\ninternal_domains = ["caf\xe9.example"]\n',
+    ),
+    "duplicate [tool.mailguard]": (
+        "pyproject.toml",
+        b'[tool.mailguard]\ninternal_domains = ["a.example"]\n[tool.mailguard]\nx = 1\n',
+    ),
+    "directory": ("mailguard.toml", None),
+}
+
+
+def _command(name: str, config: list[str]) -> list[str]:
+    if name == "milter":
+        return ["milter", "--listen", "inet:127.0.0.1:1", *config]
+    return [name, PARTNER, *config]
+
+
+@pytest.mark.parametrize("command", ["check", "scan", "milter"])
+@pytest.mark.parametrize(
+    ("case", "how"),
+    # A directory named mailguard.toml is not a file to discover, only one to name.
+    [(case, how) for case in sorted(BAD_CONFIGS) for how in ("discovered", "--config")
+     if not (case == "directory" and how == "discovered")],
+)  # fmt: skip
+def test_config_file_errors_exit_2_with_the_path(tmp_path, monkeypatch, case, how, command):
+    name, content = BAD_CONFIGS[case]
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    config = ["--config", str(path)] if how == "--config" else []
+    result = run(*_command(command, config))
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_milter_keeps_its_config_when_a_reload_finds_a_broken_file(tmp_path):
+    from tests.support.milter_process import MilterProcess
+    from tests.support.procs import free_ports
+
+    (port,) = free_ports(1)
+    with MilterProcess('internal_domains = ["a.example"]\n', inet_port=port) as milter:
+        config = milter.dir / "mailguard.toml"
+        config.write_bytes(b'internal_domains = ["caf\xe9.example"]\n')
+        milter.proc.send_signal(signal.SIGHUP)
+        line = _wait_for_line(milter, "reload failed")
+        assert str(config) in line and "not UTF-8" in line
+        assert milter.proc.poll() is None, "a bad file on reload must not stop the milter"
+        config.write_text('internal_domains = ["b.example"]\n')
+        milter.proc.send_signal(signal.SIGHUP)
+        _wait_for_line(milter, "configuration reloaded")
+        assert "Traceback" not in milter.log()
+
+
+def _wait_for_line(milter, needle: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in milter.log().splitlines():
+            if needle in line:
+                return line
+        time.sleep(0.05)
+    pytest.fail(f"no {needle!r} in the milter's log:\n{milter.log()}")
+
+
+# ------------------------------------------------------------------ help and usage
+
+COMMANDS = [[], ["check"], ["scan"], ["milter"], ["rules"], ["explain"]]
+# What some typer versions print instead of a normal CLI's help: type names in angle
+# brackets, arguments in braces, pydantic's "Value error, " prefix.
+ARTEFACTS = re.compile(r"<(?:bool|str|int|float|path|list\[[^\]]*\])>|\{\w+\}|Value error")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "mailguard")
+@pytest.mark.parametrize("columns", ["200", "80", "40"])
+def test_help_reads_like_a_normal_cli(command, columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", columns)
+    result = runner.invoke(app, [*command, "--help"], terminal_width=int(columns))
+    assert result.exit_code == 0, result.output
+    assert not ARTEFACTS.search(result.output), result.output
+    # Argument help is shown (typer below 0.26 with click 8.2+ dropped it).
+    words = " ".join(result.output.split())
+    if command == ["check"] and columns != "40":
+        assert "PATHS..." in words and "folders (searched recursively)" in words
+    if command == ["scan"] and columns != "40":
+        assert "SOURCES..." in words and "mbox files, Maildirs" in words
+
+
+def test_help_paragraphs_are_not_broken_mid_sentence(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    result = runner.invoke(app, ["scan", "--help"], terminal_width=200)
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert any(line.startswith("2 a source or message could not be read") for line in lines), (
+        result.output
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", PARTNER, "--format", "xml"],
+        ["scan", PARTNER, "--format", "xml"],
+        ["scan", PARTNER, "--jobs", "many"],
+        ["check", PARTNER, "--fail-on", "never"],
+    ],
+)
+def test_usage_errors_read_like_a_normal_cli(args):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "Invalid value" in result.output
+    assert not ARTEFACTS.search(result.output), result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "mailguard")
+def test_h_is_help(command):
+    assert run(*command, "-h").output == run(*command, "--help").output
+
+
+def test_version_short_option():
+    long, short = run("--version"), run("-V")
+    assert short.exit_code == 0 and short.output == long.output
+    assert short.output.startswith("mailguard ")
+
+
+# ------------------------------------------------------------------ text output
+
+
+def _reports(*paths: str):
+    from mailguard.engine import Engine
+
+    engine = Engine(mailguard.Config())
+    return [engine.check(Path(p).read_bytes(), source=Path(p).name[:2]) for p in paths]
+
+
+def test_wrapped_lines_keep_their_indent_on_a_narrow_terminal(monkeypatch):
+    from mailguard.outputs import RenderOptions
+    from mailguard.outputs.text import render_text
+
+    monkeypatch.setenv("COLUMNS", "40")
+    out = render_text(_reports(TRACERS, SPORTS), RenderOptions(), color=True)
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", out).splitlines()
+    assert max(len(line) for line in lines) <= 40
+    body = [
+        line for line in lines if not re.match(r"(BLOCK|WARN|PASS|ERROR)\s|\d+ messages? ", line)
+    ]
+    assert len(body) > 12, "the findings must have wrapped at 40 columns"
+    assert all(line.startswith("      ") for line in body), "\n".join(lines)
+    # The words survive the wrapping.
+    assert "how to fix: Put the recipients in Bcc" in " ".join(" ".join(lines).split())
+
+
+def test_piped_text_is_not_wrapped(monkeypatch):
+    from mailguard.outputs import RenderOptions
+    from mailguard.outputs.text import render_text
+
+    monkeypatch.setenv("COLUMNS", "40")
+    out = render_text(_reports(TRACERS), RenderOptions(), color=False)
+    assert any(len(line) > 100 for line in out.splitlines())
+    assert all(line.startswith("      ") for line in out.splitlines()[1:-1])
+
+
+@pytest.mark.parametrize(("n", "noun"), [(1, "1 message checked"), (2, "2 messages checked")])
+def test_summary_line_agrees_in_number(n, noun):
+    result = run("check", *[PARTNER] * n)
+    assert result.output.splitlines()[-1].startswith(noun + ":"), result.output
+
+
+def test_quiet_check_shows_only_problems_and_the_summary():
+    loud = run("check", TRACERS, PARTNER, SPORTS)
+    quiet = run("check", "-q", TRACERS, PARTNER, SPORTS)
+    assert quiet.exit_code == loud.exit_code == 1
+    assert "07-partner-company.eml" in loud.output
+    assert "07-partner-company.eml" not in quiet.output
+    assert "01-contact-tracers-cc.eml" in quiet.output and "08-sports" in quiet.output
+    assert quiet.output.splitlines()[-1] == "3 messages checked: 1 block, 1 warn, 1 pass"
+    assert run("check", "--quiet", PARTNER).output == "1 message checked: 1 pass\n"
+
+
+def test_quiet_scan_has_no_progress_and_keeps_the_register(tmp_path, monkeypatch):
+    import mailguard.archive.command as command
+
+    seen: list[bool] = []
+    real = command._progress_bar
+
+    def spy(total):
+        seen.append(True)
+        return real(total)
+
+    monkeypatch.setattr(command, "_progress_bar", spy)
+    loud = run("scan", str(EXAMPLES))
+    assert seen, "the progress bar is asked for without --quiet"
+    seen.clear()
+    quiet = run("scan", "-q", str(EXAMPLES))
+    assert not seen
+    assert quiet.exit_code == loud.exit_code == 1
+    assert quiet.output.count("BLOCK ") == loud.output.count("BLOCK ") > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "check"),
+    [
+        ("register.html", lambda t: t.lstrip().lower().startswith("<!doctype html")),
+        ("REGISTER.HTM", lambda t: t.lstrip().lower().startswith("<!doctype html")),
+        ("register.json", lambda t: "incidents" in json.loads(t)),
+        ("register.csv", lambda t: t.splitlines()[0].count(",") > 3),
+        ("register.txt", lambda t: "messages scanned" in t and not t.startswith("<")),
+    ],
+)
+def test_scan_output_format_follows_the_file_extension(tmp_path, name, check):
+    out = tmp_path / name
+    result = run("scan", str(EXAMPLES), "-o", str(out))
+    assert result.exit_code == 1, result.output
+    assert check(out.read_text()), out.read_text()[:300]
+
+
+def test_explicit_format_wins_over_the_extension(tmp_path):
+    out = tmp_path / "register.html"
+    run("scan", str(EXAMPLES), "-o", str(out), "--format", "json")
+    assert "incidents" in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(("name", "key"), [("report.json", "messages"), ("report.sarif", "runs")])
+def test_check_output_format_follows_the_file_extension(tmp_path, name, key):
+    out = tmp_path / name
+    run("check", TRACERS, "-o", str(out))
+    assert key in json.loads(out.read_text())
+
+
+def test_scan_summary_agrees_in_number(tmp_path):
+    one = run("scan", TRACERS)
+    assert "1 message scanned" in one.output and ": 1 incident (1 block" in one.output
+    two = run("scan", TRACERS, SPORTS)
+    assert "2 messages scanned" in two.output and ": 2 incidents (" in two.output
+    (tmp_path / "m.eml").write_bytes(
+        eml("From: a@club.example\nTo: x@gmail.com, y@partner.example\nSubject: hi")
+    )
+    pair = run("scan", str(tmp_path / "m.eml"), "--fail-on", "block")
+    assert "1 message scanned" in pair.output and "0 incidents" in pair.output, pair.output
+
+
+def test_readme_python_and_config_examples_run(tmp_path):
+    """A newcomer pastes the README's Python and its mailguard.toml: both must work."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(\w*)\n(.*?)```", readme, re.S)
+    python = [body for lang, body in blocks if lang == "python"]
+    toml = [body for lang, body in blocks if lang == "toml"]
+    assert len(python) >= 2 and "load_config" in "".join(python)
+    (tmp_path / "mailout.eml").write_bytes(Path(TRACERS).read_bytes())
+    (tmp_path / "mailguard.toml").write_text(toml[0], encoding="utf-8")
+    namespace: dict[str, object] = {}
+    exec(compile("\n".join(python), "README.md", "exec"), namespace)
+    config = namespace["config"]
+    assert isinstance(config, mailguard.Config)
+    assert config.source == tmp_path / "mailguard.toml"
+    assert config.internal_domains  # the README's example settings were read

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mailguard
 from mailguard import config as config_mod
 from mailguard.errors import ConfigError
-from tests.conftest import eml
+from tests.conftest import ROOT, eml
 
 TWELVE_ORGS = eml(
     "From: p@buyer.example\nTo: " + ", ".join(f"c{i}@org{i}.example" for i in range(12))
@@ -117,3 +126,263 @@ def test_personal_domains_replace_and_extend():
 def test_wrong_types_are_errors(mapping):
     with pytest.raises(ConfigError):
         config_mod.from_mapping(mapping)
+
+
+# ---------------------------------------------------------------- errors of config files
+#
+# Every way a config file can be wrong is a ConfigError naming the file (the CLI turns it
+# into exit status 2), never a traceback and never a silent fall-back to the defaults.
+
+LATIN1 = 'internal_domains = ["caf\xe9.example"]\n'.encode("latin-1")
+
+
+@pytest.mark.parametrize("name", ["mailguard.toml", "pyproject.toml"])
+def test_non_utf8_file_is_a_config_error_naming_the_file(tmp_path, name):
+    path = tmp_path / name
+    body = LATIN1 if name == "mailguard.toml" else b"[tool.mailguard]\n" + LATIN1
+    path.write_bytes(body)
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        config_mod.load_file(path)
+    assert str(path) in str(caught.value)
+    assert "line 2" in str(caught.value) or name == "mailguard.toml"
+    # Found by discovery, the same file is the same error (not a skipped file).
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config_mod.load(search_from=tmp_path)
+
+
+def test_pyproject_with_invalid_toml_in_its_mailguard_table_is_an_error(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(
+        '[project]\nname = "x"\n\n[tool.mailguard]\ninternal_domains = ["a.example"]\n\n'
+        "[tool.mailguard]\nwarn_at = 3\n"
+    )
+    with pytest.raises(ConfigError, match="invalid TOML") as caught:
+        config_mod.load(search_from=tmp_path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["[tool.mailguard]", "[ tool . mailguard ]", '[tool."mailguard"]', "[tool.mailguard.rules]"],
+)
+def test_every_spelling_of_the_table_counts_when_the_toml_is_broken(tmp_path, header):
+    (tmp_path / "pyproject.toml").write_text(f"{header}\nx = \n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        config_mod.load(search_from=tmp_path)
+
+
+def test_broken_pyproject_without_our_table_is_ignored_at_debug_level(tmp_path, caplog):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\n[project]\n')
+    with caplog.at_level("DEBUG", logger="mailguard.config"):
+        assert config_mod.discover(tmp_path) is None
+    assert any(
+        r.levelname == "DEBUG" and str(path) in r.getMessage() and "ignor" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+    path.write_bytes(b'[project]\nname = "caf\xe9"\n')
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="mailguard.config"):
+        assert config_mod.discover(tmp_path) is None
+    assert str(path) in caplog.text
+
+
+def test_named_pyproject_without_our_table_is_an_error(tmp_path):
+    """``--config pyproject.toml`` asks for settings; none there must not mean defaults."""
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\n')
+    with pytest.raises(ConfigError, match=r"no \[tool.mailguard\] table"):
+        config_mod.load(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["tool = 3\n", "[tool]\nmailguard = 3\n", "[tool]\nmailguard = [1, 2]\n"],
+)
+def test_pyproject_tool_tables_of_the_wrong_type(tmp_path, text):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config_mod.load_file(path)
+    assert str(path) in str(caught.value)
+
+
+def test_directory_as_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="Is a directory") as caught:
+        config_mod.load(tmp_path)
+    assert str(tmp_path) in str(caught.value)
+
+
+def test_missing_config_file_says_why(tmp_path):
+    with pytest.raises(ConfigError, match="No such file or directory"):
+        config_mod.load(tmp_path / "nope.toml")
+
+
+def test_unreadable_config_file_as_another_user(tmp_path):
+    """Run as root (the suite's usual case) by dropping to nobody in a child process."""
+    path = tmp_path / "mailguard.toml"
+    path.write_text("")
+    path.chmod(0o600)
+    tmp_path.chmod(0o755)
+    code = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from mailguard import config\n"
+        "from mailguard.errors import ConfigError\n"
+        "if os.geteuid() == 0:\n"
+        "    os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        f"    config.load(Path({str(path)!r}))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"cannot read config {path}: Permission denied" in out.stdout
+
+
+def test_fifo_or_device_as_config_never_hangs(tmp_path):
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            config_mod.load(path)
+
+
+def test_oversized_config_file(tmp_path):
+    path = tmp_path / "mailguard.toml"
+    path.write_text("# " + "x" * (config_mod.MAX_CONFIG_BYTES + 10) + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        config_mod.load(path)
+
+
+def test_unsearchable_directory_during_discovery(tmp_path):
+    """Discovery stats files in every parent; a refused stat is an error, not a traceback."""
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    tmp_path.chmod(0o755)
+    locked.chmod(0o700)
+    code = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from mailguard import config\n"
+        "from mailguard.errors import ConfigError\n"
+        "if os.geteuid() == 0:\n"
+        "    os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        f"    print('found', config.discover(Path({str(locked / 'inner')!r})))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Permission denied" in out.stdout and str(locked) in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[scoring]\nwarn_at = nan\n",
+        "[scoring]\nwarn_at = inf\n",
+        "[scoring]\nwarn_at = 1e400\n",
+        "[rules.MG101]\nmin_parties = nan\n",
+        "[milter]\ndecision_timeout = nan\n",
+        "[milter]\non_block = []\n",
+        '[milter]\noutgoing_networks = ["10.0.0.0/33"]\n',
+        "rules = 3\n",
+        "[rules]\nMG999 = {}\n",
+        '[rules.""]\n',
+    ],
+)
+def test_odd_values_are_config_errors(tmp_path, text):
+    path = tmp_path / "mailguard.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config_mod.load(path)
+    assert str(path) in str(caught.value)
+
+
+# What tomllib can hand over: tables, arrays, strings, integers, floats (nan, inf), booleans.
+_scalars = st.one_of(
+    st.text(max_size=12), st.integers(), st.floats(), st.booleans(),
+    st.sampled_from(["MG101", "exposed-external-parties", "monitor", "reject", "10.0.0.0/8"]),
+)  # fmt: skip
+_keys = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(
+        ["internal_domains", "scoring", "limits", "rules", "milter", "MG101", "MG301",
+         "warn_at", "block_at", "enabled", "weight", "severity", "min_parties", "mode",
+         "max_addresses", "on_block", "outgoing_networks", "decision_timeout", "tool",
+         "mailguard"]
+    ),
+)  # fmt: skip
+_toml_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_keys, _toml_values, max_size=5))
+def test_any_parsed_toml_is_a_config_or_a_config_error(data):
+    with contextlib.suppress(ConfigError):
+        config_mod.from_mapping(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_in_a_config_file_are_a_config_or_a_config_error(tmp_path_factory, raw):
+    base = tmp_path_factory.mktemp("cfg")
+    for name, prefix in (("mailguard.toml", b""), ("pyproject.toml", b"[tool.mailguard]\n")):
+        path = base / name
+        path.write_bytes(prefix + raw)
+        try:
+            config_mod.load_file(path)
+        except ConfigError as exc:
+            assert str(path) in str(exc)
+
+
+@pytest.mark.parametrize("name", ["internal_domains", "mailing_lists", "personal_domains"])
+def test_api_config_refuses_one_string_for_a_list(name):
+    with pytest.raises(ConfigError, match=name):
+        mailguard.Config(**{name: "example.org"})
+
+
+def test_example_milter_config_starts_in_monitor_mode_and_shows_the_defaults():
+    """The README says: start in monitor mode. The example file a newcomer copies must too,
+    and every other key it sets must be the default it claims to show."""
+    from mailguard.milter.settings import MilterSettings
+
+    cfg = config_mod.load_file(ROOT / "examples" / "milter" / "mailguard.toml")
+    assert cfg.milter.mode == "monitor"
+    defaults = config_mod.Config()
+    assert cfg.scoring == defaults.scoring
+    assert cfg.limits == defaults.limits
+    assert replace(cfg.milter, mode="enforce") == MilterSettings()
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+def test_load_config_is_exported_and_changes_the_verdict_through_the_api(tmp_path):
+    """The CLI reads config files; the library does not unless asked via load_config()."""
+    assert "load_config" in mailguard.__all__
+    (tmp_path / "mailguard.toml").write_text("[rules.MG101]\nmass_parties = 12\n")
+    # The suite runs each test from tmp_path: the file is in the current directory.
+    assert mailguard.check(TWELVE_ORGS).verdict == "warn"
+    assert mailguard.check(TWELVE_ORGS, config=mailguard.load_config()).verdict == "block"
+    named = mailguard.load_config(str(tmp_path / "mailguard.toml"))  # a str path works too
+    assert mailguard.Engine(named).check(TWELVE_ORGS).verdict == "block"
+    assert mailguard.load_config(search_from=str(tmp_path)).source == tmp_path / "mailguard.toml"
+
+
+def test_discovery_passes_over_a_pyproject_whose_tool_is_not_a_table(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("tool = 3\n")
+    assert config_mod.discover(tmp_path) is None

@@ -52,6 +52,7 @@ def run_scan(
     fail_on: str,
     pattern: str = "*.eml",
     stderr: Callable[[str], None] | None = None,
+    quiet: bool = False,
 ) -> int:
     """Scan, render, write; return the exit status."""
     say = stderr or (lambda text: print(text, file=sys.stderr))
@@ -82,7 +83,7 @@ def run_scan(
 
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
     register.provenance = provenance(config, mode="archived", since=since, until=until)
-    with _progress_bar(total_bytes) as progress:
+    with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
         scanner.scan(planned, progress=progress, register=register)
     if failed:
         register.merge(_errors(failed))

@@ -21,6 +21,7 @@ from typing import Any
 
 from mailguard import __version__
 from mailguard.archive.register import Incident, Register, isoformat_utc
+from mailguard.outputs.words import count
 from mailguard.redact import Privacy
 from mailguard.report import SCHEMA_VERSION
 
@@ -136,7 +137,7 @@ def render_text(register: Register, options: ScanRenderOptions) -> str:
         line = (
             f"{incident.verdict.upper():<5}  {when}  score {incident.score:>3}  "
             f"{r.get('visible_external', 0):>5} external ({r.get('personal', 0)} personal, "
-            f"{r.get('exposed_parties', 0)} parties)  {' '.join(incident.codes)}"
+            f"{count(r.get('exposed_parties', 0), 'party', 'parties')})  {' '.join(incident.codes)}"
         )
         if incident.sensitive:
             line += f"  sensitive: {', '.join(incident.sensitive)}"
@@ -175,7 +176,7 @@ def incomplete_lines(register: Register, options: Privacy, most: int = 5) -> lis
             continue
         n = len(entries)
         lines.append(
-            f"INCOMPLETE: {n:,} {what}{'' if n == 1 else 's'} could not be read; "
+            f"INCOMPLETE: {count(n, what)} could not be read; "
             "an exposure there is not in this register:"
         )
         lines += [
@@ -210,20 +211,19 @@ def summary_lines(register: Register) -> list[str]:
     lines: list[str] = []
     period = f"{s['first_date'][:10]} to {s['last_date'][:10]}" if s["first_date"] else "no dates"
     lines.append(
-        f"{s['messages']:,} messages scanned ({period}): {s['incidents']:,} incidents "
-        f"({s['block']:,} block, {s['warn']:,} warn), {s['pass']:,} pass, "
-        f"{s['error']:,} unreadable"
+        f"{count(s['messages'], 'message')} scanned ({period}): "
+        f"{count(s['incidents'], 'incident')} ({s['block']:,} block, {s['warn']:,} warn), "
+        f"{s['pass']:,} pass, {s['error']:,} unreadable"
     )
     if s["failed_sources"] or s["unreadable_paths"]:
         sources, folders = s["failed_sources"], s["unreadable_paths"]
         lines.append(
-            f"NOT READ: {sources:,} failed source{'' if sources == 1 else 's'}, {folders:,} "
-            f"unreadable folder{'' if folders == 1 else 's'} (their messages are not counted "
-            "above)"
+            f"NOT READ: {count(sources, 'failed source')}, {count(folders, 'unreadable folder')} "
+            "(their messages are not counted above)"
         )
     lines.append(
-        f"{s['unique_exposed_addresses']:,} distinct people exposed "
+        f"{count(s['unique_exposed_addresses'], 'distinct person', 'distinct people')} exposed "
         f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "
-        f"{s['exposed_domains']:,} domains, in {register.elapsed:.1f} s"
+        f"{count(s['exposed_domains'], 'domain')}, in {register.elapsed:.1f} s"
     )
     return lines

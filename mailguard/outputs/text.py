@@ -1,6 +1,8 @@
 """Human-readable output: the verdict, the counts that explain it, and what to do.
 
 Shows counts and domains by default; individual addresses only with ``--show-addresses``.
+On a terminal, lines are wrapped to its width and continuation lines keep their indent, so
+a finding stays visibly under its message; piped output is never wrapped.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.text import Text
 
 from mailguard.outputs import RenderOptions, summary
+from mailguard.outputs.words import count
 from mailguard.report import Report
 from mailguard.rules import find_rule
 
 STYLE = {"pass": "bold green", "warn": "bold yellow", "block": "bold red", "error": "bold magenta"}
 
 
-def render_text(reports: Sequence[Report], options: RenderOptions, *, color: bool = False) -> str:
+def render_text(
+    reports: Sequence[Report], options: RenderOptions, *, color: bool = False, quiet: bool = False
+) -> str:
+    """The reports, then one summary line; ``quiet`` leaves out messages that pass."""
     buffer = io.StringIO()
     width = shutil.get_terminal_size((100, 24)).columns if color else 100
     console = Console(
@@ -28,12 +35,23 @@ def render_text(reports: Sequence[Report], options: RenderOptions, *, color: boo
         highlight=False, soft_wrap=not color,
     )  # fmt: skip
     for report in reports:
-        _message(console, report, options)
+        if not (quiet and report.verdict == "pass"):
+            _message(console, report, options)
     totals = summary(reports)
-    parts = [f"{totals[v]} {v}" for v in ("block", "warn", "pass", "error") if totals[v]]
-    noun = "message" if totals["messages"] == 1 else "messages"
-    console.print(f"{totals['messages']} {noun} checked: {', '.join(parts) or 'nothing to report'}")
+    parts = [f"{totals[v]:,} {v}" for v in ("block", "warn", "pass", "error") if totals[v]]
+    console.print(
+        f"{count(totals['messages'], 'message')} checked: {', '.join(parts) or 'nothing to report'}"
+    )
     return buffer.getvalue()
+
+
+def _say(console: Console, line: str | Text, indent: int = 6) -> None:
+    """One indented line (``str`` is rich markup); wrapped lines keep the indent."""
+    body = Text.from_markup(line) if isinstance(line, str) else line
+    if console.soft_wrap:
+        console.print(Text(" " * indent) + body)
+    else:
+        console.print(Padding(body, (0, 0, 0, indent), expand=False))
 
 
 def _message(console: Console, report: Report, options: RenderOptions) -> None:
@@ -46,36 +64,34 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
     if report.verdict != "error":
         external = r["visible_external"]
         line = (
-            f"      {r['visible']:,} visible in To/Cc ({r['visible_internal']:,} internal, "
+            f"{r['visible']:,} visible in To/Cc ({r['visible_internal']:,} internal, "
             f"{external:,} external"
         )
         if external:
             orgs = max(r.get("exposed_parties", 0) - r["personal"], 0)
-            line += f": {r['personal']:,} personal, {orgs:,} other organisation"
-            line += "" if orgs == 1 else "s"
+            line += f": {r['personal']:,} personal, {count(orgs, 'other organisation')}"
         line += f") · Bcc {r['bcc']:,}"
-        console.print(escape(line))
+        _say(console, escape(line))
         top = r.get("top_domains") or []
         if top and external:
             more = r["external_domains"] - len(top)
             shown = ", ".join(f"{d} {n:,}" for d, n in top) + (
                 f", +{more} more" if more > 0 else ""
             )
-            console.print(escape(f"      external domains: {shown}"))
+            _say(console, escape(f"external domains: {shown}"))
     for f in report.findings:
         message = options.finding(f.to_dict())["message"]
-        console.print(
-            f"      [bold]+{f.weight:<3}[/bold] [cyan]{f.code}[/cyan] {f.name}: {escape(message)}"
+        _say(
+            console,
+            f"[bold]+{f.weight:<3}[/bold] [cyan]{f.code}[/cyan] {f.name}: {escape(message)}",
         )
     if report.findings and report.verdict in ("warn", "block", "error"):
         fix = find_rule(report.findings[0].code).doc["fix"]
-        console.print(f"      [dim]how to fix: {escape(_first_sentence(fix))}[/dim]")
+        _say(console, f"[dim]how to fix: {escape(_first_sentence(fix))}[/dim]")
     if options.show_addresses:
         for entry in report.exposed():
             a = entry.address
-            console.print(
-                escape(f"        {a.header:<9} {entry.kind:<12} {options.address(a.addr)}")
-            )
+            _say(console, escape(f"{a.header:<9} {entry.kind:<12} {options.address(a.addr)}"), 8)
 
 
 def _first_sentence(text: str) -> str:

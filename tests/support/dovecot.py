@@ -55,6 +55,7 @@ from types import TracebackType
 
 from imapclient import imap_utf7
 
+from tests.support.packages import ensure_packages
 from tests.support.procs import free_ports
 from tests.support.procs import port_open as _port_open
 from tests.support.procs import processes as _processes
@@ -81,6 +82,7 @@ def ensure_dovecot_installed() -> None:
     tested, so a missing Dovecot is either fixed (as root) or a hard error naming the package.
     Debian's postinst may try to start the system Dovecot; the instances here never use it.
     """
+    ensure_packages("openssl")  # the test CA and certificate are made with the openssl CLI
     needed = (DOVECOT, *IMAP_BINARIES)
     if all(path.exists() for path in needed):
         return

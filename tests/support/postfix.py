@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.packages import ensure_packages
 from tests.support.procs import alive as _alive
 from tests.support.procs import free_ports
 from tests.support.procs import port_open as _port_open
@@ -108,40 +109,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 def ensure_postfix_installed() -> None:
-    """Install Postfix (and miltertest) if its binaries are missing; never skip silently.
+    """Install Postfix if any of its programs the tests run is missing; never skip silently.
 
     Milter tests that skip when Postfix is absent would pass on a machine where nothing was
-    tested, so a missing Postfix is either fixed (as root) or a hard error naming the packages.
-    The debconf preseed keeps postinst from configuring an Internet Site and starting a system
-    MTA on port 25.
+    tested: as root the package is installed, otherwise this raises naming it.
     """
-    if POSTFIX.exists() and SMTP_SINK.exists():
-        return
-    wanted = "postfix miltertest"
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"Postfix is not installed ({POSTFIX} or {SMTP_SINK} missing) and this process is "
-            f"not root, so it cannot install it. Install the Debian packages `{wanted}` "
-            "(preseed `postfix postfix/main_mailer_type select No configuration` first) "
-            "and run the tests as root."
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    steps: list[tuple[list[str], str | None]] = [
-        (["debconf-set-selections"], "postfix postfix/main_mailer_type select No configuration\n"),
-        (["apt-get", "update"], None),
-        (["apt-get", "install", "-y", "--no-install-recommends", *wanted.split()], None),
-    ]
-    for argv, stdin in steps:
-        result = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, env=env, check=False
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"installing Postfix failed at `{' '.join(argv)}` (rc {result.returncode}):\n"
-                + _tail(result.stdout + result.stderr, 30)
-            )
-    if not (POSTFIX.exists() and SMTP_SINK.exists()):
-        raise RuntimeError(f"`apt-get install {wanted}` succeeded but {POSTFIX} is still missing")
+    ensure_packages("postfix")
 
 
 # --------------------------------------------------------------------------- small helpers
