@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from mailguard import Engine, Report
-from mailguard.outputs import FORMATS, render
+from mailguard.outputs import FORMATS, RenderOptions, render
 from mailguard.redact import Privacy, Redactor
 from tests.conftest import EXAMPLES, eml
 from tests.support.snapshot import assert_snapshot
@@ -69,3 +69,50 @@ def test_check_format_snapshot(judged, fmt, policy):
 
 def test_snapshots_cover_every_format():
     assert set(EXTENSIONS) == set(FORMATS)
+
+
+CANARY = eml(
+    """From: Canary Sender <canary-sender@riverside.example>
+To: canary-one@gmail.com, canary-two@hotmail.com, canary-three@yahoo.com, x@partner.example
+Cc: canary-four@aol.com, canary-broken@@example.com
+Subject: canary-subject about the HIV clinic
+Message-ID: <canary-message-id@riverside.example>
+Date: Tue, 02 Apr 2024 09:30:00 +0000""",
+    "Dear all, the HIV support group meets on Friday.",
+)
+
+
+def canary_reports() -> list[Report]:
+    engine = Engine()
+    return [
+        engine.check(CANARY, source="/home/canary-source/mail.eml"),
+        engine.error_report("/home/canary-unreadable/m.eml", "cannot parse canary-reason"),
+    ]
+
+
+@pytest.mark.parametrize("show", [False, True])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_redacted_check_report_shows_no_canary_in_any_format(fmt, show):
+    """A format that shows a source, Message-ID, address or quote without asking the policy
+    leaks a canary here, whichever field it is; under --redact addresses are listed as
+    hashes in every format that lists addresses at all."""
+    redactor = Redactor(KEY)
+    text = render(canary_reports(), fmt, Privacy(show, redactor))
+    assert "canary" not in text.lower()
+    assert (redactor.address("canary-one@gmail.com") in text) is (fmt != "sarif")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_plain_check_report_shows_what_it_should(fmt):
+    """The canaries are real: without redaction the source is there, addresses on request."""
+    text = render(canary_reports(), fmt, Privacy())
+    assert "canary-source" in text and "canary-one@gmail.com" not in text
+    shown = render(canary_reports(), fmt, Privacy(show_addresses=True))
+    assert ("canary-one@gmail.com" in shown) is (fmt != "sarif")
+
+
+def test_one_policy_type_for_every_output():
+    """``check`` and ``scan`` formats take the same policy object: none has its own."""
+    from mailguard.outputs.scan import ScanRenderOptions
+
+    assert RenderOptions is Privacy and ScanRenderOptions is Privacy

@@ -17,9 +17,9 @@ import pytest
 
 from mailguard import Engine
 from mailguard.archive.register import PATH, SOURCE, Incident, Register, Tally
-from mailguard.outputs.scan import ScanRenderOptions, render_csv, render_json, render_text
+from mailguard.outputs.scan import SCAN_FORMATS, render_register
 from mailguard.outputs.scan_html import render_html
-from mailguard.redact import Redactor
+from mailguard.redact import Privacy, Redactor
 from tests.conftest import EXAMPLES, eml
 from tests.support.snapshot import assert_snapshot
 from tests.test_outputs_check import HOSTILE, KEY
@@ -183,11 +183,8 @@ CASES = [("full", policy) for policy in POLICIES] + [
 
 
 def render(fmt: str, register: Register, show: bool, redact: bool) -> str:
-    redactor = Redactor(KEY) if redact else None
-    if fmt == "html":
-        return render_html(register, redactor=redactor, show_addresses=show, generated=GENERATED)
-    options = ScanRenderOptions(show, redactor)
-    return {"text": render_text, "json": render_json, "csv": render_csv}[fmt](register, options)
+    privacy = Privacy(show, Redactor(KEY) if redact else None)
+    return render_register(register, fmt, privacy, generated=GENERATED)
 
 
 EXTENSIONS = {"text": "txt", "json": "json", "csv": "csv", "html": "html"}
@@ -198,3 +195,98 @@ EXTENSIONS = {"text": "txt", "json": "json", "csv": "csv", "html": "html"}
 def test_scan_format_snapshot(fmt, name, policy):
     text = render(fmt, REGISTERS[name](), *POLICIES[policy])
     assert_snapshot(f"scan_{fmt}_{name}_{policy}.{EXTENSIONS[fmt]}", text)
+
+
+def test_snapshots_cover_every_format():
+    assert set(EXTENSIONS) == set(SCAN_FORMATS)
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="unknown format"):
+        render_register(empty(), "xml", Privacy())
+
+
+def test_html_takes_one_policy_not_two():
+    register = empty()
+    with pytest.raises(TypeError):
+        render_html(register, Privacy(), redactor=Redactor(KEY))
+    policy = Privacy(True, Redactor(KEY))
+    assert render_html(register, policy, generated=GENERATED) == render_html(
+        register, redactor=Redactor(KEY), show_addresses=True, generated=GENERATED
+    )
+
+
+def canary_register() -> Register:
+    """Every field that can name a person or quote a message holds a canary."""
+    register = Register(["/home/canary-registered-source/Sent.mbox"])
+    tally = Tally()
+    findings = [
+        {
+            "code": "MG105",
+            "name": "unparseable-recipients",
+            "severity": "low",
+            "message": "bad entry <canary-finding@partner.example>",
+            "weight": 5,
+            "evidence": {"entries": ["canary-evidence@partner.example"]},
+        },
+        {
+            "code": "MG301",
+            "name": "sensitive-context",
+            "severity": "high",
+            "message": "sensitive context: 'canary-quoted-word' in subject",
+            "weight": 20,
+            "evidence": {"labels": ["HIV"], "matched": ["canary-quoted-word"]},
+            "redacted": {"message": "sensitive context: HIV (in subject)", "evidence": {}},
+        },
+    ]
+    for n, when in enumerate([datetime(2024, 2, 1, tzinfo=UTC), None]):
+        tally.count("block", when, 100)
+        tally.incidents.append(
+            Incident(
+                source=f"/home/canary-source-{n}/mail.eml",
+                message_id=f"<canary-message-id-{n}@host.example>",
+                date=when,
+                sender=f"canary-sender-{n}@riverside.example",
+                subject=f"canary-subject-{n}",
+                verdict="block",
+                score=90,
+                findings=findings,
+                recipients={"visible": 2, "visible_external": 2, "personal": 1},
+                exposed=[f"canary-exposed-{n}@gmail.com", f"canary-org-{n}@partner.example"],
+                personal=[f"canary-exposed-{n}@gmail.com"],
+                domains={"gmail.com": 1, "partner.example": 1},
+                sensitive=["HIV"],
+                exposed_count=2,
+                personal_count=1,
+            )
+        )
+    tally.add_error("/home/canary-error-source/m.eml", "cannot parse canary-error-text")
+    tally.add_error("/home/canary-folder", "canary-folder-error", PATH)
+    tally.add_error("imaps://canary-login@mail.example/", "canary-login refused", SOURCE)
+    register.merge(tally)
+    register.provenance = {**PROVENANCE, "config_file": "/home/canary-config/mailguard.toml"}
+    return register
+
+
+@pytest.mark.parametrize("show", [False, True])
+@pytest.mark.parametrize("fmt", SCAN_FORMATS)
+def test_redacted_register_shows_no_canary_in_any_format(fmt, show):
+    """The class, not the example: a format that shows any personal field without asking
+    the policy leaks a canary here, whichever field it is."""
+    redactor = Redactor(KEY)
+    text = render_register(canary_register(), fmt, Privacy(show, redactor), generated=GENERATED)
+    assert "canary" not in text.lower()
+    # The data formats list hashes under --redact, the HTML only when asked; the CSV has
+    # one row per incident and no address column.
+    listed = fmt != "csv" and (show or fmt != "html")
+    assert (redactor.address("canary-exposed-0@gmail.com") in text) is listed
+
+
+@pytest.mark.parametrize("fmt", SCAN_FORMATS)
+def test_plain_register_shows_what_it_should(fmt):
+    """The canaries above are real: without redaction the same register shows them."""
+    text = render_register(canary_register(), fmt, Privacy(), generated=GENERATED)
+    assert "canary-source-0" in text
+    assert "canary-exposed-0@gmail.com" not in text  # not asked for
+    shown = render_register(canary_register(), fmt, Privacy(True), generated=GENERATED)
+    assert ("canary-exposed-0@gmail.com" in shown) is (fmt != "csv")

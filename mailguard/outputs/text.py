@@ -1,6 +1,7 @@
 """Human-readable output: the verdict, the counts that explain it, and what to do.
 
-Shows counts and domains by default; individual addresses only with ``--show-addresses``.
+Shows counts and domains by default; individual addresses only when the privacy policy lists
+them (``--show-addresses``, or ``--redact`` as hashes).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
     if report.findings and report.verdict in ("warn", "block", "error"):
         fix = find_rule(report.findings[0].code).doc["fix"]
         console.print(f"      [dim]how to fix: {escape(_first_sentence(fix))}[/dim]")
-    if options.show_addresses:
+    if options.list_addresses:
         for entry in report.exposed():
             a = entry.address
             console.print(
