@@ -4,7 +4,8 @@ Art. 33(5) requires every personal-data breach to be documented, notified or not
 33(3) says what a record holds. The fields mailguard can fill (nature, categories and
 numbers of data subjects and records) are worded here from what the scan found; the ones
 only a person can decide (consequences, measures, notification) are boxes to complete, with
-a hint of what the law expects.
+a hint of what the law expects. The method notes that define the register's figures are
+here too: they are the other text a regulator reads, and change with the same reviews.
 """
 
 from __future__ import annotations

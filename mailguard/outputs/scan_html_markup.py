@@ -2,7 +2,7 @@
 that every part of the HTML register uses.
 
 Every value that comes from the scanned mail goes through :func:`esc`; helpers that take
-HTML (``rows``) say so, and their callers escape what they put in.
+HTML (``table_rows``) say so, and their callers escape what they put in.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def int_of(mapping: dict[str, Any], key: str) -> int:
 
 
 def subjects(incident: Incident) -> int:
-    """External addresses visible in To/Cc; mailing lists hide their members, so they are out."""
+    """Data subjects of one incident: external addresses visible in To/Cc, less mailing
+    lists (which hide their members)."""
     r = incident.recipients
     return max(int_of(r, "visible_external") - int_of(r, "mailing_lists"), 0)
 
