@@ -69,10 +69,12 @@ class Redactor:
 
 @dataclass(frozen=True, slots=True)
 class Privacy:
-    """The address and redaction policy of one report, shared by all output formats.
+    """The address and redaction policy of one report: every format of ``check`` and
+    ``scan`` asks this object what it may show, and none decides it on its own.
 
-    ``show_addresses`` lists exposed addresses; a ``redactor`` (``--redact``) hashes or
-    withholds everything that may identify a person or quote a message.
+    ``show_addresses``: the user asked for the exposed addresses (``--show-addresses``).
+    ``redactor`` (``--redact``): everything that may identify a person or quote a message
+    is hashed or withheld.
     """
 
     show_addresses: bool = False
@@ -81,6 +83,30 @@ class Privacy:
     @property
     def redacting(self) -> bool:
         return self.redactor is not None
+
+    @property
+    def list_addresses(self) -> bool:
+        """Whether a data output (text, JSON, CSV, SARIF) lists exposed addresses: on
+        request, and always under ``--redact``, where they are hashes, so whoever receives a
+        redacted report can still count and link the people in it."""
+        return self.show_addresses or self.redacting
+
+    @property
+    def print_addresses(self) -> bool:
+        """Whether a document written for people (the HTML register) lists them: only on
+        request. Its counts already give the distinct people, and the JSON register carries
+        the hashes for whoever needs to link them."""
+        return self.show_addresses
+
+    def describe(self) -> str:
+        """This policy in words, for a document that must say what it leaves out."""
+        if self.redactor is not None:
+            listed = "exposed addresses listed" if self.print_addresses else "not listed"
+            return (
+                "redacted: addresses, sources and Message-IDs as keyed hashes; subjects, error "
+                f"texts and words quoted from messages withheld; {listed}"
+            )
+        return "listed per incident" if self.print_addresses else "not listed (counts only)"
 
     @overload
     def address(self, addr: str) -> str: ...
@@ -115,6 +141,14 @@ class Privacy:
         """Error texts come from parsers, the OS and IMAP servers and may quote a path, a
         folder list, a login name or a header: no structure to redact them by, so withheld."""
         return REASON_WITHHELD if self.redactor is not None else text
+
+    def provenance(self, provenance: Mapping[str, Any]) -> dict[str, Any]:
+        """A register's record of settings: its one path, the config file's, is a source
+        (a home directory names its owner)."""
+        out = dict(provenance)
+        if out.get("config_file"):
+            out["config_file"] = self.source(out["config_file"])
+        return out
 
     def finding(self, finding: Mapping[str, Any]) -> dict[str, Any]:
         """A finding dict (``Finding.to_dict()``) as this report may show it."""

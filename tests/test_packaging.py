@@ -23,6 +23,7 @@ def test_wheel_ships_rules_and_data(tmp_path):
     assert in_repo <= shipped
     assert {"personal_domains.txt", "sensitive_terms.toml"} <= shipped
     assert any(n.endswith("entry_points.txt") for n in names)
+    assert "mailguard/outputs/scan_html.css" in names  # the HTML register's stylesheet
 
     # Unpacked as an installer would, the package finds its rules inside itself.
     site = tmp_path / "site"
@@ -30,8 +31,13 @@ def test_wheel_ships_rules_and_data(tmp_path):
     probe = (
         "import mailguard.rules as r, mailguard; "
         "print(r.rules_dir()); print(len(r.load_rules())); "
-        "print(mailguard.check(open({!r}, 'rb').read()).verdict)"
-    ).format(str(ROOT / "examples" / "incidents" / "01-contact-tracers-cc.eml"))
+        "print(mailguard.check(open({!r}, 'rb').read()).verdict); "
+        "from mailguard.outputs.scan_html import stylesheet; "
+        "print(stylesheet() == open({!r}, encoding='utf-8').read())"
+    ).format(
+        str(ROOT / "examples" / "incidents" / "01-contact-tracers-cc.eml"),
+        str(ROOT / "mailguard" / "outputs" / "scan_html.css"),
+    )
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site)},
         check=True, capture_output=True, text=True,
@@ -39,3 +45,4 @@ def test_wheel_ships_rules_and_data(tmp_path):
     assert out[0] == str(site / "mailguard" / "_rules")
     assert int(out[1]) == len(in_repo)
     assert out[2] == "block"
+    assert out[3] == "True"  # read from the installed package, not the checkout

@@ -20,13 +20,7 @@ from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
 from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.config import Config
 from mailguard.engine import Engine
-from mailguard.outputs.scan import (
-    ScanRenderOptions,
-    render_csv,
-    render_json,
-    render_text,
-    summary_lines,
-)
+from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
 from mailguard.redact import Redactor
 from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
@@ -89,7 +83,7 @@ def run_scan(
         register.merge(_errors(failed))
 
     options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
-    text = render(register, fmt, options)
+    text = render_register(register, fmt, options)
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")
@@ -108,20 +102,6 @@ def run_scan(
     if register.incomplete:
         verdicts.append("error")  # a source or folder not read: the audit is not clean
     return exit_status(verdicts, fail_on)
-
-
-def render(register: Register, fmt: str, options: ScanRenderOptions) -> str:
-    if fmt == "json":
-        return render_json(register, options)
-    if fmt == "csv":
-        return render_csv(register, options)
-    if fmt == "html":
-        from mailguard.outputs.scan_html import render_html
-
-        return render_html(
-            register, redactor=options.redactor, show_addresses=options.show_addresses
-        )
-    return render_text(register, options)
 
 
 def _errors(entries: list[ErrorEntry]) -> Tally:

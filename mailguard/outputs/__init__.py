@@ -1,16 +1,23 @@
-"""Report formats. Each renders a list of reports; none decides anything.
+"""The formats of ``check``: one emitter module per format, dispatched by :func:`render`.
 
-Addresses appear only when the user asks (``show_addresses``), and then hashed when a
-:class:`~mailguard.redact.Redactor` is given: a data-protection tool's own output must not
-become the next leak. What is hashed or withheld is decided in one place,
-:class:`mailguard.redact.Privacy`, for these formats and the scan register's alike.
+Each emitter renders a list of reports and decides nothing. What a report may show (which
+addresses, hashed or not, which quotes) is decided in one place,
+:class:`mailguard.redact.Privacy`, for these formats and the scan register's alike: a
+data-protection tool's own output must not become the next leak.
+
+=========  =========================================
+``text``   :mod:`mailguard.outputs.text`
+``json``   :mod:`mailguard.outputs.json_report`
+``sarif``  :mod:`mailguard.outputs.sarif`
+=========  =========================================
+
+The scan register's formats are in :mod:`mailguard.outputs.scan`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mailguard.redact import Privacy
@@ -19,9 +26,8 @@ from mailguard.report import Report
 FORMATS = ("text", "json", "sarif")
 
 
-@dataclass(frozen=True, slots=True)
-class RenderOptions(Privacy):
-    """The privacy policy of a ``check`` report (nothing of its own yet)."""
+RenderOptions = Privacy
+"""The privacy policy of a ``check`` report: the one policy of every output."""
 
 
 def message_dict(report: Report, options: RenderOptions) -> dict[str, Any]:

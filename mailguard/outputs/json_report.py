@@ -14,7 +14,7 @@ def render_json(reports: Sequence[Report], options: RenderOptions) -> str:
     messages = []
     for report in reports:
         entry = message_dict(report, options)
-        if options.show_addresses:
+        if options.list_addresses:
             entry["addresses"] = addresses(report, options)
         messages.append(entry)
     doc = {

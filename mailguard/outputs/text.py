@@ -1,8 +1,9 @@
 """Human-readable output: the verdict, the counts that explain it, and what to do.
 
-Shows counts and domains by default; individual addresses only with ``--show-addresses``.
-On a terminal, lines are wrapped to its width and continuation lines keep their indent, so
-a finding stays visibly under its message; piped output is never wrapped.
+Shows counts and domains by default; individual addresses only when the privacy policy lists
+them (``--show-addresses``, or ``--redact`` as hashes). On a terminal, lines are wrapped to
+its width and continuation lines keep their indent, so a finding stays visibly under its
+message; piped output is never wrapped.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
     if report.findings and report.verdict in ("warn", "block", "error"):
         fix = find_rule(report.findings[0].code).doc["fix"]
         _say(console, f"[dim]how to fix: {escape(_first_sentence(fix))}[/dim]")
-    if options.show_addresses:
+    if options.list_addresses:
         for entry in report.exposed():
             a = entry.address
             _say(console, escape(f"{a.header:<9} {entry.kind:<12} {options.address(a.addr)}"), 8)
