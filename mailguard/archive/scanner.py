@@ -15,22 +15,27 @@ holds everything judged before the key was pressed, not only the units that comp
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing
 import os
+import pickle
+import secrets
 import signal
 import stat
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from mailguard.archive.maildir import is_maildir, maildir_files
 from mailguard.archive.mbox import iter_mbox, looks_like_mbox, split_ranges
@@ -42,6 +47,8 @@ from mailguard.sources import Input, find_files, not_regular, read_file
 FILES_PER_UNIT = 256
 MBOX_BYTES_PER_UNIT = 8 * 1024 * 1024
 MBOX_MIN_UNIT = 256 * 1024
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,24 +149,125 @@ def _size(path: Path) -> int:
 
 # ---------------------------------------------------------------------------- workers
 
-_engine: Engine | None = None
-_window = Window()
-_stop: Any = None
-"""Set (``.value`` true) by the parent on Ctrl-C: a worker then ends its unit after the
-message in hand and returns what it judged, so the interrupted register keeps it."""
+
+class StopFlag:
+    """Ctrl-C's "finish your unit now" request, readable by any worker on this machine.
+
+    In the scanning process (``--jobs 1``, thread pools) it is an attribute. In another
+    process it is the existence of a file with a random name, created only when the stop
+    is requested: unlike a shared-memory value it can be pickled and sent with a unit, so
+    it reaches workers of any executor, including processes started after the scan began.
+    A worker on another machine never sees the file: its units run to their end (the scan
+    still hands out nothing new and keeps what comes back).
+    """
+
+    CHECK_EVERY = 0.02
+    """Seconds between two looks at the file: a stat per message would cost ~2 %."""
+
+    def __init__(self) -> None:
+        name = f"mailguard-stop-{os.getpid()}-{secrets.token_hex(8)}"
+        self.path = os.path.join(tempfile.gettempdir(), name)  # noqa: PTH118 - pickled as str
+        self._owner = os.getpid()
+        self._set = False
+        self._next_look = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_owner": self._owner}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _set=False, _next_look=0.0)
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(OSError):  # e.g. a full /tmp: local threads still stop
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+    def is_set(self) -> bool:
+        if self._set or os.getpid() == self._owner:
+            return self._set
+        now = time.monotonic()
+        if now >= self._next_look:
+            self._next_look = now + self.CHECK_EVERY
+            self._set = os.path.exists(self.path)  # noqa: PTH110
+        return self._set
+
+    def remove(self) -> None:
+        """Delete the file, if the stop was requested; call once the workers are done."""
+        if os.getpid() == self._owner:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # noqa: PTH108
 
 
-class _Flag:
-    """The in-process stand-in for the shared stop value (``--jobs 1``)."""
+@dataclass(frozen=True, eq=False)
+class WorkSpec:
+    """How every unit of one scan is judged: sent with each unit, so workers hold no state
+    of their own and any executor (threads, processes, another machine) can run a unit.
 
-    value = 0
+    The configuration travels pickled once, as bytes: a worker unpickles it and builds its
+    engine on the first unit of a scan only (see :func:`_worker`), not per unit.
+    """
+
+    config_blob: bytes
+    window: Window
+    stop: StopFlag
+    key: str = field(default_factory=lambda: secrets.token_hex(16))
+    """Identifies the scan: equal keys, same spec (the worker cache's key)."""
+
+    @classmethod
+    def build(cls, config: Config, window: Window, stop: StopFlag) -> WorkSpec:
+        return cls(pickle.dumps(config, pickle.HIGHEST_PROTOCOL), window, stop)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkSpec) and other.key == self.key
 
 
-def _init_worker(config: Config, window: Window, in_pool: bool = True, stop: Any = None) -> None:
-    global _engine, _window, _stop
-    if in_pool:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    _engine, _window, _stop = Engine(config), window, stop
+class Worker:
+    """What one process judges a scan's units with: its engine, built once."""
+
+    def __init__(self, spec: WorkSpec) -> None:
+        config: Config = pickle.loads(spec.config_blob)  # our own bytes, from WorkSpec.build
+        self.engine = Engine(config)
+        self.window = spec.window
+
+    def judge(self, unit: Unit, stop: StopFlag | None) -> Tally:
+        """Read the unit's messages, judge each, count and keep incidents.
+
+        Stops early, with what it has, once ``stop`` is set; messages already fetched
+        (``inputs``, from IMAP) are judged all the same: they cost no reading.
+        """
+        engine = self.engine
+        stop = stop if unit.kind != "inputs" else None
+        tally = Tally()
+        for item in _messages(unit, engine.config.limits.max_message_bytes):
+            if stop is not None and stop.is_set():
+                break
+            if item.data is None:
+                error = item.error or "unreadable"
+                tally.add_error(item.source, f"cannot read: {error}" if item.unreadable else error)
+                continue
+            report = engine.check(item.data, source=item.source, mode="archived")
+            when = parse_date(report.date)
+            if self.window.admits(when):
+                tally.add_report(report, len(item.data), when)
+        return tally
+
+
+@functools.lru_cache(maxsize=4)
+def _worker(spec: WorkSpec) -> Worker:
+    """This process's worker for a scan: built on its first unit, reused for the rest.
+
+    A cache, not a global set by a pool initialiser: it works the same in the scanning
+    process, in a thread or process pool and in a worker that serves several scans.
+    """
+    return Worker(spec)
+
+
+def judge_unit(spec: WorkSpec, unit: Unit) -> Tally:
+    """The work function handed to the executor (module level, so it pickles by name)."""
+    return _worker(spec).judge(unit, spec.stop)
 
 
 def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
@@ -172,42 +280,64 @@ def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
         yield from unit.inputs
 
 
-def judge_unit(unit: Unit) -> Tally:
-    """Runs in a worker: read the unit's messages, judge each, count and keep incidents.
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scanning process handles Ctrl-C
 
-    Stops early, with what it has, once the parent asks (see :data:`_stop`); messages
-    already fetched (``inputs``, from IMAP) are judged all the same: they cost no reading.
+
+class InlineExecutor(Executor):
+    """Runs each unit at once in the calling thread: ``--jobs 1`` without a pool."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def process_pool(jobs: int) -> ProcessPoolExecutor:
+    """The default executor: ``jobs`` worker processes that leave Ctrl-C to the scanner.
+
+    Forked where possible: a worker then starts in milliseconds with the rules loaded.
     """
-    engine = _engine
-    assert engine is not None, "worker not initialised"
-    stop = _stop if unit.kind != "inputs" else None
-    tally = Tally()
-    for item in _messages(unit, engine.config.limits.max_message_bytes):
-        if stop is not None and stop.value:
-            break
-        if item.data is None:
-            error = item.error or "unreadable"
-            tally.add_error(item.source, f"cannot read: {error}" if item.unreadable else error)
-            continue
-        report = engine.check(item.data, source=item.source, mode="archived")
-        when = parse_date(report.date)
-        if _window.admits(when):
-            tally.add_report(report, len(item.data), when)
-    return tally
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_ignore_sigint)
+
+
+def _terminate(executor: Executor) -> None:
+    """Stop an executor we own at once (a second Ctrl-C, an error): running units too."""
+    if isinstance(executor, ProcessPoolExecutor):
+        for process in list((executor._processes or {}).values()):
+            process.terminate()
+    executor.shutdown(wait=isinstance(executor, ProcessPoolExecutor), cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------- the scan
 
 
 class Scanner:
-    """Judge every message of the given sources and return the register."""
+    """Judge every message of the given sources and return the register.
+
+    ``executor`` runs the units: anything shaped like :class:`concurrent.futures.Executor`
+    (a thread pool, a process pool, a cluster client). The caller owns it: the scanner
+    neither shuts it down nor kills its workers. Without one, the scanner makes and owns
+    a pool of ``jobs`` processes (none for ``jobs=1``). ``jobs`` also sets how many units
+    are in flight at once (two per worker) and how finely an mbox is split.
+    """
 
     def __init__(
-        self, config: Config, *, jobs: int | None = None, window: Window | None = None
+        self,
+        config: Config,
+        *,
+        jobs: int | None = None,
+        window: Window | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.window = window or Window()
+        self.executor = executor
 
     def scan(
         self,
@@ -226,27 +356,27 @@ class Scanner:
         reg.since, reg.until = self.window.since, self.window.until
         units = (unit for _, source_units in sources for unit in source_units)
         started = time.perf_counter()
-        state = _Interrupt(self.jobs > 1)
+        state = _Interrupt()
+        spec = WorkSpec.build(self.config, self.window, state.stop)
         try:
             with state.handling():
-                if self.jobs == 1:
-                    _init_worker(self.config, self.window, False, state.stop)
-                    for unit in state.guard(units):
-                        self._merge(reg, judge_unit(unit), progress)
-                        if state.requested:
-                            break
-                else:
-                    self._parallel(reg, units, progress, state)
+                self._run(spec, reg, units, progress, state)
         except KeyboardInterrupt:
             reg.interrupted = True
         finally:
+            state.stop.remove()
             reg.elapsed = time.perf_counter() - started
         if state.requested:
             reg.interrupted = True
         return reg
 
-    def _parallel(
-        self, reg: Register, units: Iterator[Unit], progress: Progress | None, state: _Interrupt
+    def _run(
+        self,
+        spec: WorkSpec,
+        reg: Register,
+        units: Iterator[Unit],
+        progress: Progress | None,
+        state: _Interrupt,
     ) -> None:
         """Keep every worker busy with at most two units queued each, merging as they finish.
 
@@ -254,9 +384,11 @@ class Scanner:
         not read ahead into memory, and on Ctrl-C nothing new is handed out while the units
         in progress finish early and are still merged.
         """
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        pool = ctx.Pool(self.jobs, _init_worker, (self.config, self.window, True, state.stop))
-        pending: deque[AsyncResult[Tally]] = deque()
+        owned = self.executor is None
+        executor = self.executor or (
+            InlineExecutor() if self.jobs == 1 else process_pool(self.jobs)
+        )
+        pending: deque[Future[Tally]] = deque()
         feed = state.guard(units)
         try:
             while True:
@@ -264,20 +396,21 @@ class Scanner:
                     unit = next(feed, None)
                     if unit is None:
                         break
-                    pending.append(pool.apply_async(judge_unit, (unit,)))
+                    pending.append(executor.submit(judge_unit, spec, unit))
                 if not pending:
                     break
-                pending[0].wait(0.05)
-                for result in [r for r in pending if r.ready()]:
-                    pending.remove(result)
-                    self._merge(reg, result.get(), progress)
+                done, _ = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in [f for f in pending if f in done]:
+                    pending.remove(future)
+                    self._merge(reg, future.result(), progress)
         except BaseException:
-            pool.terminate()
+            for future in pending:
+                future.cancel()
+            if owned:
+                _terminate(executor)
             raise
-        else:
-            pool.close()
-        finally:
-            pool.join()
+        if owned:
+            executor.shutdown(wait=True)
 
     @staticmethod
     def _merge(reg: Register, tally: Tally, progress: Progress | None) -> None:
@@ -291,19 +424,17 @@ class _Interrupt:
     a second one (or one while a source is being read, e.g. waiting on an IMAP server)
     raises KeyboardInterrupt at once."""
 
-    def __init__(self, shared: bool) -> None:
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        self.stop: Any = ctx.RawValue("b", 0) if shared else _Flag()
+    def __init__(self) -> None:
+        self.stop = StopFlag()
         self.requested = False
         self._reading = False
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested or self._reading:
-            self.requested = True
-            self.stop.value = 1
-            raise KeyboardInterrupt
+        again = self.requested or self._reading
         self.requested = True
-        self.stop.value = 1
+        self.stop.set()
+        if again:
+            raise KeyboardInterrupt
 
     @contextmanager
     def handling(self) -> Iterator[None]:
