@@ -1,7 +1,9 @@
 """A small archive with known answers, written as mbox, Maildir and a folder of .eml files.
 
-Used by the scan tests: every count in :data:`EXPECTED` follows from the messages below,
-so a wrong tally, a lost message or a double count in any reader shows up as a mismatch.
+Used by the scan tests. The messages are written out by hand (assembled with the shared
+generator, ``tests/support/synth.py``) because every count in :data:`EXPECTED` must follow
+from them at a glance: a wrong tally, a lost message or a double count in any reader shows
+up as a mismatch.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.support.synth import assemble
+
 SENDER = "hr@serviceco.example"
 
 
 def _msg(headers: list[str], body: str = "Hello all.") -> bytes:
-    return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
+    return assemble(headers, body + "\r\n")
 
 
 def _cc(addresses: list[str]) -> str:
