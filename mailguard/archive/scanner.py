@@ -1,4 +1,4 @@
-"""Scanning sources in parallel: plan work units, judge them in worker processes, merge.
+"""Scanning sources in parallel: plan work units, judge them on an executor, merge.
 
 Work is planned as small picklable :class:`Unit` descriptions (a byte range of an mbox, a
 batch of file paths, a batch of messages already fetched from IMAP), never as message
@@ -6,11 +6,18 @@ bytes read by the parent: each worker reads its own range or files, so the paren
 memory and the pipes between processes carry only results. A worker returns a
 :class:`~mailguard.archive.register.Tally` per unit; tallies add up in any order.
 
-Processes rather than threads because judging is pure Python: two cores judge twice as
-many messages only in two interpreters. Workers ignore SIGINT; on Ctrl-C the parent hands
-out no more units and raises a shared stop flag, each worker returns what it judged of its
-unit so far, and the parent merges those tallies too: the register marked ``interrupted``
-holds everything judged before the key was pressed, not only the units that completed.
+Units run on any :class:`concurrent.futures.Executor`. Each carries a :class:`WorkSpec`
+(the configuration, the date window, the stop flag), from which a worker builds its engine
+once and caches it: no worker state lives in module globals, so a thread pool, a process
+pool or a cluster's executor (e.g. Dask's ``Client.get_executor()``) runs the same units
+and gives the same register. The default is a pool of processes, because judging is pure
+Python: two cores judge twice as many messages only in two interpreters.
+
+Ctrl-C: the scanner hands out no more units and sets the :class:`StopFlag`; each worker
+returns what it judged of its unit so far, and those tallies are merged too: the register
+marked ``interrupted`` holds everything judged before the key was pressed, not only the
+units that completed. The default pool's workers ignore SIGINT for that; a caller's
+process pool should too (see :func:`process_pool`).
 """
 
 from __future__ import annotations
@@ -299,7 +306,9 @@ class InlineExecutor(Executor):
 def process_pool(jobs: int) -> ProcessPoolExecutor:
     """The default executor: ``jobs`` worker processes that leave Ctrl-C to the scanner.
 
-    Forked where possible: a worker then starts in milliseconds with the rules loaded.
+    Forked where possible: a worker then starts in milliseconds with the rules loaded. A
+    caller who brings a process pool of its own should ignore SIGINT in its workers the
+    same way, or Ctrl-C kills the units in progress instead of letting them finish early.
     """
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_ignore_sigint)
