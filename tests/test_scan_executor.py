@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mailguard.archive import scanner
+from mailguard.archive import scanner, workers
 from mailguard.archive.mbox import split_ranges
 from mailguard.archive.register import Register
 from mailguard.archive.scanner import Scanner, StopFlag, Unit, Window, WorkSpec, judge_unit
@@ -119,9 +120,10 @@ def test_the_scanner_module_keeps_no_worker_state(tmp_path: Path) -> None:
 
     path, units = archive(tmp_path, copies=1)
     Scanner(Config(), jobs=1, window=Window()).scan([(str(path), units)])
-    kinds = (Engine, Config, Window, StopFlag, WorkSpec, scanner.Worker)
-    held = [name for name, value in vars(scanner).items() if isinstance(value, kinds)]
-    assert held == []
+    kinds = (Engine, Config, Window, StopFlag, WorkSpec, workers.Worker)
+    for module in (scanner, workers):
+        held = [name for name, value in vars(module).items() if isinstance(value, kinds)]
+        assert held == [], module.__name__
 
 
 def test_stop_request_reaches_a_fresh_interpreter(tmp_path: Path) -> None:
@@ -173,9 +175,34 @@ def test_a_failing_unit_is_an_error_not_a_hang(
     """A worker that raises ends the scan with that error, and the default pool is gone."""
     path, units = archive(tmp_path, copies=2)
 
-    def broken(self: scanner.Worker, unit: Unit, stop: StopFlag | None) -> object:
+    def broken(self: workers.Worker, unit: Unit, stop: StopFlag | None) -> object:
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(scanner.Worker, "judge", broken)
+    monkeypatch.setattr(workers.Worker, "judge", broken)
     with pytest.raises(RuntimeError, match="engine bug"):
         Scanner(Config(), jobs=jobs).scan([(str(path), units)])
+
+
+def test_a_worker_that_dies_makes_the_register_incomplete_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process killed mid-unit (the OOM killer, a crash in C code): the scan ends
+    at once with an error entry naming the lost part, instead of waiting forever for it
+    (multiprocessing.Pool did) or a traceback."""
+    path, units = archive(tmp_path, copies=2)
+    parent = os.getpid()
+    real = workers.Worker.judge
+
+    def dies(self: workers.Worker, unit: Unit, stop: StopFlag | None) -> object:
+        if os.getpid() != parent and unit.start > 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, unit, stop)
+
+    monkeypatch.setattr(workers.Worker, "judge", dies)
+    started = time.monotonic()
+    register = Scanner(Config(), jobs=2).scan([(str(path), units)])
+    assert time.monotonic() - started < 60
+    assert register.incomplete and not register.interrupted
+    [lost] = register.failed_sources
+    assert lost.source == str(path) and "worker process ended unexpectedly" in lost.message
+    assert register.total.messages < 2 * len(MESSAGES)

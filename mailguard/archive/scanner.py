@@ -22,71 +22,48 @@ process pool should too (see :func:`process_pool`).
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import multiprocessing
 import os
-import pickle
-import secrets
 import signal
 import stat
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from datetime import time as dtime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
 
 from mailguard.archive.maildir import is_maildir, maildir_files
-from mailguard.archive.mbox import iter_mbox, looks_like_mbox, split_ranges
-from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally, parse_date
+from mailguard.archive.mbox import looks_like_mbox, split_ranges
+from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally
+from mailguard.archive.workers import (
+    InlineExecutor,
+    StopFlag,
+    Unit,
+    Window,
+    WorkSpec,
+    judge_unit,
+    process_pool,
+)
 from mailguard.config import Config
-from mailguard.engine import Engine
-from mailguard.sources import Input, find_files, not_regular, read_file
+from mailguard.sources import find_files, not_regular
+
+__all__ = [
+    "Progress", "Scanner", "StopFlag", "Unit", "Window", "WorkSpec", "judge_unit", "plan",
+    "process_pool",
+]  # fmt: skip
 
 FILES_PER_UNIT = 256
 MBOX_BYTES_PER_UNIT = 8 * 1024 * 1024
 MBOX_MIN_UNIT = 256 * 1024
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """One piece of work for a worker process."""
-
-    kind: str
-    """``mbox`` (a byte range of one file), ``files`` or ``inputs`` (already read)."""
-    path: str = ""
-    start: int = 0
-    end: int = 0
-    files: tuple[str, ...] = ()
-    inputs: tuple[Input, ...] = ()
-    size: int = 0
-    """Bytes of mail in the unit, for progress."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """``--since`` / ``--until``, both inclusive, by the messages' Date headers."""
-
-    since: date | None = None
-    until: date | None = None
-
-    def admits(self, when: datetime | None) -> bool:
-        # Undated messages stay in: leaving them out could hide an exposure.
-        if when is None:
-            return True
-        if self.since and when < datetime.combine(self.since, dtime.min, UTC):
-            return False
-        return not (self.until and when > datetime.combine(self.until, dtime.max, UTC))
 
 
 Progress = Callable[[int, int], None]
@@ -152,166 +129,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-# ---------------------------------------------------------------------------- workers
-
-
-class StopFlag:
-    """Ctrl-C's "finish your unit now" request, readable by any worker on this machine.
-
-    In the scanning process (``--jobs 1``, thread pools) it is an attribute. In another
-    process it is the existence of a file with a random name, created only when the stop
-    is requested: unlike a shared-memory value it can be pickled and sent with a unit, so
-    it reaches workers of any executor, including processes started after the scan began.
-    A worker on another machine never sees the file: its units run to their end (the scan
-    still hands out nothing new and keeps what comes back).
-    """
-
-    CHECK_EVERY = 0.02
-    """Seconds between two looks at the file: a stat per message would cost ~2 %."""
-
-    def __init__(self) -> None:
-        name = f"mailguard-stop-{os.getpid()}-{secrets.token_hex(8)}"
-        self.path = os.path.join(tempfile.gettempdir(), name)  # noqa: PTH118 - pickled as str
-        self._owner = os.getpid()
-        self._set = False
-        self._next_look = 0.0
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "_owner": self._owner}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _set=False, _next_look=0.0)
-
-    def set(self) -> None:
-        self._set = True
-        with contextlib.suppress(OSError):  # e.g. a full /tmp: local threads still stop
-            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-    def is_set(self) -> bool:
-        if self._set or os.getpid() == self._owner:
-            return self._set
-        now = time.monotonic()
-        if now >= self._next_look:
-            self._next_look = now + self.CHECK_EVERY
-            self._set = os.path.exists(self.path)  # noqa: PTH110
-        return self._set
-
-    def remove(self) -> None:
-        """Delete the file, if the stop was requested; call once the workers are done."""
-        if os.getpid() == self._owner:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)  # noqa: PTH108
-
-
-@dataclass(frozen=True, eq=False)
-class WorkSpec:
-    """How every unit of one scan is judged: sent with each unit, so workers hold no state
-    of their own and any executor (threads, processes, another machine) can run a unit.
-
-    The configuration travels pickled once, as bytes: a worker unpickles it and builds its
-    engine on the first unit of a scan only (see :func:`_worker`), not per unit.
-    """
-
-    config_blob: bytes
-    window: Window
-    stop: StopFlag
-    key: str = field(default_factory=lambda: secrets.token_hex(16))
-    """Identifies the scan: equal keys, same spec (the worker cache's key)."""
-
-    @classmethod
-    def build(cls, config: Config, window: Window, stop: StopFlag) -> WorkSpec:
-        return cls(pickle.dumps(config, pickle.HIGHEST_PROTOCOL), window, stop)
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, WorkSpec) and other.key == self.key
-
-
-class Worker:
-    """What one process judges a scan's units with: its engine, built once."""
-
-    def __init__(self, spec: WorkSpec) -> None:
-        config: Config = pickle.loads(spec.config_blob)  # our own bytes, from WorkSpec.build
-        self.engine = Engine(config)
-        self.window = spec.window
-
-    def judge(self, unit: Unit, stop: StopFlag | None) -> Tally:
-        """Read the unit's messages, judge each, count and keep incidents.
-
-        Stops early, with what it has, once ``stop`` is set; messages already fetched
-        (``inputs``, from IMAP) are judged all the same: they cost no reading.
-        """
-        engine = self.engine
-        stop = stop if unit.kind != "inputs" else None
-        tally = Tally()
-        for item in _messages(unit, engine.config.limits.max_message_bytes):
-            if stop is not None and stop.is_set():
-                break
-            if item.data is None:
-                error = item.error or "unreadable"
-                tally.add_error(item.source, f"cannot read: {error}" if item.unreadable else error)
-                continue
-            report = engine.check(item.data, source=item.source, mode="archived")
-            when = parse_date(report.date)
-            if self.window.admits(when):
-                tally.add_report(report, len(item.data), when)
-        return tally
-
-
-@functools.lru_cache(maxsize=4)
-def _worker(spec: WorkSpec) -> Worker:
-    """This process's worker for a scan: built on its first unit, reused for the rest.
-
-    A cache, not a global set by a pool initialiser: it works the same in the scanning
-    process, in a thread or process pool and in a worker that serves several scans.
-    """
-    return Worker(spec)
-
-
-def judge_unit(spec: WorkSpec, unit: Unit) -> Tally:
-    """The work function handed to the executor (module level, so it pickles by name)."""
-    return _worker(spec).judge(unit, spec.stop)
-
-
-def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
-    if unit.kind == "mbox":
-        yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes)
-    elif unit.kind == "files":
-        for name in unit.files:
-            yield read_file(Path(name), max_bytes)
-    else:
-        yield from unit.inputs
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scanning process handles Ctrl-C
-
-
-class InlineExecutor(Executor):
-    """Runs each unit at once in the calling thread: ``--jobs 1`` without a pool."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-
-def process_pool(jobs: int) -> ProcessPoolExecutor:
-    """The default executor: ``jobs`` worker processes that leave Ctrl-C to the scanner.
-
-    Forked where possible: a worker then starts in milliseconds with the rules loaded. A
-    caller who brings a process pool of its own should ignore SIGINT in its workers the
-    same way, or Ctrl-C kills the units in progress instead of letting them finish early.
-    """
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_ignore_sigint)
 
 
 def _terminate(executor: Executor) -> None:
@@ -398,6 +215,7 @@ class Scanner:
             InlineExecutor() if self.jobs == 1 else process_pool(self.jobs)
         )
         pending: deque[Future[Tally]] = deque()
+        unit_of: dict[Future[Tally], Unit] = {}
         feed = state.guard(units)
         try:
             while True:
@@ -405,13 +223,29 @@ class Scanner:
                     unit = next(feed, None)
                     if unit is None:
                         break
-                    pending.append(executor.submit(judge_unit, spec, unit))
+                    future = executor.submit(judge_unit, spec, unit)
+                    pending.append(future)
+                    unit_of[future] = unit
                 if not pending:
                     break
                 done, _ = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
                 for future in [f for f in pending if f in done]:
                     pending.remove(future)
-                    self._merge(reg, future.result(), progress)
+                    try:
+                        tally = future.result()
+                    except BrokenExecutor:
+                        # A worker died (killed, out of memory): say so and which part of
+                        # which source was lost, rather than a traceback or a hang.
+                        self._merge(reg, _lost(unit_of[future], len(pending) + 1), progress)
+                        raise
+                    self._merge(reg, tally, progress)
+                    del unit_of[future]
+        except BrokenExecutor:
+            for future in pending:
+                future.cancel()
+            if owned:
+                _terminate(executor)
+            return
         except BaseException:
             for future in pending:
                 future.cancel()
@@ -426,6 +260,25 @@ class Scanner:
         reg.merge(tally)
         if progress is not None:
             progress(reg.total.messages, reg.total.bytes)
+
+
+def _lost(unit: Unit, units: int) -> Tally:
+    """The error entry for a scan cut short by a dead worker: it makes the register
+    incomplete (exit status 2) and names where the lost work began."""
+    if unit.kind == "mbox":
+        source, where = unit.path, f"bytes {unit.start:,}-{unit.end:,} of {unit.path}"
+    elif unit.kind == "files":
+        source, where = unit.files[0], f"{unit.files[0]} and {len(unit.files) - 1} more file(s)"
+    else:
+        source = where = unit.inputs[0].source if unit.inputs else "fetched messages"
+    message = (
+        "a worker process ended unexpectedly (killed, or out of memory?) while judging "
+        f"{where}; the scan stopped there: {units} work unit(s) in progress and the rest "
+        "of the sources were not judged"
+    )
+    tally = Tally()
+    tally.add_error(source, message, SOURCE)
+    return tally
 
 
 class _Interrupt:
