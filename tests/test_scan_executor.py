@@ -206,3 +206,23 @@ def test_a_worker_that_dies_makes_the_register_incomplete_not_a_hang(
     [lost] = register.failed_sources
     assert lost.source == str(path) and "worker process ended unexpectedly" in lost.message
     assert register.total.messages < 2 * len(MESSAGES)
+
+
+def test_stop_flag_copies_see_the_request_and_nothing_is_left_behind() -> None:
+    """A pickled copy (what every executor but a thread pool hands a worker) learns of the
+    stop from the file, even in the scanning process itself; no file exists before the
+    request or after the scan."""
+    import pickle
+
+    stop = StopFlag()
+    copy = pickle.loads(pickle.dumps(stop))
+    assert not stop.is_set() and not copy.is_set()
+    assert not os.path.exists(stop.path)  # noqa: PTH110
+    stop.set()
+    assert stop.is_set()
+    later = pickle.loads(pickle.dumps(stop))
+    assert later.is_set()
+    copy._next_look = 0.0  # its last look was before the request
+    assert copy.is_set()
+    stop.remove()
+    assert not os.path.exists(stop.path)  # noqa: PTH110

@@ -83,6 +83,8 @@ class StopFlag:
         name = f"mailguard-stop-{os.getpid()}-{secrets.token_hex(8)}"
         self.path = os.path.join(tempfile.gettempdir(), name)  # noqa: PTH118 - pickled as str
         self._owner = os.getpid()
+        self._original = True
+        """This very object, in the process that made it: its attribute is the truth."""
         self._set = False
         self._next_look = 0.0
 
@@ -90,7 +92,7 @@ class StopFlag:
         return {"path": self.path, "_owner": self._owner}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _set=False, _next_look=0.0)
+        self.__dict__.update(state, _original=False, _set=False, _next_look=0.0)
 
     def set(self) -> None:
         self._set = True
@@ -98,7 +100,7 @@ class StopFlag:
             os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
     def is_set(self) -> bool:
-        if self._set or os.getpid() == self._owner:
+        if self._set or (self._original and os.getpid() == self._owner):
             return self._set
         now = time.monotonic()
         if now >= self._next_look:
