@@ -110,7 +110,7 @@ class StopFlag:
 
     def remove(self) -> None:
         """Delete the file, if the stop was requested; call once the workers are done."""
-        if os.getpid() == self._owner:
+        if self._set and self._original and os.getpid() == self._owner:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)  # noqa: PTH108
 
