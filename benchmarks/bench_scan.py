@@ -36,7 +36,6 @@ verdicts); 2 when it cannot run (mail-parser missing, not enough disk space).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import email.parser
 import email.policy
 import email.utils
@@ -49,7 +48,6 @@ import mailbox
 import multiprocessing
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -59,14 +57,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import _harness as h  # the benchmarks' shared harness (same directory)
 
 from mailguard import Engine
-from tests.support.synth import build_mix
+from tests.support.synth import build_mix, mbox_entry, mbox_from_line
 
 TARGET_MSG_PER_S = 10_000.0
 TARGET_X_VS_MAILPARSER = 25.0
@@ -83,10 +80,6 @@ MIB = 1024 * 1024
 VERDICTS = ("pass", "warn", "block", "error")
 SCAN_OK = (0, 1)
 """``mailguard scan`` exit statuses of a complete scan: 0 no incident, 1 incidents."""
-
-_MBOXRD_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
-_FROM_HEADER = re.compile(rb"^From:[ \t]*([^\n]*)", re.MULTILINE | re.IGNORECASE)
-_DATE_HEADER = re.compile(rb"^Date:[ \t]*([^\n]*)", re.MULTILINE | re.IGNORECASE)
 
 
 class Invalid(Exception):
@@ -125,28 +118,6 @@ class Corpus:
         return len(self.kinds)
 
 
-def mbox_from_line(data: bytes) -> bytes:
-    """``From sender asctime`` from the message's own From and Date headers."""
-    end = data.find(b"\n\n")
-    head = data if end < 0 else data[:end]
-    sender = "MAILER-DAEMON"
-    if (m := _FROM_HEADER.search(head)) is not None:
-        sender = email.utils.parseaddr(m.group(1).decode("utf-8", "replace"))[1] or sender
-    when = datetime(2025, 1, 1, tzinfo=UTC)
-    if (m := _DATE_HEADER.search(head)) is not None:
-        with contextlib.suppress(TypeError, ValueError, IndexError):
-            when = email.utils.parsedate_to_datetime(m.group(1).decode("ascii", "replace"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return f"From {sender} {time.asctime(when.astimezone(UTC).timetuple())}\n".encode()
-
-
-def mboxrd_quote(data: bytes) -> tuple[bytes, int]:
-    """Quote ``From `` (and ``>From ``, ...) at a line start with one more ``>``."""
-    quoted, count = _MBOXRD_QUOTE.subn(rb">\1", data)
-    return quoted, count
-
-
 def write_corpus(
     workdir: Path, messages: list[bytes], kinds: list[str], visible: list[int]
 ) -> Corpus:
@@ -156,18 +127,16 @@ def write_corpus(
     quoted_lines = 0
     with mbox.open("wb") as f:
         for data in messages:
-            body, n = mboxrd_quote(data)
+            entry, n = mbox_entry(mbox_from_line(data), data)
             quoted_lines += n
-            f.write(mbox_from_line(data))
-            f.write(body)
-            f.write(b"\n" if body.endswith(b"\n") else b"\n\n")
+            f.write(entry)
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
     base = 1_740_000_000
     for i, data in enumerate(messages):
         (maildir / "cur" / f"{base + i}.M{i:06d}P4242.bench-scan:2,S").write_bytes(data)
     one = workdir / "one.mbox"
-    one.write_bytes(mbox_from_line(messages[0]) + mboxrd_quote(messages[0])[0] + b"\n")
+    one.write_bytes(mbox_entry(mbox_from_line(messages[0]), messages[0])[0])
     return Corpus(
         workdir, mbox, maildir, one, kinds, visible, sum(len(m) for m in messages), quoted_lines
     )

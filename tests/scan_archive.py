@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.support.synth import assemble
+from tests.support.synth import assemble, mbox_entry
 
 SENDER = "hr@serviceco.example"
 
@@ -75,17 +75,11 @@ def from_line(i: int) -> bytes:
     return f"From {SENDER} Mon Jun  1 09:00:{i % 60:02d} 2020\n".encode()
 
 
-def write_mbox(path: Path, *, crlf: bool = False, quote: bool = True) -> Path:
+def write_mbox(path: Path, *, crlf: bool = False) -> Path:
     """mboxrd: body lines starting with From (after any '>') get one more '>'."""
     out = bytearray()
     for i, (_, raw) in enumerate(MESSAGES):
-        text = raw.replace(b"\r\n", b"\n")
-        if quote:
-            text = b"\n".join(
-                b">" + line if line.lstrip(b">").startswith(b"From ") else line
-                for line in text.split(b"\n")
-            )
-        block = from_line(i) + text + b"\n"
+        block, _ = mbox_entry(from_line(i), raw.replace(b"\r\n", b"\n"))
         out += block.replace(b"\n", b"\r\n") if crlf else block
     path.write_bytes(bytes(out))
     return path

@@ -17,13 +17,16 @@ commas, RFC 2047 encoded names and subjects, quoted-printable bodies.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import random
+import re
 import textwrap
+import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr, parsedate_to_datetime
 
 MAX_LINE = 78  # RFC 5322 "SHOULD" limit, excluding CRLF
 MAX_MAILBOX = 72  # longest rendered mailbox, so that "Bcc: " + mailbox + "," still fits
@@ -657,3 +660,34 @@ def cc300_message(sender: str, count: int = CC300_RECIPIENTS) -> str:
     ]
     body = "Dear all,\n\n" + prose(rng, 600) + "\n\nHR Team\n"
     return "\n".join(head) + "\n\n" + body
+
+
+# --- mbox ---------------------------------------------------------------------------------
+
+_MBOXRD_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
+_FROM_HEADER = re.compile(rb"^From:[ \t]*([^\n]*)", re.MULTILINE | re.IGNORECASE)
+_DATE_HEADER = re.compile(rb"^Date:[ \t]*([^\n]*)", re.MULTILINE | re.IGNORECASE)
+
+
+def mbox_entry(from_line: bytes, message: bytes) -> tuple[bytes, int]:
+    """One mboxrd entry for an LF ``message``: the ``From_`` line, the message with every
+    ``From `` (or ``>From ``, ...) at a line start quoted with one more ``>``, a blank line.
+    Returns the entry and how many lines were quoted."""
+    body, quoted = _MBOXRD_QUOTE.subn(rb">\1", message)
+    return from_line + body + (b"\n" if body.endswith(b"\n") else b"\n\n"), quoted
+
+
+def mbox_from_line(message: bytes) -> bytes:
+    """``From sender asctime`` from the message's own From and Date headers."""
+    end = message.find(b"\n\n")
+    head = message if end < 0 else message[:end]
+    sender = "MAILER-DAEMON"
+    if (m := _FROM_HEADER.search(head)) is not None:
+        sender = parseaddr(m.group(1).decode("utf-8", "replace"))[1] or sender
+    when = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    if (m := _DATE_HEADER.search(head)) is not None:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            when = parsedate_to_datetime(m.group(1).decode("ascii", "replace"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return f"From {sender} {time.asctime(when.astimezone(dt.UTC).timetuple())}\n".encode()
