@@ -35,11 +35,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import os
 import platform
-import random
 import re
 import resource
 import shutil
@@ -49,21 +46,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import _harness as h  # the benchmarks' shared harness (same directory); puts the repo on sys.path
 
-from tests.support.postfix import (  # noqa: E402 - needs the repository on sys.path
-    PostfixInstance,
-    ensure_postfix_installed,
-)
+from tests.support.postfix import PostfixInstance, ensure_postfix_installed
+from tests.support.synth import CC300_RECIPIENTS, cc300_message, clean_message
 
 SMTP_SOURCE = Path("/usr/sbin/smtp-source")
 POSTCONF = Path("/usr/sbin/postconf")
@@ -72,7 +64,6 @@ POSTCONF = Path("/usr/sbin/postconf")
 MESSAGES = 2_000
 SESSIONS = 20
 ROUNDS = 3
-CC300_RECIPIENTS = 300
 CC300_IN_LOAD_DIVISOR = 10
 """300-Cc messages sent (over one session) during a clean load: 1 per 10 clean ones."""
 SERIAL_MESSAGES = 200
@@ -97,7 +88,6 @@ RECIPIENT = "bob@example.test"
 CC300_SENDER = "hr@serviceco.example"
 HELO = "client.example.test"
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _DECISION = re.compile(r" decision (.*)$", re.MULTILINE)
 _FIELD = re.compile(r"(\w+)=('[^']*'|\S+)")
 _LISTENING = re.compile(r"listening on inet:127\.0\.0\.1:(\d+)")
@@ -109,131 +99,8 @@ class Broken(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# The two messages
-# --------------------------------------------------------------------------------------------
-
-WORDS = (
-    "the", "project", "team", "meeting", "please", "find", "below", "update", "schedule",
-    "we", "will", "review", "next", "week", "thanks", "for", "your", "help", "with", "this",
-    "budget", "plan", "office", "delivery", "confirm", "details", "and", "to", "of", "a",
-    "in", "on", "is", "as", "discussed", "agreed", "action", "points", "deadline", "draft",
-    "report", "figures", "quarter", "client", "supplier", "contract", "venue", "agenda",
-)  # fmt: skip
-FIRST = ("amelia", "oliver", "isla", "george", "ava", "noah", "mia", "arthur", "grace", "leo")
-LAST = ("smith", "jones", "taylor", "brown", "patel", "wilson", "okafor", "khan", "nguyen", "reid")
-CONSUMER_DOMAINS = ("gmail.com", "outlook.com", "yahoo.co.uk", "hotmail.co.uk", "icloud.com")
-
-
-def _paragraphs(rng: random.Random, size: int) -> str:
-    """Plain-text paragraphs wrapped at 72 columns, about ``size`` bytes in all."""
-    out: list[str] = []
-    length = 0
-    while length < size:
-        words = [rng.choice(WORDS) for _ in range(rng.randint(25, 45))]
-        para = textwrap.fill(" ".join(words).capitalize() + ".", 72)
-        out.append(para)
-        length += len(para) + 2
-    return "\n\n".join(out)
-
-
-def _fold(name: str, items: Sequence[str]) -> str:
-    """``Name: a, b, c`` folded before 78 columns at the commas, as mail clients do."""
-    lines: list[str] = []
-    line = f"{name}:"
-    for i, item in enumerate(items):
-        piece = item + ("," if i < len(items) - 1 else "")
-        if len(line) + 1 + len(piece) > 78 and line != f"{name}:":
-            lines.append(line)
-            line = " " + piece
-        else:
-            line += " " + piece
-    lines.append(line)
-    return "\n".join(lines)
-
-
-def clean_message() -> str:
-    """One sender, one recipient, ~2 KB of text: what most outgoing mail looks like.
-
-    LF line ends: ``smtp-source -F`` sends each line with CRLF (and dot-stuffs).
-    """
-    rng = random.Random(1729)
-    head = [
-        f"From: Alice Example <{SENDER}>",
-        f"To: Bob Example <{RECIPIENT}>",
-        "Subject: Minutes from Tuesday's planning meeting",
-        "Date: Tue, 04 Mar 2025 09:12:44 +0000",
-        "Message-ID: <bench-clean.1729@example.test>",
-        "MIME-Version: 1.0",
-        'Content-Type: text/plain; charset="utf-8"',
-        "Content-Transfer-Encoding: 7bit",
-    ]
-    body = "Hi Bob,\n\n" + _paragraphs(rng, 1650) + "\n\nKind regards,\nAlice\n"
-    return "\n".join(head) + "\n\n" + body
-
-
-def cc300_message() -> str:
-    """A rota mailed to 300 people's personal addresses in Cc instead of Bcc.
-
-    The exposure mailguard exists to stop (verdict ``block``). The envelope has one recipient
-    (``-r 1``), like the clean message, so the two differ in their content only.
-    """
-    rng = random.Random(300)
-    cc = []
-    for i in range(CC300_RECIPIENTS):
-        first, last = rng.choice(FIRST), rng.choice(LAST)
-        domain = CONSUMER_DOMAINS[i % len(CONSUMER_DOMAINS)]
-        cc.append(f"{first.title()} {last.title()} <{first}.{last}{i}@{domain}>")
-    head = [
-        f"From: HR Team <{CC300_SENDER}>",
-        f"To: Rota <rota@{CC300_SENDER.split('@')[1]}>",
-        _fold("Cc", cc),
-        "Subject: Your shifts for April",
-        "Date: Tue, 04 Mar 2025 16:02:10 +0000",
-        "Message-ID: <bench-cc300.300@serviceco.example>",
-        "MIME-Version: 1.0",
-        'Content-Type: text/plain; charset="utf-8"',
-    ]
-    body = "Dear all,\n\n" + _paragraphs(rng, 600) + "\n\nHR Team\n"
-    return "\n".join(head) + "\n\n" + body
-
-
-# --------------------------------------------------------------------------------------------
 # CPU accounting from /proc
 # --------------------------------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw.rsplit(")", 1)[1].split()
-
-
-def process_cpu(pid: int | None, *, children: bool = False) -> float:
-    """CPU seconds (user + system) of a process; with ``children``, of its reaped ones too."""
-    if pid is None:
-        return 0.0
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    # After the ")": state is field 3, so utime (14) .. cstime (17) sit at 11..14.
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / _CLK_TCK
-
-
-def process_cpu_thread(pid: int | None) -> float:
-    """CPU seconds of a process's main thread alone."""
-    if pid is None:
-        return 0.0
-    try:
-        raw = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = raw.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def postfix_cpu(master: int | None) -> float:
@@ -244,24 +111,11 @@ def postfix_cpu(master: int | None) -> float:
     """
     if master is None:
         return 0.0
-    total = process_cpu(master, children=True)
+    total = h.process_cpu(master, children=True)
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None and fields[0] not in "ZX" and int(fields[1]) == master:
-                total += process_cpu(int(entry.name), children=True)
+        if entry.name.isdigit() and h.parent_of(int(entry.name)) == master:
+            total += h.process_cpu(int(entry.name), children=True)
     return total
-
-
-def machine_cpu() -> tuple[float, float, float]:
-    """(busy, total, irq) CPU seconds of the whole machine, summed over all cores.
-
-    irq is hard and soft interrupt time: mostly loopback networking, charged to no process.
-    """
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(values[:8])  # guest time is already in user
-    idle = values[3] + values[4]
-    return (total - idle) / _CLK_TCK, total / _CLK_TCK, (values[5] + values[6]) / _CLK_TCK
 
 
 def find_pid(needle: str) -> int | None:
@@ -284,18 +138,18 @@ class CpuMeter:
     sink: int | None
 
     def snapshot(self) -> dict[str, float]:
-        busy, total, irq = machine_cpu()
+        busy, total, irq = h.machine_cpu()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         me = resource.getrusage(resource.RUSAGE_SELF)
-        milter = process_cpu(self.milter)
-        loop = process_cpu_thread(self.milter)
+        milter = h.process_cpu(self.milter)
+        loop = h.process_cpu(self.milter, thread=True)
         return {
             "postfix": postfix_cpu(self.master),
             # The milter's main thread runs the asyncio loop (the protocol); its worker
             # threads run the engine (the rules).
             "milter_loop": loop,
             "milter_rules": milter - loop,
-            "smtp_sink": process_cpu(self.sink),
+            "smtp_sink": h.process_cpu(self.sink),
             # smtp-source runs are this process's only children reaped during a phase.
             "smtp_source": children.ru_utime + children.ru_stime,
             "kernel_irq": irq,
@@ -338,7 +192,7 @@ class Milter:
 
     def start(self, timeout: float = 20.0) -> None:
         listen = "inet:127.0.0.1:0" if self.inet else f"unix:{self.sock_path}"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(h.REPO)}
         env.pop("MAILGUARD_REDACT_KEY", None)
         argv = [
             sys.executable, "-c", "from mailguard.cli import main; main()",
@@ -634,12 +488,6 @@ def _tail(text: str, lines: int = 20) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile: the value below which ``pct`` % of the samples fall."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
 def latency(phase: Phase, kind: str) -> dict[str, Any]:
     """p50/p99/max of one kind's decision times in one phase."""
     ms = phase.ms(kind)
@@ -647,8 +495,8 @@ def latency(phase: Phase, kind: str) -> dict[str, Any]:
         "sent": phase.count(kind),
         "decisions": len(ms),
         "load": ", ".join(f"{ld.count:,} {ld.kind} x {ld.sessions} sessions" for ld in phase.loads),
-        "p50_ms": round(percentile(ms, 50), 3),
-        "p99_ms": round(percentile(ms, 99), 3),
+        "p50_ms": round(h.percentile(ms, 50), 3),
+        "p99_ms": round(h.percentile(ms, 99), 3),
         "max_ms": round(max(ms), 3),
         "mean_ms": round(statistics.fmean(ms), 3),
     }
@@ -757,10 +605,7 @@ def measure(
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200 messages, 1 round: a smoke run")
-    ap.add_argument(
-        "--json", action="store_true", help="figures as JSON on stdout, table to stderr"
-    )
+    h.common_arguments(ap, "200 messages, 1 round: a smoke run", seed=False)
     ap.add_argument(
         "--inet", action="store_true", help="milter on TCP 127.0.0.1 instead of a unix socket"
     )
@@ -787,14 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cc300_burst": quick.get("cc300_burst", CC300_BURST),
     }
 
-    wall = time.perf_counter()
-    out: TextIO = sys.stderr if args.json else sys.stdout
-
-    def say(line: str = "") -> None:
-        print(line, file=out, flush=True)
-
-    def progress(line: str) -> None:
-        print(f"  .. {line}", file=sys.stderr, flush=True)
+    output = h.Output(args.json)
+    say, progress = output.say, output.progress
 
     if os.geteuid() != 0:
         print("bench_milter.py needs root: a private Postfix instance does", file=sys.stderr)
@@ -811,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The milter's socket and log live where smtpd (user postfix) can reach them.
     workdir = Path(tempfile.mkdtemp(prefix="mailguard-bench-milter-", dir="/var/tmp"))
     workdir.chmod(0o755)
-    texts = {"clean": clean_message(), "cc300": cc300_message()}
+    texts = {"clean": clean_message(SENDER, RECIPIENT), "cc300": cc300_message(CC300_SENDER)}
     files = {kind: workdir / f"{kind}.eml" for kind in texts}
     for kind, text in texts.items():
         files[kind].write_text(text)
@@ -873,12 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sessions=sessions,
         message_bytes=wire,
     )
-    elapsed = time.perf_counter() - wall
-    say()
-    say(f"Total benchmark time: {elapsed:.1f} s")
-    if args.json:
-        figures["elapsed_s"] = round(elapsed, 1)
-        print(json.dumps(figures, indent=2))
+    output.finish(figures)
     return 0
 
 
@@ -887,21 +721,29 @@ def report(
 ) -> dict[str, Any]:
     """Print the tables; return the figures for ``--json``."""
     without, with_ = throughput(res.rounds[False]), throughput(res.rounds[True])
-    ratio_median = with_["median_msg_per_s"] / without["median_msg_per_s"]
-    ratio_best = with_["best_msg_per_s"] / without["best_msg_per_s"]
+    ratio_median = h.ratio(with_["median_msg_per_s"], without["median_msg_per_s"])
+    ratio_best = h.ratio(with_["best_msg_per_s"], without["best_msg_per_s"])
     paired = [b.rate / a.rate for a, b in zip(res.rounds[False], res.rounds[True], strict=True)]
     rounds = len(paired)
 
     say()
     say("Throughput, msg/s (smtp-source start -> last message in the sink):")
-    head = "".join(f"{f'round {i + 1}':>10}" for i in range(rounds))
-    say(f"  {'':<16}{head}{'best':>10}{'median':>10}{'submit*':>10}{'CPU busy*':>11}")
-    for name, t in (("no milter", without), ("with mailguard", with_)):
-        cells = "".join(f"{r:>10,.0f}" for r in t["runs_msg_per_s"])
-        say(
-            f"  {name:<16}{cells}{t['best_msg_per_s']:>10,.0f}{t['median_msg_per_s']:>10,.0f}"
-            f"{t['submit_median_msg_per_s']:>10,.0f}{t['machine_busy_pct']:>10.0f}%"
-        )
+    h.table(
+        say,
+        [
+            h.Column("", "name", "<16"),
+            *(h.Column(f"round {i + 1}", f"round{i}", ">10,.0f") for i in range(rounds)),
+            h.Column("best", "best_msg_per_s", ">10,.0f"),
+            h.Column("median", "median_msg_per_s", ">10,.0f"),
+            h.Column("submit*", "submit_median_msg_per_s", ">10,.0f"),
+            h.Column("CPU busy*", "machine_busy_pct", ">10.0f", "%"),
+        ],
+        (
+            {"name": name, **t, **{f"round{i}": r for i, r in enumerate(t["runs_msg_per_s"])}}
+            for name, t in (("no milter", without), ("with mailguard", with_))
+        ),
+        indent="  ",
+    )
     say(
         f"  with/without: median {ratio_median:.1%}, best/best {ratio_best:.1%}; "
         f"per round {', '.join(f'{p:.1%}' for p in paired)}"
@@ -961,24 +803,14 @@ def report(
     say(f"  amid clean load: 1 session of 300-Cc messages while {sessions} send clean ones;")
     say(f"  alone: 1 session and nothing else; x {sessions}: all sessions send 300-Cc messages.")
 
+    p99 = decisions["cc300"]["p99_ms"]
     targets = [
-        {
-            "target": "with mailguard >= 90 % of the throughput without it (medians)",
-            "value": round(ratio_median, 4),
-            "threshold": TARGET_RATIO,
-            "met": ratio_median >= TARGET_RATIO,
-        },
-        {
-            "target": "300-recipient decision p99 < 5 ms (amid the clean load)",
-            "value": decisions["cc300"]["p99_ms"],
-            "threshold": TARGET_CC300_P99_MS,
-            "met": decisions["cc300"]["p99_ms"] < TARGET_CC300_P99_MS,
-        },
-    ]
-    say()
-    say("Targets (from the issue):" + ("  [quick run: small samples]" if quick else ""))
-    for t in targets:
-        say(f"  {'PASS' if t['met'] else 'MISS'}  {t['target']:<62} measured {t['value']:,}")
+        h.target("with mailguard >= 90 % of the throughput without it (medians)",
+                 round(ratio_median, 4), TARGET_RATIO, ratio_median >= TARGET_RATIO),
+        h.target("300-recipient decision p99 < 5 ms (amid the clean load)", p99,
+                 TARGET_CC300_P99_MS, p99 < TARGET_CC300_P99_MS),
+    ]  # fmt: skip
+    h.print_targets(say, targets, note="quick run: small samples" if quick else "", width=62)
 
     return {
         "python": platform.python_version(),

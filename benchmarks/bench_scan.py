@@ -9,7 +9,7 @@ sets these targets for the standard mix written as one mbox and as a Maildir:
 * near-linear scaling from 1 to 2 jobs (here: jobs 2 / jobs 1 >= 1.7);
 * memory flat in archive size (a 5 GB mbox must not need 5 GB of RAM).
 
-The standard mix comes from ``bench_check.build_mix`` (5,000 messages: 4,500 small, 400
+The standard mix comes from ``tests/support/synth.py`` (5,000 messages: 4,500 small, 400
 with 300 Cc, 100 with a 2 MB attachment), written once, with LF line ends, as ``mix.mbox``
 (mboxrd: ``From_`` separator lines, body lines starting with ``From `` quoted) and as a
 Maildir (``cur/``). Every file set is read once, untimed, before any timing, so every
@@ -36,7 +36,6 @@ verdicts); 2 when it cannot run (mail-parser missing, not enough disk space).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import email.parser
 import email.policy
 import email.utils
@@ -49,8 +48,6 @@ import mailbox
 import multiprocessing
 import os
 import platform
-import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -60,13 +57,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from bench_check import DEFAULT_SEED, build_mix  # the standard mix (same directory)
+import _harness as h  # the benchmarks' shared harness (same directory)
 
 from mailguard import Engine
+from tests.support.synth import build_mix, mbox_entry, mbox_from_line
 
 TARGET_MSG_PER_S = 10_000.0
 TARGET_X_VS_MAILPARSER = 25.0
@@ -83,10 +80,6 @@ MIB = 1024 * 1024
 VERDICTS = ("pass", "warn", "block", "error")
 SCAN_OK = (0, 1)
 """``mailguard scan`` exit statuses of a complete scan: 0 no incident, 1 incidents."""
-
-_MBOXRD_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
-_FROM_HEADER = re.compile(rb"^From:[ \t]*([^\n]*)", re.MULTILINE | re.IGNORECASE)
-_DATE_HEADER = re.compile(rb"^Date:[ \t]*([^\n]*)", re.MULTILINE | re.IGNORECASE)
 
 
 class Invalid(Exception):
@@ -125,28 +118,6 @@ class Corpus:
         return len(self.kinds)
 
 
-def mbox_from_line(data: bytes) -> bytes:
-    """``From sender asctime`` from the message's own From and Date headers."""
-    end = data.find(b"\n\n")
-    head = data if end < 0 else data[:end]
-    sender = "MAILER-DAEMON"
-    if (m := _FROM_HEADER.search(head)) is not None:
-        sender = email.utils.parseaddr(m.group(1).decode("utf-8", "replace"))[1] or sender
-    when = datetime(2025, 1, 1, tzinfo=UTC)
-    if (m := _DATE_HEADER.search(head)) is not None:
-        with contextlib.suppress(TypeError, ValueError, IndexError):
-            when = email.utils.parsedate_to_datetime(m.group(1).decode("ascii", "replace"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return f"From {sender} {time.asctime(when.astimezone(UTC).timetuple())}\n".encode()
-
-
-def mboxrd_quote(data: bytes) -> tuple[bytes, int]:
-    """Quote ``From `` (and ``>From ``, ...) at a line start with one more ``>``."""
-    quoted, count = _MBOXRD_QUOTE.subn(rb">\1", data)
-    return quoted, count
-
-
 def write_corpus(
     workdir: Path, messages: list[bytes], kinds: list[str], visible: list[int]
 ) -> Corpus:
@@ -156,18 +127,16 @@ def write_corpus(
     quoted_lines = 0
     with mbox.open("wb") as f:
         for data in messages:
-            body, n = mboxrd_quote(data)
+            entry, n = mbox_entry(mbox_from_line(data), data)
             quoted_lines += n
-            f.write(mbox_from_line(data))
-            f.write(body)
-            f.write(b"\n" if body.endswith(b"\n") else b"\n\n")
+            f.write(entry)
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
     base = 1_740_000_000
     for i, data in enumerate(messages):
         (maildir / "cur" / f"{base + i}.M{i:06d}P4242.bench-scan:2,S").write_bytes(data)
     one = workdir / "one.mbox"
-    one.write_bytes(mbox_from_line(messages[0]) + mboxrd_quote(messages[0])[0] + b"\n")
+    one.write_bytes(mbox_entry(mbox_from_line(messages[0]), messages[0])[0])
     return Corpus(
         workdir, mbox, maildir, one, kinds, visible, sum(len(m) for m in messages), quoted_lines
     )
@@ -205,40 +174,6 @@ def disk_bytes(path: Path) -> int:
 # --------------------------------------------------------------------------------------------
 # mailguard scan, as a user runs it
 # --------------------------------------------------------------------------------------------
-
-
-class Load:
-    """What the rest of the machine did during a run: this VM is shared and noisy.
-
-    Machine-wide busy CPU time (``/proc/stat``, including time stolen by the hypervisor)
-    minus the CPU time of what is measured and of this script, per second of wall time:
-    the number of cores other work kept busy, on average. A run with ``others`` near 1 on
-    two cores had only about one core to itself.
-    """
-
-    def __init__(self) -> None:
-        self.busy = self._busy()
-        self.own = self._own()
-
-    @staticmethod
-    def _busy() -> float:
-        try:
-            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-        except OSError:
-            return 0.0
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
-    def others(self, wall: float, measured_cpu: float = 0.0) -> float:
-        """Average cores busy with other work since this object was made."""
-        busy = self._busy() - self.busy
-        own = self._own() - self.own
-        return max(0.0, busy - own - measured_cpu) / wall if wall > 0 else 0.0
 
 
 def _spin(n: int) -> None:
@@ -361,7 +296,7 @@ class ScanRun:
     cpu: float = 0.0
     """CPU seconds (user + system) of the CLI and all its workers."""
     others: float = 0.0
-    """Cores kept busy by other processes meanwhile, on average (see :class:`Load`)."""
+    """Cores kept busy by other processes meanwhile, on average (see :class:`_harness.Load`)."""
 
     @property
     def verdicts(self) -> dict[str, int]:
@@ -385,7 +320,7 @@ def run_scan(source: Path, jobs: int, workdir: Path, *, sample_memory: bool = Fa
     with log.open("wb") as err:
         gc.collect()
         start = time.perf_counter()
-        load = Load()
+        load = h.Load()
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=workdir
         )
@@ -449,7 +384,7 @@ class LoopRun:
     sample_kinds: dict[str, int] | None = None
     """For a sampled pass: messages of each kind that were parsed."""
     others: float = 0.0
-    """Cores kept busy by other processes meanwhile, on average (see :class:`Load`)."""
+    """Cores kept busy by other processes meanwhile, on average (see :class:`_harness.Load`)."""
 
 
 def run_stdlib_mbox(corpus: Corpus) -> LoopRun:
@@ -555,13 +490,6 @@ def run_mailparser(corpus: Corpus, sample: int | None) -> LoopRun:
 # --------------------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _revision() -> str:
     """The commit being measured, and whether mailguard/ has uncommitted changes."""
     root = Path(__file__).resolve().parents[1]
@@ -650,15 +578,9 @@ def memory_figures(run: ScanRun, archive_bytes: int, scale: int, messages: int) 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, help="timed runs per contender, best kept (default 3)")
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="1/10 of the mix, 1 run, 100-message baseline sample, memory at x1 and x2",
+    h.common_arguments(
+        ap, "1/10 of the mix, 1 run, 100-message baseline sample, memory at x1 and x2"
     )
-    ap.add_argument(
-        "--json", action="store_true", help="figures as JSON on stdout, table to stderr"
-    )
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
     ap.add_argument("--jobs", type=int, help="'all cores' (default: os.cpu_count(), at least 2)")
     ap.add_argument(
         "--baseline-sample",
@@ -689,10 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if repeat < 1 or sample < 1 or scale < 1 or all_jobs < 2:
         ap.error("--repeat, --baseline-sample and --scale must be >= 1, --jobs >= 2")
 
-    out: TextIO = sys.stderr if args.json else sys.stdout
-
-    def say(line: str = "") -> None:
-        print(line, file=out, flush=True)
+    output = h.Output(args.json)
 
     if importlib.util.find_spec("mailparser") is None:
         print("mail-parser is not installed: pip install -e '.[test]'", file=sys.stderr)
@@ -705,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         workdir = Path(tempfile.mkdtemp(prefix="mailguard-bench-scan-"))
     try:
-        return _run(args, workdir, repeat, sample, scale, all_jobs, say)
+        return _run(args, workdir, repeat, sample, scale, all_jobs, output)
     except CannotRun as exc:
         print(f"CANNOT RUN: {exc}", file=sys.stderr)
         return 2
@@ -721,24 +640,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(
     args: argparse.Namespace, workdir: Path, repeat: int, sample: int, scale: int,
-    all_jobs: int, say: Callable[..., None],
+    all_jobs: int, output: h.Output,
 ) -> int:  # fmt: skip
-    wall = time.perf_counter()
-
-    def progress(line: str) -> None:
-        print(f"  .. {line}", file=sys.stderr, flush=True)
+    say, progress = output.say, output.progress
 
     mix_div = 10 if args.quick else 1
     sample_arg = None if args.full_baseline else sample
     say(
-        f"mailguard {_version('mailguard-dlp')} scan benchmark - Python "
-        f"{platform.python_version()} ({platform.python_implementation()}), {platform.system()} "
-        f"{platform.machine()}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable)"
+        f"mailguard {h.version('mailguard-dlp')} scan benchmark - {h.machine()} "
+        f"({len(os.sched_getaffinity(0))} usable)"
     )
     revision = _revision()
     say(f"revision {revision}")
     say(
-        f"mail-parser {_version('mail-parser')}; seed {args.seed}; best of {repeat} runs; "
+        f"mail-parser {h.version('mail-parser')}; seed {args.seed}; best of {repeat} runs; "
         f"all cores = --jobs {all_jobs}" + ("; QUICK (1/10 of the mix)" if args.quick else "")
     )
 
@@ -847,7 +762,7 @@ def _run(
         for key, (label, fn) in loops.items():
             progress(f"run {r + 1}/{repeat}: {label}")
             gc.collect()
-            load = Load()
+            load = h.Load()
             loop = fn()
             loop.others = load.others(loop.measured_seconds)
             if loop.recipients != loop.expected_recipients:
@@ -896,7 +811,7 @@ def _run(
             "seconds": round(run.wall, 3),
             "msg_per_s": round(n / run.wall, 1),
             "mb_per_s": round(mb / run.wall, 1),
-            "x_vs_mailparser": round(n / run.wall / mp_rate, 2),
+            "x_vs_mailparser": round(h.ratio(n / run.wall, mp_rate), 2),
             "in_process_seconds": run.in_process,
             "in_process_msg_per_s": round(n / run.in_process, 1),
             "in_process_mb_per_s": round(mb / run.in_process, 1),
@@ -915,7 +830,7 @@ def _run(
             "seconds": round(loop.seconds, 3),
             "msg_per_s": round(n / loop.seconds, 1),
             "mb_per_s": round(mb / loop.seconds, 1),
-            "x_vs_mailparser": round(n / loop.seconds / mp_rate, 2),
+            "x_vs_mailparser": round(h.ratio(n / loop.seconds, mp_rate), 2),
             "messages_parsed": loop.messages,
             "measured_seconds": round(loop.measured_seconds, 3),
             "extrapolated": loop.sample_kinds is not None,
@@ -929,24 +844,22 @@ def _run(
             rows[key]["sample_kinds"] = loop.sample_kinds
 
     say()
-    say(
-        f"{'contender':<44}{'wall s':>7}{'msg/s':>8}{'MB/s':>7}{'x m-p':>8}"
-        f"{'in-proc s':>10}{'msg/s':>8}{'MB/s':>7}{'CPU s':>7}{'others':>7}"
+    h.table(
+        say,
+        [
+            h.Column("contender", "label", "<44"),
+            h.Column("wall s", "seconds", ">7.2f"),
+            h.Column("msg/s", "msg_per_s", ">8,.0f"),
+            h.Column("MB/s", "mb_per_s", ">7,.1f"),
+            h.Column("x m-p", "x_vs_mailparser", ">7.1f", "x"),
+            h.Column("in-proc s", "in_process_seconds", ">10.2f"),
+            h.Column("msg/s", "in_process_msg_per_s", ">8,.0f"),
+            h.Column("MB/s", "in_process_mb_per_s", ">7,.1f"),
+            h.Column("CPU s", "cpu_seconds", ">7.2f"),
+            h.Column("others", "others_cores", ">7.2f"),
+        ],
+        rows.values(),
     )
-    say("-" * 113)
-    for row in rows.values():
-        line = (
-            f"{row['label']:<44}{row['seconds']:>7.2f}{row['msg_per_s']:>8,.0f}"
-            f"{row['mb_per_s']:>7,.1f}{row['x_vs_mailparser']:>7.1f}x"
-        )
-        if "in_process_seconds" in row:
-            line += (
-                f"{row['in_process_seconds']:>10.2f}{row['in_process_msg_per_s']:>8,.0f}"
-                f"{row['in_process_mb_per_s']:>7,.1f}{row['cpu_seconds']:>7.2f}"
-            )
-        else:
-            line += f"{'':>32}"
-        say(line + f"{row['others_cores']:>7.2f}")
     say(
         "wall s: end-to-end for mailguard (spawn to exit of `python -m mailguard scan ... "
         "--format json -o FILE --no-config`: interpreter start-up, planning, scan, JSON "
@@ -1066,11 +979,7 @@ def _run(
         )
 
     # ---- targets ------------------------------------------------------------------------
-    def target(
-        name: str, value: float | None, threshold: float, met: bool | None
-    ) -> dict[str, Any]:
-        return {"target": name, "value": value, "threshold": threshold, "met": met}
-
+    target = h.target
     targets: list[dict[str, Any]] = []
     for src, src_label in (("mbox", "mbox"), ("maildir", "Maildir")):
         r1, rn = rows[f"scan_{src}_jobs1"], rows[f"scan_{src}_jobsN"]
@@ -1099,27 +1008,19 @@ def _run(
                 value <= MEMORY_FLAT_MAX_GROWTH if value is not None else None,
             )
         )
-    say()
-    say(
-        "Targets (from the issue; the end-to-end mbox rows are what a user sees):"
-        + ("  [quick run: 1/10 of the mix]" if args.quick else "")
-    )
-    for t in targets:
-        mark = "n/a " if t["met"] is None else "PASS" if t["met"] else "MISS"
-        shown = "not measured" if t["value"] is None else f"{t['value']:,}"
-        say(f"  {mark}  {t['target']:<60} measured {shown}")
-    elapsed = time.perf_counter() - wall
-    say()
-    say(f"Total benchmark time: {elapsed:.1f} s")
+    h.print_targets(
+        say, targets, heading="Targets (from the issue; the end-to-end mbox rows are what a "
+        "user sees):", note="quick run: 1/10 of the mix" if args.quick else "", width=60,
+    )  # fmt: skip
 
-    if args.json:
-        result = {
+    output.finish(
+        {
             "python": platform.python_version(),
             "implementation": platform.python_implementation(),
             "cpu_count": os.cpu_count(),
-            "mailguard": _version("mailguard-dlp"),
+            "mailguard": h.version("mailguard-dlp"),
             "revision": revision,
-            "mail_parser": _version("mail-parser"),
+            "mail_parser": h.version("mail-parser"),
             "seed": args.seed,
             "quick": args.quick,
             "repeat": repeat,
@@ -1148,9 +1049,8 @@ def _run(
             "baseline_sample": None if sample_arg is None else min(sample_arg, n),
             "memory": {"runs": memory, "growth": growth or None},
             "targets": targets,
-            "elapsed_s": round(elapsed, 1),
         }
-        print(json.dumps(result, indent=2))
+    )
     return 0
 
 

@@ -40,18 +40,10 @@ class Message:
         """Every instance of a header: several ``To:`` lines all count."""
         return self.headers.get(name.lower(), [])
 
-    @property
-    def body(self) -> bytes:
-        return self.raw[self.body_offset :]
-
     @cached_property
     def body_text(self) -> BodyText:
         """The first text part, decoded and cut to ``limits.body_text_chars``."""
         return first_text(self.raw, self.body_offset, self.get, self.limits)
-
-    @property
-    def size(self) -> int:
-        return len(self.raw)
 
 
 def decode_smtp_data(data: bytes) -> bytes:

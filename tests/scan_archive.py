@@ -1,7 +1,9 @@
 """A small archive with known answers, written as mbox, Maildir and a folder of .eml files.
 
-Used by the scan tests: every count in :data:`EXPECTED` follows from the messages below,
-so a wrong tally, a lost message or a double count in any reader shows up as a mismatch.
+Used by the scan tests. The messages are written out by hand (assembled with the shared
+generator, ``tests/support/synth.py``) because every count in :data:`EXPECTED` must follow
+from them at a glance: a wrong tally, a lost message or a double count in any reader shows
+up as a mismatch.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.support.synth import assemble, mbox_entry
+
 SENDER = "hr@serviceco.example"
 
 
 def _msg(headers: list[str], body: str = "Hello all.") -> bytes:
-    return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
+    return assemble(headers, body + "\r\n")
 
 
 def _cc(addresses: list[str]) -> str:
@@ -71,17 +75,11 @@ def from_line(i: int) -> bytes:
     return f"From {SENDER} Mon Jun  1 09:00:{i % 60:02d} 2020\n".encode()
 
 
-def write_mbox(path: Path, *, crlf: bool = False, quote: bool = True) -> Path:
+def write_mbox(path: Path, *, crlf: bool = False) -> Path:
     """mboxrd: body lines starting with From (after any '>') get one more '>'."""
     out = bytearray()
     for i, (_, raw) in enumerate(MESSAGES):
-        text = raw.replace(b"\r\n", b"\n")
-        if quote:
-            text = b"\n".join(
-                b">" + line if line.lstrip(b">").startswith(b"From ") else line
-                for line in text.split(b"\n")
-            )
-        block = from_line(i) + text + b"\n"
+        block, _ = mbox_entry(from_line(i), raw.replace(b"\r\n", b"\n"))
         out += block.replace(b"\n", b"\r\n") if crlf else block
     path.write_bytes(bytes(out))
     return path

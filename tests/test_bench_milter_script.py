@@ -59,3 +59,9 @@ def test_milter_benchmark_quick_run_reports_every_figure():
     assert figures["milter_cpu_us_per_msg"]["cc300"] > 0
     assert [type(t["met"]) for t in figures["targets"]] == [bool, bool]
     assert "PASS" in result.stderr or "MISS" in result.stderr
+    # Side by side: the throughput table holds Postfix without and with the milter.
+    lines = result.stderr.splitlines()
+    head = lines.index("Throughput, msg/s (smtp-source start -> last message in the sink):")
+    table = lines[head + 3 : head + 6]
+    assert [row.split("  ")[1] for row in table[:2]] == ["no milter", "with mailguard"]
+    assert table[2].lstrip().startswith("with/without: median")

@@ -88,5 +88,10 @@ def test_scan_benchmark_quick_run_reports_every_figure(tmp_path):
     assert len(targets) == 14
     assert all(isinstance(t["met"], bool) for t in targets)
     assert "PASS" in result.stderr or "MISS" in result.stderr
+    # Side by side: one table holds the scans and the loops, each with its ratio.
+    lines = result.stderr.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("contender"))
+    table = lines[head + 2 : head + 2 + len(runs)]
+    assert [row.split("  ")[0] for row in table] == [run["label"] for run in runs.values()]
     # The generated files are gone unless --keep.
     assert not any(tmp_path.rglob("*.mbox"))

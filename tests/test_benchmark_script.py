@@ -27,3 +27,9 @@ def test_benchmark_quick_run_reports_every_figure():
     assert figures["verdicts"]["cc300"] == {"block": 40}
     assert runs["mailguard Engine.check"]["errors"] == 0
     assert "PASS" in result.stderr or "MISS" in result.stderr
+    # Side by side: one table holds mailguard and its baselines, with the ratio.
+    lines = result.stderr.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("method"))
+    assert "x vs mail-parser" in lines[head]
+    table = lines[head + 2 : head + 2 + len(runs)]
+    assert [row.split("  ")[0] for row in table] == list(runs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
@@ -47,11 +48,16 @@ def run_scan(
     pattern: str = "*.eml",
     stderr: Callable[[str], None] | None = None,
     quiet: bool = False,
+    executor: Executor | None = None,
 ) -> int:
-    """Scan, render, write; return the exit status."""
+    """Scan, render, write; return the exit status.
+
+    ``executor`` runs the work units (default: a process pool of ``jobs`` workers); see
+    :class:`~mailguard.archive.scanner.Scanner`.
+    """
     say = stderr or (lambda text: print(text, file=sys.stderr))
     window = Window(since, until)
-    scanner = Scanner(config, jobs=jobs, window=window)
+    scanner = Scanner(config, jobs=jobs, window=window, executor=executor)
     planned: list[tuple[str, Iterable[Unit]]] = []
     failed: list[ErrorEntry] = []
     total_bytes: int | None = 0

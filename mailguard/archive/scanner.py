@@ -1,4 +1,4 @@
-"""Scanning sources in parallel: plan work units, judge them in worker processes, merge.
+"""Scanning sources in parallel: plan work units, judge them on an executor, merge.
 
 Work is planned as small picklable :class:`Unit` descriptions (a byte range of an mbox, a
 batch of file paths, a batch of messages already fetched from IMAP), never as message
@@ -6,16 +6,22 @@ bytes read by the parent: each worker reads its own range or files, so the paren
 memory and the pipes between processes carry only results. A worker returns a
 :class:`~mailguard.archive.register.Tally` per unit; tallies add up in any order.
 
-Processes rather than threads because judging is pure Python: two cores judge twice as
-many messages only in two interpreters. Workers ignore SIGINT; on Ctrl-C the parent hands
-out no more units and raises a shared stop flag, each worker returns what it judged of its
-unit so far, and the parent merges those tallies too: the register marked ``interrupted``
-holds everything judged before the key was pressed, not only the units that completed.
+Units run on any :class:`concurrent.futures.Executor`. Each carries a :class:`WorkSpec`
+(the configuration, the date window, the stop flag), from which a worker builds its engine
+once and caches it: no worker state lives in module globals, so a thread pool, a process
+pool or a cluster's executor (e.g. Dask's ``Client.get_executor()``) runs the same units
+and gives the same register. The default is a pool of processes, because judging is pure
+Python: two cores judge twice as many messages only in two interpreters.
+
+Ctrl-C: the scanner hands out no more units and sets the :class:`StopFlag`; each worker
+returns what it judged of its unit so far, and those tallies are merged too: the register
+marked ``interrupted`` holds everything judged before the key was pressed, not only the
+units that completed. The default pool's workers ignore SIGINT for that; a caller's
+process pool should too (see :func:`process_pool`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import stat
@@ -23,56 +29,41 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from datetime import time as dtime
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from mailguard.archive.maildir import is_maildir, maildir_files
-from mailguard.archive.mbox import iter_mbox, looks_like_mbox, split_ranges
-from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally, parse_date
+from mailguard.archive.mbox import looks_like_mbox, split_ranges
+from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally
+from mailguard.archive.workers import (
+    InlineExecutor,
+    StopFlag,
+    Unit,
+    Window,
+    WorkSpec,
+    judge_unit,
+    process_pool,
+)
 from mailguard.config import Config
-from mailguard.engine import Engine
-from mailguard.sources import Input, find_files, not_regular, read_file
+from mailguard.sources import find_files, not_regular
+
+__all__ = [
+    "Progress", "Scanner", "StopFlag", "Unit", "Window", "WorkSpec", "judge_unit", "plan",
+    "process_pool",
+]  # fmt: skip
 
 FILES_PER_UNIT = 256
 MBOX_BYTES_PER_UNIT = 8 * 1024 * 1024
 MBOX_MIN_UNIT = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """One piece of work for a worker process."""
-
-    kind: str
-    """``mbox`` (a byte range of one file), ``files`` or ``inputs`` (already read)."""
-    path: str = ""
-    start: int = 0
-    end: int = 0
-    files: tuple[str, ...] = ()
-    inputs: tuple[Input, ...] = ()
-    size: int = 0
-    """Bytes of mail in the unit, for progress."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """``--since`` / ``--until``, both inclusive, by the messages' Date headers."""
-
-    since: date | None = None
-    until: date | None = None
-
-    def admits(self, when: datetime | None) -> bool:
-        # Undated messages stay in: leaving them out could hide an exposure.
-        if when is None:
-            return True
-        if self.since and when < datetime.combine(self.since, dtime.min, UTC):
-            return False
-        return not (self.until and when > datetime.combine(self.until, dtime.max, UTC))
 
 
 Progress = Callable[[int, int], None]
@@ -140,74 +131,39 @@ def _size(path: Path) -> int:
         return 0
 
 
-# ---------------------------------------------------------------------------- workers
-
-_engine: Engine | None = None
-_window = Window()
-_stop: Any = None
-"""Set (``.value`` true) by the parent on Ctrl-C: a worker then ends its unit after the
-message in hand and returns what it judged, so the interrupted register keeps it."""
-
-
-class _Flag:
-    """The in-process stand-in for the shared stop value (``--jobs 1``)."""
-
-    value = 0
-
-
-def _init_worker(config: Config, window: Window, in_pool: bool = True, stop: Any = None) -> None:
-    global _engine, _window, _stop
-    if in_pool:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    _engine, _window, _stop = Engine(config), window, stop
-
-
-def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
-    if unit.kind == "mbox":
-        yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes)
-    elif unit.kind == "files":
-        for name in unit.files:
-            yield read_file(Path(name), max_bytes)
-    else:
-        yield from unit.inputs
-
-
-def judge_unit(unit: Unit) -> Tally:
-    """Runs in a worker: read the unit's messages, judge each, count and keep incidents.
-
-    Stops early, with what it has, once the parent asks (see :data:`_stop`); messages
-    already fetched (``inputs``, from IMAP) are judged all the same: they cost no reading.
-    """
-    engine = _engine
-    assert engine is not None, "worker not initialised"
-    stop = _stop if unit.kind != "inputs" else None
-    tally = Tally()
-    for item in _messages(unit, engine.config.limits.max_message_bytes):
-        if stop is not None and stop.value:
-            break
-        if item.data is None:
-            error = item.error or "unreadable"
-            tally.add_error(item.source, f"cannot read: {error}" if item.unreadable else error)
-            continue
-        report = engine.check(item.data, source=item.source, mode="archived")
-        when = parse_date(report.date)
-        if _window.admits(when):
-            tally.add_report(report, len(item.data), when)
-    return tally
+def _terminate(executor: Executor) -> None:
+    """Stop an executor we own at once (a second Ctrl-C, an error): running units too."""
+    if isinstance(executor, ProcessPoolExecutor):
+        for process in list((executor._processes or {}).values()):
+            process.terminate()
+    executor.shutdown(wait=isinstance(executor, ProcessPoolExecutor), cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------- the scan
 
 
 class Scanner:
-    """Judge every message of the given sources and return the register."""
+    """Judge every message of the given sources and return the register.
+
+    ``executor`` runs the units: anything shaped like :class:`concurrent.futures.Executor`
+    (a thread pool, a process pool, a cluster client). The caller owns it: the scanner
+    neither shuts it down nor kills its workers. Without one, the scanner makes and owns
+    a pool of ``jobs`` processes (none for ``jobs=1``). ``jobs`` also sets how many units
+    are in flight at once (two per worker) and how finely an mbox is split.
+    """
 
     def __init__(
-        self, config: Config, *, jobs: int | None = None, window: Window | None = None
+        self,
+        config: Config,
+        *,
+        jobs: int | None = None,
+        window: Window | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.window = window or Window()
+        self.executor = executor
 
     def scan(
         self,
@@ -226,27 +182,27 @@ class Scanner:
         reg.since, reg.until = self.window.since, self.window.until
         units = (unit for _, source_units in sources for unit in source_units)
         started = time.perf_counter()
-        state = _Interrupt(self.jobs > 1)
+        state = _Interrupt()
+        spec = WorkSpec.build(self.config, self.window, state.stop)
         try:
             with state.handling():
-                if self.jobs == 1:
-                    _init_worker(self.config, self.window, False, state.stop)
-                    for unit in state.guard(units):
-                        self._merge(reg, judge_unit(unit), progress)
-                        if state.requested:
-                            break
-                else:
-                    self._parallel(reg, units, progress, state)
+                self._run(spec, reg, units, progress, state)
         except KeyboardInterrupt:
             reg.interrupted = True
         finally:
+            state.stop.remove()
             reg.elapsed = time.perf_counter() - started
         if state.requested:
             reg.interrupted = True
         return reg
 
-    def _parallel(
-        self, reg: Register, units: Iterator[Unit], progress: Progress | None, state: _Interrupt
+    def _run(
+        self,
+        spec: WorkSpec,
+        reg: Register,
+        units: Iterator[Unit],
+        progress: Progress | None,
+        state: _Interrupt,
     ) -> None:
         """Keep every worker busy with at most two units queued each, merging as they finish.
 
@@ -254,9 +210,12 @@ class Scanner:
         not read ahead into memory, and on Ctrl-C nothing new is handed out while the units
         in progress finish early and are still merged.
         """
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        pool = ctx.Pool(self.jobs, _init_worker, (self.config, self.window, True, state.stop))
-        pending: deque[AsyncResult[Tally]] = deque()
+        owned = self.executor is None
+        executor = self.executor or (
+            InlineExecutor() if self.jobs == 1 else process_pool(self.jobs)
+        )
+        pending: deque[Future[Tally]] = deque()
+        unit_of: dict[Future[Tally], Unit] = {}
         feed = state.guard(units)
         try:
             while True:
@@ -264,20 +223,37 @@ class Scanner:
                     unit = next(feed, None)
                     if unit is None:
                         break
-                    pending.append(pool.apply_async(judge_unit, (unit,)))
+                    future = executor.submit(judge_unit, spec, unit)
+                    pending.append(future)
+                    unit_of[future] = unit
                 if not pending:
                     break
-                pending[0].wait(0.05)
-                for result in [r for r in pending if r.ready()]:
-                    pending.remove(result)
-                    self._merge(reg, result.get(), progress)
+                done, _ = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in [f for f in pending if f in done]:
+                    pending.remove(future)
+                    try:
+                        tally = future.result()
+                    except BrokenExecutor:
+                        # A worker died (killed, out of memory): say so and which part of
+                        # which source was lost, rather than a traceback or a hang.
+                        self._merge(reg, _lost(unit_of[future], len(pending) + 1), progress)
+                        raise
+                    self._merge(reg, tally, progress)
+                    del unit_of[future]
+        except BrokenExecutor:
+            for future in pending:
+                future.cancel()
+            if owned:
+                _terminate(executor)
+            return
         except BaseException:
-            pool.terminate()
+            for future in pending:
+                future.cancel()
+            if owned:
+                _terminate(executor)
             raise
-        else:
-            pool.close()
-        finally:
-            pool.join()
+        if owned:
+            executor.shutdown(wait=True)
 
     @staticmethod
     def _merge(reg: Register, tally: Tally, progress: Progress | None) -> None:
@@ -286,24 +262,41 @@ class Scanner:
             progress(reg.total.messages, reg.total.bytes)
 
 
+def _lost(unit: Unit, units: int) -> Tally:
+    """The error entry for a scan cut short by a dead worker: it makes the register
+    incomplete (exit status 2) and names where the lost work began."""
+    if unit.kind == "mbox":
+        source, where = unit.path, f"bytes {unit.start:,}-{unit.end:,} of {unit.path}"
+    elif unit.kind == "files":
+        source, where = unit.files[0], f"{unit.files[0]} and {len(unit.files) - 1} more file(s)"
+    else:
+        source = where = unit.inputs[0].source if unit.inputs else "fetched messages"
+    message = (
+        "a worker process ended unexpectedly (killed, or out of memory?) while judging "
+        f"{where}; the scan stopped there: {units} work unit(s) in progress and the rest "
+        "of the sources were not judged"
+    )
+    tally = Tally()
+    tally.add_error(source, message, SOURCE)
+    return tally
+
+
 class _Interrupt:
     """Ctrl-C during a scan: the first one asks the workers to stop and keep their results,
     a second one (or one while a source is being read, e.g. waiting on an IMAP server)
     raises KeyboardInterrupt at once."""
 
-    def __init__(self, shared: bool) -> None:
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        self.stop: Any = ctx.RawValue("b", 0) if shared else _Flag()
+    def __init__(self) -> None:
+        self.stop = StopFlag()
         self.requested = False
         self._reading = False
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested or self._reading:
-            self.requested = True
-            self.stop.value = 1
-            raise KeyboardInterrupt
+        again = self.requested or self._reading
         self.requested = True
-        self.stop.value = 1
+        self.stop.set()
+        if again:
+            raise KeyboardInterrupt
 
     @contextmanager
     def handling(self) -> Iterator[None]:
