@@ -53,11 +53,12 @@ def registrable_domain(domain: str) -> str:
 class DomainSet:
     """A set of domains that also matches their subdomains (``x.example`` ⊂ ``example``)."""
 
-    __slots__ = ("_domains", "_match", "_sorted")
+    __slots__ = ("_domains", "_labels", "_match", "_sorted")
 
     def __init__(self, domains: Iterable[str]) -> None:
         self._domains = frozenset(d for d in (normalise_domain(x) for x in domains) if d)
         self._sorted = tuple(sorted(self._domains))
+        self._labels = max((d.count(".") + 1 for d in self._domains), default=0)
         self._match = functools.lru_cache(maxsize=16384)(self._uncached_match)
 
     def __contains__(self, domain: object) -> bool:
@@ -70,13 +71,21 @@ class DomainSet:
         return iter(self._sorted)
 
     def _uncached_match(self, domain: str) -> bool:
+        """Test the domain's suffixes from the right, no longer than any configured domain.
+
+        Slicing off one label at a time from the left copies the rest each time: a domain of
+        200,000 labels took 20 s. Only the last ``_labels`` labels can match, so at most
+        that many short slices are taken.
+        """
         domains = self._domains
         if domain in domains:
             return True
-        dot = domain.find(".")
-        while dot >= 0:
-            domain = domain[dot + 1 :]
-            if domain in domains:
+        end = len(domain)
+        for _ in range(self._labels):
+            dot = domain.rfind(".", 0, end)
+            if dot < 0:
+                return False
+            if domain[dot + 1 :] in domains:
                 return True
-            dot = domain.find(".")
+            end = dot
         return False
