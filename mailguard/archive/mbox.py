@@ -133,7 +133,7 @@ def iter_mbox(path: Path, start: int = 0, end: int | None = None) -> Iterator[In
             pos = start
             if start == 0 and mm[:3] == _BOM:
                 pos = 3
-            if pos < 3 and not _is_from_line(mm, pos):
+            if start == 0 and not _is_from_line(mm, pos):  # (after a byte-order mark too)
                 yield Input(str(path), None, "not an mbox file: it does not start with 'From '")
                 return
             while pos < stop:
