@@ -28,13 +28,20 @@ _MAX_NAME = 64
 FALLBACK = "utf-8"
 
 
-@functools.lru_cache(maxsize=1024)
 def codec_for(charset: str) -> str | None:
     """The Python codec for a MIME charset name, or ``None`` when it is not a usable charset.
 
     RFC 2231 language suffixes (``utf-8*en``) are dropped. Only text encodings qualify:
-    ``base64`` or ``zlib`` are codecs too, but not charsets.
+    ``base64`` or ``zlib`` are codecs too, but not charsets. Names are cached, but only
+    plausible ones: a 256 KB "charset" must not stay in memory.
     """
+    if len(charset) > 4 * _MAX_NAME:
+        return None
+    return _codec_for(charset)
+
+
+@functools.lru_cache(maxsize=1024)
+def _codec_for(charset: str) -> str | None:
     name = charset.partition("*")[0].strip().lower()
     if not name or len(name) > _MAX_NAME or not name.isascii() or not name.isprintable():
         return None

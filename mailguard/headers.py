@@ -122,9 +122,24 @@ def decode_rfc2047(value: str) -> str:
 _ENCODED_WORD = re.compile(r"=\?([^?]*)\?([bBqQ])\?([^?]*)\?=")
 
 
-@functools.lru_cache(maxsize=256)
 def decode_words(value: str) -> tuple[str, str | None]:
     """``(text, problem)``: encoded words decoded, and what could not be decoded cleanly.
+
+    A subject is decoded by several rules; ordinary values are cached, long ones (up to
+    the 256 KB field limit) are not, so a stream of hostile messages cannot pin memory.
+    """
+    if len(value) <= 4096:
+        return _decode_words_cached(value)
+    return _decode_words(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _decode_words_cached(value: str) -> tuple[str, str | None]:
+    return _decode_words(value)
+
+
+def _decode_words(value: str) -> tuple[str, str | None]:
+    """Decode RFC 2047 encoded words; see :func:`decode_words`.
 
     Written out instead of ``email.header``: its ``make_header`` raises ``CharsetError``
     for a charset name that is not ASCII and its word pattern rescans to the end of the
