@@ -10,17 +10,38 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import idna
 from publicsuffixlist import PublicSuffixList
 
 _PSL = PublicSuffixList()
+_R = TypeVar("_R")
 _ASCII_DOMAIN = re.compile(r"^[a-z0-9_.-]+$")
 _LITERAL = re.compile(r"^\[[^\[\]]*\]$")
+# Results are cached for names up to this long (a DNS name has at most 253 characters):
+# a hostile 400 KB "domain" is still judged, but is not kept in a cache for the life of
+# the milter process.
+CACHED_LENGTH = 512
 
 
-@functools.lru_cache(maxsize=65536)
+def _cached_if_short(
+    cache_size: int,
+) -> Callable[[Callable[[str], _R]], Callable[[str], _R]]:
+    def wrap(function: Callable[[str], _R]) -> Callable[[str], _R]:
+        cached = functools.lru_cache(maxsize=cache_size)(function)
+
+        @functools.wraps(function)
+        def call(domain: str) -> _R:
+            return cached(domain) if len(domain) <= CACHED_LENGTH else function(domain)
+
+        return call
+
+    return wrap
+
+
+@_cached_if_short(65536)
 def normalise_domain(domain: str) -> str | None:
     """Lower-case, strip a trailing dot and turn IDNs into ASCII so that spellings compare.
 
@@ -42,7 +63,7 @@ def normalise_domain(domain: str) -> str | None:
         return domain
 
 
-@functools.lru_cache(maxsize=65536)
+@_cached_if_short(65536)
 def registrable_domain(domain: str) -> str:
     """The organisation-level domain (eTLD+1); the domain itself when the PSL has no answer."""
     if domain.startswith("["):
@@ -59,7 +80,7 @@ class DomainSet:
         self._domains = frozenset(d for d in (normalise_domain(x) for x in domains) if d)
         self._sorted = tuple(sorted(self._domains))
         self._labels = max((d.count(".") + 1 for d in self._domains), default=0)
-        self._match = functools.lru_cache(maxsize=16384)(self._uncached_match)
+        self._match = _cached_if_short(16384)(self._uncached_match)
 
     def __contains__(self, domain: object) -> bool:
         return isinstance(domain, str) and self._match(domain)

@@ -191,3 +191,32 @@ def test_lenient_base64(data: bytes, partial: bool, decoded: bytes, damaged: boo
 def test_unreadable_input_is_still_an_error(tmp_path: Path) -> None:
     """Internal errors stay for real problems: a non-message is still MG001."""
     assert mailguard.check(b"\r\n\r\njust a body").verdict == "error"
+
+
+def test_long_hostile_values_are_not_kept_in_caches() -> None:
+    """Decoding caches hold only short keys: a stream of 200 KB subjects, charset names
+    and domains must not pin memory in a long-running milter (here 8 x 40 KB each)."""
+    import gc
+    import tracemalloc
+
+    from mailguard.domains import DomainSet, normalise_domain, registrable_domain
+
+    internal = DomainSet(["ours.example"])
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(8):
+            big = f"{i}" + "=?x?q?a?= " * 4_000
+            decode_words(big)
+            decode_bytes(b"abc", f"{i}" + "x" * 40_000)
+            domain = f"d{i}." + "a." * 20_000 + "example"
+            normalise_domain(domain)
+            registrable_domain(domain)
+            assert domain not in internal
+            del big, domain
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 100_000, f"{kept:,} bytes kept after 8 hostile values of 40 KB each"
