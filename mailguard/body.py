@@ -15,12 +15,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailguard.charsets import decode_base64, decode_bytes
 from mailguard.deadline import checkpoint
 from mailguard.headers import find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL)
-_TAG = re.compile(r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.I | re.DOTALL)
+# The start of a script or style element, whose content is not text, and its end tag.
+_RAW_OPEN = re.compile(r"<(?:script|style)\b", re.I)
+_RAW_CLOSE = re.compile(r"</(?:script|style)\s*>", re.I)
 _SPACE = re.compile(r"\s+")
 
 
@@ -30,6 +33,8 @@ class BodyText:
     """Decoded text (tags stripped from HTML), at most ``limits.body_text_chars`` long."""
     limit_hit: str | None = None
     """Which limit stopped the walk (for the MG002 finding), if any."""
+    problem: str | None = None
+    """Why the text is degraded (unknown charset, damaged base64), for MG003; never text."""
 
 
 def content_type(value: str | None) -> tuple[str, dict[str, str]]:
@@ -76,7 +81,7 @@ def first_text(
         if ctype.startswith("text/") or ctype == "message/rfc822":
             if ctype == "message/rfc822":
                 return _embedded(raw, start, end, limits)
-            return BodyText(_decode_text(raw, start, end, ctype, params, cte, limits))
+            return _decode_text(raw, start, end, ctype, params, cte, limits)
         return BodyText("")
 
 
@@ -90,7 +95,7 @@ def _embedded(raw: bytes, start: int, end: int, limits: Limits) -> BodyText:
     if ctype.startswith("multipart/") or ctype == "message/rfc822":
         return BodyText("")  # don't nest further: a forwarded multipart is not "first text"
     cte = (_first(headers, "content-transfer-encoding") or "").strip().lower()
-    return BodyText(_decode_text(raw, found[1], end, ctype, params, cte, limits))
+    return _decode_text(raw, found[1], end, ctype, params, cte, limits)
 
 
 def _pick_part(
@@ -176,26 +181,57 @@ def _decode_text(
     params: dict[str, str],
     cte: str,
     limits: Limits,
-) -> str:
+) -> BodyText:
     # Plain text needs only a few bytes per character kept; HTML spends most bytes on markup.
     budget = limits.body_scan_bytes
     if ctype != "text/html":
         budget = min(budget, 8 * limits.body_text_chars)
-    chunk = raw[start : min(end, start + budget)]
+    stop = min(end, start + budget)
+    chunk = raw[start:stop]
+    problem = None
     if cte == "base64":
-        cleaned = b"".join(chunk.split())
-        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
-        try:
-            chunk = binascii.a2b_base64(cleaned)
-        except (binascii.Error, ValueError):
-            return ""
+        chunk, damaged = decode_base64(chunk, partial=stop < end)
+        if damaged:
+            problem = "the body's base64 encoding is damaged"
     elif cte == "quoted-printable":
         chunk = binascii.a2b_qp(chunk)
-    charset = params.get("charset", "utf-8").strip().lower() or "utf-8"
-    try:
-        text = chunk.decode(charset, errors="replace")
-    except LookupError:  # unknown charset, or a non-text codec such as "rot13"
-        text = chunk.decode("utf-8", errors="replace")
+    text, bad = decode_bytes(chunk, params.get("charset"))
+    if bad:
+        problem = problem or f"body: {bad}"
     if ctype == "text/html":  # markup leaves runs of blanks: collapse them to keep content
-        text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text)))
-    return text.strip()[: limits.body_text_chars]
+        text = _SPACE.sub(" ", html.unescape(strip_tags(text)))
+    return BodyText(text.strip()[: limits.body_text_chars], problem=problem)
+
+
+def strip_tags(text: str) -> str:
+    """Replace HTML tags, and script and style elements whole, by a space; in linear time.
+
+    The regex ``<[^>]*>`` rescans to the end of the text from every ``<`` that is never
+    closed (64 KB of ``<`` took 5 s), and a lazy ``<script>.*?</script>`` does the same
+    from every unclosed ``<script>``. Here each search that fails is remembered: once no
+    ``>`` (or no end tag) follows a position, none follows any later one either.
+    """
+    out: list[str] = []
+    pos = 0
+    no_close_from = len(text) + 1  # no end tag for script/style from here on
+    find = text.find
+    while True:
+        lt = find("<", pos)
+        if lt < 0:
+            break
+        if lt < no_close_from and _RAW_OPEN.match(text, lt):
+            close = _RAW_CLOSE.search(text, lt)
+            if close is not None:
+                out.append(text[pos:lt])
+                out.append(" ")
+                pos = close.end()
+                continue
+            no_close_from = lt
+        gt = find(">", lt)
+        if gt < 0:  # no tag can end any more: the rest is text
+            break
+        out.append(text[pos:lt])
+        out.append(" ")
+        pos = gt + 1
+    out.append(text[pos:])
+    return "".join(out)

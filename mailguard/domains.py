@@ -10,17 +10,38 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import idna
 from publicsuffixlist import PublicSuffixList
 
 _PSL = PublicSuffixList()
+_R = TypeVar("_R")
 _ASCII_DOMAIN = re.compile(r"^[a-z0-9_.-]+$")
 _LITERAL = re.compile(r"^\[[^\[\]]*\]$")
+# Results are cached for names up to this long (a DNS name has at most 253 characters):
+# a hostile 400 KB "domain" is still judged, but is not kept in a cache for the life of
+# the milter process.
+CACHED_LENGTH = 512
 
 
-@functools.lru_cache(maxsize=65536)
+def _cached_if_short(
+    cache_size: int,
+) -> Callable[[Callable[[str], _R]], Callable[[str], _R]]:
+    def wrap(function: Callable[[str], _R]) -> Callable[[str], _R]:
+        cached = functools.lru_cache(maxsize=cache_size)(function)
+
+        @functools.wraps(function)
+        def call(domain: str) -> _R:
+            return cached(domain) if len(domain) <= CACHED_LENGTH else function(domain)
+
+        return call
+
+    return wrap
+
+
+@_cached_if_short(65536)
 def normalise_domain(domain: str) -> str | None:
     """Lower-case, strip a trailing dot and turn IDNs into ASCII so that spellings compare.
 
@@ -42,7 +63,7 @@ def normalise_domain(domain: str) -> str | None:
         return domain
 
 
-@functools.lru_cache(maxsize=65536)
+@_cached_if_short(65536)
 def registrable_domain(domain: str) -> str:
     """The organisation-level domain (eTLD+1); the domain itself when the PSL has no answer."""
     if domain.startswith("["):
@@ -53,12 +74,13 @@ def registrable_domain(domain: str) -> str:
 class DomainSet:
     """A set of domains that also matches their subdomains (``x.example`` ⊂ ``example``)."""
 
-    __slots__ = ("_domains", "_match", "_sorted")
+    __slots__ = ("_domains", "_labels", "_match", "_sorted")
 
     def __init__(self, domains: Iterable[str]) -> None:
         self._domains = frozenset(d for d in (normalise_domain(x) for x in domains) if d)
         self._sorted = tuple(sorted(self._domains))
-        self._match = functools.lru_cache(maxsize=16384)(self._uncached_match)
+        self._labels = max((d.count(".") + 1 for d in self._domains), default=0)
+        self._match = _cached_if_short(16384)(self._uncached_match)
 
     def __contains__(self, domain: object) -> bool:
         return isinstance(domain, str) and self._match(domain)
@@ -70,13 +92,21 @@ class DomainSet:
         return iter(self._sorted)
 
     def _uncached_match(self, domain: str) -> bool:
+        """Test the domain's suffixes from the right, no longer than any configured domain.
+
+        Slicing off one label at a time from the left copies the rest each time: a domain of
+        200,000 labels took 20 s. Only the last ``_labels`` labels can match, so at most
+        that many short slices are taken.
+        """
         domains = self._domains
         if domain in domains:
             return True
-        dot = domain.find(".")
-        while dot >= 0:
-            domain = domain[dot + 1 :]
-            if domain in domains:
+        end = len(domain)
+        for _ in range(self._labels):
+            dot = domain.rfind(".", 0, end)
+            if dot < 0:
+                return False
+            if domain[dot + 1 :] in domains:
                 return True
-            dot = domain.find(".")
+            end = dot
         return False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import email.errors
-import email.header
+import binascii
+import functools
 import re
 from dataclasses import dataclass
 
+from mailguard.charsets import decode_base64, decode_bytes
 from mailguard.deadline import checkpoint
 from mailguard.limits import Limits
 
@@ -114,9 +115,74 @@ def parse_header_block(
 
 def decode_rfc2047(value: str) -> str:
     """Decode encoded-words for display and matching; never raises on junk."""
+    return decode_words(value)[0]
+
+
+# An encoded word (RFC 2047 section 2). Neither charset nor text may hold "?", so each
+# attempt ends at the next "?" and the scan is linear; blanks inside the text are allowed
+# because broken mailers write them and the header is already unfolded.
+_ENCODED_WORD = re.compile(r"=\?([^?]*)\?([bBqQ])\?([^?]*)\?=")
+
+
+def decode_words(value: str) -> tuple[str, str | None]:
+    """``(text, problem)``: encoded words decoded, and what could not be decoded cleanly.
+
+    A subject is decoded by several rules; ordinary values are cached, long ones (up to
+    the 256 KB field limit) are not, so a stream of hostile messages cannot pin memory.
+    """
+    if len(value) <= 4096:
+        return _decode_words_cached(value)
+    return _decode_words(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _decode_words_cached(value: str) -> tuple[str, str | None]:
+    return _decode_words(value)
+
+
+def _decode_words(value: str) -> tuple[str, str | None]:
+    """Decode RFC 2047 encoded words; see :func:`decode_words`.
+
+    Written out instead of ``email.header``: its ``make_header`` raises ``CharsetError``
+    for a charset name that is not ASCII and its word pattern rescans to the end of the
+    line from every ``=?`` (quadratic). Adjacent words in one charset are joined before
+    decoding, so a character split across two words (as some mailers write) survives.
+    Undecodable parts become U+FFFD; the problem names the first one (never the text).
+    """
     if "=?" not in value:
-        return value
-    try:
-        return str(email.header.make_header(email.header.decode_header(value)))
-    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
-        return value
+        return value, None
+    out: list[str] = []
+    problem: str | None = None
+    run: list[bytes] = []
+    run_charset: str | None = None
+    pos = 0
+
+    def flush() -> None:
+        nonlocal run, problem
+        if run:
+            text, bad = decode_bytes(b"".join(run), run_charset)
+            out.append(text)
+            problem = problem or bad
+            run = []
+
+    for m in _ENCODED_WORD.finditer(value):
+        gap = value[pos : m.start()]
+        pos = m.end()
+        charset, kind, payload = m.groups()
+        encoded = payload.encode("utf-8", "replace")
+        if kind in "bB":
+            data, damaged = decode_base64(encoded)
+            if damaged:
+                problem = problem or "a damaged base64 encoded word"
+        else:
+            data = binascii.a2b_qp(encoded, header=True)
+        if gap and (not run or not gap.isspace()):  # blanks between words are dropped
+            flush()
+            out.append(gap)
+        if run and charset.lower() != (run_charset or "").lower():
+            flush()
+        run_charset = charset
+        run.append(data)
+    flush()
+    out.append(value[pos:])
+    return "".join(out), problem

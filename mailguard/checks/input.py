@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
+from mailguard.headers import decode_words
 from mailguard.report import Redacted
 
 
@@ -33,4 +34,33 @@ def limits_reached(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
             "input exceeds safe limits: " + "; ".join(reasons),
             evidence={"limits": reasons},
             redacted=Redacted("input exceeds safe limits: " + "; ".join(safe), {"limits": safe}),
+        )
+
+
+def undecodable_text(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+    """MG003: text read with replacement characters because its encoding was unusable."""
+    places: list[str] = []
+    where_only: list[str] = []  # under --redact: a charset name is the sender's text
+    sender = ctx.recipients.sender
+    for where, value in (
+        ("subject", ctx.message.get("subject")),
+        ("sender name", sender.name if sender is not None else None),
+    ):
+        if value:
+            problem = decode_words(value)[1]
+            if problem:
+                places.append(f"{where}: {problem}")
+                where_only.append(where)
+    problem = ctx.message.body_text.problem
+    if problem:
+        places.append(problem)
+        where_only.append("body")
+    if places:
+        yield Hit(
+            "text read with replacement characters: " + "; ".join(places),
+            evidence={"problems": places},
+            redacted=Redacted(
+                "text read with replacement characters in " + ", ".join(where_only),
+                {"problems": where_only},
+            ),
         )
