@@ -43,6 +43,7 @@ from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
 from mailguard.milter.session import NOTHING, Session, Step, Transaction
+from mailguard.milter.settings import MilterSettings
 from mailguard.recipients import Envelope
 from mailguard.report import Report
 
@@ -106,7 +107,8 @@ class MilterServer:
         *,
         socket_mode: int = 0o660,
         socket_group: str | None = None,
-        reload: Callable[[], Config] | None = None,
+        settings: MilterSettings | None = None,
+        reload: Callable[[], tuple[Config, MilterSettings]] | None = None,
         workers: int = 4,
     ) -> None:
         self.listen = listen
@@ -121,10 +123,14 @@ class MilterServer:
         """Connections refused since the last log line about it."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL
         self.max_connections = 0
-        self.apply(config)
+        self.apply(config, settings or MilterSettings())
 
-    def apply(self, config: Config) -> None:
-        """New configuration: later messages use it, decisions under way keep theirs."""
+    def apply(self, config: Config, settings: MilterSettings) -> None:
+        """New configuration: later messages use it, decisions under way keep theirs.
+
+        ``config`` decides (as in ``mailguard check``); ``settings`` (the ``[milter]``
+        table) says what the mail server does with the decision.
+        """
         engine = Engine(config)
         # Load what the engine loads lazily (suffix list, vocabulary) now rather than in the
         # first sender's decision, then move it out of the garbage collector's way: those
@@ -132,14 +138,14 @@ class MilterServer:
         engine.check(_WARM_UP, envelope=Envelope("<a@warm-up.example>", ("<b@warm-up.test>",)))
         gc.collect()
         gc.freeze()
-        wanted = config.milter.max_connections
+        wanted = settings.max_connections
         cap = fd_budget(wanted)
         if cap < wanted:
             log.warning(
                 "max_connections lowered from %d to %d: the open-file limit allows no more "
                 "(raise LimitNOFILE / ulimit -n)", wanted, cap,
             )  # fmt: skip
-        self.config, self.settings, self.engine = config, config.milter, engine
+        self.config, self.settings, self.engine = config, settings, engine
         self.max_connections = cap
 
     async def start(self) -> None:
@@ -192,7 +198,7 @@ class MilterServer:
     def _on_sighup(self) -> None:
         assert self._reload is not None
         try:
-            self.apply(self._reload())
+            self.apply(*self._reload())
         except Exception as exc:  # a bad edit must not kill a running gate
             log.error("reload failed, keeping the previous configuration: %s", exc)
             return
