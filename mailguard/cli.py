@@ -1,4 +1,4 @@
-"""Command line: a thin layer over the library (``mailguard.Engine``), no logic of its own.
+"""Command line: parses options and calls :mod:`mailguard.commands`, no logic of its own.
 
 Exit codes follow the linter convention: 0 nothing at or above ``--fail-on``, 1 something
 is, 2 usage, configuration or input error (an unreadable message is never "clean").
@@ -7,26 +7,17 @@ is, 2 usage, configuration or input error (an unreadable message is never "clean
 from __future__ import annotations
 
 import enum
-import sys
-from dataclasses import replace
-from datetime import date
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from mailguard import __version__
-from mailguard import config as config_mod
-from mailguard.engine import Engine
+from mailguard.commands import CommandError
+from mailguard.commands.settings import ConfigSource
 from mailguard.errors import ConfigError
-from mailguard.outputs import RenderOptions, render
-from mailguard.outputs.text import render_text
-from mailguard.recipients import Envelope
-from mailguard.redact import Redactor
-from mailguard.report import Report
-from mailguard.rules import DOC_TITLES, SEVERITIES, Rule, find_rule, load_rules
-from mailguard.scoring import EXIT_ERROR, exit_status
-from mailguard.sources import iter_inputs
+from mailguard.scoring import EXIT_ERROR
 
 app = typer.Typer(
     name="mailguard",
@@ -87,30 +78,24 @@ def main_callback(
     """mailguard inspects email before it is sent and flags exposed recipient lists."""
 
 
-def _format_for(output: Path | None, choices: type[enum.StrEnum], default: str) -> str:
-    """The format an output file's extension names (``report.html``), else ``default``."""
-    if output is not None:
-        suffix = output.suffix.lower().lstrip(".")
-        suffix = {"htm": "html", "txt": "text"}.get(suffix, suffix)
-        if suffix in choices.__members__:
-            return suffix
-    return default
-
-
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"mailguard: error: {message}", err=True)
     return typer.Exit(EXIT_ERROR)
 
 
-def load_config(path: Path | None, no_config: bool, internal: list[str]) -> config_mod.Config:
-    """Config file (given, discovered, or none), then CLI flags on top."""
+def _run(command: Callable[[], int]) -> NoReturn:
+    """Run a command; its usage and configuration errors are exit status 2 with a message."""
     try:
-        cfg = config_mod.Config() if no_config else config_mod.load(path)
-    except ConfigError as exc:
+        code = command()
+    except (CommandError, ConfigError) as exc:
         raise _fail(str(exc)) from None
-    if internal:
-        cfg = cfg.with_overrides(internal_domains=tuple(internal))
-    return cfg
+    raise typer.Exit(code)
+
+
+def _source(
+    path: Path | None, no_config: bool, internal: list[str] | None, mode: str | None = None
+) -> ConfigSource:
+    return ConfigSource(path, no_config, tuple(internal or ()), mode)
 
 
 @app.command()
@@ -163,45 +148,25 @@ def check(
     glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
-    fmt = fmt or Format(_format_for(output, Format, "text"))
-    cfg = load_config(config_path, no_config, internal_domain or [])
-    envelope = Envelope(mail_from, tuple(rcpt_to or ())) if (mail_from or rcpt_to) else None
-    engine = Engine(cfg)
-    reports: list[Report] = []
-    unread = False
-    for item in iter_inputs(paths, pattern=glob, max_bytes=cfg.limits.max_message_bytes):
-        if item.data is None and item.unreadable:  # an input error, not a message verdict
-            typer.echo(f"mailguard: cannot read {item.source}: {item.error}", err=True)
-            unread = True
-            continue
-        if item.data is None:
-            reports.append(engine.error_report(item.source, item.error or "cannot read"))
-            continue
-        report = engine.check(
-            item.data, envelope=envelope, source=item.source, smtp_data=smtp_data,
+    from mailguard.commands.check import run_check
+
+    _run(
+        lambda: run_check(
+            paths,
+            _source(config_path, no_config, internal_domain),
+            mail_from=mail_from,
+            rcpt_to=tuple(rcpt_to or ()),
+            smtp_data=smtp_data,
+            fmt=fmt.value if fmt else None,
+            output=output,
+            quiet=quiet,
+            fail_on=fail_on.value,
+            show_addresses=show_addresses,
+            redact=redact,
             mode=mode.value,
-        )  # fmt: skip
-        if not (show_addresses or redact):
-            report.analysis = None  # keep memory flat over a large folder
-        reports.append(report)
-    options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
-    color = output is None and fmt is Format.text and sys.stdout.isatty()
-    if fmt is Format.text:
-        text = render_text(reports, options, color=color, quiet=quiet)
-    else:
-        text = render(reports, fmt.value, options, color=color)
-    if output is not None:
-        try:
-            output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    else:
-        typer.echo(text.rstrip("\n"))
-    raise typer.Exit(EXIT_ERROR if unread else exit_code(reports, fail_on.value))
-
-
-def exit_code(reports: list[Report], fail_on: str) -> int:
-    return exit_status((r.verdict for r in reports), fail_on)
+            pattern=glob,
+        ),
+    )
 
 
 class MilterMode(enum.StrEnum):
@@ -240,43 +205,18 @@ def milter(
     ] = "info",
 ) -> None:
     """Serve the milter protocol so Postfix or Sendmail can refuse risky mail at send time."""
-    import logging
+    from mailguard.commands.milter import run_milter
 
-    from mailguard.milter.server import ListenSpec, MilterServer, run
-
-    try:
-        spec = ListenSpec.parse(listen)
-        perms = int(socket_mode, 8)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        raise _fail(f"unknown log level {log_level!r}")
-    logging.basicConfig(
-        level=level, format="%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
+    source = _source(config_path, no_config, internal_domain, mode.value if mode else None)
+    _run(
+        lambda: run_milter(
+            listen,
+            source,
+            socket_mode=socket_mode,
+            socket_group=socket_group,
+            log_level=log_level,
+        ),
     )
-    try:
-        found = None if no_config else (config_path or config_mod.discover())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-
-    def load() -> config_mod.Config:
-        cfg = config_mod.load_file(found) if found else config_mod.Config()
-        if internal_domain:
-            cfg = cfg.with_overrides(internal_domains=tuple(internal_domain))
-        if mode is not None:
-            cfg = cfg.with_overrides(milter=replace(cfg.milter, mode=mode.value))
-        return cfg
-
-    try:
-        cfg = load()
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    server = MilterServer(cfg, spec, socket_mode=perms, socket_group=socket_group, reload=load)
-    try:
-        run(server)
-    except (OSError, ValueError, KeyError) as exc:
-        raise _fail(f"cannot serve {listen}: {exc}") from None
 
 
 class ScanFormat(enum.StrEnum):
@@ -284,15 +224,6 @@ class ScanFormat(enum.StrEnum):
     json = "json"
     csv = "csv"
     html = "html"
-
-
-def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"{option}: expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
 @app.command()
@@ -348,59 +279,45 @@ def scan(
     2 a source or message could not be read, or a usage error;
     130 interrupted (what was found so far is still written).
     """
-    from mailguard.archive.command import run_scan
+    from mailguard.commands.scan import run_scan
 
-    window = (_day(since, "--since"), _day(until, "--until"))
-    if window[0] and window[1] and window[0] > window[1]:
-        raise _fail("--since is after --until: no message could match")
-    if jobs is not None and jobs < 1:
-        raise _fail("--jobs must be at least 1")
-    cfg = load_config(config_path, no_config, internal_domain or [])
-    scan_fmt = fmt.value if fmt else _format_for(output, ScanFormat, "text")
-    code = run_scan(
-        sources, cfg, fmt=scan_fmt, output=output, jobs=jobs, since=window[0],
-        until=window[1], redact=redact, show_addresses=show_addresses,
-        fail_on=fail_on.value, pattern=glob, quiet=quiet,
-    )  # fmt: skip
-    raise typer.Exit(code)
+    _run(
+        lambda: run_scan(
+            sources,
+            _source(config_path, no_config, internal_domain),
+            fmt=fmt.value if fmt else None,
+            output=output,
+            quiet=quiet,
+            jobs=jobs,
+            since=since,
+            until=until,
+            redact=redact,
+            show_addresses=show_addresses,
+            fail_on=fail_on.value,
+            pattern=glob,
+        ),
+    )
 
 
 @app.command("rules")
 def list_rules() -> None:
     """List every rule: code, name, severity, weight and summary."""
-    for rule in load_rules():
-        typer.echo(
-            f"{rule.code}  {rule.name:<32} {rule.severity:<8} {rule.weight:>3}  {rule.summary}"
-        )
+    from mailguard.commands.rules import rules_table
+
+    for line in rules_table():
+        typer.echo(line)
 
 
 @app.command()
 def explain(code: Annotated[str, typer.Argument(help="Rule code, name or alias.")]) -> None:
     """Print a rule's documentation, options and examples."""
+    from mailguard.commands import rules
+
     try:
-        rule = find_rule(code)
+        text = rules.explain(code)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(explain_text(rule))
-
-
-def explain_text(rule: Rule) -> str:
-    lines = [f"{rule.code} {rule.name} ({rule.severity}, weight {rule.weight})", "", rule.summary]
-    if rule.aliases:
-        lines += ["", "Also known as: " + ", ".join(rule.aliases)]
-    for key, title in DOC_TITLES.items():
-        lines += ["", title, "-" * len(title), rule.doc[key]]
-    lines += ["", "Options", "-------"]
-    if rule.options:
-        for opt in rule.options.values():
-            lines.append(f"{opt.name} ({opt.type}, default {opt.default!r}): {opt.doc}")
-    lines.append(
-        f"Every rule also takes: enabled (bool), severity ({'/'.join(SEVERITIES)}), weight (0-100)."
-    )
-    lines += ["", f"Configure in mailguard.toml as [rules.{rule.code}] or [rules.{rule.name}]."]
-    if set(rule.modes) != {"outgoing", "archived"}:
-        lines.append(f"Applies to {' and '.join(rule.modes)} mail only.")
-    return "\n".join(lines)
+    typer.echo(text)
 
 
 def main() -> None:

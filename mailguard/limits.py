@@ -7,7 +7,11 @@ decision was made on partial information.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from mailguard import configfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +33,8 @@ class Limits:
     max_message_bytes: int = 100 * 1024 * 1024
     """Largest message file (or mbox message) ``check`` and ``scan`` read; a bigger one is
     an error entry naming this cap, never read into memory."""
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> Limits:
+        """Validate a ``[limits]`` table; errors start with ``where`` (the file)."""
+        return cls(**configfile.integers(cls, data, f"{where}: limits"))

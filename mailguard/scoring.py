@@ -6,10 +6,36 @@ any rule, and every point of a score can be traced to one finding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from mailguard.config import Scoring
+from mailguard import configfile
+from mailguard.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """The ``[scoring]`` table: where a score becomes a verdict."""
+
+    warn_at: int = 30
+    """Score (0-100) from which a message is ``warn``."""
+    block_at: int = 70
+    """Score (0-100) from which a message is ``block``."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.warn_at <= self.block_at <= 100:
+            raise ConfigError("scoring: need 0 <= warn_at <= block_at <= 100")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> Scoring:
+        """Validate a ``[scoring]`` table; errors start with ``where`` (the file)."""
+        table = configfile.integers(cls, data, f"{where}: scoring")
+        try:
+            return cls(**table)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
 
 Verdict = Literal["pass", "warn", "block", "error"]
 VERDICT_ORDER: dict[str, int] = {"pass": 0, "warn": 1, "block": 2, "error": 3}

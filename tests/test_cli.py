@@ -488,3 +488,60 @@ def test_readme_python_and_config_examples_run(tmp_path):
     assert isinstance(config, mailguard.Config)
     assert config.source == tmp_path / "mailguard.toml"
     assert config.internal_domains  # the README's example settings were read
+
+
+# ------------------------------------------------------------------ the commands layer
+#
+# cli.py parses options; mailguard.commands does the work, callable without a parser.
+
+
+def test_check_command_runs_without_the_cli(tmp_path, capsys):
+    from mailguard.commands.check import run_check
+    from mailguard.commands.settings import ConfigSource
+
+    out = tmp_path / "report.json"
+    assert run_check([TRACERS, PARTNER], ConfigSource(no_config=True), output=out) == 1
+    doc = json.loads(out.read_text())
+    assert [m["verdict"] for m in doc["messages"]] == ["block", "pass"]
+    assert run_check([PARTNER], fail_on="warn") == 0
+    assert capsys.readouterr().out.startswith("PASS")
+    (tmp_path / "mailguard.toml").write_text('[milter]\nmode = "shrug"\n')
+    with pytest.raises(mailguard.ConfigError, match=r"milter\.mode"):
+        run_check([PARTNER])  # the one loader: every section is validated
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"since": "2024-13-01"}, "--since: expected a date"),
+        ({"since": "2024-02-01", "until": "2024-01-01"}, "--since is after --until"),
+        ({"jobs": 0}, "--jobs must be at least 1"),
+    ],
+)
+def test_scan_command_refuses_bad_options_before_reading_anything(tmp_path, kwargs, needle):
+    from mailguard.commands import CommandError
+    from mailguard.commands.scan import run_scan
+
+    (tmp_path / "mailguard.toml").write_text("not toml at all")  # would fail if read first
+    with pytest.raises(CommandError, match=needle):
+        run_scan([str(tmp_path)], **kwargs)
+
+
+def test_explain_renderer_lives_in_the_commands_layer():
+    import mailguard.cli as cli
+    from mailguard.commands.rules import explain, rules_table
+
+    assert not hasattr(cli, "explain_text")
+    assert run("explain", "MG101").output == explain("exposed-external-parties") + "\n"
+    assert run("rules").output == "\n".join(rules_table()) + "\n"
+    with pytest.raises(mailguard.ConfigError):
+        explain("MG999")
+
+
+def test_cli_holds_no_logic_of_its_own():
+    """cli.py reaches the library only through mailguard.commands."""
+    from tests.test_architecture_layers import PACKAGE, imports_of
+
+    used = imports_of((PACKAGE / "cli.py").read_text(encoding="utf-8"), "mailguard.cli")
+    allowed = {"mailguard", "mailguard.errors", "mailguard.scoring"}
+    assert {m for m in used if not m.startswith("mailguard.commands")} <= allowed, used

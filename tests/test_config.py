@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 import mailguard
 from mailguard import config as config_mod
+from mailguard import configfile
+from mailguard.commands.settings import ConfigSource, load_settings
 from mailguard.errors import ConfigError
 from tests.conftest import ROOT, eml
 
@@ -301,10 +304,11 @@ def test_unsearchable_directory_during_discovery(tmp_path):
     ],
 )
 def test_odd_values_are_config_errors(tmp_path, text):
+    """Through the loader every command uses: each section is validated by its owner."""
     path = tmp_path / "mailguard.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
-        config_mod.load(path)
+        load_settings(ConfigSource(path))
     assert str(path) in str(caught.value)
 
 
@@ -360,12 +364,13 @@ def test_example_milter_config_starts_in_monitor_mode_and_shows_the_defaults():
     and every other key it sets must be the default it claims to show."""
     from mailguard.milter.settings import MilterSettings
 
-    cfg = config_mod.load_file(ROOT / "examples" / "milter" / "mailguard.toml")
-    assert cfg.milter.mode == "monitor"
+    loaded = load_settings(ConfigSource(ROOT / "examples" / "milter" / "mailguard.toml"))
+    cfg = loaded.config
+    assert loaded.milter.mode == "monitor"
     defaults = config_mod.Config()
     assert cfg.scoring == defaults.scoring
     assert cfg.limits == defaults.limits
-    assert replace(cfg.milter, mode="enforce") == MilterSettings()
+    assert replace(loaded.milter, mode="enforce") == MilterSettings()
 
 
 # ---------------------------------------------------------------- the Python API
@@ -386,3 +391,117 @@ def test_load_config_is_exported_and_changes_the_verdict_through_the_api(tmp_pat
 def test_discovery_passes_over_a_pyproject_whose_tool_is_not_a_table(tmp_path):
     (tmp_path / "pyproject.toml").write_text("tool = 3\n")
     assert config_mod.discover(tmp_path) is None
+
+
+# ---------------------------------------------------------------- sections and owners
+#
+# The file layer reads; each section's owner validates it. The decision config (what
+# ``mailguard.Config`` holds) never sees ``[milter]``; every command's loader does.
+
+MILTER_TOML = '[milter]\nmode = "monitor"\nmax_connections = 7\n'
+
+
+def test_config_holds_decision_settings_only():
+    from dataclasses import fields
+
+    names = {f.name for f in fields(config_mod.Config)}
+    assert "milter" not in names
+    with pytest.raises(TypeError):
+        config_mod.Config(milter=None)  # type: ignore[call-arg]
+
+
+def test_config_module_does_not_load_the_milter():
+    """Importing the decision config (and the library) must not pull in the mail server."""
+    code = (
+        "import sys, mailguard, mailguard.config\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mailguard.milter')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+    )  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_one_file_two_owners(tmp_path):
+    path = tmp_path / "mailguard.toml"
+    path.write_text('internal_domains = ["acme.example"]\n' + MILTER_TOML)
+    loaded = load_settings(ConfigSource(path))
+    assert loaded.config.internal_domains == ("acme.example",)
+    assert loaded.config.source == path
+    assert (loaded.milter.mode, loaded.milter.max_connections) == ("monitor", 7)
+    # The library's loader reads the same file and keeps the decision part.
+    assert mailguard.load_config(path) == loaded.config
+
+
+def test_milter_section_is_validated_by_its_owner_not_by_the_decision_config(tmp_path):
+    path = tmp_path / "mailguard.toml"
+    path.write_text('[milter]\non_block = "shrug"\n')
+    assert mailguard.load_config(path).internal_domains == ()  # not the library's business
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: milter.on_block: expected one of")):
+        load_settings(ConfigSource(path))
+    path.write_text("milter = 3\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: milter must be a table")):
+        load_settings(ConfigSource(path))
+
+
+@pytest.mark.parametrize("load", ["library", "commands"])
+def test_unknown_top_level_keys_are_refused_by_every_loader(tmp_path, load):
+    path = tmp_path / "mailguard.toml"
+    path.write_text("[miltr]\nmode = 'monitor'\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['miltr'\]") as caught:
+        if load == "library":
+            mailguard.load_config(path)
+        else:
+            load_settings(ConfigSource(path))
+    assert str(path) in str(caught.value)
+    assert "'milter'" in str(caught.value)  # the known keys include every owner's section
+
+
+def test_scoring_and_limits_sections_are_validated_by_their_owners():
+    from mailguard.limits import Limits
+    from mailguard.scoring import Scoring
+
+    assert Scoring.from_mapping({"warn_at": 5}, "f.toml") == Scoring(warn_at=5)
+    assert Limits.from_mapping({"max_mime_parts": 9}).max_mime_parts == 9
+    with pytest.raises(ConfigError, match=r"^f.toml: scoring: need 0 <= warn_at <= block_at"):
+        Scoring.from_mapping({"warn_at": 80, "block_at": 10}, "f.toml")
+    with pytest.raises(ConfigError, match=r"^f.toml: limits.max_depth|^f.toml: limits: unknown"):
+        Limits.from_mapping({"max_depth": 3}, "f.toml")
+    with pytest.raises(ConfigError, match=r"^config: scoring: need 0"):
+        config_mod.from_mapping({"scoring": {"warn_at": 80, "block_at": 10}})
+    with pytest.raises(ConfigError, match="scoring: need 0"):
+        mailguard.Scoring(warn_at=80, block_at=10)  # the API refuses it too
+
+
+def test_flags_go_on_top_of_the_file(tmp_path):
+    path = tmp_path / "mailguard.toml"
+    path.write_text('internal_domains = ["file.example"]\n' + MILTER_TOML)
+    source = ConfigSource(path, internal_domains=("flag.example",), milter_mode="enforce")
+    loaded = load_settings(source)
+    assert loaded.config.internal_domains == ("flag.example",)
+    assert (loaded.milter.mode, loaded.milter.max_connections) == ("enforce", 7)
+    assert load_settings(ConfigSource(path, no_config=True)).config == config_mod.Config()
+
+
+def test_reload_reads_the_file_found_at_start_again(tmp_path, monkeypatch):
+    """The milter's SIGHUP reload: the same file, read anew, through the same loader."""
+    (tmp_path / "mailguard.toml").write_text(MILTER_TOML)
+    monkeypatch.chdir(tmp_path)
+    reload = ConfigSource().loader()
+    assert reload().milter.max_connections == 7
+    (tmp_path / "mailguard.toml").write_text("[milter]\nmax_connections = 8\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a reload does not search again from a new directory
+    assert reload().milter.max_connections == 8
+    (tmp_path / "mailguard.toml").write_text("[milter]\nmax_connections = 0\n")
+    with pytest.raises(ConfigError, match="max_connections"):
+        reload()
+
+
+def test_file_layer_keeps_its_old_names_in_the_config_module():
+    """Scripts that used ``mailguard.config.discover`` & co. keep working."""
+    assert config_mod.discover is configfile.discover
+    assert config_mod.MAX_CONFIG_BYTES == configfile.MAX_CONFIG_BYTES
+    assert config_mod.CONFIG_FILE == "mailguard.toml"

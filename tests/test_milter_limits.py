@@ -287,8 +287,8 @@ def test_cap_is_lowered_and_said_when_the_fd_limit_cannot_grow(
 
     monkeypatch.setattr(resource, "setrlimit", refuse)
     with caplog.at_level(logging.WARNING, logger="mailguard.milter"):
-        server = MilterServer(Config(milter=MilterSettings(max_connections=500)),
-                              server_mod.ListenSpec.parse("inet:127.0.0.1:0"))  # fmt: skip
+        server = MilterServer(Config(), server_mod.ListenSpec.parse("inet:127.0.0.1:0"),
+                              settings=MilterSettings(max_connections=500))  # fmt: skip
     assert server.max_connections == low_fd_limit - server_mod.FD_RESERVE
     assert any("max_connections lowered from 500" in m.getMessage() for m in caplog.records)
     server.pool.shutdown()

@@ -67,7 +67,7 @@ class Running:
 
 
 def start(settings: MilterSettings, listen: str = "inet:127.0.0.1:0") -> Running:
-    return Running(MilterServer(Config(milter=settings), ListenSpec.parse(listen)))
+    return Running(MilterServer(Config(), ListenSpec.parse(listen), settings=settings))
 
 
 @pytest.fixture

@@ -27,73 +27,34 @@ import gc
 import grp
 import logging
 import os
-import resource
 import signal
 import socket
-import stat
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailguard.config import Config
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
+from mailguard.milter.listen import FD_RESERVE as FD_RESERVE  # re-exported
+from mailguard.milter.listen import ListenSpec, fd_budget, remove_stale_socket
 from mailguard.milter.session import NOTHING, Session, Step, Transaction
+from mailguard.milter.settings import MilterSettings
 from mailguard.recipients import Envelope
 from mailguard.report import Report
 
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
-FD_RESERVE = 64
-"""File descriptors kept free beyond one per connection: listener, event loop, logs."""
 REFUSAL_LOG_INTERVAL = 10.0
 """At most one log line per this many seconds about refused connections (with a count)."""
 _WARM_UP = (
     b"From: a@warm-up.example\r\nTo: b@warm-up.test, c@gmail.com\r\nSubject: warm-up\r\n\r\n"
     b"Appointment at the clinic.\r\n"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ListenSpec:
-    """Where to listen, in Postfix (``inet:host:port``, ``unix:/path``) or Sendmail
-    (``inet:port@host``, ``local:/path``) notation."""
-
-    family: str  # "inet" | "unix"
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    @classmethod
-    def parse(cls, spec: str) -> ListenSpec:
-        kind, sep, rest = spec.partition(":")
-        if not sep or not rest:
-            raise ValueError(f"listen spec {spec!r}: expected inet:HOST:PORT or unix:PATH")
-        kind = kind.lower()
-        if kind in ("unix", "local"):
-            return cls("unix", path=rest)
-        if kind not in ("inet", "inet6"):
-            raise ValueError(f"listen spec {spec!r}: unknown kind {kind!r} (inet or unix)")
-        if "@" in rest:  # Sendmail: inet:port@host
-            port_text, _, host = rest.partition("@")
-        else:
-            host, _, port_text = rest.rpartition(":")
-        host = host.strip("[]") or ("::" if kind == "inet6" else "127.0.0.1")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"listen spec {spec!r}: {port_text!r} is not a port") from None
-        if not 0 <= port <= 65535:
-            raise ValueError(f"listen spec {spec!r}: port out of range")
-        return cls("inet", host=host, port=port)
-
-    def __str__(self) -> str:
-        return f"unix:{self.path}" if self.family == "unix" else f"inet:{self.host}:{self.port}"
 
 
 class MilterServer:
@@ -106,7 +67,8 @@ class MilterServer:
         *,
         socket_mode: int = 0o660,
         socket_group: str | None = None,
-        reload: Callable[[], Config] | None = None,
+        settings: MilterSettings | None = None,
+        reload: Callable[[], tuple[Config, MilterSettings]] | None = None,
         workers: int = 4,
     ) -> None:
         self.listen = listen
@@ -121,10 +83,14 @@ class MilterServer:
         """Connections refused since the last log line about it."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL
         self.max_connections = 0
-        self.apply(config)
+        self.apply(config, settings or MilterSettings())
 
-    def apply(self, config: Config) -> None:
-        """New configuration: later messages use it, decisions under way keep theirs."""
+    def apply(self, config: Config, settings: MilterSettings) -> None:
+        """New configuration: later messages use it, decisions under way keep theirs.
+
+        ``config`` decides (as in ``mailguard check``); ``settings`` (the ``[milter]``
+        table) says what the mail server does with the decision.
+        """
         engine = Engine(config)
         # Load what the engine loads lazily (suffix list, vocabulary) now rather than in the
         # first sender's decision, then move it out of the garbage collector's way: those
@@ -132,21 +98,21 @@ class MilterServer:
         engine.check(_WARM_UP, envelope=Envelope("<a@warm-up.example>", ("<b@warm-up.test>",)))
         gc.collect()
         gc.freeze()
-        wanted = config.milter.max_connections
+        wanted = settings.max_connections
         cap = fd_budget(wanted)
         if cap < wanted:
             log.warning(
                 "max_connections lowered from %d to %d: the open-file limit allows no more "
                 "(raise LimitNOFILE / ulimit -n)", wanted, cap,
             )  # fmt: skip
-        self.config, self.settings, self.engine = config, config.milter, engine
+        self.config, self.settings, self.engine = config, settings, engine
         self.max_connections = cap
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.listen.family == "unix":
             path = Path(self.listen.path)
-            _remove_stale_socket(path)
+            remove_stale_socket(path)
             self._server = await loop.create_unix_server(
                 lambda: MilterConnection(self), str(path), backlog=256
             )
@@ -192,7 +158,7 @@ class MilterServer:
     def _on_sighup(self) -> None:
         assert self._reload is not None
         try:
-            self.apply(self._reload())
+            self.apply(*self._reload())
         except Exception as exc:  # a bad edit must not kill a running gate
             log.error("reload failed, keeping the previous configuration: %s", exc)
             return
@@ -465,47 +431,6 @@ class MilterConnection(asyncio.Protocol):
 
 def _over_budget(timeout: float) -> str:
     return f"decision exceeded its {timeout:g} s budget"
-
-
-def fd_budget(wanted: int) -> int:
-    """How many connections fit in the open-file limit, raising its soft value if need be.
-
-    Without this, connections past ``ulimit -n`` (1,024 by default) make every ``accept`` fail
-    and all mail tempfail with nothing in our log. The soft limit is raised as far as the
-    hard one allows (systemd: ``LimitNOFILE``); what still does not fit lowers the cap.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = wanted + FD_RESERVE
-    infinite = resource.RLIM_INFINITY
-    if soft != infinite and soft < need:
-        target = need if hard == infinite else min(need, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass  # not allowed here: the cap below keeps us within what we have
-    if soft == infinite:
-        return wanted
-    return max(1, min(wanted, soft - FD_RESERVE))
-
-
-def _remove_stale_socket(path: Path) -> None:
-    """Remove a socket file left by a crash, but never one a live milter is serving."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ValueError(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()
-    else:
-        raise ValueError(f"{path}: another milter is already listening there")
-    finally:
-        probe.close()
 
 
 async def _serve_until_signalled(server: MilterServer) -> None:

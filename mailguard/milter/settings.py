@@ -1,9 +1,10 @@
-"""Milter settings: the ``[milter]`` table of ``mailguard.toml``.
+"""Milter settings: the ``[milter]`` table of ``mailguard.toml``, owned and validated here.
 
 Kept apart from :class:`mailguard.config.Config` because none of this changes *what* a
-message is judged to be, only what the mail server does about it. Strict like the rest of
-the configuration: a misspelt ``on_block`` must stop the milter from starting, not turn a
-gate into a no-op.
+message is judged to be, only what the mail server does about it: the config file layer
+(:mod:`mailguard.configfile`) hands this module its section, and the decision config never
+sees it. Strict like the rest of the configuration: a misspelt ``on_block`` must stop the
+milter from starting, not turn a gate into a no-op.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from mailguard.configfile import ConfigFile
 from mailguard.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,6 +105,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "add_headers": HEADER_POLICIES,
     "scope": SCOPES,
 }
+
+
+def from_file(file: ConfigFile) -> MilterSettings:
+    """The ``[milter]`` section of a config file; the defaults if it has none."""
+    return from_mapping(file.section("milter"), f"{file.where}: milter")
 
 
 def from_mapping(data: Mapping[str, Any], where: str = "milter") -> MilterSettings:

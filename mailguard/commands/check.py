@@ -1,0 +1,79 @@
+"""``mailguard check``: judge message files (or stdin) before they are sent."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mailguard.commands.common import echo, format_for, write_report
+from mailguard.commands.settings import ConfigSource, load_settings
+from mailguard.engine import Engine, Mode
+from mailguard.outputs import RenderOptions, render
+from mailguard.outputs.text import render_text
+from mailguard.recipients import Envelope
+from mailguard.redact import Redactor
+from mailguard.report import Report
+from mailguard.scoring import EXIT_ERROR, exit_status
+from mailguard.sources import iter_inputs
+
+FORMATS = ("text", "json", "sarif")
+
+
+def run_check(
+    paths: Sequence[str],
+    source: ConfigSource | None = None,
+    *,
+    mail_from: str | None = None,
+    rcpt_to: Sequence[str] = (),
+    smtp_data: bool = False,
+    fmt: str | None = None,
+    output: Path | None = None,
+    quiet: bool = False,
+    fail_on: str = "block",
+    show_addresses: bool = False,
+    redact: bool = False,
+    mode: Mode = "outgoing",
+    pattern: str = "*.eml",
+) -> int:
+    """Check every input, write one report, return the exit status.
+
+    0: nothing at or above ``fail_on``; 1: something is; 2: an input could not be read
+    (an unreadable message is never "clean").
+    """
+    fmt = fmt or format_for(output, FORMATS, "text")
+    cfg = load_settings(source).config
+    envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
+    engine = Engine(cfg)
+    reports: list[Report] = []
+    unread = False
+    for item in iter_inputs(list(paths), pattern=pattern, max_bytes=cfg.limits.max_message_bytes):
+        if item.data is None and item.unreadable:  # an input error, not a message verdict
+            echo(f"mailguard: cannot read {item.source}: {item.error}", err=True)
+            unread = True
+            continue
+        if item.data is None:
+            reports.append(engine.error_report(item.source, item.error or "cannot read"))
+            continue
+        report = engine.check(
+            item.data, envelope=envelope, source=item.source, smtp_data=smtp_data, mode=mode
+        )
+        if not (show_addresses or redact):
+            report.analysis = None  # keep memory flat over a large folder
+        reports.append(report)
+    options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
+    color = output is None and fmt == "text" and sys.stdout.isatty()
+    if fmt == "text":
+        text = render_text(reports, options, color=color, quiet=quiet)
+    else:
+        text = render(reports, fmt, options, color=color)
+    if output is not None:
+        write_report(output, text)
+    else:
+        echo(text.rstrip("\n"))
+    return EXIT_ERROR if unread else exit_code(reports, fail_on)
+
+
+def exit_code(reports: Iterable[Report], fail_on: str) -> int:
+    """The exit status for these reports (see :func:`mailguard.scoring.exit_status`)."""
+    return exit_status((r.verdict for r in reports), fail_on)

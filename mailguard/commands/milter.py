@@ -1,0 +1,55 @@
+"""``mailguard milter``: serve the milter protocol with the settings the other commands use.
+
+The settings come from the shared loader (:mod:`mailguard.commands.settings`); SIGHUP
+reads the same file again through it, so a reload validates exactly what a start does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mailguard.commands import CommandError
+from mailguard.commands.settings import ConfigSource
+from mailguard.config import Config
+from mailguard.milter.settings import MilterSettings
+
+LOG_FORMAT = "%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
+
+
+def run_milter(
+    listen: str,
+    source: ConfigSource | None = None,
+    *,
+    socket_mode: str = "660",
+    socket_group: str | None = None,
+    log_level: str = "info",
+) -> int:
+    """Listen on ``listen`` (``unix:/path`` or ``inet:HOST:PORT``) until SIGTERM/SIGINT."""
+    from mailguard.milter.server import ListenSpec, MilterServer, run
+
+    try:
+        spec = ListenSpec.parse(listen)
+        perms = int(socket_mode, 8)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise CommandError(f"unknown log level {log_level!r}")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    source = source or ConfigSource()
+    load = source.loader()
+
+    def reload() -> tuple[Config, MilterSettings]:
+        settings = load()
+        return settings.config, settings.milter
+
+    settings = load()
+    server = MilterServer(
+        settings.config, spec, settings=settings.milter, socket_mode=perms,
+        socket_group=socket_group, reload=reload,
+    )  # fmt: skip
+    try:
+        run(server)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CommandError(f"cannot serve {listen}: {exc}") from None
+    return 0

@@ -1,0 +1,71 @@
+"""The one settings loader of every command (``check``, ``scan``, ``milter`` and its reload).
+
+The config file is read once per load by :mod:`mailguard.configfile` and each section goes
+to its owner: the decision settings to :mod:`mailguard.config`, ``[milter]`` to
+:mod:`mailguard.milter.settings`. Every section is validated whichever command runs, so a
+typo in ``[milter]`` fails ``mailguard check`` too instead of waiting for the mail server's
+next restart. Command-line flags (``--internal-domain``, ``--mode``) go on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mailguard import config as config_mod
+from mailguard import configfile
+from mailguard.config import Config
+from mailguard.configfile import ConfigFile
+from mailguard.milter import settings as milter_settings
+from mailguard.milter.settings import MilterSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the config file says, each part validated by its owner."""
+
+    config: Config
+    """What changes a decision (``mailguard.Config``)."""
+    milter: MilterSettings
+    """What ``mailguard milter`` does with a decision."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Where a command's settings come from: the config options every command shares."""
+
+    path: Path | None = None
+    """``--config``: this file; otherwise the nearest one from the current directory up."""
+    no_config: bool = False
+    """``--no-config``: the defaults, whatever files lie around."""
+    internal_domains: tuple[str, ...] = ()
+    """``--internal-domain``: replaces the file's ``internal_domains`` when given."""
+    milter_mode: str | None = None
+    """``mailguard milter --mode``: replaces the file's ``[milter] mode`` when given."""
+
+    def locate(self) -> Path | None:
+        """The file to read, found now (a reload reads the same file again)."""
+        return None if self.no_config else configfile.locate(self.path)
+
+    def load(self, found: Path | None = None) -> Settings:
+        """Read ``found`` (``None``: the defaults), validate every section, apply the flags."""
+        file = configfile.read(found) if found else ConfigFile()
+        config = config_mod.from_file(file)
+        milter = milter_settings.from_file(file)
+        if self.internal_domains:
+            config = config.with_overrides(internal_domains=self.internal_domains)
+        if self.milter_mode is not None:
+            milter = replace(milter, mode=self.milter_mode)
+        return Settings(config, milter)
+
+    def loader(self) -> Callable[[], Settings]:
+        """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""
+        found = self.locate()
+        return lambda: self.load(found)
+
+
+def load_settings(source: ConfigSource | None = None) -> Settings:
+    """The settings a command runs with, from ``source`` (default: the nearest file)."""
+    source = source or ConfigSource()
+    return source.load(source.locate())
