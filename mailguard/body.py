@@ -29,7 +29,7 @@ class BodyText:
     text: str
     """Decoded text (tags stripped from HTML), at most ``limits.body_text_chars`` long."""
     limit_hit: str | None = None
-    """Which limit stopped the walk (for the MG002 finding), if any."""
+    """Which limit stopped the walk (for the limits finding), if any."""
 
 
 def content_type(value: str | None) -> tuple[str, dict[str, str]]:

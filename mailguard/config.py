@@ -18,7 +18,8 @@ from mailguard.errors import ConfigError
 from mailguard.limits import Limits
 from mailguard.milter import settings as milter_settings
 from mailguard.milter.settings import MilterSettings
-from mailguard.rules import COMMON_RULE_KEYS, SEVERITIES, Rule, data_path, find_rule, load_rules
+from mailguard.rules import COMMON_RULE_KEYS, SEVERITIES, Rule, data_path, find_rule, load_catalog
+from mailguard.sensitive import SensitiveSettings
 
 CONFIG_FILE = "mailguard.toml"
 
@@ -64,6 +65,10 @@ class Config:
     """Per-rule overrides keyed by code or name: enabled, severity, weight, options."""
     milter: MilterSettings = field(default_factory=MilterSettings)
     """What ``mailguard milter`` does with verdicts (``[milter]``); no effect on decisions."""
+    sensitive: Mapping[str, Any] = field(default_factory=dict)
+    """The ``[sensitive]`` section as written; see :attr:`sensitive_settings`."""
+    rule_paths: tuple[Path, ...] = ()
+    """Directories of extra rule files (custom rules), loaded after the shipped ones."""
     source: Path | None = None
     """File the configuration came from, for messages."""
 
@@ -71,22 +76,44 @@ class Config:
         if not 0 <= self.scoring.warn_at <= self.scoring.block_at <= 100:
             raise ConfigError("scoring: need 0 <= warn_at <= block_at <= 100")
         # Validate rule overrides now so that errors surface at load time, not per message.
-        _ = self.rule_settings
+        _ = self.rule_settings, self.sensitive_settings
+
+    @functools.cached_property
+    def catalog(self) -> tuple[Rule, ...]:
+        """Every rule: the shipped ones and those in :attr:`rule_paths`."""
+        return load_catalog(tuple(self.rule_paths))
+
+    @functools.cached_property
+    def sensitive_settings(self) -> SensitiveSettings:
+        """The sensitive-context detection's settings. Options that moved here from a rule
+        (``moved_to = "sensitive.…"`` in its file) are still read where the section is silent."""
+        moved: dict[str, Any] = {}
+        for code, override in self._overrides.items():
+            for name, spec in self.rule_settings[code].rule.options.items():
+                section, _, key = (spec.moved_to or "").partition(".")
+                if section == "sensitive" and name in override:
+                    moved[key] = override[name]
+        return SensitiveSettings.from_mapping(self.sensitive, "sensitive", moved)
 
     @functools.cached_property
     def rule_settings(self) -> dict[str, RuleSettings]:
         """Effective settings of every rule, keyed by code."""
+        overrides = self._overrides
+        return {
+            rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in self.catalog
+        }
+
+    @functools.cached_property
+    def _overrides(self) -> dict[str, Mapping[str, Any]]:
         overrides: dict[str, Mapping[str, Any]] = {}
         for key, value in self.rules.items():
-            rule = find_rule(key)
+            rule = find_rule(key, self.catalog)
             if rule.code in overrides:
                 raise ConfigError(f"rules: {rule.code} is configured twice ({key!r})")
             if not isinstance(value, Mapping):
                 raise ConfigError(f"rules.{key}: expected a table")
             overrides[rule.code] = value
-        return {
-            rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in load_rules()
-        }
+        return overrides
 
     @functools.cached_property
     def internal_set(self) -> DomainSet:
@@ -147,7 +174,7 @@ _TOP_KEYS = {
 def from_mapping(data: Mapping[str, Any], source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed TOML, rejecting anything unknown."""
     where = str(source) if source else "config"
-    allowed = {*_TOP_KEYS, "scoring", "limits", "rules", "milter"}
+    allowed = {*_TOP_KEYS, "scoring", "limits", "rules", "milter", "sensitive", "rule_paths"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(allowed)}")
@@ -165,6 +192,12 @@ def from_mapping(data: Mapping[str, Any], source: Path | None = None) -> Config:
         raise ConfigError(f"{where}: rules must be a table of rule codes")
     kwargs["rules"] = dict(rules)
     kwargs["milter"] = milter_settings.from_mapping(data.get("milter", {}), f"{where}: milter")
+    kwargs["sensitive"] = data.get("sensitive", {})
+    paths = data.get("rule_paths", [])
+    if not isinstance(paths, list) or not all(isinstance(v, str) for v in paths):
+        raise ConfigError(f"{where}: rule_paths must be a list of strings")
+    base = source.parent if source else Path.cwd()
+    kwargs["rule_paths"] = tuple(base / Path(p).expanduser() for p in paths)
     try:
         return Config(**kwargs)
     except ConfigError as exc:

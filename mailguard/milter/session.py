@@ -110,7 +110,7 @@ class Transaction:
 
     @property
     def incomplete(self) -> str:
-        """What the engine is not given, for its MG002 finding; empty when nothing."""
+        """What the engine is not given, for its limits finding; empty when nothing."""
         if not self.dropped_fields:
             return ""
         n = self.dropped_fields

@@ -34,9 +34,9 @@ from typing import Any
 
 from mailguard import __version__
 from mailguard.archive.register import Incident, Register
-from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.domains import registrable_domain
 from mailguard.redact import Privacy, Redactor
+from mailguard.rules import TAG_PARTIAL, TAG_SENSITIVE
 from mailguard.sensitive import vocabulary
 
 UNDATED = "undated"
@@ -47,8 +47,6 @@ MAX_FILLED_MONTHS = 72
 one bogus Date header from 1970) would squeeze every bar to a hairline, so then only
 months with incidents are drawn and the chart says so."""
 MAX_BAR_LABELS = 24
-BCC_RULE = "MG501"
-LIMITS_RULE = "MG002"
 
 _CSS = """
 :root { color-scheme: light; }
@@ -532,7 +530,7 @@ def _footer(when: datetime) -> str:
         "<strong>Archive mode</strong>: in a copy kept in Sent mail, a Bcc header is how the "
         "mail client records whom it Bcc'd; that header was not delivered to the recipients, "
         "so it is not counted as an exposure.",
-        "<strong>Sensitive context</strong> (rule MG301) is inferred from words in the "
+        "<strong>Sensitive context</strong> is inferred from words in the "
         "sender's name and address, the subject and the opening text, using the vocabulary "
         "shipped with mailguard. It indicates special category (Art. 9), criminal offence "
         "(Art. 10) or vulnerable-group data; confirm it by reading the message.",
@@ -589,14 +587,7 @@ def _nature(incident: Incident) -> str:
             f" {_count(lists, 'of them is a mailing list', 'of them are mailing lists')}, "
             "whose members were not exposed."
         )
-    if BCC_RULE in incident.codes:
-        bcc = _int(r, "bcc")
-        text += (
-            f" The message also still carried a Bcc: header listing "
-            f"{_count(bcc, 'address', 'addresses')}: unless a server removed it, the hidden "
-            "recipients were disclosed as well."
-        )
-    if LIMITS_RULE in incident.codes:
+    if incident.tagged(TAG_PARTIAL):
         text += " Counting stopped at a configured limit, so the true numbers may be higher."
     if incident.sensitive:
         text += (
@@ -623,10 +614,7 @@ def _data_subjects(incident: Incident) -> str:
 
 def _approximate(incident: Incident) -> str:
     n = _subjects(incident)
-    text = f"{'at least ' if LIMITS_RULE in incident.codes else ''}{n:,}"
-    if BCC_RULE in incident.codes:
-        text += f", plus up to {_int(incident.recipients, 'bcc'):,} named in the Bcc: header"
-    return text
+    return f"{'at least ' if incident.tagged(TAG_PARTIAL) else ''}{n:,}"
 
 
 def _data_records(incident: Incident) -> str:
@@ -668,10 +656,10 @@ def _legal_phrase(incident: Incident) -> str:
 
 
 def _legal_bases(incident: Incident) -> list[str]:
-    """From the MG301 evidence when present, else from the shipped vocabulary's labels."""
+    """From the sensitive-context finding's evidence, else from the vocabulary's labels."""
     for f in incident.findings:
         evidence = f.get("evidence") or {}
-        if f.get("code") == SENSITIVE_RULE and evidence.get("legal_basis"):
+        if TAG_SENSITIVE in f.get("tags", ()) and evidence.get("legal_basis"):
             return [str(b) for b in evidence["legal_basis"]]
     by_label = {c.label: c.gdpr for c in vocabulary().categories}
     return [by_label[label] for label in incident.sensitive if label in by_label]
