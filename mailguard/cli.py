@@ -23,7 +23,7 @@ from mailguard.outputs import RenderOptions, render
 from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
-from mailguard.rules import DOC_TITLES, SEVERITIES, Rule, find_rule, load_rules
+from mailguard.rules import DOC_TITLES, REMEDIES, SEVERITIES, Rule, find_rule
 from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import iter_inputs
 
@@ -160,7 +160,7 @@ def check(
         reports.append(report)
     options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
     color = output is None and fmt is Format.text and sys.stdout.isatty()
-    text = render(reports, fmt.value, options, color=color)
+    text = render(reports, fmt.value, options, color=color, rules=cfg.catalog)
     if output is not None:
         try:
             output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
@@ -324,19 +324,23 @@ def scan(
 
 
 @app.command("rules")
-def list_rules() -> None:
+def list_rules(config_path: ConfigOption = None, no_config: NoConfigOption = False) -> None:
     """List every rule: code, name, severity, weight and summary."""
-    for rule in load_rules():
+    for rule in load_config(config_path, no_config, []).catalog:
         typer.echo(
             f"{rule.code}  {rule.name:<32} {rule.severity:<8} {rule.weight:>3}  {rule.summary}"
         )
 
 
 @app.command()
-def explain(code: Annotated[str, typer.Argument(help="Rule code, name or alias.")]) -> None:
+def explain(
+    code: Annotated[str, typer.Argument(help="Rule code, name or alias.")],
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+) -> None:
     """Print a rule's documentation, options and examples."""
     try:
-        rule = find_rule(code)
+        rule = find_rule(code, load_config(config_path, no_config, []).catalog)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     typer.echo(explain_text(rule))
@@ -358,6 +362,9 @@ def explain_text(rule: Rule) -> str:
     lines += ["", f"Configure in mailguard.toml as [rules.{rule.code}] or [rules.{rule.name}]."]
     if set(rule.modes) != {"outgoing", "archived"}:
         lines.append(f"Applies to {' and '.join(rule.modes)} mail only.")
+    lines.append(f"Reads: {', '.join(rule.reads)}. Needs: {', '.join(rule.needs) or 'no service'}.")
+    cure = f"{rule.remedy} ({REMEDIES[rule.remedy]})" if rule.remedy else "none"
+    lines.append(f"Remedy: {cure}.")
     return "\n".join(lines)
 
 
