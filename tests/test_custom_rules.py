@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import mailbox
 import re
+import secrets
 import sys
 from pathlib import Path
 
@@ -121,6 +122,12 @@ def test_scan_of_an_mbox_reports_the_custom_rule(custom: Path, tmp_path: Path) -
     (incident,) = register["incidents"]
     assert [f["code"] for f in incident["findings"]] == [CODE]
     assert incident["score"] == WEIGHT
+    # The register says which custom rule files judged it, as it does for the shipped ones.
+    made = register["provenance"]
+    assert list(made["rule_paths"]) == [str(tmp_path / "rules")]
+    assert made["rule_paths"][str(tmp_path / "rules")].startswith("sha256:")
+    assert CODE in made["enabled_rules"] and made["skipped_rules"] == {}
+    assert made["sensitive"] == {"enabled": True, "categories": [], "extra_terms": []}
 
 
 def test_imap_body_decision_follows_reads(custom: Path) -> None:
@@ -268,3 +275,25 @@ def test_nothing_in_the_package_knows_the_custom_rule() -> None:
     for path in (ROOT / "mailguard").rglob("*"):
         if path.is_file() and path.suffix in (".py", ".toml"):
             assert CODE not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_readme_s_writing_a_rule_example_works(tmp_path: Path) -> None:
+    """The newcomer's page is a test: its rule file and function, copied as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Writing a rule", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(toml|python)\n(.*?)```", section, re.S)
+    files = {}
+    for _, body in blocks:
+        first, _, rest = body.partition("\n")
+        files[first.removeprefix("# ").strip()] = rest
+    config_text = files.pop("mailguard.toml")
+    unique = f"payroll_checks_{secrets.token_hex(4)}"  # a module name is process-wide
+    for name, text in files.items():
+        path = tmp_path / name.replace("payroll_checks", unique)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("payroll_checks", unique))
+    (tmp_path / "mailguard.toml").write_text(config_text)
+    cfg = config_mod.load(tmp_path / "mailguard.toml")
+    report = Engine(cfg).check(payslip_message())
+    assert report.codes == ["MG901"] and report.verdict == "block"
+    assert "HR portal" in refusal_reason(report)
