@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import pickle
 import re
 import secrets
 import sys
@@ -297,3 +298,14 @@ def test_the_readme_s_writing_a_rule_example_works(tmp_path: Path) -> None:
     report = Engine(cfg).check(payslip_message())
     assert report.codes == ["MG901"] and report.verdict == "block"
     assert "HR portal" in refusal_reason(report)
+
+
+def test_a_config_with_custom_rules_survives_pickling(custom: Path) -> None:
+    """A spawned scan worker gets the config pickled: the resolved check function is left
+    out and resolved again from the rule file's directory."""
+    cfg = config_mod.load(custom)
+    Engine(cfg)  # resolves every check
+    copy = pickle.loads(pickle.dumps(cfg))
+    (rule,) = [r for r in copy.catalog if r.code == CODE]
+    assert "check" not in vars(rule)
+    assert Engine(copy).check(payslip_message()).codes == [CODE]
