@@ -27,7 +27,7 @@ from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
 from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR
-from mailguard.scoring import gate_open, points, total, verdict
+from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
 from mailguard.services import Services
 
 log = logging.getLogger("mailguard")
@@ -53,6 +53,9 @@ class Engine:
         (self._unreadable,) = (s for s in settings.values() if TAG_ENGINE_ERROR in s.rule.tags)
         self._rules: dict[str, list[RuleSettings]] = {}
         self._skipped: dict[str, list[Skipped]] = {}
+        self._gates: dict[str, Gate] = {
+            code: gate(s.rule.scoring, s.options) for code, s in settings.items()
+        }
         for mode in ("outgoing", "archived"):
             active = [
                 s for s in settings.values()
@@ -83,7 +86,7 @@ class Engine:
         report = self.check(headers, mode=mode)
         if report.analysis is None:
             return False  # unreadable headers: the body cannot make them readable
-        return any(gate_open(s.rule.scoring, s.options, report.recipients) for s in rules)
+        return any(gate_open(self._gates[s.code], report.recipients) for s in rules)
 
     def check(
         self,
@@ -152,7 +155,7 @@ class Engine:
         findings: list[Finding] = []
         for settings in self._rules[mode]:
             checkpoint()
-            if not gate_open(settings.rule.scoring, settings.options, counts):
+            if not gate_open(self._gates[settings.code], counts):
                 continue  # cannot score: not even run (its body reading is saved)
             for hit in _run(settings, ctx):
                 weight = points(

@@ -74,19 +74,28 @@ def points(
     return ramp(count, low, high, weight, high_weight) or None
 
 
-def gate_open(
-    spec: ScoringSpec | None, options: Mapping[str, Any], counts: Mapping[str, Any]
-) -> bool:
-    """Whether the rule can score with these recipient counts (before its check runs).
+Gate = tuple[str, int] | None
+"""A recipient count and the least it must be for a rule to score; ``None``: always open."""
 
-    Only a ``recipients.<key>`` count with a known ``floor`` can close the gate: then the
-    check is not run at all, and a source need not fetch the body for it.
+
+def gate(spec: ScoringSpec | None, options: Mapping[str, Any]) -> Gate:
+    """The rule's gate with these options (computed once per engine, not per message).
+
+    Only a ``recipients.<key>`` count with a known ``floor`` makes one: below it the check
+    is not run at all, and a source need not fetch the body for it.
     """
     if spec is None or spec.recipient_count is None or not spec.floor:
-        return True
+        return None
     floors = [f for f in (_value(v, options, {}) for v in spec.floor) if f is not None]
-    count = _int(counts.get(spec.recipient_count))
-    return count is None or not floors or count >= min(floors)
+    return (spec.recipient_count, min(floors)) if floors else None
+
+
+def gate_open(gate: Gate, counts: Mapping[str, Any]) -> bool:
+    """Whether a rule with this gate can score with these recipient counts."""
+    if gate is None:
+        return True
+    count = counts.get(gate[0])
+    return not isinstance(count, int) or count >= gate[1]
 
 
 def _value(

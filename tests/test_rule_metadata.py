@@ -23,7 +23,7 @@ from mailguard.rules import (
     ScoringSpec,
     load_rules,
 )
-from mailguard.scoring import gate_open, points
+from mailguard.scoring import gate, gate_open, points
 from mailguard.services import Services
 from tests.conftest import eml
 
@@ -86,9 +86,11 @@ def test_a_ramp_worth_nothing_is_no_finding() -> None:
 
 def test_the_gate_reads_recipient_counts_and_the_lowest_floor() -> None:
     spec = ScoringSpec("recipients.exposed_parties", "evidence.t", floor=("a", "b"))
-    assert not gate_open(spec, {"a": 10, "b": 2}, {"exposed_parties": 1})
-    assert gate_open(spec, {"a": 10, "b": 2}, {"exposed_parties": 2})
-    assert gate_open(ScoringSpec("n", 5), {}, {})  # an evidence count: no gate
+    assert gate(spec, {"a": 10, "b": 2}) == ("exposed_parties", 2)
+    assert not gate_open(gate(spec, {"a": 10, "b": 2}), {"exposed_parties": 1})
+    assert gate_open(gate(spec, {"a": 10, "b": 2}), {"exposed_parties": 2})
+    assert gate(ScoringSpec("n", 5), {}) is None  # an evidence count: no gate
+    assert gate_open(None, {})
 
 
 def test_user_weights_still_apply_through_the_scoring_table() -> None:
