@@ -18,7 +18,16 @@ from mailguard.errors import ConfigError
 from mailguard.limits import Limits
 from mailguard.milter import settings as milter_settings
 from mailguard.milter.settings import MilterSettings
-from mailguard.rules import COMMON_RULE_KEYS, SEVERITIES, Rule, data_path, find_rule, load_catalog
+from mailguard.rules import (
+    COMMON_RULE_KEYS,
+    SEVERITIES,
+    Rule,
+    RuleDefinitionError,
+    data_path,
+    find_rule,
+    load_catalog,
+    rules_dir,
+)
 from mailguard.sensitive import SensitiveSettings
 
 CONFIG_FILE = "mailguard.toml"
@@ -80,8 +89,19 @@ class Config:
 
     @functools.cached_property
     def catalog(self) -> tuple[Rule, ...]:
-        """Every rule: the shipped ones and those in :attr:`rule_paths`."""
-        return load_catalog(tuple(self.rule_paths))
+        """Every rule: the shipped ones and those in :attr:`rule_paths`.
+
+        A custom rule file that is malformed, or whose check cannot be imported, is a
+        configuration error, reported when the configuration is loaded.
+        """
+        try:
+            catalog = load_catalog(tuple(self.rule_paths))
+            for rule in catalog:
+                if rule.path is not None and rule.path.parent != rules_dir():
+                    _ = rule.check
+        except RuleDefinitionError as exc:
+            raise ConfigError(str(exc)) from None
+        return catalog
 
     @functools.cached_property
     def sensitive_settings(self) -> SensitiveSettings:

@@ -26,7 +26,6 @@ from mailguard.milter.decision import outcome_for, refusal_reason
 from mailguard.milter.server import ListenSpec, MilterServer
 from mailguard.milter.session import Capabilities
 from mailguard.recipients import Envelope
-from mailguard.rules import RuleDefinitionError
 from mailguard.services import Services
 from tests.conftest import ROOT
 from tests.support.custom_rule import (
@@ -236,7 +235,7 @@ def test_bad_metadata_is_refused_at_load(tmp_path: Path, change: tuple[str, str]
     text = path.read_text()
     assert change[0] in text
     path.write_text(text.replace(change[0], change[1], 1))
-    with pytest.raises((RuleDefinitionError, ConfigError), match=complaint):
+    with pytest.raises(ConfigError, match=complaint):
         config_mod.load(write_config(tmp_path))
 
 
@@ -244,13 +243,13 @@ def test_multi_line_sender_wording_is_refused(tmp_path: Path) -> None:
     rule_dir = write_rule(tmp_path / "rules")
     path = rule_dir / f"{CODE}.toml"
     path.write_text(path.read_text().replace(f'sender = "{SENDER}"', 'sender = """a\nb"""'))
-    with pytest.raises(RuleDefinitionError, match=r"doc\.sender must be one line"):
+    with pytest.raises(ConfigError, match=r"doc\.sender must be one line"):
         config_mod.load(write_config(tmp_path))
 
 
 def test_a_clash_with_a_shipped_code_or_name_is_refused(tmp_path: Path) -> None:
     write_rule(tmp_path / "rules", code="MG101", name="something-else")
-    with pytest.raises(RuleDefinitionError, match="MG101"):
+    with pytest.raises(ConfigError, match="MG101"):
         config_mod.load(write_config(tmp_path))
 
 
@@ -260,11 +259,22 @@ def test_a_check_module_may_not_shadow_an_importable_one(tmp_path: Path, name: s
     (rule_dir / f"{name}.py").write_text("def mentions(ctx, settings):\n    return []\n")
     path = rule_dir / f"{CODE}.toml"
     path.write_text(re.sub(r'check = ".*"', f'check = "{name}:mentions"', path.read_text()))
-    cfg = config_mod.load(write_config(tmp_path))
-    with pytest.raises(RuleDefinitionError, match="cannot load check"):
-        Engine(cfg)
+    with pytest.raises(ConfigError, match="cannot load check"):
+        config_mod.load(write_config(tmp_path))
     module = sys.modules.get(name)
     assert module is None or not str(module.__file__).startswith(str(rule_dir))
+
+
+def test_a_broken_custom_rule_is_a_clear_cli_error_not_a_traceback(tmp_path: Path) -> None:
+    rule_dir = write_rule(tmp_path / "rules")
+    path = rule_dir / f"{CODE}.toml"
+    path.write_text(re.sub(r'check = ".*"', 'check = "nowhere_at_all:mentions"', path.read_text()))
+    write_config(tmp_path)
+    for args in (["check", "-"], ["rules"], ["explain", CODE]):
+        result = runner.invoke(app, args, input=payslip_message())
+        assert result.exit_code == 2, (args, result.output)
+        assert "cannot load check 'nowhere_at_all:mentions'" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_missing_rule_path_is_a_config_error(tmp_path: Path) -> None:
