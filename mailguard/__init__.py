@@ -28,6 +28,7 @@ from mailguard.errors import ConfigError, InputError, MailguardError
 from mailguard.limits import Limits
 from mailguard.recipients import Envelope
 from mailguard.report import SCHEMA_VERSION, Finding, Report
+from mailguard.services import Services
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "MailguardError",
     "Report",
     "Scoring",
+    "Services",
     "__version__",
     "check",
     "load_config",

@@ -32,9 +32,9 @@ class BodyText:
     text: str
     """Decoded text (tags stripped from HTML), at most ``limits.body_text_chars`` long."""
     limit_hit: str | None = None
-    """Which limit stopped the walk (for the MG002 finding), if any."""
+    """Which limit stopped the walk (for the limits finding), if any."""
     problem: str | None = None
-    """Why the text is degraded (unknown charset, damaged base64), for MG003; never text."""
+    """Why the text is degraded (unknown charset, damaged base64); never the text itself."""
 
 
 def content_type(value: str | None) -> tuple[str, dict[str, str]]:

@@ -7,8 +7,8 @@ NUL raises ``ValueError`` and one with a lone surrogate ``UnicodeEncodeError``. 
 word in a Subject must not turn a mass exposure into an unchecked message (verdict
 ``error``), so every decoder of message data goes through :func:`decode_bytes`: it
 decodes with replacement characters, falls back to UTF-8 for anything that is not a text
-charset, and says what it did so the degradation can be reported (MG003) rather than
-hidden.
+charset, and says what it did so the degradation can be reported (the undecodable-text
+rule) rather than hidden.
 """
 
 from __future__ import annotations

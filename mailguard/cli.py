@@ -300,24 +300,29 @@ def scan(
 
 
 @app.command("rules")
-def list_rules() -> None:
-    """List every rule: code, name, severity, weight and summary."""
+def list_rules(config_path: ConfigOption = None, no_config: NoConfigOption = False) -> None:
+    """List every rule (with custom ones from rule_paths): code, name, severity, weight."""
     from mailguard.commands.rules import rules_table
 
-    for line in rules_table():
-        typer.echo(line)
+    _run(lambda: _echo_lines(rules_table(_source(config_path, no_config, None))))
 
 
 @app.command()
-def explain(code: Annotated[str, typer.Argument(help="Rule code, name or alias.")]) -> None:
+def explain(
+    code: Annotated[str, typer.Argument(help="Rule code, name or alias.")],
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+) -> None:
     """Print a rule's documentation, options and examples."""
     from mailguard.commands import rules
 
-    try:
-        text = rules.explain(code)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(text)
+    _run(lambda: _echo_lines([rules.explain(code, _source(config_path, no_config, None))]))
+
+
+def _echo_lines(lines: list[str]) -> int:
+    for line in lines:
+        typer.echo(line)
+    return 0
 
 
 def main() -> None:

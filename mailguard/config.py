@@ -23,8 +23,18 @@ from mailguard.configfile import CONFIG_FILE, MAX_CONFIG_BYTES, ConfigFile, disc
 from mailguard.domains import DomainSet
 from mailguard.errors import ConfigError
 from mailguard.limits import Limits
-from mailguard.rules import COMMON_RULE_KEYS, SEVERITIES, Rule, data_path, find_rule, load_rules
+from mailguard.rules import (
+    COMMON_RULE_KEYS,
+    SEVERITIES,
+    Rule,
+    RuleDefinitionError,
+    data_path,
+    find_rule,
+    load_catalog,
+    rules_dir,
+)
 from mailguard.scoring import Scoring
+from mailguard.sensitive import SensitiveSettings
 
 __all__ = [
     "CONFIG_FILE",
@@ -71,6 +81,10 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     rules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per-rule overrides keyed by code or name: enabled, severity, weight, options."""
+    sensitive: Mapping[str, Any] = field(default_factory=dict)
+    """The ``[sensitive]`` section as written; see :attr:`sensitive_settings`."""
+    rule_paths: tuple[Path, ...] = ()
+    """Directories of extra rule files (custom rules), loaded after the shipped ones."""
     source: Path | None = None
     """File the configuration came from, for messages."""
 
@@ -80,22 +94,55 @@ class Config:
             if isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name}: expected a list of strings, got one string")
         # Validate rule overrides now so that errors surface at load time, not per message.
-        _ = self.rule_settings
+        _ = self.rule_settings, self.sensitive_settings
+
+    @functools.cached_property
+    def catalog(self) -> tuple[Rule, ...]:
+        """Every rule: the shipped ones and those in :attr:`rule_paths`.
+
+        A custom rule file that is malformed, or whose check cannot be imported, is a
+        configuration error, reported when the configuration is loaded.
+        """
+        try:
+            catalog = load_catalog(tuple(self.rule_paths))
+            for rule in catalog:
+                if rule.path is not None and rule.path.parent != rules_dir():
+                    _ = rule.check
+        except RuleDefinitionError as exc:
+            raise ConfigError(str(exc)) from None
+        return catalog
+
+    @functools.cached_property
+    def sensitive_settings(self) -> SensitiveSettings:
+        """The sensitive-context detection's settings. Options that moved here from a rule
+        (``moved_to = "sensitive.…"`` in its file) are still read where the section is silent."""
+        moved: dict[str, Any] = {}
+        for code, override in self._overrides.items():
+            for name, spec in self.rule_settings[code].rule.options.items():
+                section, _, key = (spec.moved_to or "").partition(".")
+                if section == "sensitive" and name in override:
+                    moved[key] = override[name]
+        return SensitiveSettings.from_mapping(self.sensitive, "sensitive", moved)
 
     @functools.cached_property
     def rule_settings(self) -> dict[str, RuleSettings]:
         """Effective settings of every rule, keyed by code."""
+        overrides = self._overrides
+        return {
+            rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in self.catalog
+        }
+
+    @functools.cached_property
+    def _overrides(self) -> dict[str, Mapping[str, Any]]:
         overrides: dict[str, Mapping[str, Any]] = {}
         for key, value in self.rules.items():
-            rule = find_rule(key)
+            rule = find_rule(key, self.catalog)
             if rule.code in overrides:
                 raise ConfigError(f"rules: {rule.code} is configured twice ({key!r})")
             if not isinstance(value, Mapping):
                 raise ConfigError(f"rules.{key}: expected a table")
             overrides[rule.code] = value
-        return {
-            rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in load_rules()
-        }
+        return overrides
 
     @functools.cached_property
     def internal_set(self) -> DomainSet:
@@ -152,7 +199,7 @@ _TOP_KEYS = {
     "mailing_lists": "list[str]",
 }
 
-DECISION_KEYS = (*_TOP_KEYS, "scoring", "limits", "rules")
+DECISION_KEYS = (*_TOP_KEYS, "scoring", "limits", "rules", "sensitive", "rule_paths")
 """The top-level keys this module owns; :data:`mailguard.configfile.SECTIONS` are the rest."""
 
 
@@ -164,7 +211,8 @@ def from_file(file: ConfigFile) -> Config:
     """
     file.check_keys((*DECISION_KEYS, *configfile.SECTIONS))
     where, data = file.where, file.data
-    kwargs: dict[str, Any] = {"source": file.path}
+    source = file.path
+    kwargs: dict[str, Any] = {"source": source}
     for key in _TOP_KEYS:
         if key in data:
             value = data[key]
@@ -177,6 +225,12 @@ def from_file(file: ConfigFile) -> Config:
     if not isinstance(rules, Mapping):
         raise ConfigError(f"{where}: rules must be a table of rule codes")
     kwargs["rules"] = dict(rules)
+    kwargs["sensitive"] = data.get("sensitive", {})
+    paths = data.get("rule_paths", [])
+    if not isinstance(paths, list) or not all(isinstance(v, str) for v in paths):
+        raise ConfigError(f"{where}: rule_paths must be a list of strings")
+    base = source.parent if source else Path.cwd()
+    kwargs["rule_paths"] = tuple(base / Path(p).expanduser() for p in paths)
     try:
         return Config(**kwargs)
     except ConfigError as exc:

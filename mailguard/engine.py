@@ -1,8 +1,12 @@
 """The engine: parse once, analyse recipients once, run the enabled rules, score.
 
 Nothing else decides pass/warn/block. Every failure on the way becomes an ``error`` report
-with an MG001 finding instead of an exception, so one hostile message in a folder of
-thousands (or on a mail server) never stops the rest.
+with a finding of the rule tagged ``engine-error`` instead of an exception, so one hostile
+message in a folder of thousands (or on a mail server) never stops the rest.
+
+Checks report facts; the engine scores them with each rule's ``[scoring]`` table. Services
+(DNS, a history store, a clock) are injected, never module globals; a rule whose service
+is missing is not run and the report lists it under ``skipped``.
 """
 
 from __future__ import annotations
@@ -21,32 +25,68 @@ from mailguard.headers import HeaderProblem, decode_rfc2047
 from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
-from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report
-from mailguard.scoring import total, verdict
+from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
+from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR
+from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
+from mailguard.services import Services
 
 log = logging.getLogger("mailguard")
 
 Mode = Literal["outgoing", "archived"]
 MessageInput = bytes | bytearray | memoryview | str | email.message.Message
-UNREADABLE = "MG001"
 OUT_OF_TIME = "the decision ran out of time (deadline reached)"
-"""MG001's reason when a decision was stopped at its deadline (see :func:`ran_out_of_time`)."""
+"""The engine error's reason when a decision was stopped at its deadline (see
+:func:`ran_out_of_time`)."""
 
 
 class Engine:
-    """A configured checker. Reuse one for many messages: rules are resolved once."""
+    """A configured checker. Reuse one for many messages: rules are resolved once.
 
-    def __init__(self, config: Config | None = None) -> None:
+    ``services`` carries what some checks need (``needs`` in their rule files); the default
+    has a clock and nothing else, so rules needing DNS or history are skipped.
+    """
+
+    def __init__(self, config: Config | None = None, *, services: Services | None = None) -> None:
         self.config = config or Config()
+        self.services = services if services is not None else Services()
         settings = self.config.rule_settings
-        self._unreadable = settings[UNREADABLE]
-        self._rules: dict[str, list[RuleSettings]] = {
-            mode: [
+        (self._unreadable,) = (s for s in settings.values() if TAG_ENGINE_ERROR in s.rule.tags)
+        self._rules: dict[str, list[RuleSettings]] = {}
+        self._skipped: dict[str, list[Skipped]] = {}
+        self._gates: dict[str, Gate] = {
+            code: gate(s.rule.scoring, s.options) for code, s in settings.items()
+        }
+        for mode in ("outgoing", "archived"):
+            active = [
                 s for s in settings.values()
                 if s.enabled and mode in s.rule.modes and s.rule.check is not None
+            ]  # fmt: skip
+            self._skipped[mode] = [
+                Skipped(s.code, s.rule.name, f"needs {', '.join(missing)}, which is not configured")
+                for s in active
+                if (missing := self.services.missing(s.rule.needs))
             ]
-            for mode in ("outgoing", "archived")
-        }  # fmt: skip
+            skipped = {k.code for k in self._skipped[mode]}
+            self._rules[mode] = [s for s in active if s.code not in skipped]
+
+    def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
+        """The message parts the rules that run in ``mode`` read (``headers``, ``body``, …)."""
+        return frozenset(part for s in self._rules[mode] for part in s.rule.reads)
+
+    def needs_body(self, headers: MessageInput, mode: Mode = "archived") -> bool:
+        """Whether a message whose header block is ``headers`` should be fetched whole.
+
+        True when a rule that reads the body or attachments could score on it: its
+        ``[scoring]`` gate (a recipient count the headers already tell) is open. Sources
+        that can fetch headers first (IMAP) decide from this, never from rule codes.
+        """
+        rules = [s for s in self._rules[mode] if BODY_PARTS & set(s.rule.reads)]
+        if not rules:
+            return False
+        report = self.check(headers, mode=mode)
+        if report.analysis is None:
+            return False  # unreadable headers: the body cannot make them readable
+        return any(gate_open(self._gates[s.code], report.recipients) for s in rules)
 
     def check(
         self,
@@ -62,9 +102,9 @@ class Engine:
         """Judge one message. Never raises for bad input: see the ``error`` verdict.
 
         ``deadline`` (a :func:`time.monotonic` instant) stops the decision at the next
-        checkpoint once passed; the report is then an ``error`` whose MG001 reason is
+        checkpoint once passed; the report is then an ``error`` whose reason is
         :data:`OUT_OF_TIME`. ``incomplete`` says what the caller could not hand over (the
-        milter's header cap): it becomes an MG002 finding, as a limit of our own would.
+        milter's header cap): it becomes a header problem, reported as a limit of our own would be.
         """
         if mode not in self._rules:
             raise ValueError(f"mode must be 'outgoing' or 'archived', not {mode!r}")
@@ -84,7 +124,7 @@ class Engine:
         except Exception as exc:  # a bug must not take the mail flow down with it
             where = traceback.extract_tb(exc.__traceback__)[-1]
             # Type and code location only: an exception's text may quote message content, and
-            # the source may be a file named after a person (the MG001 entry names it).
+            # the source may be a file named after a person (the error finding names it).
             log.error(
                 "internal error checking a message: %s at %s:%s",
                 type(exc).__name__, where.filename, where.lineno,
@@ -110,12 +150,19 @@ class Engine:
             message.problems.append(HeaderProblem("header-block-truncated", incomplete))
         checkpoint()
         recipients = analyse(message, self.config, envelope)
-        ctx = CheckContext(message, recipients, self.config, envelope, mode)
+        counts = recipients.summary()
+        ctx = CheckContext(message, recipients, self.config, envelope, mode, self.services)
         findings: list[Finding] = []
         for settings in self._rules[mode]:
             checkpoint()
+            if not gate_open(self._gates[settings.code], counts):
+                continue  # cannot score: not even run (its body reading is saved)
             for hit in _run(settings, ctx):
-                findings.append(self._finding(settings, hit))
+                weight = points(
+                    settings.rule.scoring, settings.weight, settings.options, hit.evidence, counts
+                )
+                if weight is not None:
+                    findings.append(self._finding(settings, hit, weight))
         score = total(f.weight for f in findings)
         findings.sort(key=lambda f: (-f.weight, f.code))
         return Report(
@@ -123,18 +170,18 @@ class Engine:
             verdict=verdict(score, self.config.scoring),
             score=score,
             findings=findings,
-            recipients=recipients.summary(),
+            recipients=counts,
             message_id=_message_id(message.get("message-id")),
             analysis=recipients,
             date=message.get("date"),
             subject=_subject(message.get("subject")),
+            skipped=list(self._skipped[mode]),
         )
 
-    def _finding(self, settings: RuleSettings, hit: Hit) -> Finding:
-        weight = settings.weight if hit.weight is None else hit.weight
+    def _finding(self, settings: RuleSettings, hit: Hit, weight: int) -> Finding:
         return Finding(
             settings.code, settings.rule.name, settings.severity, hit.message, weight, hit.evidence,
-            hit.redacted,
+            hit.redacted, settings.rule,
         )  # fmt: skip
 
     def error_report(
@@ -145,7 +192,7 @@ class Engine:
         private: bool = True,
         evidence: dict[str, object] | None = None,
     ) -> Report:
-        """An ``error`` report with an MG001 finding, e.g. for a file that cannot be read.
+        """An ``error`` report with the engine's own finding, e.g. for a file that cannot be read.
 
         ``private``: the reason may quote the message or its location (a parser's or the
         operating system's words), so ``--redact`` withholds it.
@@ -154,7 +201,7 @@ class Engine:
         safe = Redacted(f"message could not be checked: {REASON_WITHHELD}") if private else None
         finding = Finding(
             s.code, s.rule.name, s.severity, f"message could not be checked: {reason}", s.weight,
-            evidence or {}, safe,
+            evidence or {}, safe, s.rule,
         )  # fmt: skip
         return Report(source, "error", total([s.weight]), [finding], dict(EMPTY_RECIPIENTS))
 
@@ -162,7 +209,7 @@ class Engine:
 def ran_out_of_time(report: Report) -> bool:
     """Whether ``report`` is the ``error`` of a decision stopped at its deadline."""
     return report.verdict == "error" and any(
-        f.code == UNREADABLE and f.evidence.get("deadline") for f in report.findings
+        TAG_ENGINE_ERROR in f.tags and f.evidence.get("deadline") for f in report.findings
     )
 
 

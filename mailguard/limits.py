@@ -1,8 +1,8 @@
 """Resource limits that keep hostile input bounded in time and memory.
 
-Every limit that is reached becomes a finding (MG002) rather than an exception, so an
-oversized or maliciously nested message is still decided, and the operator sees why the
-decision was made on partial information.
+Every limit that is reached becomes a finding (rule tag ``partial-read``) rather than an
+exception, so an oversized or maliciously nested message is still decided, and the
+operator sees why the decision was made on partial information.
 """
 
 from __future__ import annotations

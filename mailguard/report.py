@@ -12,6 +12,7 @@ from mailguard.scoring import Verdict
 
 if TYPE_CHECKING:
     from mailguard.recipients import RecipientAnalysis
+    from mailguard.rules import Rule
 
 SCHEMA_VERSION = 1
 
@@ -41,6 +42,17 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     redacted: Redacted | None = None
     """What ``--redact`` shows instead, when the message or evidence quotes message data."""
+    rule: Rule | None = field(default=None, repr=False, compare=False)
+    """The rule's definition: outputs and the milter read its metadata (tags, remedy, the
+    sender's wording), never its code."""
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.rule.tags if self.rule is not None else ()
+
+    @property
+    def remedy(self) -> str | None:
+        return self.rule.remedy if self.rule is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract's finding, plus the :class:`Redacted` variant under
@@ -53,6 +65,7 @@ class Finding:
             "message": self.message,
             "weight": self.weight,
             "evidence": dict(self.evidence),
+            "tags": list(self.tags),
         }
         if self.redacted is not None:
             evidence = self.redacted.evidence
@@ -61,6 +74,18 @@ class Finding:
                 "evidence": dict(self.evidence if evidence is None else evidence),
             }
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An enabled rule that did not run on this message, and why (a service not given)."""
+
+    code: str
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "name": self.name, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +112,8 @@ class Report:
     """The Date header as written (the archive scanner dates incidents with it)."""
     subject: str | None = field(default=None, repr=False, compare=False)
     """The decoded Subject, cut to 200 characters. Not in ``to_dict``: it can be personal."""
+    skipped: list[Skipped] = field(default_factory=list)
+    """Enabled rules that did not run, so a reader knows which checks did not happen."""
 
     def exposed(self) -> list[ExposedAddress]:
         """Visible addresses with their classification; outputs print them only on request."""
@@ -116,6 +143,7 @@ class Report:
             "message_id": self.message_id,
             "recipients": self.recipients,
             "findings": [_public(f.to_dict()) for f in self.findings],
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
 

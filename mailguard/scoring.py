@@ -1,7 +1,8 @@
 """Scoring: findings' weights add up to a 0-100 score; thresholds turn it into a verdict.
 
 Kept apart from detection (as SpamAssassin and rspamd do) so that operators can re-weight
-any rule, and every point of a score can be traced to one finding.
+any rule, and every point of a score can be traced to one finding. Checks report counts;
+the rule file's ``[scoring]`` table says how a count becomes points (:func:`points`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 from mailguard import configfile
 from mailguard.errors import ConfigError
+from mailguard.rules import ScoringSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,72 @@ def ramp(count: int, low: int, high: int, low_weight: int, high_weight: int) -> 
     if count >= high or high <= low:
         return high_weight
     return round(low_weight + (high_weight - low_weight) * (count - low) / (high - low))
+
+
+def points(
+    spec: ScoringSpec | None,
+    weight: int,
+    options: Mapping[str, Any],
+    evidence: Mapping[str, Any],
+    counts: Mapping[str, Any],
+) -> int | None:
+    """Points for one finding of a rule, or ``None`` when its count is below the threshold.
+
+    ``weight`` is the rule's configured weight; ``counts`` the recipient analysis' counts.
+    A ramping rule whose ramp gives 0 points (a weight of 0 at the threshold) yields no
+    finding, as when its check computed the ramp itself.
+    """
+    if spec is None:
+        return weight
+    key = spec.recipient_count
+    count = _int(counts.get(key) if key else evidence.get(spec.count))
+    low = _value(spec.min, options, evidence)
+    if count is None or low is None or count < low:
+        return None
+    if spec.mass is None:
+        return weight
+    high = _value(spec.mass, options, evidence)
+    high_weight = _value(spec.mass_weight, options, evidence)
+    if high is None or high_weight is None:
+        return weight
+    return ramp(count, low, high, weight, high_weight) or None
+
+
+Gate = tuple[str, int] | None
+"""A recipient count and the least it must be for a rule to score; ``None``: always open."""
+
+
+def gate(spec: ScoringSpec | None, options: Mapping[str, Any]) -> Gate:
+    """The rule's gate with these options (computed once per engine, not per message).
+
+    Only a ``recipients.<key>`` count with a known ``floor`` makes one: below it the check
+    is not run at all, and a source need not fetch the body for it.
+    """
+    if spec is None or spec.recipient_count is None or not spec.floor:
+        return None
+    floors = [f for f in (_value(v, options, {}) for v in spec.floor) if f is not None]
+    return (spec.recipient_count, min(floors)) if floors else None
+
+
+def gate_open(gate: Gate, counts: Mapping[str, Any]) -> bool:
+    """Whether a rule with this gate can score with these recipient counts."""
+    if gate is None:
+        return True
+    count = counts.get(gate[0])
+    return not isinstance(count, int) or count >= gate[1]
+
+
+def _value(
+    ref: int | str | None, options: Mapping[str, Any], evidence: Mapping[str, Any]
+) -> int | None:
+    if ref is None or isinstance(ref, int):
+        return ref
+    prefix, _, field = ref.partition(".")
+    return _int(evidence.get(field) if prefix == "evidence" else options.get(ref))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def total(weights: Iterable[int]) -> int:

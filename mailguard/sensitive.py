@@ -21,8 +21,10 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mailguard.deadline import checkpoint
+from mailguard.errors import ConfigError
 from mailguard.rules import data_path
 
 
@@ -45,6 +47,46 @@ def _words(text: str) -> list[str]:
 
 _KEY = 3  # prefix terms are indexed by their first three characters
 _SEPARATOR = "zqxjseparatorzqxj"
+
+
+@dataclass(frozen=True, slots=True)
+class SensitiveSettings:
+    """The ``[sensitive]`` config section: the detection's own settings.
+
+    Several rules use the detection (MG-family rules that lower their thresholds, the
+    sensitive-context rule that reports it), so its settings belong to none of them.
+    """
+
+    enabled: bool = True
+    categories: tuple[str, ...] = ()
+    """Category keys of the shipped vocabulary to use; empty means all."""
+    extra_terms: tuple[str, ...] = ()
+    """Your own terms, reported as category ``custom``."""
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str, fallback: Mapping[str, Any]) -> SensitiveSettings:
+        """Validate the section; keys it does not set come from ``fallback`` (old places)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(data) - {"enabled", "categories", "extra_terms"}
+        if unknown:
+            known = "categories, enabled, extra_terms"
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {known}")
+        merged = {**fallback, **data}
+        enabled = merged.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}.enabled: expected true or false")
+        lists: dict[str, tuple[str, ...]] = {}
+        for key in ("categories", "extra_terms"):
+            value = merged.get(key, ())
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}.{key}: expected a list of strings")
+            lists[key] = tuple(value)
+        shipped = {c.key for c in vocabulary().categories}
+        wrong = sorted(set(lists["categories"]) - shipped)
+        if wrong:
+            raise ConfigError(f"{where}.categories: unknown {wrong}; known: {sorted(shipped)}")
+        return cls(enabled, lists["categories"], lists["extra_terms"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ LAYER_NAMES = ("core", "checks", "engine", "archive/milter/outputs", "commands",
 CORE_MODULES = {
     "addresses", "body", "charsets", "deadline", "domains", "errors", "headers", "limits",
     "message",
-    "recipients", "redact", "report", "rules", "scoring", "sensitive", "sources",
+    "recipients", "redact", "report", "rules", "scoring", "sensitive", "services", "sources",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.

@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -481,7 +482,10 @@ def test_readme_python_and_config_examples_run(tmp_path):
     toml = [body for lang, body in blocks if lang == "toml"]
     assert len(python) >= 2 and "load_config" in "".join(python)
     (tmp_path / "mailout.eml").write_bytes(Path(TRACERS).read_bytes())
-    (tmp_path / "mailguard.toml").write_text(toml[0], encoding="utf-8")
+    settings = next(body for body in toml if "internal_domains" in body)  # not a rule file
+    (tmp_path / "mailguard.toml").write_text(settings, encoding="utf-8")
+    for directory in tomllib.loads(settings).get("rule_paths", []):
+        (tmp_path / directory).mkdir()  # the reader's own rules folder, empty here
     namespace: dict[str, object] = {}
     exec(compile("\n".join(python), "README.md", "exec"), namespace)
     config = namespace["config"]

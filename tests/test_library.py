@@ -74,9 +74,9 @@ def test_internal_error_becomes_error_report_and_logs_no_data(monkeypatch, caplo
 
     from mailguard.rules import load_rules
 
-    rule = next(r for r in load_rules() if r.code == "MG102")
+    rule = next(r for r in load_rules() if r.code == "MG104")
     monkeypatch.setattr(
-        type(rule), "check", property(lambda self: broken if self.code == "MG102" else None)
+        type(rule), "check", property(lambda self: broken if self.code == "MG104" else None)
     )
     caplog.set_level(logging.DEBUG, logger="mailguard")
     engine = mailguard.Engine()

@@ -112,6 +112,11 @@ LIMITED = {
     "message": "input exceeds safe limits: recipients (100,000)",
     "weight": 25,
     "evidence": {"limits": ["recipients (100,000)"]},
+    "tags": [
+        "input",
+        "hostile",
+        "partial-read",
+    ],  # as Finding.to_dict() gives them: the register decides from tags
 }
 
 

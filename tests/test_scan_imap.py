@@ -789,3 +789,40 @@ def test_uppercase_imap_scheme_is_routed_to_imap(monkeypatch: pytest.MonkeyPatch
     )
     assert result.exit_code == 2
     assert "no IMAP password for imaps://alice@mail.example.test:993/Sent" in result.output
+
+
+def test_a_custom_rule_that_reads_the_body_gets_the_bodies(
+    dovecot: DovecotInstance, tmp_path: Path
+) -> None:
+    """The IMAP scanner fetches bodies from rule metadata (``reads``), not rule codes: a
+    custom rule from ``rule_paths`` that reads the body gets every body; without it these
+    internal-only messages are judged on their headers alone."""
+    from tests.support.custom_rule import CODE, write_config, write_rule
+
+    write_rule(tmp_path / "rules")
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text() + f'[rules.{CODE}]\nword = "body-marker"\n', encoding="utf-8"
+    )
+    env = {
+        **os.environ,
+        "MAILGUARD_IMAP_PASSWORD": dovecot.password,
+        "SSL_CERT_FILE": str(dovecot.ca_file),
+    }
+    counts = {}
+    for name, flags in (("custom", ["--config", str(config)]), ("shipped", ["--no-config"])):
+        mark = dovecot.log_mark()
+        result = subprocess.run(
+            [sys.executable, "-m", "mailguard", "scan", imaps(dovecot), "--format", "json",
+             "--jobs", "2", *flags],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert result.returncode in (0, 1), result.stderr
+        (summary,) = dovecot.wait_for_log(r"imap\(auditor\).*Logged out", since=mark)
+        body_count = re.search(r"\bbody_count=(\d+)\b", summary)
+        assert body_count is not None, summary
+        incidents = json.loads(result.stdout)["incidents"]
+        counts[name] = (int(body_count[1]), len(incidents))
+        if name == "custom":
+            assert all([f["code"] for f in i["findings"]] == [CODE] for i in incidents)
+    assert counts == {"custom": (COUNT, COUNT), "shipped": (0, 0)}

@@ -18,7 +18,6 @@ from mailguard.archive.imap import is_imap_url
 from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
-from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
@@ -123,19 +122,13 @@ def _imap_units(
 ) -> Iterator[Unit]:  # fmt: skip
     """Batches of fetched messages; bodies only for messages whose verdict could need one.
 
-    Only MG301 (sensitive context) reads the body, and only for messages with at least its
-    ``min_parties`` exposed parties, so a header-only check decides whether the body is
-    worth the bandwidth.
+    The rules say what they read: :meth:`Engine.needs_body` judges the header block alone
+    and asks for the body only when a rule that reads it could score on this message.
     """
-    settings = config.rule_settings[SENSITIVE_RULE]
-    min_parties = settings.options["min_parties"] if settings.enabled else None
     engine = Engine(config)
 
     def needs_body(headers: bytes) -> bool:
-        if min_parties is None:
-            return False
-        r = engine.check(headers, mode="archived").analysis
-        return r is not None and len(r.parties) >= min_parties
+        return engine.needs_body(headers, mode="archived")
 
     from mailguard.archive import imap
 

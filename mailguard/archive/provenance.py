@@ -19,6 +19,7 @@ from typing import Any
 from mailguard import __version__
 from mailguard.config import Config
 from mailguard.rules import rules_dir
+from mailguard.services import Services
 
 
 def provenance(
@@ -55,6 +56,16 @@ def provenance(
         "extra_personal_domains": list(config.extra_personal_domains),
         "mailing_list_patterns": len(config.mailing_lists),
         "limits": {f.name: getattr(config.limits, f.name) for f in fields(config.limits)},
+        "sensitive": {
+            f.name: _plain(getattr(config.sensitive_settings, f.name))
+            for f in fields(config.sensitive_settings)
+        },
+        "rule_paths": {str(p): rule_set_digest(p) for p in config.rule_paths},
+        "skipped_rules": {
+            code: f"needs {', '.join(missing)}, which is not configured"
+            for code, s in enabled.items()
+            if (missing := Services().missing(s.rule.needs))
+        },
     }
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.report import Report
+from mailguard.rules import TAG_SENSITIVE
 
 INCIDENT_VERDICTS = ("warn", "block")
 WORST = 10
@@ -52,7 +52,7 @@ class Incident:
     domains: dict[str, int]
     """External registrable domain -> visible addresses at it."""
     sensitive: list[str] = field(default_factory=list)
-    """Labels of the sensitive categories found (MG301), e.g. "HIV", "Sexual health"."""
+    """Labels of the sensitive categories found (the sensitive-context finding), e.g. "HIV"."""
     exposed_count: int = 0
     personal_count: int = 0
     """``len(exposed)`` and ``len(personal)``, kept when the lists are dropped (see
@@ -61,6 +61,10 @@ class Incident:
     @property
     def codes(self) -> list[str]:
         return [f["code"] for f in self.findings]
+
+    def tagged(self, tag: str) -> bool:
+        """Whether a finding's rule carries ``tag``: reports decide from tags, not codes."""
+        return any(tag in f.get("tags", ()) for f in self.findings)
 
     @classmethod
     def from_report(cls, report: Report, date: datetime | None) -> Incident:
@@ -74,7 +78,7 @@ class Incident:
             domains = dict(r.domains)
         sensitive: list[str] = []
         for f in report.findings:
-            if f.code == SENSITIVE_RULE:
+            if TAG_SENSITIVE in f.tags:
                 sensitive = list(f.evidence.get("labels", []))
         sender = r.sender.addr if r is not None and r.sender is not None else None
         return cls(

@@ -13,17 +13,18 @@ from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
 from mailguard.recipients import Envelope, RecipientAnalysis
 from mailguard.report import Redacted
-
-SENSITIVE_RULE = "MG301"
+from mailguard.services import Services
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One problem found by a check."""
+    """What a check found: facts, not points.
+
+    The engine turns the facts into points with the rule's ``[scoring]`` table (the count
+    it names is read from ``evidence``); a rule without one is worth its weight.
+    """
 
     message: str
-    weight: int | None = None
-    """Points contributed; ``None`` means the rule's configured weight."""
     evidence: Mapping[str, Any] = field(default_factory=dict)
     redacted: Redacted | None = None
     """Required when ``message`` or ``evidence`` quotes the message (a header name, a matched
@@ -32,24 +33,28 @@ class Hit:
 
 @dataclass
 class CheckContext:
-    """The parsed message and its analyses, shared by every check of one message."""
+    """The parsed message and its analyses, shared by every check of one message.
+
+    Shared analyses are providers here, computed once and only when a check asks, with
+    their own settings section (``[sensitive]``): no check reads another rule's options.
+    """
 
     message: Message
     recipients: RecipientAnalysis
     config: Config
     envelope: Envelope | None
     mode: str
+    services: Services = field(default_factory=Services)
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:
-        """Sensitive-context matches, computed only if a check asks (it reads the body)."""
-        settings = self.config.rule_settings[SENSITIVE_RULE]
+        """Sensitive-context matches (reads the body): the ``[sensitive]`` provider."""
+        settings = self.config.sensitive_settings
         if not settings.enabled:
             return []
-        opts = settings.options
-        wanted = frozenset(opts["categories"]) if opts["categories"] else None
+        wanted = frozenset(settings.categories) if settings.categories else None
         return sensitive.detect(
-            self._context_texts(), sensitive.vocabulary(opts["extra_terms"]), wanted
+            self._context_texts(), sensitive.vocabulary(settings.extra_terms), wanted
         )
 
     def _context_texts(self) -> dict[str, str]:

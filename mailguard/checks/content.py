@@ -10,9 +10,13 @@ from mailguard.report import Redacted
 
 
 def sensitive_context(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
-    """MG301: the sender, subject or opening text marks the recipients as a sensitive group."""
+    """MG301: the sender, subject or opening text marks the recipients as a sensitive group.
+
+    The engine runs it only from ``min_parties`` exposed parties (``[scoring]`` counts
+    ``recipients.exposed_parties``), so the body is not read for a message to one person.
+    """
     parties = len(ctx.recipients.parties)
-    if parties < settings.options["min_parties"] or not ctx.sensitive:
+    if not ctx.sensitive:
         return
     by_label: dict[str, list[str]] = {}
     places: dict[str, set[str]] = {}

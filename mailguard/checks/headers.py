@@ -6,22 +6,15 @@ from collections.abc import Iterator
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
-from mailguard.scoring import ramp
 
 
 def bcc_header(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     """MG501: a Bcc header left in a payload about to be sent."""
-    bcc = ctx.recipients.bcc
-    n = len(bcc)
-    opts = settings.options
-    weight = ramp(
-        n, opts["min_addresses"], opts["mass_addresses"], settings.weight, opts["mass_weight"]
-    )
-    if not weight:
+    n = len(ctx.recipients.bcc)
+    if not n:
         return
     yield Hit(
         f"the message still carries a Bcc: header with {n:,} address{'es' if n != 1 else ''}: "
         f"unless every server on the way strips it, all recipients will see the hidden list",
-        weight,
         {"bcc": n},
     )

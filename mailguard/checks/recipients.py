@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
-from mailguard.scoring import ramp
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -18,19 +17,24 @@ def sensitive_labels(ctx: CheckContext) -> list[str]:
 
 
 def exposed_parties(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
-    """MG101: unrelated external parties in To/Cc learn each other's addresses."""
+    """MG101: unrelated external parties in To/Cc learn each other's addresses.
+
+    Reports the count and the thresholds that apply (lower in a sensitive context); the
+    engine scores them (``[scoring]`` in the rule file).
+    """
     opts = settings.options
     r = ctx.recipients
     n = len(r.parties)
+    if not n:
+        return
     low, high = opts["min_parties"], opts["mass_parties"]
     labels: list[str] = []
-    if opts["sensitive_min_parties"] <= n < high:  # ctx.sensitive is empty if MG301 is off
+    if opts["sensitive_min_parties"] <= n < high:
         labels = sensitive_labels(ctx)
         if labels:
             low, high = opts["sensitive_min_parties"], opts["sensitive_mass_parties"]
-    weight = ramp(n, low, high, settings.weight, opts["mass_weight"])
-    if not weight:
-        return
+    if n < low:
+        return  # a fact the engine would drop (its [scoring] min is this threshold): skip the words
     personal = len(r.personal)
     orgs = n - personal
     detail = _plural(personal, "personal address", "personal addresses")
@@ -45,7 +49,6 @@ def exposed_parties(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
         )
     yield Hit(
         message,
-        weight,
         {"parties": n, "personal": personal, "organisations": orgs, "threshold": low,
          "mass_threshold": high, "sensitive": labels},
     )  # fmt: skip
@@ -55,17 +58,17 @@ def personal_exposed(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]
     """MG102: members of the public (consumer mailboxes) are among the exposed."""
     opts = settings.options
     n = len(ctx.recipients.personal)
+    if not n:
+        return
     threshold = opts["min_personal"]
     if n >= opts["sensitive_min_personal"] and n < threshold and sensitive_labels(ctx):
         threshold = opts["sensitive_min_personal"]
-    if n < threshold:  # both thresholds are at least 2 (rule file)
-        return
     providers = sorted({ctx.recipients.visible[a].domain for a in ctx.recipients.personal})
     shown = ", ".join(providers[:4]) + (", …" if len(providers) > 4 else "")
     yield Hit(
         f"{_plural(n, 'personal address', 'personal addresses')} of individuals ({shown}) "
         f"are visible to every recipient",
-        evidence={"personal": n, "providers": providers},
+        evidence={"personal": n, "providers": providers, "threshold": threshold},
     )
 
 
@@ -73,7 +76,7 @@ def envelope_visible(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]
     """MG103: the envelope confirms the visible addresses really receive the message."""
     r = ctx.recipients
     overlap = r.envelope_visible - r.internal
-    if len(r.envelope_rcpt) < 2 or len(overlap) < settings.options["min_overlap"]:
+    if len(r.envelope_rcpt) < 2 or not overlap:
         return
     yield Hit(
         f"{len(overlap):,} of the {len(r.envelope_rcpt):,} envelope recipients are external and "
@@ -97,7 +100,7 @@ def semicolon_lists(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
 def unparseable_entries(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     """MG105: entries that are not addresses were left out of the counts."""
     invalid = ctx.recipients.invalid
-    if len(invalid) < settings.options["min_entries"]:
+    if not invalid:
         return
     headers = sorted({h.title() for h, _ in invalid})
     yield Hit(

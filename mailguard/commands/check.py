@@ -66,7 +66,7 @@ def run_check(
     if fmt == "text":
         text = render_text(reports, options, color=color, quiet=quiet)
     else:
-        text = render(reports, fmt, options, color=color)
+        text = render(reports, fmt, options, color=color, rules=cfg.catalog)
     if output is not None:
         write_report(output, text)
     else:

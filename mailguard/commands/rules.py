@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from mailguard.rules import DOC_TITLES, SEVERITIES, Rule, find_rule, load_rules
+from mailguard.commands.settings import ConfigSource, load_settings
+from mailguard.rules import DOC_TITLES, REMEDIES, SEVERITIES, Rule, find_rule
 
 
-def rules_table() -> list[str]:
-    """One line per rule: code, name, severity, weight and summary."""
+def rules_table(source: ConfigSource | None = None) -> list[str]:
+    """One line per rule, custom ones (``rule_paths``) included: code, name, severity,
+    weight and summary."""
     return [
         f"{rule.code}  {rule.name:<32} {rule.severity:<8} {rule.weight:>3}  {rule.summary}"
-        for rule in load_rules()
+        for rule in load_settings(source).config.catalog
     ]
 
 
-def explain(code: str) -> str:
-    """The documentation of the rule with this code, name or alias (``ConfigError`` if none)."""
-    return explain_text(find_rule(code))
+def explain(code: str, source: ConfigSource | None = None) -> str:
+    """The documentation of the rule with this code, name or alias (``ConfigError`` if none),
+    custom rules from the config's ``rule_paths`` included."""
+    return explain_text(find_rule(code, load_settings(source).config.catalog))
 
 
 def explain_text(rule: Rule) -> str:
@@ -34,4 +37,7 @@ def explain_text(rule: Rule) -> str:
     lines += ["", f"Configure in mailguard.toml as [rules.{rule.code}] or [rules.{rule.name}]."]
     if set(rule.modes) != {"outgoing", "archived"}:
         lines.append(f"Applies to {' and '.join(rule.modes)} mail only.")
+    lines.append(f"Reads: {', '.join(rule.reads)}. Needs: {', '.join(rule.needs) or 'no service'}.")
+    cure = f"{rule.remedy} ({REMEDIES[rule.remedy]})" if rule.remedy else "none"
+    lines.append(f"Remedy: {cure}.")
     return "\n".join(lines)

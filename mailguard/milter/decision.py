@@ -14,8 +14,8 @@ from mailguard.milter import protocol as p
 from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
 from mailguard.report import Report
+from mailguard.rules import MOVE_TO_BCC
 
-EXPOSURE_RULES = frozenset({"MG101", "MG102"})
 ERROR_REPLY = "451 4.7.1", "mailguard could not check this message; please try again later"
 OUR_HEADERS = (
     "X-Mailguard-Verdict",
@@ -119,18 +119,23 @@ def _headers(
 
 
 def refusal_reason(report: Report) -> str:
-    """One line a sender understands: what is wrong and what to do instead."""
+    """One line a sender understands: what is wrong and what to do instead.
+
+    Decided from rule metadata: a finding cured by moving the visible recipients to Bcc
+    gets the counts of who would be exposed; otherwise the first finding whose rule has a
+    ``[doc].sender`` line gives that line.
+    """
     r = report.recipients
-    codes = set(report.codes)
-    if codes & EXPOSURE_RULES:
+    sender = next((f.rule.sender for f in report.findings if f.rule and f.rule.sender), "")
+    if any(f.remedy == MOVE_TO_BCC for f in report.findings):
         n = int(r.get("visible_external", 0))
         text = f"would expose {n:,} external recipient{'s' if n != 1 else ''} in To/Cc"
         personal = int(r.get("personal", 0))
         if personal:
             text += f" ({personal:,} personal address{'es' if personal != 1 else ''})"
         text += " - use Bcc or a mail-merge tool"
-    elif "MG501" in codes:
-        text = "carries a Bcc header every recipient could read - remove it and send again"
+    elif sender:
+        text = sender
     elif report.findings:
         text = f"failed the data-protection check ({report.findings[0].name})"
     else:

@@ -45,6 +45,7 @@ from mailguard.milter.session import NOTHING, Session, Step, Transaction
 from mailguard.milter.settings import MilterSettings
 from mailguard.recipients import Envelope
 from mailguard.report import Report
+from mailguard.rules import BODY_PARTS
 
 log = logging.getLogger("mailguard.milter")
 
@@ -106,6 +107,7 @@ class MilterServer:
                 "(raise LimitNOFILE / ulimit -n)", wanted, cap,
             )  # fmt: skip
         self.config, self.settings, self.engine = config, settings, engine
+        self.keep_body = bool(engine.reads("outgoing") & BODY_PARTS)
         self.max_connections = cap
 
     async def start(self) -> None:
@@ -230,7 +232,7 @@ class MilterConnection(asyncio.Protocol):
 
     def __init__(self, server: MilterServer) -> None:
         self.server = server
-        self.session = Session(server.settings)
+        self.session = Session(server.settings, server.keep_body)
         self.decoder = p.FrameDecoder()
         self.backlog: deque[tuple[bytes, bytes]] = deque()
         self.transport: asyncio.Transport | None = None
@@ -277,7 +279,7 @@ class MilterConnection(asyncio.Protocol):
         while backlog and self.deciding is None and self.transport is not None:
             command, payload = backlog.popleft()
             if command == p.MAIL or command == p.OPTNEG:
-                self.session.reload(self.server.settings)
+                self.session.reload(self.server.settings, self.server.keep_body)
             try:
                 step = handle(command, payload)
             except p.ProtocolError as exc:

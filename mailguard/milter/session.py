@@ -90,6 +90,9 @@ class Transaction:
     dropped_fields: int = 0
     """Header fields not kept: they came after ``max_header_bytes`` was reached."""
     macros: dict[str, str] = field(default_factory=dict)
+    keep_body: bool = True
+    """Whether any rule reads the body (``reads`` in the rule files); if none does, the
+    body is counted but not kept."""
 
     @property
     def envelope(self) -> Envelope:
@@ -110,7 +113,7 @@ class Transaction:
 
     @property
     def incomplete(self) -> str:
-        """What the engine is not given, for its MG002 finding; empty when nothing."""
+        """What the engine is not given, for its limits finding; empty when nothing."""
         if not self.dropped_fields:
             return ""
         n = self.dropped_fields
@@ -122,6 +125,8 @@ class Transaction:
 
     def add_body(self, chunk: bytes) -> None:
         self.body_bytes += len(chunk)
+        if not self.keep_body:
+            return
         room = self.settings.max_body_bytes - len(self.body)
         if room > 0:
             self.body += chunk[:room]
@@ -167,8 +172,10 @@ class Session:
     the scope and at the end of the message for the queue ID.
     """
 
-    def __init__(self, settings: MilterSettings) -> None:
+    def __init__(self, settings: MilterSettings, keep_body: bool = True) -> None:
         self.settings = settings
+        self.keep_body = keep_body
+        """Keep message bodies for the engine: false when no enabled rule reads them."""
         self.caps = Capabilities()
         self._silent: frozenset[bytes] = frozenset()
         """Steps whose reply the MTA waived."""
@@ -183,9 +190,9 @@ class Session:
         self.skipping = False
         """Current message is out of scope: accepted at MAIL, nothing more to do."""
 
-    def reload(self, settings: MilterSettings) -> None:
+    def reload(self, settings: MilterSettings, keep_body: bool = True) -> None:
         """New settings apply from the next message on."""
-        self.settings = settings
+        self.settings, self.keep_body = settings, keep_body
 
     # ------------------------------------------------------------------ commands
 
@@ -236,7 +243,7 @@ class Session:
             if not self._in_scope():
                 self.skipping = True
                 return p.ACCEPT
-            self.txn = Transaction(sender, self.settings)
+            self.txn = Transaction(sender, self.settings, keep_body=self.keep_body)
         elif self.txn is not None:
             if command == p.RCPT:
                 args = p.parse_args(payload)

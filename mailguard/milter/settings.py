@@ -72,7 +72,7 @@ class MilterSettings:
     max_header_bytes: int = 4 * 1024 * 1024
     """Header bytes kept per message (each field also counts :data:`FIELD_COST` bytes of
     bookkeeping, so a flood of tiny fields is bounded too). Past it no more fields are kept
-    and the message is decided on what was kept, with an MG002 finding: refused as usual
+    and the message is decided on what was kept, with a limits finding: refused as usual
     if that already blocks, otherwise ``on_error``, since the unread part may hold
     recipients."""
     idle_timeout: float = 3600.0

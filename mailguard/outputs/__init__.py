@@ -22,6 +22,7 @@ from typing import Any
 
 from mailguard.redact import Privacy
 from mailguard.report import Report
+from mailguard.rules import Rule
 
 FORMATS = ("text", "json", "sarif")
 
@@ -55,7 +56,12 @@ def addresses(report: Report, options: RenderOptions) -> list[dict[str, str]]:
 
 
 def render(
-    reports: Sequence[Report], fmt: str, options: RenderOptions, *, color: bool = False
+    reports: Sequence[Report],
+    fmt: str,
+    options: RenderOptions,
+    *,
+    color: bool = False,
+    rules: Sequence[Rule] | None = None,
 ) -> str:
     if fmt == "json":
         from mailguard.outputs.json_report import render_json
@@ -64,7 +70,7 @@ def render(
     if fmt == "sarif":
         from mailguard.outputs.sarif import render_sarif
 
-        return render_sarif(reports, options)
+        return render_sarif(reports, options, rules)
     if fmt == "text":
         from mailguard.outputs.text import render_text
 

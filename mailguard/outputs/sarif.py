@@ -31,8 +31,12 @@ def rule_descriptor(rule: Rule) -> dict[str, Any]:
     }
 
 
-def render_sarif(reports: Sequence[Report], options: RenderOptions) -> str:
-    rules = load_rules()
+def render_sarif(
+    reports: Sequence[Report], options: RenderOptions, rules: Sequence[Rule] | None = None
+) -> str:
+    """``rules``: the configuration's catalog (custom ``rule_paths`` included); default the
+    shipped rules."""
+    rules = tuple(rules) if rules is not None else load_rules()
     index = {rule.code: i for i, rule in enumerate(rules)}
     results = []
     for report in reports:

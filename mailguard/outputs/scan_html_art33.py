@@ -11,13 +11,10 @@ here too: they are the other text a regulator reads, and change with the same re
 from __future__ import annotations
 
 from mailguard.archive.register import Incident
-from mailguard.checks.base import SENSITIVE_RULE
 from mailguard.outputs.scan_html_markup import esc, int_of, subjects, todo
 from mailguard.outputs.words import count
+from mailguard.rules import TAG_PARTIAL, TAG_SENSITIVE
 from mailguard.sensitive import vocabulary
-
-BCC_RULE = "MG501"
-LIMITS_RULE = "MG002"
 
 _MEASURES_HINT = (
     "For example: recipients asked to delete the message, apology sent, mailouts moved to "
@@ -52,7 +49,7 @@ METHOD_NOTES = (
     "<strong>Archive mode</strong>: in a copy kept in Sent mail, a Bcc header is how the "
     "mail client records whom it Bcc'd; that header was not delivered to the recipients, "
     "so it is not counted as an exposure.",
-    "<strong>Sensitive context</strong> (rule MG301) is inferred from words in the "
+    "<strong>Sensitive context</strong> is inferred from words in the "
     "sender's name and address, the subject and the opening text, using the vocabulary "
     "shipped with mailguard. It indicates special category (Art. 9), criminal offence "
     "(Art. 10) or vulnerable-group data; confirm it by reading the message.",
@@ -103,14 +100,7 @@ def _nature(incident: Incident) -> str:
             f" {count(lists, 'of them is a mailing list', 'of them are mailing lists')}, "
             "whose members were not exposed."
         )
-    if BCC_RULE in incident.codes:
-        bcc = int_of(r, "bcc")
-        text += (
-            f" The message also still carried a Bcc: header listing "
-            f"{count(bcc, 'address', 'addresses')}: unless a server removed it, the hidden "
-            "recipients were disclosed as well."
-        )
-    if LIMITS_RULE in incident.codes:
+    if incident.tagged(TAG_PARTIAL):
         text += " Counting stopped at a configured limit, so the true numbers may be higher."
     if incident.sensitive:
         text += (
@@ -137,10 +127,7 @@ def _data_subjects(incident: Incident) -> str:
 
 def _approximate(incident: Incident) -> str:
     n = subjects(incident)
-    text = f"{'at least ' if LIMITS_RULE in incident.codes else ''}{n:,}"
-    if BCC_RULE in incident.codes:
-        text += f", plus up to {int_of(incident.recipients, 'bcc'):,} named in the Bcc: header"
-    return text
+    return f"{'at least ' if incident.tagged(TAG_PARTIAL) else ''}{n:,}"
 
 
 def _data_records(incident: Incident) -> str:
@@ -182,10 +169,10 @@ def _legal_phrase(incident: Incident) -> str:
 
 
 def _legal_bases(incident: Incident) -> list[str]:
-    """From the MG301 evidence when present, else from the shipped vocabulary's labels."""
+    """From the sensitive-context finding's evidence, else from the vocabulary's labels."""
     for f in incident.findings:
         evidence = f.get("evidence") or {}
-        if f.get("code") == SENSITIVE_RULE and evidence.get("legal_basis"):
+        if TAG_SENSITIVE in f.get("tags", ()) and evidence.get("legal_basis"):
             return [str(b) for b in evidence["legal_basis"]]
     by_label = {c.label: c.gdpr for c in vocabulary().categories}
     return [by_label[label] for label in incident.sensitive if label in by_label]

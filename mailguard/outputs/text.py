@@ -43,6 +43,9 @@ def render_text(
     console.print(
         f"{count(totals['messages'], 'message')} checked: {', '.join(parts) or 'nothing to report'}"
     )
+    skipped = {f"{s.code} {s.name} ({s.reason})": None for r in reports for s in r.skipped}
+    if skipped:
+        console.print(escape(f"not run: {'; '.join(skipped)}"), style="dim")
     return buffer.getvalue()
 
 
@@ -87,7 +90,8 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
             f"[bold]+{f.weight:<3}[/bold] [cyan]{f.code}[/cyan] {f.name}: {escape(message)}",
         )
     if report.findings and report.verdict in ("warn", "block", "error"):
-        fix = find_rule(report.findings[0].code).doc["fix"]
+        first = report.findings[0]
+        fix = (first.rule or find_rule(first.code)).doc["fix"]
         _say(console, f"[dim]how to fix: {escape(_first_sentence(fix))}[/dim]")
     if options.list_addresses:
         for entry in report.exposed():
