@@ -14,6 +14,7 @@ words may hide commas (``=2C``) that must not split the list.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ def _token_pattern(quotes: bool) -> re.Pattern[str]:
 _TOKEN = _token_pattern(quotes=True)
 _TOKEN_NO_QUOTES = _token_pattern(quotes=False)
 _COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
+_TEXT_OR_QUOTED = re.compile(rf'[^"(]++|{_QUOTED}|"', re.DOTALL)
 
 # local@domain with a non-empty local part and a domain of at least one label; the domain
 # may be an address literal like [192.0.2.1] or [IPv6:2001:db8::1]. Checked after tokens are
@@ -191,9 +193,7 @@ _ADDR_SPEC = re.compile(
     re.DOTALL,
 )
 # obs-local-part: words (atoms or quoted strings) joined by dots
-_LOCAL_WORD = r'(?:"(?:[^"\\]|\\.)*+"|[^."\\]++)'
-_OBS_LOCAL = re.compile(rf"{_LOCAL_WORD}(?:\.{_LOCAL_WORD})*+", re.DOTALL)
-_LOCAL_WORDS = re.compile(r'"((?:[^"\\]|\\.)*+)"|([^."\\]++)', re.DOTALL)
+_LOCAL_WORDS = re.compile(r'"((?:[^"\\]|\\.)*+)"|([^"\\]++)', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _ATOM_CHAR = r'[^\x00-\x20\x7f"(),.:;<>@\[\]\\]'
 _DOT_ATOM = re.compile(rf"{_ATOM_CHAR}++(?:\.{_ATOM_CHAR}++)*+")
@@ -272,15 +272,22 @@ def _match_parens(value: str, start: int) -> dict[int, int]:
 
 
 def _strip_comments(spec: str) -> str:
-    """Remove comments inside an angle-addr: ``<pete(his account)@silly.test>`` (RFC 5322 A.5)."""
+    """Remove comments inside an angle-addr: ``<pete(his account)@silly.test>`` (RFC 5322 A.5).
+
+    A ``(`` inside a quoted local part is text, not a comment: ``<(c)"a(b)"@x>``.
+    """
     out: list[str] = []
     pos = 0
-    while (start := spec.find("(", pos)) >= 0:
-        out.append(spec[pos:start])
-        pos = _skip_comment(spec, start + 1)
+    end = len(spec)
+    while pos < end:
+        m = _TEXT_OR_QUOTED.match(spec, pos)
+        if m is not None:
+            out.append(m.group())
+            pos = m.end()
+            continue
+        pos = _skip_comment(spec, pos + 1)  # spec[pos] is "(" here
         if pos < 0:  # unterminated: the rest is comment
-            return "".join(out)
-    out.append(spec[pos:])
+            break
     return "".join(out)
 
 
@@ -408,7 +415,7 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                     spec = spec[:-1]
                 else:
                     odd = True  # unterminated: "<a@x, b@y"
-                if "(" in spec and '"' not in spec:
+                if "(" in spec:
                     spec = _strip_comments(spec)
                 added = add(_strip_route(spec.strip()), name)
                 if added is False:
@@ -541,7 +548,9 @@ def _make_address_slow(spec: str, name: str, header: str, group: str | None) -> 
         if m is None:
             return None
     local, domain = m.group("local", "domain")
-    if domain.endswith("'") and not domain.startswith("["):
+    if domain.startswith("["):
+        domain = _canonical_literal(domain)
+    elif domain.endswith("'"):
         domain = domain.rstrip("'")  # 'a@hotmail.com' with the opening quote lost
     normal = normalise_domain(domain)
     if normal is None:
@@ -555,17 +564,27 @@ def _canonical_local(local: str) -> str:
     """One spelling per mailbox: ``"john"`` and ``john`` are the same local part.
 
     Quotes (and quoted-pairs) that carry no meaning are removed (RFC 5322 3.4.1: the
-    local part's meaning is its content); a local part that needs them (``"john smith"``)
-    keeps them, re-quoted with the minimal escapes, so it stays distinct from ``johnsmith``.
+    local part's meaning is its content; ``"john".smith`` is ``john.smith``); a local part
+    that needs them (``"john smith"``) keeps them, re-quoted with the minimal escapes, so
+    it stays distinct from ``johnsmith``.
     """
-    if _OBS_LOCAL.fullmatch(local) is None:
-        return local
-    value = ".".join(
+    value = "".join(
         atom or _QUOTED_PAIR.sub(r"\1", quoted) for quoted, atom in _LOCAL_WORDS.findall(local)
     )
     if _DOT_ATOM.fullmatch(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _canonical_literal(domain: str) -> str:
+    """``[IPv6:0:0:0:0:0:0:0:1]`` and ``[IPv6:::1]`` are one host; so are IPv4 spellings."""
+    inner = domain[1:-1].strip()
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:])}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        return domain
 
 
 def _clip(text: str, limit: int = 80) -> str:

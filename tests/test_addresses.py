@@ -983,33 +983,35 @@ def test_an_apostrophe_inside_a_local_part_is_kept():
 # ------------------------------------------------------------------ bounded time
 
 
-def _best_of_3(value: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        parse_address_list(value, "to")
-        best = min(best, time.perf_counter() - start)
-    return best
+def _doubling_ratio(small: str, large: str) -> float:
+    """Best-of-5 time of ``large`` over that of ``small``, measured alternately so that a
+    burst of load on a shared machine hits both sizes alike."""
+    best = [float("inf"), float("inf")]
+    for _ in range(5):
+        for i, value in enumerate((small, large)):
+            start = time.perf_counter()
+            parse_address_list(value, "to")
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best[1] / best[0]
 
 
 @pytest.mark.parametrize(
-    "unit",
+    ("unit", "size"),
     [
-        '<"' + "<" * 50 + '"',  # quoted strings inside angle brackets, never closed
-        '<a"b>, "c" ',  # a stray quote inside brackets pairs with a later entry's
-        "[IPv6:" * 10,  # domain literals never closed
-        "x@[1.2.3.4" + "]" * 3,
-        "00\u8cce",  # one long junk word: the fast path must not retry at each character
-        "a ",  # a long phrase with no address
-        ", ",
-        '"," ',
-        "Jane jane@x.example ",  # one enormous malformed entry
-        "<a@x.example> ",
+        ('<"' + "<" * 50 + '"', 40_000),  # quoted strings inside angle brackets, never closed
+        ('<a"b>, "c" ', 100_000),  # a stray quote inside brackets pairs with a later entry's
+        ("[IPv6:" * 10, 300_000),  # domain literals never closed
+        ("x@[1.2.3.4" + "]" * 3, 300_000),
+        ("00\u8cce", 300_000),  # one long junk word: the fast path must not retry at each char
+        ("a ", 300_000),  # a long phrase with no address
+        (", ", 300_000),
+        ('"," ', 300_000),
+        ("Jane jane@x.example ", 100_000),  # one enormous malformed entry
+        ("<a@x.example> ", 100_000),
     ],
 )
-def test_parsing_hostile_headers_is_linear(unit):
-    """Doubling the input at most roughly doubles the time (ratio < 3, best of 3)."""
-    size = 200_000
+def test_parsing_hostile_headers_is_linear(unit, size):
+    """Doubling the input at most roughly doubles the time (ratio < 3)."""
     small = (unit * (size // len(unit) + 1))[:size]
     large = (unit * (2 * size // len(unit) + 1))[: 2 * size]
-    assert _best_of_3(large) / _best_of_3(small) < 3
+    assert _doubling_ratio(small, large) < 3
