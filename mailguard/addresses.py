@@ -108,9 +108,12 @@ def parse_address_list(
     ``limit`` bounds the total number of addresses (``start_count`` already found elsewhere)
     so that a hostile 10-million-address header is cut off in bounded time.
     """
-    fast = _parse_simple(value, header, limit, start_count)
-    if fast is not None:
-        return fast
+    # Comments, groups and semicolons always need the tokeniser: skip the fast path's split
+    # (a C substring search each). Outside quotes they are not in its subset anyway.
+    if not ("(" in value or ";" in value or ":" in value):
+        fast = _parse_simple(value, header, limit, start_count)
+        if fast is not None:
+            return fast
     return _parse_tokens(value, header, limit, start_count)
 
 
@@ -383,6 +386,14 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
             if pending_name:
                 result.invalid.append(_clip(pending_name))
                 pending_name = ""
+            if len(tokens) == 1 and tokens[0][0] == "w" and "@" in tokens[0][1]:
+                # The common case, a bare addr-spec: one word.
+                added = add(tokens[0][1], "")
+                if added is False:
+                    return False
+                if added is None:
+                    result.invalid.append(_clip(tokens[0][1]))
+                return True
             if not any("@" in text for kind, text, _s in tokens if kind != "x"):
                 if odd:
                     result.invalid.append(_clip(current.text()))
