@@ -94,10 +94,13 @@ def _simple_entry(group: str) -> str:
     )
 
 
-# Entries start only at the beginning or at a comma: a search that tried every position
-# would rescan a long junk word from each of its characters (quadratic). From a comma an
-# attempt reads at most to the next comma outside its quotes, so the split is linear.
-_SIMPLE_ENTRY = re.compile(rf"(?:\A[ \t\r\n,]*+|,[ \t\r\n]*+)(?:{_simple_entry('(')})", re.DOTALL)
+# Matched entry by entry from the start: the first may follow whitespace and commas, each
+# later one needs a comma before it. Each match reads one entry (possessive, no
+# backtracking), and the first entry outside the subset ends the attempt, so junk costs
+# no more than its first entry.
+_SIMPLE_FIRST = re.compile(rf"[ \t\r\n,]*+(?:{_simple_entry('(')})", re.DOTALL)
+_SIMPLE_NEXT = re.compile(rf"[ \t\r\n]*+,[ \t\r\n,]*+(?:{_simple_entry('(')})", re.DOTALL)
+_SIMPLE_END = re.compile(r"[ \t\r\n,]*+\Z")
 
 
 def parse_address_list(
@@ -122,28 +125,37 @@ def _parse_simple(
 ) -> ParsedList | None:
     """Fast path for headers in the plain-mailbox subset (see above); ``None`` otherwise.
 
-    ``split`` on the entry pattern cuts the header into entries and the gaps between them,
-    all in C; the header is in the subset exactly when every gap is whitespace and commas
-    (each entry after the first starts at a comma). Several times faster than the
-    tokeniser on a 300-address header.
+    One anchored regex match per entry instead of a Python-level loop per token: several
+    times faster than the tokeniser on a 300-address header.
     """
-    parts = _SIMPLE_ENTRY.split(value)
-    if "".join(parts[::4]).strip(" \t\r\n,"):
-        return None
     result = ParsedList([], [])
+    if "@" not in value:  # every entry of the subset has one: a C search settles junk
+        return result if _SIMPLE_END.match(value) else None
     found = result.addresses
     room = None if limit is None else max(limit - start_count, 0)
-    for bare, name, angle in zip(parts[1::4], parts[2::4], parts[3::4], strict=True):
+    m = _SIMPLE_FIRST.match(value)
+    pos = 0
+    match_next = _SIMPLE_NEXT.match
+    while m is not None:
+        bare, name, angle = m.groups()
         if bare is None:
             addr = _make_address(angle, name or "", header, None)
         else:
             addr = _make_address(bare, "", header, None)
         if addr is None:
             return None  # the careful path describes the entry
+        pos = m.end()
         if room is not None and len(found) >= room:
+            # Truncated here, as the careful path would be; but answer only if the rest of
+            # the header is in the subset too (otherwise this "entry" may be a fragment).
             result.truncated = True
-            return result
+            while (m := match_next(value, pos)) is not None:
+                pos = m.end()
+            break
         found.append(addr)
+        m = match_next(value, pos)
+    if _SIMPLE_END.match(value, pos) is None:
+        return None
     return result
 
 

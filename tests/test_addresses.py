@@ -1000,18 +1000,26 @@ def _doubling_ratio(small: str, large: str) -> float:
     [
         ('<"' + "<" * 50 + '"', 40_000),  # quoted strings inside angle brackets, never closed
         ('<a"b>, "c" ', 100_000),  # a stray quote inside brackets pairs with a later entry's
-        ("[IPv6:" * 10, 300_000),  # domain literals never closed
-        ("x@[1.2.3.4" + "]" * 3, 300_000),
-        ("00\u8cce", 300_000),  # one long junk word: the fast path must not retry at each char
-        ("a ", 300_000),  # a long phrase with no address
-        (", ", 300_000),
-        ('"," ', 300_000),
+        ("[IPv6:" * 10, 150_000),  # domain literals never closed
+        ("x@[1.2.3.4" + "]" * 3, 500_000),
+        ("00\u8cce", 500_000),  # one long junk word: the fast path must not retry at each char
+        ("a ", 150_000),  # a long phrase with no address
+        (", ", 4_000_000),
+        ('"," ', 150_000),
         ("Jane jane@x.example ", 100_000),  # one enormous malformed entry
         ("<a@x.example> ", 100_000),
     ],
 )
 def test_parsing_hostile_headers_is_linear(unit, size):
-    """Doubling the input at most roughly doubles the time (ratio < 3)."""
+    """Doubling the input at most roughly doubles the time (ratio < 3).
+
+    Up to three attempts: a burst of load on a shared machine can spoil one, a quadratic
+    path (ratio ~4) fails them all."""
     small = (unit * (size // len(unit) + 1))[:size]
     large = (unit * (2 * size // len(unit) + 1))[: 2 * size]
-    assert _doubling_ratio(small, large) < 3
+    ratios = []
+    for _ in range(3):
+        ratios.append(_doubling_ratio(small, large))
+        if ratios[-1] < 3:
+            break
+    assert min(ratios) < 3, ratios
