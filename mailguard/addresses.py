@@ -70,11 +70,12 @@ _QUOTED = r'"(?:[^"\\]|\\.)*+"'
 # <local@domain>``, where the phrase is atoms and quoted strings and local/domain hold no
 # special character at all, separated by commas. Everything else — comments, groups,
 # semicolons, escapes outside quotes, a missing comma, a stray bracket, an address-shaped
-# display name, a domain literal — is not in it, and the careful tokeniser decides. On the subset itself the tokeniser has nothing to judge (no entry is broken, no
-# phrase holds an ``@``, no character is a separator in one reading and text in the other),
-# and both paths end in the same ``_make_address`` call on the same addr-spec text; when that
-# call rejects a spec the fast path defers rather than describe the entry itself. So the two
-# can only differ in the whitespace of a display name.
+# display name, a domain literal — is not in it, and the careful tokeniser decides. On the
+# subset itself the tokeniser has nothing to judge (no entry is broken, no phrase holds an
+# ``@``, no character is a separator in one reading and text in the other), and both paths
+# end in the same ``_make_address`` call on the same addr-spec text; when that call rejects
+# a spec the fast path defers rather than describe the entry itself. So the two can only
+# differ in the whitespace of a display name.
 _SIMPLE_CHAR = r'[^ \t\r\n"(),:;<>@\[\]\\]'
 _SIMPLE_SPEC = rf"{_SIMPLE_CHAR}++@{_SIMPLE_CHAR}++"
 _SIMPLE_WORD = rf'(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|{_SIMPLE_CHAR}++)'
