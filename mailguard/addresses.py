@@ -14,9 +14,10 @@ words may hide commas (``=2C``) that must not split the list.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from mailguard.deadline import checkpoint
@@ -55,46 +56,52 @@ class ParsedList:
     """Number of group constructs seen (``undisclosed-recipients:;`` counts as one)."""
     truncated: bool = False
     """True when parsing stopped at the address limit."""
+    malformed: list[str] = field(default_factory=list)
+    """Broken entries whose visible addresses were counted anyway (``<a@x> <b@y>``)."""
 
 
 _new_tuple = tuple.__new__  # Address(...) goes through a Python-level __new__: 2x slower
 
+_QUOTED = r'"(?:[^"\\]|\\.)*+"'
 
-# One token of an address list. Each alternative is linear (no nested quantifiers over
-# overlapping classes), so a 1 MB hostile line cannot make the regex backtrack.
+# ------------------------------------------------------------------ fast path: a proven subset
 #
-# Unterminated constructs must not swallow the rest of the list (one typo would hide every
-# later address): an unterminated quoted string matches ``u`` (its ``"`` marks the entry
-# broken and the text after it is tokenised normally), and an unterminated angle-addr stops
-# at the next ``,`` or ``;``. Once one quoted string is unterminated, every later ``"`` is
-# an escaped one of that scan and cannot be terminated either, so the rest is tokenised by
-# the pattern without quoted strings: rescanning to the end for each would be quadratic.
-def _token_pattern(quotes: bool) -> re.Pattern[str]:
-    alternatives = [
-        r'(?P<q>"(?:[^"\\]|\\.)*")',  # quoted-string
-        r'(?P<u>"(?:[^"\\]|\\.)*)',  # unterminated quoted-string (to end of input)
-    ] if quotes else []  # fmt: skip
-    alternatives += [
-        r"(?P<a><[^<>]*>|<[^<>,;]*)",  # angle-addr (possibly with route), or unterminated
-        r"(?P<s>[,;:])",  # separators
-        r"(?P<c>\()",  # comment start: nesting handled by hand
-        r'(?P<w>[^ \t\r\n"()<>,;:\\]+)',  # atom / dot-atom / addr-spec fragment
-        r'(?P<x>[<>)\\"])',  # stray specials (a quote only once quoted strings are off)
-    ]
-    return re.compile(r"[ \t\r\n]*(?:" + "|".join(alternatives) + ")", re.DOTALL)
+# The fast path answers only when the WHOLE header is in a small regular language in which
+# every entry is a plain mailbox: ``local@domain``, ``<local@domain>`` or ``phrase
+# <local@domain>``, where the phrase is atoms and quoted strings and local/domain hold no
+# special character at all, separated by commas. Everything else — comments, groups,
+# semicolons, escapes outside quotes, a missing comma, a stray bracket, an address-shaped
+# display name, a domain literal — is not in it, and the careful tokeniser decides. On the
+# subset itself the tokeniser has nothing to judge (no entry is broken, no phrase holds an
+# ``@``, no character is a separator in one reading and text in the other), and both paths
+# end in the same ``_make_address`` call on the same addr-spec text; when that call rejects
+# a spec the fast path defers rather than describe the entry itself. So the two can only
+# differ in the whitespace of a display name.
+_SIMPLE_CHAR = r'[^ \t\r\n"(),:;<>@\[\]\\]'
+_SIMPLE_SPEC = rf"{_SIMPLE_CHAR}++@{_SIMPLE_CHAR}++"
+_SIMPLE_WORD = rf'(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|{_SIMPLE_CHAR}++)'
 
 
-_TOKEN = _token_pattern(quotes=True)
-_TOKEN_NO_QUOTES = _token_pattern(quotes=False)
-_COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
+def _simple_entry(group: str) -> str:
+    """One entry: (bare spec) | (phrase) <(angle spec)>, with ``group`` opening each field.
 
-# local@domain with a non-empty local part and a domain of at least one label; the domain
-# may be an address literal like [192.0.2.1]. Checked after tokens are joined.
-_LOCAL_PLAIN = re.compile(r'[^@\s"<>(),;:\\\[\]]+\Z')
-_DOMAIN_PLAIN = re.compile(r'[^@\s"<>(),;:\\]+\Z')
-_ADDR_SPEC = re.compile(
-    r'^(?P<local>(?:"(?:[^"\\]|\\.)*"|[^@\s"<>(),;:\\\[\]])+)@(?P<domain>[^@\s"<>(),;:\\]+)$'
-)
+    A bare spec cannot start a named entry (a phrase holds no "@"), so at an entry's start
+    exactly one alternative matches.
+    """
+    return (
+        rf"{group}{_SIMPLE_SPEC})"
+        rf"|(?:{group}{_SIMPLE_WORD}(?:[ \t\r\n]*+{_SIMPLE_WORD})*+)[ \t\r\n]*+)?"
+        rf"<[ \t\r\n]*+{group}{_SIMPLE_SPEC})[ \t\r\n]*+>"
+    )
+
+
+# Matched entry by entry from the start: the first may follow whitespace and commas, each
+# later one needs a comma before it. Each match reads one entry (possessive, no
+# backtracking), and the first entry outside the subset ends the attempt, so junk costs
+# no more than its first entry.
+_SIMPLE_FIRST = re.compile(rf"[ \t\r\n,]*+(?:{_simple_entry('(')})", re.DOTALL)
+_SIMPLE_NEXT = re.compile(rf"[ \t\r\n]*+,[ \t\r\n,]*+(?:{_simple_entry('(')})", re.DOTALL)
+_SIMPLE_END = re.compile(r"[ \t\r\n,]*+\Z")
 
 
 def parse_address_list(
@@ -105,114 +112,131 @@ def parse_address_list(
     ``limit`` bounds the total number of addresses (``start_count`` already found elsewhere)
     so that a hostile 10-million-address header is cut off in bounded time.
     """
-    # ( ) \ : ; need the careful tokeniser; without them a (quote-aware) split is exact.
-    # "x in str" is a C substring search, several times faster than a character-class regex.
-    hard = "(" in value or ")" in value or "\\" in value or ":" in value or ";" in value
-    if not hard:
-        fast = _parse_split(value, header, limit, start_count)
+    # Comments, groups and semicolons always need the tokeniser: skip the fast path's split
+    # (a C substring search each). Outside quotes they are not in its subset anyway.
+    if not ("(" in value or ";" in value or ":" in value):
+        fast = _parse_simple(value, header, limit, start_count)
         if fast is not None:
             return fast
     return _parse_tokens(value, header, limit, start_count)
 
 
-def _parse_split(value: str, header: str, limit: int | None, start_count: int) -> ParsedList | None:
-    """Fast path for lists without comments, groups or escapes: the vast majority.
+def _parse_simple(
+    value: str, header: str, limit: int | None, start_count: int
+) -> ParsedList | None:
+    """Fast path for headers in the plain-mailbox subset (see above); ``None`` otherwise.
 
-    Handles ``Name <a@b>``, bare ``a@b`` and quoted names with commas (``"Last, First"
-    <a@b>``) with C-level ``split`` calls instead of a per-token regex loop — several
-    times faster than the tokeniser on a 300-address header. Commas inside quotes are
-    masked before the split. Returns ``None`` when the header holds anything the careful
-    tokeniser must judge (an unterminated quote, brackets inside quotes, a quoted word
-    before a bare address, any invalid entry next to quotes), so both paths agree.
+    One anchored regex match per entry instead of a Python-level loop per token: several
+    times faster than the tokeniser on a 300-address header.
     """
-    quoted = '"' in value
-    if quoted:
-        if "\x00" in value:
-            return None
-        segments = value.split('"')
-        if len(segments) % 2 == 0:
-            return None  # an unterminated quote
-        for i in range(1, len(segments), 2):
-            segment = segments[i]
-            if "<" in segment or ">" in segment:
-                return None
-            if "," in segment:
-                segments[i] = segment.replace(",", "\x00")
-        value = '"'.join(segments)
     result = ParsedList([], [])
-    pending_name = ""
-    count = start_count
-    for piece in value.split(","):
+    if "@" not in value:  # every entry of the subset has one: a C search settles junk
+        return result if _SIMPLE_END.match(value) else None
+    found = result.addresses
+    room = None if limit is None else max(limit - start_count, 0)
+    m = _SIMPLE_FIRST.match(value)
+    pos = 0
+    match_next = _SIMPLE_NEXT.match
+    while m is not None:
         checkpoint()
-        piece = piece.strip()
-        if not piece:
-            continue
-        lt = piece.find("<")
-        if lt >= 0:
-            gt = piece.find(">", lt)
-            spec = piece[lt + 1 : gt if gt >= 0 else len(piece)].strip()
-            name = piece[:lt].strip()
-            if pending_name:
-                name = f"{pending_name}, {name}" if name else pending_name
-                pending_name = ""
-            if (gt >= 0 and piece[gt + 1 :].strip()) or "<" in spec:
-                if quoted:
-                    return None  # let the tokeniser describe the broken entry
-                result.invalid.append(_clip(piece))
-                continue
-            if quoted:
-                if '"' in spec:
-                    return None  # a quoted local part: the tokeniser's job
-                name = name.replace("\x00", ",")
-            addr = _make_address(spec, name, header, None)
+        bare, name, angle = m.groups()
+        if bare is None:
+            addr = _make_address(angle, name or "", header, None)
         else:
-            if pending_name:
-                if quoted:
-                    return None
-                result.invalid.append(_clip(pending_name))
-                pending_name = ""
-            if quoted and '"' in piece:
-                return None  # a quoted word before a bare address, or a quoted local part
-            if "@" not in piece:
-                # "Doe, Jane <j@x>": an unquoted comma in a display name. Hold the
-                # fragment and give it to the next entry if that one has an angle-addr.
-                pending_name = piece
-                continue
-            addr = _make_address(piece, "", header, None)
+            addr = _make_address(bare, "", header, None)
         if addr is None:
-            if quoted:
-                return None
-            result.invalid.append(_clip(piece))
-            continue
-        if limit is not None and count >= limit:
+            return None  # the careful path describes the entry
+        pos = m.end()
+        if room is not None and len(found) >= room:
+            # Truncated here, as the careful path would be; but answer only if the rest of
+            # the header is in the subset too (otherwise this "entry" may be a fragment).
             result.truncated = True
-            return result
-        result.addresses.append(addr)
-        count += 1
-    if pending_name:
-        if quoted:
-            return None
-        result.invalid.append(_clip(pending_name))
+            while (m := match_next(value, pos)) is not None:
+                pos = m.end()
+            break
+        found.append(addr)
+        m = match_next(value, pos)
+    if _SIMPLE_END.match(value, pos) is None:
+        return None
     return result
 
 
-def _tokens(value: str) -> Iterator[tuple[str, str, bool]]:
-    """Yield ``(kind, text, spaced)``; ``spaced`` says whitespace preceded the token.
+# ------------------------------------------------------------------ careful path: the tokeniser
 
-    A ``"`` or ``(`` that opens a quote or comment never closed comes out as a stray ``x``
-    token: the parser marks its entry broken and keeps the addresses that follow.
+
+# One token of an address list. Each alternative is linear (possessive or disjoint
+# repetitions), so a 1 MB hostile line cannot make the regex backtrack.
+#
+# Unterminated constructs must not swallow the rest of the list (one typo would hide every
+# later address): an unterminated quoted string matches ``u`` (its ``"`` marks the entry
+# broken and the text after it is tokenised normally), and an unterminated angle-addr stops
+# at the next ``,`` or ``;``. Once one quoted string is unterminated, every later ``"`` is
+# an escaped one of that scan and cannot be terminated either, so the rest is tokenised by
+# the pattern without quoted strings: rescanning to the end for each would be quadratic.
+#
+# An angle-addr may hold a quoted local part with ``<`` or ``>`` in it (``<"a>b"@x>``); it
+# is tried first, then the plain one, so that a stray quote inside brackets does not pair
+# with a quote in a later entry. A domain literal (``[IPv6:2001:db8::1]``) is part of a word:
+# its colons are not group syntax.
+def _token_pattern(quotes: bool) -> re.Pattern[str]:
+    alternatives = [
+        rf"(?P<q>{_QUOTED})",  # quoted-string
+        r'(?P<u>"(?:[^"\\]|\\.)*+)',  # unterminated quoted-string (to end of input)
+        rf'(?P<a><(?:[^<>"]++|{_QUOTED})*+>|<[^<>]*+>|<[^<>,;]*+)',  # angle-addr (or unterminated)
+    ] if quotes else [r"(?P<a><[^<>]*+>|<[^<>,;]*+)"]  # fmt: skip
+    alternatives += [
+        r"(?P<s>[,;:])",  # separators
+        r"(?P<c>\()",  # comment start: nesting handled by hand
+        # atom / dot-atom / addr-spec fragment, with domain literals kept whole
+        r'(?P<w>(?:[^ \t\r\n"()<>,;:\\\[]++|\[[^\[\]\\ \t\r\n"()<>,;]*+\]|\[)++)',
+        r'(?P<x>[<>)\\"])',  # stray specials (a quote only once quoted strings are off)
+    ]
+    return re.compile(r"[ \t\r\n]*+(?:" + "|".join(alternatives) + ")", re.DOTALL)
+
+
+_TOKEN = _token_pattern(quotes=True)
+_TOKEN_NO_QUOTES = _token_pattern(quotes=False)
+_COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
+_TEXT_OR_QUOTED = re.compile(rf'[^"(]++|{_QUOTED}|"', re.DOTALL)
+
+# local@domain with a non-empty local part and a domain of at least one label; the domain
+# may be an address literal like [192.0.2.1] or [IPv6:2001:db8::1]. Checked after tokens are
+# joined. A plain domain never holds "'" (Outlook's 'a@b' quoting ends up there).
+_LOCAL_PLAIN = re.compile(r'[^@\s"<>(),;:\\\[\]]+\Z')
+_DOMAIN_PLAIN = re.compile(r'[^@\s"<>(),;:\\\']+\Z')
+_ADDR_SPEC = re.compile(
+    r'^(?P<local>(?:"(?:[^"\\]|\\.)*+"|[^@\s"<>(),;:\\\[\]])++)'
+    r'@(?P<domain>\[[^\[\]\\]*+\]|[^@\s"<>(),;:\\]++)$',
+    re.DOTALL,
+)
+# obs-local-part: words (atoms or quoted strings) joined by dots
+_LOCAL_WORDS = re.compile(r'"((?:[^"\\]|\\.)*+)"|([^"\\]++)', re.DOTALL)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_ATOM_CHAR = r'[^\x00-\x20\x7f"(),.:;<>@\[\]\\]'
+_DOT_ATOM = re.compile(rf"{_ATOM_CHAR}++(?:\.{_ATOM_CHAR}++)*+")
+_ROUTE = re.compile(r"(?:[ \t\r\n,]*+@(?:\[[^\[\]]*+\]|[^,:@\[\]]*+))++[ \t\r\n]*+:")
+
+
+def _tokens(value: str) -> Iterator[tuple[str, str, bool]]:
+    """Yield ``(kind, text, spaced)``; ``spaced`` says whitespace or a comment preceded it.
+
+    A comment separates words as whitespace does (RFC 5322 CFWS): ``John(x)a@b`` must not
+    become ``johna@b``. A ``"`` or ``(`` that opens a quote or comment never closed comes out
+    as a stray ``x`` token: the parser marks its entry broken and keeps what follows.
     """
     pos = 0
     end = len(value)
     match = _TOKEN.match
     closes: dict[int, int] | None = None
+    after_comment = False
     while pos < end:
         m = match(value, pos)
         if m is None:  # only trailing whitespace is left
             return
         kind = m.lastgroup or "x"
         start = m.start(kind)
-        spaced = start > pos
+        spaced = after_comment or start > pos
+        after_comment = False
         if kind == "c":
             if closes is None:
                 pos = _skip_comment(value, m.end())
@@ -223,6 +247,7 @@ def _tokens(value: str) -> Iterator[tuple[str, str, bool]]:
             else:
                 pos = closes.get(start, -1)
             if pos >= 0:
+                after_comment = True
                 continue
             kind, pos = "x", m.end()
         elif kind == "u":
@@ -264,104 +289,177 @@ def _match_parens(value: str, start: int) -> dict[int, int]:
 
 
 def _strip_comments(spec: str) -> str:
-    """Remove comments inside an angle-addr: ``<pete(his account)@silly.test>`` (RFC 5322 A.5)."""
+    """Remove comments inside an angle-addr: ``<pete(his account)@silly.test>`` (RFC 5322 A.5).
+
+    A ``(`` inside a quoted local part is text, not a comment: ``<(c)"a(b)"@x>``.
+    """
     out: list[str] = []
     pos = 0
-    while (start := spec.find("(", pos)) >= 0:
-        out.append(spec[pos:start])
-        pos = _skip_comment(spec, start + 1)
+    end = len(spec)
+    while pos < end:
+        m = _TEXT_OR_QUOTED.match(spec, pos)
+        if m is not None:
+            out.append(m.group())
+            pos = m.end()
+            continue
+        pos = _skip_comment(spec, pos + 1)  # spec[pos] is "(" here
         if pos < 0:  # unterminated: the rest is comment
-            return "".join(out)
-    out.append(spec[pos:])
+            break
     return "".join(out)
 
 
-class _Entry:
-    """Tokens gathered for one mailbox until a separator closes it."""
+_Token = tuple[str, str, bool]
 
-    __slots__ = ("angle", "broken", "words")
+
+def _phrase(tokens: list[_Token]) -> str:
+    out: list[str] = []
+    for _kind, text, spaced in tokens:
+        if out and spaced:
+            out.append(" ")
+        out.append(text)
+    return "".join(out)
+
+
+def _clusters(run: list[_Token]) -> list[str]:
+    """Split words into the addr-spec candidates a reader sees: ``Jane jane@x`` -> 2.
+
+    Whitespace (or a comment) separates candidates unless it sits next to a ``.`` or ``@``
+    (obsolete spacing inside one addr-spec, ``jdoe @ test . example``); a stray special
+    always separates them.
+    """
+    out: list[str] = []
+    current: list[str] = []
+    for kind, text, spaced in run:
+        if kind == "x":
+            if current:
+                out.append("".join(current))
+                current = []
+            continue
+        if current and spaced and not _joins(current[-1], text):
+            out.append("".join(current))
+            current = []
+        current.append(text)
+    if current:
+        out.append("".join(current))
+    return out
+
+
+class _Entry:
+    """Tokens gathered for one list entry until a separator closes it."""
+
+    __slots__ = ("angles", "odd", "tokens")
 
     def __init__(self) -> None:
-        self.words: list[tuple[str, str, bool]] = []
-        self.angle: str | None = None
-        self.broken = False
-        """A second angle-addr, text after the angle-addr, or an unterminated quote/comment."""
-
-    def empty(self) -> bool:
-        return not self.words and self.angle is None
-
-    def phrase(self) -> str:
-        out: list[str] = []
-        for _kind, text, spaced in self.words:
-            if out and spaced:
-                out.append(" ")
-            out.append(text)
-        return "".join(out)
+        self.tokens: list[_Token] = []
+        self.angles = 0
+        self.odd = False
+        """A stray special, a misplaced ``:`` or an unterminated quote or comment."""
 
     def text(self) -> str:
-        phrase = self.phrase()
-        if self.angle is not None:
-            return f"{phrase} {self.angle}".strip()
-        return phrase
+        return _phrase(self.tokens)
 
 
 def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) -> ParsedList:
-    """Careful path: quoted strings, comments, groups, semicolons, encoded words."""
+    """Careful path: quoted strings, comments, groups, semicolons, broken entries.
+
+    An entry normally holds one mailbox. When it is broken (two angle-addrs without a comma,
+    a bare address after a name, text after the angle-addr, a stray bracket, an unclosed
+    quote) every address a reader can plainly see in it is still counted and the entry is
+    reported as malformed: undercounting an exposure is the worse error. Only entries with
+    no usable address at all are reported as invalid.
+    """
     result = ParsedList([], [])
     group: str | None = None
     entry = _Entry()
     pending_name = ""
     count = start_count
 
-    def flush() -> bool:
-        """Close the current entry; return False when the address limit is reached."""
-        nonlocal entry, pending_name, count
-        current, entry = entry, _Entry()
-        if current.empty():
-            return True
-        if current.angle is not None:
-            name = current.phrase()
-            if pending_name:
-                name = f"{pending_name}, {name}" if name else pending_name
-                pending_name = ""
-            if current.broken:
-                result.invalid.append(_clip(current.text()))
-                return True
-            spec = current.angle[1:]
-            spec = spec[:-1] if spec.endswith(">") else spec
-            if "(" in spec and '"' not in spec:
-                spec = _strip_comments(spec)
-            spec = _strip_route(spec.strip())
-            addr = _make_address(spec, name, header, group)
-        else:
-            if pending_name:
-                result.invalid.append(_clip(pending_name))
-                pending_name = ""
-            if current.broken:
-                result.invalid.append(_clip(current.text()))
-                return True
-            joined = "".join(text for _k, text, _s in current.words)
-            if "@" not in joined:
-                pending_name = current.phrase()
-                return True
-            # A bare addr-spec may only be split by whitespace around dots/at-signs
-            # (obsolete syntax: ``jdoe@test . example``); a phrase before an address
-            # (``John a@x``) is not one, and joining it would invent ``johna@x``.
-            words = current.words
-            spaced_ok = all(
-                not spaced or _joins(words[i - 1][1], text)
-                for i, (_kind, text, spaced) in enumerate(words)
-                if i
-            )
-            addr = _make_address(joined, "", header, group) if spaced_ok else None
+    def add(spec: str, name: str) -> bool | None:
+        """Count one candidate; None when it is no address, False at the address limit."""
+        nonlocal count
+        addr = _make_address(spec, name, header, group)
         if addr is None:
-            result.invalid.append(_clip(current.text()))
-            return True
+            return None
         if limit is not None and count >= limit:
             result.truncated = True
             return False
         result.addresses.append(addr)
         count += 1
+        return True
+
+    def flush() -> bool:
+        """Close the current entry; return False when the address limit is reached."""
+        nonlocal entry, pending_name
+        current, entry = entry, _Entry()
+        tokens = current.tokens
+        if not tokens:
+            return True
+        odd = current.odd
+        found = 0
+        if not current.angles:
+            if pending_name:
+                result.invalid.append(_clip(pending_name))
+                pending_name = ""
+            if len(tokens) == 1 and tokens[0][0] == "w" and "@" in tokens[0][1]:
+                # The common case, a bare addr-spec: one word.
+                added = add(tokens[0][1], "")
+                if added is False:
+                    return False
+                if added is None:
+                    result.invalid.append(_clip(tokens[0][1]))
+                return True
+            if not any("@" in text for kind, text, _s in tokens if kind != "x"):
+                if odd:
+                    result.invalid.append(_clip(current.text()))
+                else:
+                    pending_name = current.text()  # "Doe, Jane <j@x>": a name cut by a comma
+                return True
+            candidates = _clusters(tokens)
+            odd = odd or len(candidates) > 1
+            for spec in candidates:
+                if "@" in spec:
+                    added = add(spec, "")
+                    if added is False:
+                        return False
+                    found += added is not None
+        else:
+            odd = odd or current.angles > 1
+            run: list[_Token] = []
+            for token in tokens:
+                if token[0] != "a":
+                    run.append(token)
+                    continue
+                angle = token[1]
+                name = _phrase(run)
+                if pending_name:
+                    name = f"{pending_name}, {name}" if name else pending_name
+                    pending_name = ""
+                run = []
+                spec = angle[1:]
+                if spec.endswith(">"):
+                    spec = spec[:-1]
+                else:
+                    odd = True  # unterminated: "<a@x, b@y"
+                if "(" in spec:
+                    spec = _strip_comments(spec)
+                added = add(_strip_route(spec.strip()), name)
+                if added is False:
+                    return False
+                if added is None:
+                    odd = True
+                found += bool(added)
+            if run:  # text after the last angle-addr: "<a@x> junk", "<a@x> b@y"
+                odd = True
+                for spec in _clusters(run):
+                    if "@" in spec:
+                        added = add(spec, "")
+                        if added is False:
+                            return False
+                        found += added is not None
+        if not found:
+            result.invalid.append(_clip(current.text()))
+        elif odd:
+            result.malformed.append(_clip(current.text()))
         return True
 
     for kind, text, spaced in _tokens(value):
@@ -380,32 +478,24 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                     group = None
                 else:
                     result.semicolon_separated = True
-            elif entry.angle is None and group is None:  # ":" opens a group
+            elif not entry.angles and group is None:  # ":" opens a group
+                phrase = entry.text()
                 if pending_name:
-                    name = f"{pending_name}, {entry.phrase()}"
+                    phrase = f"{pending_name}, {phrase}"
                     pending_name = ""
-                else:
-                    name = entry.phrase()
-                group = name
+                group = phrase
                 result.groups += 1
                 entry = _Entry()
-            else:
-                entry.words.append(("w", text, spaced))
-        elif kind == "a":
-            if entry.angle is None:
-                entry.angle = text
-            else:
-                entry.broken = True
-        elif kind in ("q", "w"):
-            if entry.angle is not None and kind == "w":
-                # Text after the angle-addr ("<a@b> junk"): not an address we can trust.
-                entry.broken = True
-            entry.words.append((kind, text, spaced))
-        elif text in '"(':
-            # An unterminated quote or comment: this entry is broken, later ones are not.
-            entry.broken = True
-            entry.words.append((kind, text, spaced))
-        # stray ">", ")" and "\\" are ignored: they carry no address
+            else:  # a colon where no group can start
+                entry.odd = True
+                entry.tokens.append(("x", text, spaced))
+        else:
+            if kind == "a":
+                entry.angles += 1
+            elif kind == "x":
+                # A stray ">", ")" or "\", or an unterminated quote or comment.
+                entry.odd = True
+            entry.tokens.append((kind, text, spaced))
     if flush() and pending_name:
         result.invalid.append(_clip(pending_name))
     return result
@@ -413,8 +503,10 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
 
 def _strip_route(spec: str) -> str:
     """Drop an obsolete source route: ``@relay1,@relay2:user@host`` -> ``user@host``."""
-    if spec.startswith("@") and ":" in spec:
-        return spec.rsplit(":", 1)[1]
+    if spec.startswith("@"):
+        m = _ROUTE.match(spec)
+        if m is not None:
+            return spec[m.end() :]
     return spec
 
 
@@ -470,6 +562,9 @@ def _make_address_slow(spec: str, name: str, header: str, group: str | None) -> 
     spec = spec.strip()
     if spec[:7].lower() == "mailto:":
         spec = spec[7:]
+    if len(spec) > 2 and spec[0] == "'" and spec[-1] == "'":
+        # Outlook's 'jacob@hotmail.com': the quotes are not part of the address.
+        spec = spec[1:-1].strip()
     m = _ADDR_SPEC.match(spec)
     if m is None:
         # Obsolete spacing around "." and "@" (RFC 5322 4.4), as in ``<jdoe @ test . example>``
@@ -479,10 +574,43 @@ def _make_address_slow(spec: str, name: str, header: str, group: str | None) -> 
         if m is None:
             return None
     local, domain = m.group("local", "domain")
+    if domain.startswith("["):
+        domain = _canonical_literal(domain)
+    elif domain.endswith("'"):
+        domain = domain.rstrip("'")  # 'a@hotmail.com' with the opening quote lost
     normal = normalise_domain(domain)
     if normal is None:
         return None
+    if '"' in local or "\\" in local:
+        local = _canonical_local(local)
     return Address(f"{local.lower()}@{normal}", normal, name, header, group)
+
+
+def _canonical_local(local: str) -> str:
+    """One spelling per mailbox: ``"john"`` and ``john`` are the same local part.
+
+    Quotes (and quoted-pairs) that carry no meaning are removed (RFC 5322 3.4.1: the
+    local part's meaning is its content; ``"john".smith`` is ``john.smith``); a local part
+    that needs them (``"john smith"``) keeps them, re-quoted with the minimal escapes, so
+    it stays distinct from ``johnsmith``.
+    """
+    value = "".join(
+        atom or _QUOTED_PAIR.sub(r"\1", quoted) for quoted, atom in _LOCAL_WORDS.findall(local)
+    )
+    if _DOT_ATOM.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _canonical_literal(domain: str) -> str:
+    """``[IPv6:0:0:0:0:0:0:0:1]`` and ``[IPv6:::1]`` are one host; so are IPv4 spellings."""
+    inner = domain[1:-1].strip()
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:])}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        return domain
 
 
 def _clip(text: str, limit: int = 80) -> str:

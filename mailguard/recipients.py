@@ -54,6 +54,9 @@ class RecipientAnalysis:
     """How internal was decided, for explanations ("configured", "sender domain x")."""
     sender: Address | None = None
     invalid: list[tuple[str, str]] = field(default_factory=list)
+    """(header, entry) pairs with no usable address: left out of the counts."""
+    malformed: list[tuple[str, str]] = field(default_factory=list)
+    """(header, entry) pairs that are broken but whose visible addresses were counted."""
     semicolon_headers: list[str] = field(default_factory=list)
     truncated: bool = False
     envelope_rcpt: set[str] = field(default_factory=set)
@@ -74,6 +77,7 @@ class RecipientAnalysis:
             "exposed_parties": len(self.parties),
             "mailing_lists": len(self.lists),
             "invalid_entries": len(self.invalid),
+            "malformed_entries": len(self.malformed),
             "envelope_recipients": len(self.envelope_rcpt),
             "envelope_recipients_visible": len(self.envelope_visible),
             "top_domains": [[d, n] for d, n in self.domains.most_common(5)],
@@ -87,6 +91,7 @@ def analyse(
     limit = config.limits.max_addresses
     by_header: dict[str, dict[str, Address]] = {"to": {}, "cc": {}, "bcc": {}}
     invalid: list[tuple[str, str]] = []
+    malformed: list[tuple[str, str]] = []
     semicolons: list[str] = []
     truncated = False
     count = 0
@@ -105,6 +110,8 @@ def analyse(
             bucket.update(zip([a.addr for a in addresses], addresses, strict=True))
             if parsed.invalid:
                 invalid.extend((header, text) for text in parsed.invalid)
+            if parsed.malformed:
+                malformed.extend((header, text) for text in parsed.malformed)
             if parsed.semicolon_separated and header not in semicolons:
                 semicolons.append(header)
             truncated = truncated or parsed.truncated
@@ -179,6 +186,7 @@ def analyse(
         internal_basis=basis,
         sender=sender,
         invalid=invalid,
+        malformed=malformed,
         semicolon_headers=semicolons,
         truncated=truncated,
         envelope_rcpt=envelope_rcpt,

@@ -8,7 +8,9 @@ called directly for what only it can tell (group names, the semicolon flag, inva
 from __future__ import annotations
 
 import base64
+import re
 import string
+import time
 from datetime import timedelta
 
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 import mailguard
 from mailguard.addresses import (
     ParsedList,
-    _parse_split,
+    _parse_simple,
     _parse_tokens,
     address_key,
     parse_address_list,
@@ -256,11 +258,9 @@ BAD_ENTRIES = [
     "@nolocal.example",
     "nodomain@",
     "a@x..example",
-    "Name <a@x.example> trailing",
-    "<a@x.example> <b@y.example>",
     '"unterminated quote',
     "(unterminated comment",
-    "John a@x.example",
+    ">",
 ]
 
 
@@ -271,7 +271,56 @@ def test_one_bad_entry_keeps_the_other_299_and_is_reported(bad, position):
     parsed = parse_address_list(", ".join(entries), "to")
     assert [a.addr for a in parsed.addresses] == GOOD
     assert len(parsed.invalid) == 1
+    assert parsed.malformed == []
     assert bad.split()[0].strip('"(<') in parsed.invalid[0]
+
+
+# Broken entries in which a reader plainly sees addresses: counted, and reported.
+MALFORMED_ENTRIES = [
+    ("Name <a@x.example> trailing", ["a@x.example"]),
+    ("<a@x.example> <b@y.example>", ["a@x.example", "b@y.example"]),
+    ("<a@x.example><b@y.example>", ["a@x.example", "b@y.example"]),
+    ("A <a@x.example> B <b@y.example>", ["a@x.example", "b@y.example"]),
+    ("<a@x.example> b@y.example", ["a@x.example", "b@y.example"]),
+    ("John a@x.example", ["a@x.example"]),
+    ("Jane jane@example.org", ["jane@example.org"]),
+    ('"Jane Doe" jane@example.org', ["jane@example.org"]),
+    ("second@example.org>", ["second@example.org"]),
+    ("<a@x.example>>", ["a@x.example"]),
+    ("a@x.example)", ["a@x.example"]),
+    ("<> <b@y.example>", ["b@y.example"]),
+    ('"unterminated <a@x.example>', ["a@x.example"]),
+    ("a@x.example (unterminated comment", ["a@x.example"]),
+]
+
+
+@pytest.mark.parametrize(("bad", "seen"), MALFORMED_ENTRIES)
+@pytest.mark.parametrize("position", [0, 150, 299])
+def test_addresses_in_a_broken_entry_are_counted_and_reported(bad, seen, position):
+    """Undercounting an exposure is the worse error: what a recipient sees is counted."""
+    entries = [*GOOD[:position], bad, *GOOD[position:]]
+    parsed = parse_address_list(", ".join(entries), "to")
+    assert [a.addr for a in parsed.addresses] == [*GOOD[:position], *seen, *GOOD[position:]]
+    assert parsed.invalid == []
+    assert len(parsed.malformed) == 1
+
+
+@pytest.mark.parametrize(
+    ("to", "counted"),
+    [
+        ("<a@x.org> <b@y.org>", 2),
+        ("Jane jane@example.org", 1),
+        ("first@example.com, second@example.org>, x@y.example", 3),
+    ],
+)
+def test_broken_entries_are_counted_with_the_malformed_entry_finding(to, counted):
+    report = mailguard.check(eml(f"{SENDER}\nTo: {to}"))
+    assert report.recipients["to"] == counted
+    assert report.recipients["malformed_entries"] == 1
+    assert report.recipients["invalid_entries"] == 0
+    mg105 = [f for f in report.findings if f.code == "MG105"]
+    assert len(mg105) == 1
+    assert "counted" in mg105[0].message and "left out" not in mg105[0].message
 
 
 @pytest.mark.parametrize("bad", ["Jane Doe", '"unterminated', "(unterminated", "<>"])
@@ -392,13 +441,15 @@ def test_obsolete_routes_and_spacing(value, expected):
         "John a@x.example, (careful path) q@q.example",
         '"John Smith" a@x.example, q@q.example',
         "John (c) a@x.example, q@q.example",
+        "John(c)a@x.example, q@q.example",
     ],
 )
 def test_a_phrase_before_a_bare_address_does_not_invent_an_address(value):
-    """Joining ``John a@x`` into ``johna@x`` would be a phantom recipient."""
+    """Joining ``John a@x`` into ``johna@x`` would be a phantom recipient; ``a@x`` is real."""
     parsed = parse_address_list(value, "to")
-    assert [a.addr for a in parsed.addresses] == ["q@q.example"]
-    assert len(parsed.invalid) == 1
+    assert [a.addr for a in parsed.addresses] == ["a@x.example", "q@q.example"]
+    assert len(parsed.malformed) == 1
+    assert parsed.invalid == []
 
 
 # ------------------------------------------------------------------ 8. raw 8-bit names
@@ -461,7 +512,10 @@ def test_duplicates_count_once_case_insensitively():
     ("value", "expected"),
     [
         ('"Smith, John <j@x.example>, k@y.example', ["j@x.example", "k@y.example"]),
-        ("a@x.example (oops, b@y.example, c@z.example", ["b@y.example", "c@z.example"]),
+        (
+            "a@x.example (oops, b@y.example, c@z.example",
+            ["a@x.example", "b@y.example", "c@z.example"],
+        ),
         ("<a@x.example, b@y.example, c@z.example", ["a@x.example", "b@y.example", "c@z.example"]),
         (
             '<a@x.example, "B" <b@y.example>, c@z.example',
@@ -470,7 +524,7 @@ def test_duplicates_count_once_case_insensitively():
         # after an unclosed comment, later comments are still comments
         (
             "a@x.example (oops, b@y.example (Sales (EU)), (lead) c@z.example",
-            ["b@y.example", "c@z.example"],
+            ["a@x.example", "b@y.example", "c@z.example"],
         ),
         ('a@x.example, "\\"\\"\\", b@y.example', ["a@x.example", "b@y.example"]),
     ],
@@ -483,7 +537,7 @@ def test_unterminated_quote_comment_or_angle_does_not_swallow_the_rest(value, ex
 # ------------------------------------------------------------------ limits
 
 
-@pytest.mark.parametrize("parse", [_parse_split, _parse_tokens])
+@pytest.mark.parametrize("parse", [_parse_simple, _parse_tokens])
 def test_address_limit_stops_counting_in_both_paths(parse):
     value = "a@x.example, b@x.example, c@x.example"
     assert len(parse(value, "to", None, 0).addresses) == 3
@@ -524,6 +578,7 @@ def _same(fast: ParsedList, careful: ParsedList) -> None:
         " ".join(a.name.split()) for a in careful.addresses
     ]
     assert fast.invalid == careful.invalid
+    assert fast.malformed == careful.malformed
     assert fast.truncated == careful.truncated
 
 
@@ -547,7 +602,7 @@ def _simple_mailbox(draw: st.DrawFn) -> str:
 )
 def test_fast_path_and_careful_path_agree_on_simple_lists(mailboxes, sep, limit):
     value = sep.join(mailboxes)
-    fast = _parse_split(value, "to", limit, 0)
+    fast = _parse_simple(value, "to", limit, 0)
     assert fast is not None
     careful = _parse_tokens(value, "to", limit, 0)
     _same(fast, careful)
@@ -605,19 +660,17 @@ def _rendered_mailbox(draw: st.DrawFn) -> tuple[str, str]:
     st.sampled_from([",", ", ", " ,  ", ",\r\n\t", ",,"]),
     st.none() | st.integers(0, 10),
 )
-def test_split_path_agrees_with_careful_path_on_rendered_lists(mailboxes, sep, limit):
+def test_fast_path_agrees_with_careful_path_on_rendered_lists(mailboxes, sep, limit):
     value = sep.join(text for text, _addr in mailboxes)
-    if any(c in value for c in "()\\:;"):
-        return  # parse_address_list never gives such headers to the split path
-    fast = _parse_split(value, "to", limit, 0)
+    fast = _parse_simple(value, "to", limit, 0)
     if fast is None:  # declined: the careful path takes the header, nothing to compare
         return
     _same(fast, _parse_tokens(value, "to", limit, 0))
 
 
-def test_split_path_takes_quoted_names():
+def test_fast_path_takes_quoted_names_and_declines_everything_else():
     value = '"Hughes, Amelia" <A.Hughes@Gmail.com>, =?utf-8?q?Zo=C3=AB?= <z@x.example>, b@y.example'
-    parsed = _parse_split(value, "cc", None, 0)
+    parsed = _parse_simple(value, "cc", None, 0)
     assert parsed is not None
     assert [a.addr for a in parsed.addresses] == [
         "a.hughes@gmail.com",
@@ -625,14 +678,153 @@ def test_split_path_takes_quoted_names():
         "b@y.example",
     ]
     assert parsed.addresses[0].name == '"Hughes, Amelia"'
-    for declined in ('"A" b@x.example', '"A" <a@x.example> junk', '"unterminated <a@x.example>'):
-        assert _parse_split(declined, "to", None, 0) is None, declined
-    unquoted_comma = 'Doe, "Jane" <j@x.example>'
-    _same(_parse_split(unquoted_comma, "to", None, 0), _parse_tokens(unquoted_comma, "to", None, 0))
+    declined = [
+        '"A" b@x.example',
+        '"A" <a@x.example> junk',
+        '"unterminated <a@x.example>',
+        'Doe, "Jane" <j@x.example>',
+        "second@example.org>, x@y.example",
+        "<a@x.org> <b@y.org>",
+        "<a@x.org>, <b@y.org> c@z.org",
+        "a@x.example; b@y.example",
+        "ceo@bank.example <x@evil.example>",
+        "user@[192.0.2.1]",
+        '"john"@example.com',
+        "a@x.example (c)",
+        "a@b..example",
+    ]
+    for value in declined:
+        assert _parse_simple(value, "to", None, 0) is None, value
+
+
+# Malformed input: random mixes of the characters that make address lists hard, of
+# encoded words, groups, quoted strings, comments and plain addresses.
+_TRICKY = st.sampled_from([*'<>",;:()@[]\\', " ", "\t", "\r\n ", ", "])
+_piece = st.one_of(
+    _TRICKY,
+    _TRICKY,
+    _simple_address,
+    _atom,
+    st.builds(_q_encode, _free_text),
+    st.sampled_from(["=?utf-8?q?Doe=2C_J?=", "=?utf-8?b?RG9lLCBKYW5l?=", "=?x?q?", "?="]),
+    st.builds(lambda name: f"{name}:", _atom),
+    st.builds(lambda a: f"<{a}>", _simple_address),
+    st.builds(_quote, _free_text),
+    st.builds(_comment, _free_text),
+    st.sampled_from(["[IPv6:2001:db8::1]", "@[192.0.2.1]", "'", "mailto:", "undisclosed:;"]),
+)
+_messy_header = st.lists(_piece, max_size=25).map("".join)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(_messy_header, st.none() | st.integers(0, 6))
+def test_fast_path_agrees_with_careful_path_on_malformed_input(value, limit):
+    fast = _parse_simple(value, "to", limit, 0)
+    if fast is not None:
+        _same(fast, _parse_tokens(value, "to", limit, 0))
+        assert fast.malformed == [] and fast.invalid == []
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_simple_mailbox() | _messy_header, max_size=8), st.none() | st.integers(0, 8))
+def test_fast_path_agrees_with_careful_path_on_mostly_valid_lists(entries, limit):
+    value = ", ".join(entries)
+    fast = _parse_simple(value, "to", limit, 0)
+    if fast is not None:
+        _same(fast, _parse_tokens(value, "to", limit, 0))
+
+
+_QUOTED_AT = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_ANGLE_QUOTED = re.compile(r'<(?:[^<>"]|"(?:[^"\\]|\\.)*")*>', re.DOTALL)
+_ANGLE_PLAIN = re.compile(r"<[^<>]*>")
+_LITERAL = re.compile(r'\[[^\[\]\\ \t\r\n"()<>,;]*\]')
+
+
+def _comment_slots(value: str) -> list[int]:
+    """Where RFC 5322 allows a comment without changing anything: next to whitespace or a
+    separator, outside quoted strings, comments, angle-addrs and domain literals. Scanning
+    stops at the first construct that is never closed (what follows is ambiguous)."""
+    slots = []
+    i, n = 0, len(value)
+    while True:
+        if i in (0, n) or value[i] in " \t\r\n,;:" or value[i - 1] in " \t\r\n,;:":
+            slots.append(i)
+        if i >= n:
+            return slots
+        char = value[i]
+        if char == '"':
+            m = _QUOTED_AT.match(value, i)
+        elif char == "<":
+            m = _ANGLE_QUOTED.match(value, i) or _ANGLE_PLAIN.match(value, i)
+        elif char == "[":
+            m = _LITERAL.match(value, i)
+            if m is None:
+                i += 1
+                continue
+        elif char == "(":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                if value[j] == "\\":
+                    j += 2
+                    continue
+                depth += {"(": 1, ")": -1}.get(value[j], 0)
+                j += 1
+            if depth or j > n:
+                return slots
+            i = j
+            continue
+        else:
+            i += 1
+            continue
+        if m is None:
+            return slots
+        i = m.end()
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_messy_header | _simple_mailbox() | _rendered_mailbox().map(lambda t: t[0]),
+             max_size=6).map(", ".join),
+    st.data(),
+)  # fmt: skip
+def test_adding_a_comment_never_changes_the_count(value, data):
+    slots = _comment_slots(value)
+    at = data.draw(st.sampled_from(slots))
+    comment = data.draw(st.sampled_from([" (x) ", '(a, <b@c.example>; "q")', " (n (e) \\) d) "]))
+    before = parse_address_list(value, "to")
+    after = parse_address_list(value[:at] + comment + value[at:], "to")
+    assert [a.addr for a in after.addresses] == [a.addr for a in before.addresses]
+    assert len(after.invalid) + len(after.malformed) == len(before.invalid) + len(before.malformed)
+
+
+def test_adding_a_comment_elsewhere_does_not_change_a_broken_entry():
+    """The issue's example: the fast and careful paths used to disagree on it."""
+    value = "first@example.com, second@example.org>, x@y.example"
+    before = parse_address_list(value, "to")
+    after = parse_address_list(value + " (note)", "to")
+    assert (
+        [a.addr for a in before.addresses]
+        == [a.addr for a in after.addresses]
+        == [
+            "first@example.com",
+            "second@example.org",
+            "x@y.example",
+        ]
+    )
+    assert before.malformed == after.malformed == ["second@example.org>"]
+
+
+_DOT_ATOM_TEXT = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+)
 
 
 def _normalised(address: str) -> str:
-    return address.lower()  # the generated domains are ASCII
+    """Lower case (the generated domains are ASCII), quotes dropped where they mean nothing."""
+    local, _, domain = address.rpartition("@")
+    if local.startswith('"') and _DOT_ATOM_TEXT.fullmatch(local[1:-1]):
+        local = local[1:-1]
+    return f"{local}@{domain}".lower()
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -710,3 +902,124 @@ def test_address_key_agrees_with_the_full_parser(spec: str) -> None:
     """The envelope fast path must key an address exactly as the header parser does."""
     parsed = parse_address_list(spec, "envelope").addresses
     assert address_key(spec) == (parsed[0].addr if parsed else None)
+
+
+# ------------------------------------------------------------------ valid RFC 5322 forms
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('<"a>b"@example.com>', ['"a>b"@example.com']),
+        ('Name <"a<b"@example.com>, c@d.example', ['"a<b"@example.com', "c@d.example"]),
+        ('"x" <"<>"@example.com>, "y" <"a,b>"@example.com>',
+         ['"<>"@example.com', '"a,b>"@example.com']),
+        ("user@[IPv6:2001:db8::1]", ["user@[ipv6:2001:db8::1]"]),
+        ("user@[192.0.2.1]", ["user@[192.0.2.1]"]),
+        ("<user@[IPv6:2001:DB8::1]>, b@c.example", ["user@[ipv6:2001:db8::1]", "b@c.example"]),
+        ("Lit: a@[192.0.2.1], b@[IPv6:::1];", ["a@[192.0.2.1]", "b@[ipv6:::1]"]),
+        ("<@[192.0.2.9]:u@[IPv6:2001:db8::2]>", ["u@[ipv6:2001:db8::2]"]),
+        ("x@[192.0.2.1] (the lab), y@y.example", ["x@[192.0.2.1]", "y@y.example"]),
+    ],
+)  # fmt: skip
+def test_quoted_local_parts_with_brackets_and_domain_literals_are_counted(value, expected):
+    parsed = parse_address_list(value, "to")
+    assert [a.addr for a in parsed.addresses] == expected
+    assert parsed.invalid == []
+    assert parsed.malformed == []
+
+
+@pytest.mark.parametrize(
+    ("spellings", "key"),
+    [
+        (['"john"@example.com', "john@example.com", '"jo\\hn"@Example.com'], "john@example.com"),
+        (['"john.smith"@x.example', '"john".smith@x.example', "john.smith@x.example"],
+         "john.smith@x.example"),
+        (['"john smith"@x.example', '"john\\ smith"@x.example'], '"john smith"@x.example'),
+        (['"a\\"b"@x.example', '"a\\"b"@x.example'], '"a\\"b"@x.example'),
+        (['".john"@x.example'], '".john"@x.example'),
+    ],
+)  # fmt: skip
+def test_quotes_that_carry_no_meaning_are_normalised_away(spellings, key):
+    value = ", ".join(f"<{s}>" for s in spellings) + ", " + ", ".join(spellings)
+    assert set(addrs(value)) == {key}
+    assert address_key(spellings[0]) == key
+
+
+def test_quoted_and_unquoted_spellings_are_one_recipient_in_a_message():
+    r = counts('To: "john"@example.com, "john smith"@example.com\nCc: John <john@example.com>')
+    assert (r["to"], r["cc"], r["visible"]) == (2, 1, 2)
+    r = counts('To: "john smith"@example.com, johnsmith@example.com')
+    assert r["visible"] == 2
+
+
+# ------------------------------------------------------------------ Outlook single quotes
+
+
+def test_outlook_single_quoted_addresses_are_personal_addresses_not_organisations():
+    report = mailguard.check(
+        eml(f"{SENDER}\nTo: 'jacob@hotmail.com'; 'ann@gmail.com'; 'Bo Li' <bo@yahoo.com>")
+    )
+    assert report.analysis is not None
+    assert sorted(report.analysis.visible) == ["ann@gmail.com", "bo@yahoo.com", "jacob@hotmail.com"]
+    assert report.recipients["personal"] == 3
+    assert report.recipients["exposed_parties"] == 3
+    assert "hotmail.com'" not in report.analysis.domains
+    assert "MG104" in report.codes  # the semicolon finding stays
+
+
+@pytest.mark.parametrize(
+    "value", ["'jacob@hotmail.com'", "<'jacob@hotmail.com'>", "jacob@hotmail.com'"]
+)
+def test_single_quotes_around_an_address_are_stripped(value):
+    assert addrs(value) == ["jacob@hotmail.com"]
+    assert address_key(value) == "jacob@hotmail.com"
+
+
+def test_an_apostrophe_inside_a_local_part_is_kept():
+    assert addrs("o'brien@x.example, 'neil@y.example") == ["o'brien@x.example", "'neil@y.example"]
+
+
+# ------------------------------------------------------------------ bounded time
+
+
+def _doubling_ratio(small: str, large: str) -> float:
+    """Best-of-5 time of ``large`` over that of ``small``, measured alternately so that a
+    burst of load on a shared machine hits both sizes alike."""
+    best = [float("inf"), float("inf")]
+    for _ in range(5):
+        for i, value in enumerate((small, large)):
+            start = time.perf_counter()
+            parse_address_list(value, "to")
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best[1] / best[0]
+
+
+@pytest.mark.parametrize(
+    ("unit", "size"),
+    [
+        ('<"' + "<" * 50 + '"', 40_000),  # quoted strings inside angle brackets, never closed
+        ('<a"b>, "c" ', 100_000),  # a stray quote inside brackets pairs with a later entry's
+        ("[IPv6:" * 10, 150_000),  # domain literals never closed
+        ("x@[1.2.3.4" + "]" * 3, 500_000),
+        ("00\u8cce", 500_000),  # one long junk word: the fast path must not retry at each char
+        ("a ", 150_000),  # a long phrase with no address
+        (", ", 4_000_000),
+        ('"," ', 150_000),
+        ("Jane jane@x.example ", 100_000),  # one enormous malformed entry
+        ("<a@x.example> ", 100_000),
+    ],
+)
+def test_parsing_hostile_headers_is_linear(unit, size):
+    """Doubling the input at most roughly doubles the time (ratio < 3).
+
+    Up to three attempts: a burst of load on a shared machine can spoil one, a quadratic
+    path (ratio ~4) fails them all."""
+    small = (unit * (size // len(unit) + 1))[:size]
+    large = (unit * (2 * size // len(unit) + 1))[: 2 * size]
+    ratios = []
+    for _ in range(3):
+        ratios.append(_doubling_ratio(small, large))
+        if ratios[-1] < 3:
+            break
+    assert min(ratios) < 3, ratios

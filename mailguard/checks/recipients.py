@@ -98,14 +98,37 @@ def semicolon_lists(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
 
 
 def unparseable_entries(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
-    """MG105: entries that are not addresses were left out of the counts."""
-    invalid = ctx.recipients.invalid
-    if not invalid:
+    """MG105: malformed entries; dropped when they hold no address, counted when they do.
+
+    Reports whenever there is one; the engine applies ``min_entries`` to ``entries``."""
+    r = ctx.recipients
+    invalid, malformed = len(r.invalid), len(r.malformed)
+    total = invalid + malformed
+    if not total:
         return
-    headers = sorted({h.title() for h, _ in invalid})
-    yield Hit(
-        f"{_plural(len(invalid), 'entry', 'entries')} in {'/'.join(headers)} "
-        f"{'is' if len(invalid) == 1 else 'are'} not a valid address and "
-        f"{'was' if len(invalid) == 1 else 'were'} left out of the counts",
-        evidence={"entries": len(invalid), "headers": headers},
+    headers = sorted({h.title() for h, _ in (*r.invalid, *r.malformed)})
+    where = f"{_plural(total, 'entry', 'entries')} in {'/'.join(headers)}"
+    dropped = (
+        f"{'is' if invalid == 1 else 'are'} not a valid address and "
+        f"{'was' if invalid == 1 else 'were'} left out of the counts"
     )
+    counted = (
+        f"the addresses a recipient sees in {'it were' if malformed == 1 else 'them were'} counted"
+    )
+    if not malformed:
+        message = f"{where} {dropped}"
+    elif not invalid:
+        message = (
+            f"{where} {'is' if total == 1 else 'are'} malformed (a missing comma, text around "
+            f"an address, a stray bracket or quote): {counted}"
+        )
+    else:
+        message = (
+            f"{where} are malformed: {invalid:,} {dropped}; "
+            f"{malformed:,} hold addresses, and {counted}"
+        )
+    yield Hit(
+        message,
+        evidence={"entries": total, "invalid": invalid, "malformed": malformed,
+                  "headers": headers},
+    )  # fmt: skip
