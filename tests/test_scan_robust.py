@@ -228,6 +228,7 @@ def test_check_of_a_missing_path_is_an_input_error() -> None:
     assert result.exit_code == 2
     assert result.stderr == "mailguard: cannot read missing.eml: No such file or directory\n"
     assert "score" not in result.stdout.lower() and "format" not in result.stdout.lower()
+    assert result.stdout == "no message checked\n"  # not "0 messages: nothing to report"
 
 
 # ---------------------------------------------------------------------------- failed sources

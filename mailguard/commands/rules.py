@@ -38,6 +38,6 @@ def explain_text(rule: Rule) -> str:
     if set(rule.modes) != {"outgoing", "archived"}:
         lines.append(f"Applies to {' and '.join(rule.modes)} mail only.")
     lines.append(f"Reads: {', '.join(rule.reads)}. Needs: {', '.join(rule.needs) or 'no service'}.")
-    cure = f"{rule.remedy} ({REMEDIES[rule.remedy]})" if rule.remedy else "none"
+    cure = f"{rule.remedy}: {REMEDIES[rule.remedy]}" if rule.remedy else "none"
     lines.append(f"Remedy: {cure}.")
     return "\n".join(lines)

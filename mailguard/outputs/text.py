@@ -40,9 +40,10 @@ def render_text(
             _message(console, report, options)
     totals = summary(reports)
     parts = [f"{totals[v]:,} {v}" for v in ("block", "warn", "pass", "error") if totals[v]]
-    console.print(
-        f"{count(totals['messages'], 'message')} checked: {', '.join(parts) or 'nothing to report'}"
-    )
+    if totals["messages"]:
+        console.print(f"{count(totals['messages'], 'message')} checked: {', '.join(parts)}")
+    else:  # every input failed to read (said on stderr): "nothing to report" would mislead
+        console.print("no message checked")
     skipped = {f"{s.code} {s.name} ({s.reason})": None for r in reports for s in r.skipped}
     if skipped:
         console.print(escape(f"not run: {'; '.join(skipped)}"), style="dim")
