@@ -28,8 +28,8 @@ LAYER_NAMES = ("core", "checks", "engine", "archive/milter/outputs", "commands",
 #: The core: parsing, recipient analysis, the decision config and what every layer shares.
 #: Any module named ``config*`` (the decision config, the config-file reader) is core too.
 CORE_MODULES = {
-    "addresses", "body", "charsets", "deadline", "domains", "errors", "headers", "limits",
-    "message",
+    "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
+    "limits", "message",
     "recipients", "redact", "report", "rules", "scoring", "sensitive", "services", "sources",
 }  # fmt: skip
 
