@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailguard.archive.imap import is_imap_url
+from mailguard.archive.imap_url import is_imap_url
 from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
@@ -26,7 +26,7 @@ from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
 
 if TYPE_CHECKING:
-    from mailguard.archive.imap import ImapTarget
+    from mailguard.archive.imap_url import ImapTarget
 
 EXIT_INTERRUPTED = 130
 IMAP_UNIT = 100
