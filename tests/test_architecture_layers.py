@@ -45,10 +45,9 @@ LAYERS = {
     "__main__": CLI,
 }
 
-#: Modules whose layer is not their package's. ``archive/command.py`` is the orchestration
-#: of ``mailguard scan`` (called by ``commands/scan.py``); it belongs under ``commands/``
-#: and moves there once the parallel scanner work has landed.
-OVERRIDES = {"mailguard.archive.command": COMMANDS}
+#: Modules whose layer is not their package's (none today: a module that needs an entry
+#: here is usually in the wrong package).
+OVERRIDES: dict[str, int] = {}
 
 MAX_LINES = 500
 
@@ -165,7 +164,8 @@ def test_the_import_reader_sees_every_kind_of_import():
         ("mailguard.checks.base", CHECKS),
         ("mailguard", ENGINE),
         ("mailguard.milter.settings", ADAPTERS),
-        ("mailguard.archive.command", COMMANDS),
+        ("mailguard.archive.scanner", ADAPTERS),
+        ("mailguard.commands.scan_run", COMMANDS),
         ("mailguard.commands.check", COMMANDS),
         ("mailguard.cli", CLI),
         ("mailguard.newthing", None),

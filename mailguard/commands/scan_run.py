@@ -1,7 +1,8 @@
 """``mailguard scan``: sources to work units, a progress bar, the register, the output file.
 
-Kept out of :mod:`mailguard.cli` (which only parses options) so that the scan's plumbing
-(IMAP passwords, progress on a terminal, Ctrl-C, exit status) sits next to the scanner.
+The scan's plumbing (IMAP passwords, progress on a terminal, Ctrl-C, exit status), called
+by :mod:`mailguard.commands.scan` once the options are checked; kept out of
+:mod:`mailguard.cli`, which only parses options.
 """
 
 from __future__ import annotations
