@@ -16,10 +16,19 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mailguard.address_tokens import (
+    Token,
+    clip,
+    clusters,
+    joins,
+    phrase_text,
+    strip_comments,
+    strip_route,
+    tokenise,
+)
 from mailguard.deadline import checkpoint
 from mailguard.domains import normalise_domain
 
@@ -62,7 +71,6 @@ class ParsedList:
 
 _new_tuple = tuple.__new__  # Address(...) goes through a Python-level __new__: 2x slower
 
-_QUOTED = r'"(?:[^"\\]|\\.)*+"'
 
 # ------------------------------------------------------------------ fast path: a proven subset
 #
@@ -161,44 +169,6 @@ def _parse_simple(
     return result
 
 
-# ------------------------------------------------------------------ careful path: the tokeniser
-
-
-# One token of an address list. Each alternative is linear (possessive or disjoint
-# repetitions), so a 1 MB hostile line cannot make the regex backtrack.
-#
-# Unterminated constructs must not swallow the rest of the list (one typo would hide every
-# later address): an unterminated quoted string matches ``u`` (its ``"`` marks the entry
-# broken and the text after it is tokenised normally), and an unterminated angle-addr stops
-# at the next ``,`` or ``;``. Once one quoted string is unterminated, every later ``"`` is
-# an escaped one of that scan and cannot be terminated either, so the rest is tokenised by
-# the pattern without quoted strings: rescanning to the end for each would be quadratic.
-#
-# An angle-addr may hold a quoted local part with ``<`` or ``>`` in it (``<"a>b"@x>``); it
-# is tried first, then the plain one, so that a stray quote inside brackets does not pair
-# with a quote in a later entry. A domain literal (``[IPv6:2001:db8::1]``) is part of a word:
-# its colons are not group syntax.
-def _token_pattern(quotes: bool) -> re.Pattern[str]:
-    alternatives = [
-        rf"(?P<q>{_QUOTED})",  # quoted-string
-        r'(?P<u>"(?:[^"\\]|\\.)*+)',  # unterminated quoted-string (to end of input)
-        rf'(?P<a><(?:[^<>"]++|{_QUOTED})*+>|<[^<>]*+>|<[^<>,;]*+)',  # angle-addr (or unterminated)
-    ] if quotes else [r"(?P<a><[^<>]*+>|<[^<>,;]*+)"]  # fmt: skip
-    alternatives += [
-        r"(?P<s>[,;:])",  # separators
-        r"(?P<c>\()",  # comment start: nesting handled by hand
-        # atom / dot-atom / addr-spec fragment, with domain literals kept whole
-        r'(?P<w>(?:[^ \t\r\n"()<>,;:\\\[]++|\[[^\[\]\\ \t\r\n"()<>,;]*+\]|\[)++)',
-        r'(?P<x>[<>)\\"])',  # stray specials (a quote only once quoted strings are off)
-    ]
-    return re.compile(r"[ \t\r\n]*+(?:" + "|".join(alternatives) + ")", re.DOTALL)
-
-
-_TOKEN = _token_pattern(quotes=True)
-_TOKEN_NO_QUOTES = _token_pattern(quotes=False)
-_COMMENT_PART = re.compile(r"[^()\\]+|\\.?|[()]", re.DOTALL)
-_TEXT_OR_QUOTED = re.compile(rf'[^"(]++|{_QUOTED}|"', re.DOTALL)
-
 # local@domain with a non-empty local part and a domain of at least one label; the domain
 # may be an address literal like [192.0.2.1] or [IPv6:2001:db8::1]. Checked after tokens are
 # joined. A plain domain never holds "'" (Outlook's 'a@b' quoting ends up there).
@@ -214,134 +184,11 @@ _LOCAL_WORDS = re.compile(r'"((?:[^"\\]|\\.)*+)"|([^"\\]++)', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _ATOM_CHAR = r'[^\x00-\x20\x7f"(),.:;<>@\[\]\\]'
 _DOT_ATOM = re.compile(rf"{_ATOM_CHAR}++(?:\.{_ATOM_CHAR}++)*+")
-_ROUTE = re.compile(r"(?:[ \t\r\n,]*+@(?:\[[^\[\]]*+\]|[^,:@\[\]]*+))++[ \t\r\n]*+:")
 
 
-def _tokens(value: str) -> Iterator[tuple[str, str, bool]]:
-    """Yield ``(kind, text, spaced)``; ``spaced`` says whitespace or a comment preceded it.
-
-    A comment separates words as whitespace does (RFC 5322 CFWS): ``John(x)a@b`` must not
-    become ``johna@b``. A ``"`` or ``(`` that opens a quote or comment never closed comes out
-    as a stray ``x`` token: the parser marks its entry broken and keeps what follows.
-    """
-    pos = 0
-    end = len(value)
-    match = _TOKEN.match
-    closes: dict[int, int] | None = None
-    after_comment = False
-    while pos < end:
-        m = match(value, pos)
-        if m is None:  # only trailing whitespace is left
-            return
-        kind = m.lastgroup or "x"
-        start = m.start(kind)
-        spaced = after_comment or start > pos
-        after_comment = False
-        if kind == "c":
-            if closes is None:
-                pos = _skip_comment(value, m.end())
-                if pos < 0:
-                    # Unterminated: match every later "(" in one pass, so that finding the
-                    # end of each later comment does not rescan to the end of the value.
-                    closes = _match_parens(value, start)
-            else:
-                pos = closes.get(start, -1)
-            if pos >= 0:
-                after_comment = True
-                continue
-            kind, pos = "x", m.end()
-        elif kind == "u":
-            match = _TOKEN_NO_QUOTES.match
-            kind, pos = "x", start + 1
-        else:
-            pos = m.end()
-        yield kind, m.group(kind) if kind != "x" else value[start], spaced
-
-
-def _skip_comment(value: str, pos: int) -> int:
-    """Return the index after a (possibly nested) comment, or -1 if it is never closed."""
-    depth = 1
-    end = len(value)
-    while pos < end and depth:
-        m = _COMMENT_PART.match(value, pos)
-        if m is None:
-            break
-        text = m.group()
-        if text == "(":
-            depth += 1
-        elif text == ")":
-            depth -= 1
-        pos = m.end()
-    return -1 if depth else pos
-
-
-def _match_parens(value: str, start: int) -> dict[int, int]:
-    """Map each ``(`` from ``start`` on to the index after its ``)``; unclosed ones are absent."""
-    closes: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _COMMENT_PART.finditer(value, start):
-        text = m.group()
-        if text == "(":
-            stack.append(m.start())
-        elif text == ")" and stack:
-            closes[stack.pop()] = m.end()
-    return closes
-
-
-def _strip_comments(spec: str) -> str:
-    """Remove comments inside an angle-addr: ``<pete(his account)@silly.test>`` (RFC 5322 A.5).
-
-    A ``(`` inside a quoted local part is text, not a comment: ``<(c)"a(b)"@x>``.
-    """
-    out: list[str] = []
-    pos = 0
-    end = len(spec)
-    while pos < end:
-        m = _TEXT_OR_QUOTED.match(spec, pos)
-        if m is not None:
-            out.append(m.group())
-            pos = m.end()
-            continue
-        pos = _skip_comment(spec, pos + 1)  # spec[pos] is "(" here
-        if pos < 0:  # unterminated: the rest is comment
-            break
-    return "".join(out)
-
-
-_Token = tuple[str, str, bool]
-
-
-def _phrase(tokens: list[_Token]) -> str:
-    out: list[str] = []
-    for _kind, text, spaced in tokens:
-        if out and spaced:
-            out.append(" ")
-        out.append(text)
-    return "".join(out)
-
-
-def _clusters(run: list[_Token]) -> list[str]:
-    """Split words into the addr-spec candidates a reader sees: ``Jane jane@x`` -> 2.
-
-    Whitespace (or a comment) separates candidates unless it sits next to a ``.`` or ``@``
-    (obsolete spacing inside one addr-spec, ``jdoe @ test . example``); a stray special
-    always separates them.
-    """
-    out: list[str] = []
-    current: list[str] = []
-    for kind, text, spaced in run:
-        if kind == "x":
-            if current:
-                out.append("".join(current))
-                current = []
-            continue
-        if current and spaced and not _joins(current[-1], text):
-            out.append("".join(current))
-            current = []
-        current.append(text)
-    if current:
-        out.append("".join(current))
-    return out
+# ------------------------------------------------------------------ careful path: the parser
+#
+# The tokens come from :mod:`mailguard.address_tokens`; here they become entries.
 
 
 class _Entry:
@@ -350,13 +197,13 @@ class _Entry:
     __slots__ = ("angles", "odd", "tokens")
 
     def __init__(self) -> None:
-        self.tokens: list[_Token] = []
+        self.tokens: list[Token] = []
         self.angles = 0
         self.odd = False
         """A stray special, a misplaced ``:`` or an unterminated quote or comment."""
 
     def text(self) -> str:
-        return _phrase(self.tokens)
+        return phrase_text(self.tokens)
 
 
 def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) -> ParsedList:
@@ -398,7 +245,7 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
         found = 0
         if not current.angles:
             if pending_name:
-                result.invalid.append(_clip(pending_name))
+                result.invalid.append(clip(pending_name))
                 pending_name = ""
             if len(tokens) == 1 and tokens[0][0] == "w" and "@" in tokens[0][1]:
                 # The common case, a bare addr-spec: one word.
@@ -406,15 +253,15 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                 if added is False:
                     return False
                 if added is None:
-                    result.invalid.append(_clip(tokens[0][1]))
+                    result.invalid.append(clip(tokens[0][1]))
                 return True
             if not any("@" in text for kind, text, _s in tokens if kind != "x"):
                 if odd:
-                    result.invalid.append(_clip(current.text()))
+                    result.invalid.append(clip(current.text()))
                 else:
                     pending_name = current.text()  # "Doe, Jane <j@x>": a name cut by a comma
                 return True
-            candidates = _clusters(tokens)
+            candidates = clusters(tokens)
             odd = odd or len(candidates) > 1
             for spec in candidates:
                 if "@" in spec:
@@ -424,13 +271,13 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                     found += added is not None
         else:
             odd = odd or current.angles > 1
-            run: list[_Token] = []
+            run: list[Token] = []
             for token in tokens:
                 if token[0] != "a":
                     run.append(token)
                     continue
                 angle = token[1]
-                name = _phrase(run)
+                name = phrase_text(run)
                 if pending_name:
                     name = f"{pending_name}, {name}" if name else pending_name
                     pending_name = ""
@@ -441,8 +288,8 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                 else:
                     odd = True  # unterminated: "<a@x, b@y"
                 if "(" in spec:
-                    spec = _strip_comments(spec)
-                added = add(_strip_route(spec.strip()), name)
+                    spec = strip_comments(spec)
+                added = add(strip_route(spec.strip()), name)
                 if added is False:
                     return False
                 if added is None:
@@ -450,19 +297,19 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                 found += bool(added)
             if run:  # text after the last angle-addr: "<a@x> junk", "<a@x> b@y"
                 odd = True
-                for spec in _clusters(run):
+                for spec in clusters(run):
                     if "@" in spec:
                         added = add(spec, "")
                         if added is False:
                             return False
                         found += added is not None
         if not found:
-            result.invalid.append(_clip(current.text()))
+            result.invalid.append(clip(current.text()))
         elif odd:
-            result.malformed.append(_clip(current.text()))
+            result.malformed.append(clip(current.text()))
         return True
 
-    for kind, text, spaced in _tokens(value):
+    for kind, text, spaced in tokenise(value):
         checkpoint()
         if kind == "s":
             if text == ",":
@@ -472,7 +319,7 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                 if not flush():
                     return result
                 if pending_name:
-                    result.invalid.append(_clip(pending_name))
+                    result.invalid.append(clip(pending_name))
                     pending_name = ""
                 if group is not None:
                     group = None
@@ -497,28 +344,14 @@ def _parse_tokens(value: str, header: str, limit: int | None, start_count: int) 
                 entry.odd = True
             entry.tokens.append((kind, text, spaced))
     if flush() and pending_name:
-        result.invalid.append(_clip(pending_name))
+        result.invalid.append(clip(pending_name))
     return result
-
-
-def _strip_route(spec: str) -> str:
-    """Drop an obsolete source route: ``@relay1,@relay2:user@host`` -> ``user@host``."""
-    if spec.startswith("@"):
-        m = _ROUTE.match(spec)
-        if m is not None:
-            return spec[m.end() :]
-    return spec
-
-
-def _joins(before: str, after: str) -> bool:
-    """Whether whitespace between two words may sit inside an obsolete-syntax addr-spec."""
-    return before.endswith((".", "@")) or after.startswith((".", "@"))
 
 
 def _join_obsolete(spec: str) -> str | None:
     """``jdoe@test . example`` -> ``jdoe@test.example``; ``None`` when spaces separate words."""
     parts = spec.split()
-    if len(parts) < 2 or not all(map(_joins, parts, parts[1:])):
+    if len(parts) < 2 or not all(map(joins, parts, parts[1:])):
         return None
     return "".join(parts)
 
@@ -611,8 +444,3 @@ def _canonical_literal(domain: str) -> str:
         return f"[{ipaddress.IPv4Address(inner)}]"
     except ValueError:
         return domain
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -28,8 +28,8 @@ LAYER_NAMES = ("core", "checks", "engine", "archive/milter/outputs", "commands",
 #: The core: parsing, recipient analysis, the decision config and what every layer shares.
 #: Any module named ``config*`` (the decision config, the config-file reader) is core too.
 CORE_MODULES = {
-    "addresses", "body", "charsets", "deadline", "domains", "errors", "headers", "limits",
-    "message",
+    "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
+    "limits", "message",
     "recipients", "redact", "report", "rules", "scoring", "sensitive", "services", "sources",
 }  # fmt: skip
 
@@ -45,18 +45,15 @@ LAYERS = {
     "__main__": CLI,
 }
 
-#: Modules whose layer is not their package's. ``archive/command.py`` is the orchestration
-#: of ``mailguard scan`` (called by ``commands/scan.py``); it belongs under ``commands/``
-#: and moves there once the parallel scanner work has landed.
-OVERRIDES = {"mailguard.archive.command": COMMANDS}
+#: Modules whose layer is not their package's (none today: a module that needs an entry
+#: here is usually in the wrong package).
+OVERRIDES: dict[str, int] = {}
 
 MAX_LINES = 500
 
 #: Files over :data:`MAX_LINES` today, with their length: they may shrink, not grow; once
 #: one is split below the limit its entry must go.
-LONG_FILES = {
-    "mailguard/archive/imap.py": 651,
-}
+LONG_FILES: dict[str, int] = {}
 
 
 def module_name(path: Path) -> str:
@@ -167,7 +164,8 @@ def test_the_import_reader_sees_every_kind_of_import():
         ("mailguard.checks.base", CHECKS),
         ("mailguard", ENGINE),
         ("mailguard.milter.settings", ADAPTERS),
-        ("mailguard.archive.command", COMMANDS),
+        ("mailguard.archive.scanner", ADAPTERS),
+        ("mailguard.commands.scan_run", COMMANDS),
         ("mailguard.commands.check", COMMANDS),
         ("mailguard.cli", CLI),
         ("mailguard.newthing", None),

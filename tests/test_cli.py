@@ -411,7 +411,7 @@ def test_quiet_check_shows_only_problems_and_the_summary():
 
 
 def test_quiet_scan_has_no_progress_and_keeps_the_register(tmp_path, monkeypatch):
-    import mailguard.archive.command as command
+    import mailguard.commands.scan_run as command
 
     seen: list[bool] = []
     real = command._progress_bar

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mailguard import config as config_mod
-from mailguard.archive.command import run_scan
 from mailguard.cli import app
+from mailguard.commands.scan_run import run_scan
 from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.errors import ConfigError

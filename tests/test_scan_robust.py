@@ -401,7 +401,8 @@ def test_ctrl_c_while_waiting_on_imap_keeps_the_messages_fetched(
     all 150 are judged and in the register, none after them is asked for."""
     import signal
 
-    from mailguard.archive import command, imap
+    from mailguard.archive import imap
+    from mailguard.commands import scan_run as command
 
     asked = []
 

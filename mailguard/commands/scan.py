@@ -2,7 +2,7 @@
 
 The options are checked here; the scan's plumbing (sources to work units, IMAP passwords,
 the progress bar, Ctrl-C, the register and its output) is
-:func:`mailguard.archive.command.run_scan`, which this calls.
+:func:`mailguard.commands.scan_run.run_scan`, which this calls.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run_scan(
     0: no incident at or above ``fail_on``; 1: incidents; 2: a source or message could not
     be read; 130: interrupted (what was found so far is still written).
     """
-    from mailguard.archive import command
+    from mailguard.commands import scan_run
 
     window = (day(since, "--since"), day(until, "--until"))
     if window[0] and window[1] and window[0] > window[1]:
@@ -45,7 +45,7 @@ def run_scan(
     if jobs is not None and jobs < 1:
         raise CommandError("--jobs must be at least 1")
     cfg = load_settings(source).config
-    return command.run_scan(
+    return scan_run.run_scan(
         list(sources), cfg, fmt=fmt or format_for(output, FORMATS, "text"), output=output,
         jobs=jobs, since=window[0], until=window[1], redact=redact,
         show_addresses=show_addresses, fail_on=fail_on, pattern=pattern, quiet=quiet,

@@ -1,7 +1,8 @@
 """``mailguard scan``: sources to work units, a progress bar, the register, the output file.
 
-Kept out of :mod:`mailguard.cli` (which only parses options) so that the scan's plumbing
-(IMAP passwords, progress on a terminal, Ctrl-C, exit status) sits next to the scanner.
+The scan's plumbing (IMAP passwords, progress on a terminal, Ctrl-C, exit status), called
+by :mod:`mailguard.commands.scan` once the options are checked; kept out of
+:mod:`mailguard.cli`, which only parses options.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailguard.archive.imap import is_imap_url
+from mailguard.archive.imap_url import is_imap_url
 from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
@@ -26,7 +27,7 @@ from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
 
 if TYPE_CHECKING:
-    from mailguard.archive.imap import ImapTarget
+    from mailguard.archive.imap_url import ImapTarget
 
 EXIT_INTERRUPTED = 130
 IMAP_UNIT = 100
