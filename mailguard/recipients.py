@@ -148,8 +148,9 @@ def analyse(
     for key, addr in visible.items():
         by_domain.setdefault(addr.domain, []).append(key)
     check_lists = bool(list_addrs or list_patterns)
-    for domain, keys in by_domain.items():
-        checkpoint()
+    for n, (domain, keys) in enumerate(by_domain.items()):
+        if not n & 31:  # each domain is a few lookups: checking every one cost ~2 %
+            checkpoint()
         if is_internal(domain):
             internal.update(keys)
             continue
