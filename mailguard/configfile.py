@@ -73,15 +73,22 @@ class ConfigFile:
         return value
 
 
-def integers(cls: type[Any], data: Any, where: str) -> dict[str, int]:
-    """A table of non-negative integers whose keys are the fields of ``cls`` (``[limits]``,
-    ``[scoring]``), checked so that its owner can build ``cls(**table)``."""
+def fields_table(cls: type[Any], data: Any, where: str) -> Mapping[str, Any]:
+    """``data`` if it is a table whose keys are all fields of the dataclass ``cls``: what
+    every section's owner checks first, so a typo fails with the keys it could have been."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a table")
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    return data
+
+
+def integers(cls: type[Any], data: Any, where: str) -> dict[str, int]:
+    """A table of non-negative integers whose keys are the fields of ``cls`` (``[limits]``,
+    ``[scoring]``), checked so that its owner can build ``cls(**table)``."""
+    data = fields_table(cls, data, where)
     for key, value in data.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{where}.{key}: expected a non-negative integer, got {value!r}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from mailguard import configfile
 from mailguard.configfile import ConfigFile
 from mailguard.errors import ConfigError
 
@@ -114,12 +115,7 @@ def from_file(file: ConfigFile) -> MilterSettings:
 
 def from_mapping(data: Mapping[str, Any], where: str = "milter") -> MilterSettings:
     """Validate a ``[milter]`` table."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a table")
-    known = {f.name for f in fields(MilterSettings)}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    data = configfile.fields_table(MilterSettings, data, where)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{where}.{key}"
