@@ -225,3 +225,56 @@ def test_milter_decides_within_budget_while_dns_is_slow(faults: FaultServer) -> 
     finally:
         running.shutdown()
         dns.close()
+
+
+def scan_json(args: list[str]) -> dict[str, object]:
+    from typer.testing import CliRunner
+
+    from mailguard.cli import app
+
+    result = CliRunner().invoke(app, ["scan", "-q", "-j", "1", "-f", "json", *args])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+def test_scan_keeps_dns_off_unless_asked_and_says_so(unbound: Unbound, tmp_path: Path) -> None:
+    folder = tmp_path / "sent"
+    folder.mkdir()
+    (folder / "m.eml").write_bytes(message("a@mx.example", "c@missing.example"))
+    config = tmp_path / "mailguard.toml"
+    config.write_text(f'[dns]\nenabled = true\nservers = ["{unbound.server}"]\n')
+    # The file enables DNS; scan still keeps it off without --dns (old mail's domains).
+    off = scan_json(["--config", str(config), str(folder)])
+    assert off["provenance"]["dns"]["enabled"] is False  # type: ignore[index]
+    assert "MG402" not in json.dumps(off["incidents"])
+    on = scan_json(["--config", str(config), "--dns", str(folder)])
+    dns = on["provenance"]["dns"]  # type: ignore[index]
+    assert dns["enabled"] is True and dns["servers"] == [unbound.server]
+    assert "MG402" in json.dumps(on["incidents"])
+    from typer.testing import CliRunner
+
+    from mailguard.cli import app
+
+    text = CliRunner().invoke(app, ["scan", "-q", "--config", str(config), str(folder)]).stdout
+    assert "DNS lookups: off: the domains of old mail may have changed since" in text
+
+
+def test_many_domains_cost_linear_time() -> None:
+    from mailguard.config import from_mapping
+    from tests.support.fake_dns import fake_service
+
+    config = from_mapping({"rules": {"MG402": {"max_domains": 100_000}}})
+
+    def best(n: int) -> float:
+        data = message(*(f"p@d{i}.example" for i in range(n)))
+        engine = Engine(config, services=Services(dns=fake_service()))
+        engine.check(data)  # warms the cache: the time below is the rule's own
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            engine.check(data)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    small, large = best(2000), best(4000)
+    assert large / small < 3, (small, large)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def answers(port: int, name: str = "mx.example.") -> bool:
 class Unbound:
     """``unbound -d`` on 127.0.0.1:PORT with the test zone; nothing recursive."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: Sequence[str] = ()) -> None:
+        """``extra``: more records of the ``example.`` zone (the benchmark's 60 domains)."""
         ensure_packages("unbound")
         self.port = free_udp_tcp_port()
         conf = directory / "unbound.conf"
@@ -93,7 +95,7 @@ class Unbound:
             '  local-zone: "." refuse',
             f'  local-zone: "{ZONE}" static',
             *[f'  local-data: "{line}"'.replace('"no mail here"', "'no mail here'")
-              for line in LOCAL_DATA],
+              for line in [*LOCAL_DATA, *extra]],
             "remote-control:",
             "  control-enable: no",
         ]  # fmt: skip
