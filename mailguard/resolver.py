@@ -234,7 +234,11 @@ class DnsService:
                     continue
                 future = self._pending.get(domain)
                 if future is None:
-                    future = self._pool.submit(self._answer, domain)
+                    try:
+                        future = self._pool.submit(self._answer, domain)
+                    except RuntimeError:  # closed (a reload or shutdown under way)
+                        out.results[domain] = Lookup(Status.UNKNOWN, "resolver closed")
+                        continue
                     self._pending[domain] = future
                     future.add_done_callback(functools.partial(self._store, domain))
                 waiting[domain] = future

@@ -278,3 +278,20 @@ def test_many_domains_cost_linear_time() -> None:
 
     small, large = best(2000), best(4000)
     assert large / small < 3, (small, large)
+
+
+def test_redacted_report_withholds_the_domains(unbound: Unbound) -> None:
+
+    engine = Engine(services=Services(dns=DnsService([unbound.server])))
+    report = engine.check(message("c@missing.example"))
+    (hit,) = [f for f in report.findings if f.code == "MG402"]
+    assert "missing.example" in hit.message
+    assert hit.redacted is not None and "missing.example" not in repr(hit.redacted)
+
+
+def test_a_closed_resolver_is_unknown_not_an_error(unbound: Unbound) -> None:
+    service = DnsService([unbound.server])
+    service.close()
+    report = Engine(services=Services(dns=service)).check(message("c@missing.example"))
+    assert report.verdict == "pass"
+    assert any("incomplete" in s.reason for s in report.skipped)

@@ -336,7 +336,8 @@ class MilterConnection(asyncio.Protocol):
         except Exception as exc:  # Engine.check does not raise; this guards our own glue
             failure = f"internal error ({type(exc).__name__})"
         if report is not None and ran_out_of_time(report):
-            if limit < settings.decision_timeout:
+            # (Also when it stopped early to wait for DNS on a worker: resolver.WouldBlock.)
+            if limit < settings.decision_timeout or time.monotonic() < started + limit:
                 log.debug("queue_id=%s: over %g s on the event loop, moved to a worker",
                           queue_id, limit)  # fmt: skip
                 self._offload(txn, started)
