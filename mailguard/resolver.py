@@ -325,7 +325,13 @@ def _dnspython(servers: tuple[str, ...], timeout: float) -> Resolve:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_server(s)) for s in servers]  # type: ignore[assignment]
     else:
-        resolver = dns.resolver.Resolver()
+        try:
+            resolver = dns.resolver.Resolver()
+        except (dns.resolver.NoResolverConfiguration, OSError) as exc:
+            raise ConfigError(
+                f"DNS: the system's resolver configuration cannot be used ({type(exc).__name__}); "
+                "name servers with --dns-server or [dns] servers"
+            ) from None
     resolver.timeout = timeout
     resolver.lifetime = timeout
     resolver.cache = None  # the service caches whole answers per domain

@@ -295,3 +295,14 @@ def test_a_closed_resolver_is_unknown_not_an_error(unbound: Unbound) -> None:
     report = Engine(services=Services(dns=service)).check(message("c@missing.example"))
     assert report.verdict == "pass"
     assert any("incomplete" in s.reason for s in report.skipped)
+
+
+def test_no_system_resolver_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dns.resolver
+
+    def broken(self: object, *args: object, **kwargs: object) -> None:
+        raise dns.resolver.NoResolverConfiguration("no nameservers")
+
+    monkeypatch.setattr(dns.resolver.Resolver, "__init__", broken)
+    with pytest.raises(ConfigError, match="--dns-server"):
+        DnsService()
