@@ -44,6 +44,15 @@ InternalDomainOption = Annotated[
     list[str] | None,
     typer.Option("--internal-domain", help="Your organisation's domain; repeat. Overrides config."),
 ]
+DnsOption = Annotated[
+    bool, typer.Option("--dns", help="Look recipient domains up in DNS (rules that need dns).")
+]
+DnsServerOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dns-server", help="DNS server HOST[:PORT] to ask instead of the system's; repeat."
+    ),
+]
 
 
 class Format(enum.StrEnum):
@@ -93,9 +102,14 @@ def _run(command: Callable[[], int]) -> NoReturn:
 
 
 def _source(
-    path: Path | None, no_config: bool, internal: list[str] | None, mode: str | None = None
+    path: Path | None,
+    no_config: bool,
+    internal: list[str] | None,
+    mode: str | None = None,
+    dns: bool | None = None,
+    dns_servers: list[str] | None = None,
 ) -> ConfigSource:
-    return ConfigSource(path, no_config, tuple(internal or ()), mode)
+    return ConfigSource(path, no_config, tuple(internal or ()), mode, dns, tuple(dns_servers or ()))
 
 
 @app.command()
@@ -133,6 +147,8 @@ def check(
     config_path: ConfigOption = None,
     no_config: NoConfigOption = False,
     internal_domain: InternalDomainOption = None,
+    dns: DnsOption = False,
+    dns_server: DnsServerOption = None,
     show_addresses: Annotated[
         bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
     ] = False,
@@ -153,7 +169,7 @@ def check(
     _run(
         lambda: run_check(
             paths,
-            _source(config_path, no_config, internal_domain),
+            _source(config_path, no_config, internal_domain, None, dns or None, dns_server),
             mail_from=mail_from,
             rcpt_to=tuple(rcpt_to or ()),
             smtp_data=smtp_data,
@@ -271,6 +287,11 @@ def scan(
     config_path: ConfigOption = None,
     no_config: NoConfigOption = False,
     internal_domain: InternalDomainOption = None,
+    dns: Annotated[
+        bool,
+        typer.Option("--dns", help="Look recipient domains up in DNS (off for scan otherwise)."),
+    ] = False,
+    dns_server: DnsServerOption = None,
     glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
 ) -> None:
     """Audit archived mail for past exposures and write an incident register.
@@ -284,7 +305,8 @@ def scan(
     _run(
         lambda: run_scan(
             sources,
-            _source(config_path, no_config, internal_domain),
+            # Old mail's domains may have changed since: DNS only when asked for here.
+            _source(config_path, no_config, internal_domain, None, dns, dns_server),
             fmt=fmt.value if fmt else None,
             output=output,
             quiet=quiet,

@@ -26,7 +26,7 @@ from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
-from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR
+from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN
 from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
 from mailguard.services import Services
 
@@ -65,8 +65,9 @@ class Engine:
                 Skipped(s.code, s.rule.name, f"needs {', '.join(missing)}, which is not configured")
                 for s in active
                 if (missing := self.services.missing(s.rule.needs))
+                and TAG_OPT_IN not in s.rule.tags
             ]
-            skipped = {k.code for k in self._skipped[mode]}
+            skipped = {s.code for s in active if self.services.missing(s.rule.needs)}
             self._rules[mode] = [s for s in active if s.code not in skipped]
 
     def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
@@ -175,7 +176,7 @@ class Engine:
             analysis=recipients,
             date=message.get("date"),
             subject=_subject(message.get("subject")),
-            skipped=list(self._skipped[mode]),
+            skipped=[*self._skipped[mode], *ctx.notes],
         )
 
     def _finding(self, settings: RuleSettings, hit: Hit, weight: int) -> Finding:

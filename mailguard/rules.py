@@ -73,6 +73,9 @@ TAG_PARTIAL = "partial-read"
 """The finding says reading stopped at a limit: counts in the report are lower bounds."""
 TAG_SENSITIVE = "sensitive-context"
 """The finding's evidence names the sensitive categories (``labels``, ``legal_basis``)."""
+TAG_OPT_IN = "opt-in"
+"""The rule needs a service that is off unless asked for (DNS): without it the rule is off,
+not "skipped", so reports do not list it on every message."""
 
 RECIPIENT_COUNTS = (
     "to", "cc", "bcc", "visible", "visible_internal", "visible_external", "external_domains",

@@ -30,7 +30,8 @@ LAYER_NAMES = ("core", "checks", "engine", "archive/milter/outputs", "commands",
 CORE_MODULES = {
     "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
     "limits", "message",
-    "recipients", "redact", "report", "rules", "scoring", "sensitive", "services", "sources",
+    "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
+    "sources",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.

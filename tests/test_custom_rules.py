@@ -205,7 +205,8 @@ def test_a_service_the_rule_needs_is_injected_or_the_rule_is_skipped(tmp_path: P
 
     resolver = ThrowawayResolver()
     report = Engine(cfg, services=Services(dns=resolver)).check(message)
-    assert report.skipped == [] and "MG902" in report.codes
+    # (The shipped DNS rule notes that this resolver is not one it can use.)
+    assert [s for s in report.skipped if s.code == "MG902"] == [] and "MG902" in report.codes
     assert resolver.asked == ["acme.example"]
     # Each engine has its own services: the first one still has none.
     assert Engine(cfg).check(message).skipped

@@ -9,6 +9,8 @@ import pytest
 from mailguard import Engine, Envelope
 from mailguard.config import from_mapping
 from mailguard.rules import load_rules
+from mailguard.services import Services
+from tests.support.fake_dns import fake_service
 
 RULES = load_rules()
 CASES = [
@@ -20,7 +22,10 @@ CASES = [
 
 @pytest.mark.parametrize(("rule", "example"), CASES)
 def test_rule_example(rule, example):
-    engine = Engine(from_mapping(example.config))
+    # A rule that needs DNS runs against an in-process fake resolver (no network): its
+    # examples say which names the fake knows.
+    services = Services(dns=fake_service()) if "dns" in rule.needs else None
+    engine = Engine(from_mapping(example.config), services=services)
     envelope = None
     if example.envelope is not None:
         envelope = Envelope(

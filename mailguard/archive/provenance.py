@@ -18,12 +18,18 @@ from typing import Any
 
 from mailguard import __version__
 from mailguard.config import Config
-from mailguard.rules import rules_dir
+from mailguard.resolver import DnsSettings
+from mailguard.rules import TAG_OPT_IN, rules_dir
 from mailguard.services import Services
 
 
 def provenance(
-    config: Config, *, mode: str, since: date | None, until: date | None
+    config: Config,
+    *,
+    mode: str,
+    since: date | None,
+    until: date | None,
+    dns: DnsSettings | None = None,
 ) -> dict[str, Any]:
     """The ``provenance`` object of the scan JSON contract (plain JSON values only)."""
     settings = config.rule_settings
@@ -61,12 +67,25 @@ def provenance(
             for f in fields(config.sensitive_settings)
         },
         "rule_paths": {str(p): rule_set_digest(p) for p in config.rule_paths},
+        "dns": _dns_method(dns),
         "skipped_rules": {
             code: f"needs {', '.join(missing)}, which is not configured"
             for code, s in enabled.items()
-            if (missing := Services().missing(s.rule.needs))
+            if (missing := Services(dns=dns).missing(s.rule.needs))
+            and TAG_OPT_IN not in s.rule.tags
         },
     }
+
+
+def _dns_method(dns: DnsSettings | None) -> dict[str, Any]:
+    """How recipient domains were (not) checked: DNS answers change, old mail's too."""
+    if dns is None:
+        return {"enabled": False, "note": OFF_NOTE}
+    servers = list(dns.servers) or "the system's resolver"
+    return {"enabled": True, "servers": servers, "note": "domains looked up at scan time"}
+
+
+OFF_NOTE = "off: the domains of old mail may have changed since (scan --dns turns it on)"
 
 
 def rule_set_digest(directory: Path | None = None) -> str:

@@ -54,6 +54,7 @@ from mailguard.archive.workers import (
     process_pool,
 )
 from mailguard.config import Config
+from mailguard.resolver import DnsSettings
 from mailguard.sources import find_files, not_regular
 
 __all__ = [
@@ -159,8 +160,10 @@ class Scanner:
         jobs: int | None = None,
         window: Window | None = None,
         executor: Executor | None = None,
+        dns: DnsSettings | None = None,
     ) -> None:
         self.config = config
+        self.dns = dns
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.window = window or Window()
         self.executor = executor
@@ -183,7 +186,7 @@ class Scanner:
         units = (unit for _, source_units in sources for unit in source_units)
         started = time.perf_counter()
         state = _Interrupt()
-        spec = WorkSpec.build(self.config, self.window, state.stop)
+        spec = WorkSpec.build(self.config, self.window, state.stop, self.dns)
         try:
             with state.handling():
                 self._run(spec, reg, units, progress, state)

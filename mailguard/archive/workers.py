@@ -29,6 +29,8 @@ from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.register import Tally, parse_date
 from mailguard.config import Config
 from mailguard.engine import Engine
+from mailguard.resolver import DnsService, DnsSettings
+from mailguard.services import Services
 from mailguard.sources import Input, read_file
 
 T = TypeVar("T")
@@ -129,10 +131,14 @@ class WorkSpec:
     stop: StopFlag
     key: str = field(default_factory=lambda: secrets.token_hex(16))
     """Identifies the scan: equal keys, same spec (the worker cache's key)."""
+    dns: DnsSettings | None = None
+    """``scan --dns``: each worker builds its own resolver service (none crosses a fork)."""
 
     @classmethod
-    def build(cls, config: Config, window: Window, stop: StopFlag) -> WorkSpec:
-        return cls(pickle.dumps(config, pickle.HIGHEST_PROTOCOL), window, stop)
+    def build(
+        cls, config: Config, window: Window, stop: StopFlag, dns: DnsSettings | None = None
+    ) -> WorkSpec:
+        return cls(pickle.dumps(config, pickle.HIGHEST_PROTOCOL), window, stop, dns=dns)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -146,7 +152,8 @@ class Worker:
 
     def __init__(self, spec: WorkSpec) -> None:
         config: Config = pickle.loads(spec.config_blob)  # our own bytes, from WorkSpec.build
-        self.engine = Engine(config)
+        dns = DnsService.from_settings(spec.dns) if spec.dns else None
+        self.engine = Engine(config, services=Services(dns=dns))
         self.window = spec.window
 
     def judge(self, unit: Unit, stop: StopFlag | None) -> Tally:

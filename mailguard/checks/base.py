@@ -12,7 +12,7 @@ from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
 from mailguard.recipients import Envelope, RecipientAnalysis
-from mailguard.report import Redacted
+from mailguard.report import Redacted, Skipped
 from mailguard.services import Services
 
 
@@ -45,6 +45,9 @@ class CheckContext:
     envelope: Envelope | None
     mode: str
     services: Services = field(default_factory=Services)
+    notes: list[Skipped] = field(default_factory=list)
+    """Checks that ran but could not finish (DNS unanswered): the report lists them under
+    ``skipped``, because they are neither a finding nor an error."""
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:

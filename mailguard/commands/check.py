@@ -42,9 +42,10 @@ def run_check(
     (an unreadable message is never "clean").
     """
     fmt = fmt or format_for(output, FORMATS, "text")
-    cfg = load_settings(source).config
+    settings = load_settings(source)
+    cfg = settings.config
     envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
-    engine = Engine(cfg)
+    engine = Engine(cfg, services=settings.services())
     reports: list[Report] = []
     unread = False
     for item in iter_inputs(list(paths), pattern=pattern, max_bytes=cfg.limits.max_message_bytes):

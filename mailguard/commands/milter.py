@@ -46,7 +46,7 @@ def run_milter(
     settings = load()
     server = MilterServer(
         settings.config, spec, settings=settings.milter, socket_mode=perms,
-        socket_group=socket_group, reload=reload,
+        socket_group=socket_group, reload=reload, services=settings.services(),
     )  # fmt: skip
     try:
         run(server)

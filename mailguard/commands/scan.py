@@ -44,9 +44,11 @@ def run_scan(
         raise CommandError("--since is after --until: no message could match")
     if jobs is not None and jobs < 1:
         raise CommandError("--jobs must be at least 1")
-    cfg = load_settings(source).config
+    settings = load_settings(source)
+    cfg = settings.config
     return scan_run.run_scan(
         list(sources), cfg, fmt=fmt or format_for(output, FORMATS, "text"), output=output,
         jobs=jobs, since=window[0], until=window[1], redact=redact,
         show_addresses=show_addresses, fail_on=fail_on, pattern=pattern, quiet=quiet,
+        dns=settings.dns if settings.dns.enabled else None,
     )  # fmt: skip

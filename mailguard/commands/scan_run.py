@@ -23,6 +23,7 @@ from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
 from mailguard.redact import Redactor
+from mailguard.resolver import DnsSettings
 from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
 
@@ -49,6 +50,7 @@ def run_scan(
     stderr: Callable[[str], None] | None = None,
     quiet: bool = False,
     executor: Executor | None = None,
+    dns: DnsSettings | None = None,
 ) -> int:
     """Scan, render, write; return the exit status.
 
@@ -57,7 +59,7 @@ def run_scan(
     """
     say = stderr or (lambda text: print(text, file=sys.stderr))
     window = Window(since, until)
-    scanner = Scanner(config, jobs=jobs, window=window, executor=executor)
+    scanner = Scanner(config, jobs=jobs, window=window, executor=executor, dns=dns)
     planned: list[tuple[str, Iterable[Unit]]] = []
     failed: list[ErrorEntry] = []
     total_bytes: int | None = 0
@@ -82,7 +84,7 @@ def run_scan(
             total_bytes += sum(u.size for u in units)
 
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
-    register.provenance = provenance(config, mode="archived", since=since, until=until)
+    register.provenance = provenance(config, mode="archived", since=since, until=until, dns=dns)
     with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
         scanner.scan(planned, progress=progress, register=register)
     if failed:

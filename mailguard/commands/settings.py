@@ -10,15 +10,17 @@ next restart. Command-line flags (``--internal-domain``, ``--mode``) go on top.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mailguard import config as config_mod
-from mailguard import configfile
+from mailguard import configfile, resolver
 from mailguard.config import Config
 from mailguard.configfile import ConfigFile
 from mailguard.milter import settings as milter_settings
 from mailguard.milter.settings import MilterSettings
+from mailguard.resolver import DnsService, DnsSettings
+from mailguard.services import Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,14 @@ class Settings:
     """What changes a decision (``mailguard.Config``)."""
     milter: MilterSettings
     """What ``mailguard milter`` does with a decision."""
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    """``[dns]`` with ``--dns``/``--dns-server`` applied."""
+
+    def services(self) -> Services:
+        """The engine's services: a DNS resolver only when DNS is enabled (off by default)."""
+        if not self.dns.enabled:
+            return Services()
+        return Services(dns=DnsService.from_settings(self.dns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,11 @@ class ConfigSource:
     """``--internal-domain``: replaces the file's ``internal_domains`` when given."""
     milter_mode: str | None = None
     """``mailguard milter --mode``: replaces the file's ``[milter] mode`` when given."""
+    dns: bool | None = None
+    """``--dns``: True turns lookups on; False keeps them off whatever the file says
+    (``scan`` without ``--dns``); None: the file's ``[dns] enabled``."""
+    dns_servers: tuple[str, ...] = ()
+    """``--dns-server``: replaces the file's ``[dns] servers`` when given."""
 
     def locate(self) -> Path | None:
         """The file to read, found now (a reload reads the same file again)."""
@@ -53,11 +68,18 @@ class ConfigSource:
         file = configfile.read(found) if found else ConfigFile()
         config = config_mod.from_file(file)
         milter = milter_settings.from_file(file)
+        dns = resolver.from_file(file)
         if self.internal_domains:
             config = config.with_overrides(internal_domains=self.internal_domains)
         if self.milter_mode is not None:
             milter = replace(milter, mode=self.milter_mode)
-        return Settings(config, milter)
+        if self.dns_servers:
+            for server in self.dns_servers:
+                resolver.parse_server(server, "--dns-server")
+            dns = replace(dns, servers=self.dns_servers)
+        if self.dns is not None:
+            dns = replace(dns, enabled=self.dns)
+        return Settings(config, milter, dns)
 
     def loader(self) -> Callable[[], Settings]:
         """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""

@@ -45,7 +45,9 @@ from mailguard.milter.session import NOTHING, Session, Step, Transaction
 from mailguard.milter.settings import MilterSettings
 from mailguard.recipients import Envelope
 from mailguard.report import Report
+from mailguard.resolver import no_waiting
 from mailguard.rules import BODY_PARTS
+from mailguard.services import Services
 
 log = logging.getLogger("mailguard.milter")
 
@@ -71,6 +73,7 @@ class MilterServer:
         settings: MilterSettings | None = None,
         reload: Callable[[], tuple[Config, MilterSettings]] | None = None,
         workers: int = 4,
+        services: Services | None = None,
     ) -> None:
         self.listen = listen
         self.socket_mode = socket_mode
@@ -84,19 +87,27 @@ class MilterServer:
         """Connections refused since the last log line about it."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL
         self.max_connections = 0
+        self.services = services or Services()
         self.apply(config, settings or MilterSettings())
 
-    def apply(self, config: Config, settings: MilterSettings) -> None:
+    def apply(
+        self, config: Config, settings: MilterSettings, services: Services | None = None
+    ) -> None:
         """New configuration: later messages use it, decisions under way keep theirs.
 
         ``config`` decides (as in ``mailguard check``); ``settings`` (the ``[milter]``
-        table) says what the mail server does with the decision.
+        table) says what the mail server does with the decision. ``services`` (the DNS
+        resolver): ``None`` keeps the current ones, and their cache.
         """
-        engine = Engine(config)
+        if services is not None:
+            self.services = services
         # Load what the engine loads lazily (suffix list, vocabulary) now rather than in the
         # first sender's decision, then move it out of the garbage collector's way: those
-        # long-lived objects would otherwise be re-scanned at every full collection.
-        engine.check(_WARM_UP, envelope=Envelope("<a@warm-up.example>", ("<b@warm-up.test>",)))
+        # long-lived objects would otherwise be re-scanned at every full collection. Warmed
+        # without services: a made-up domain must not go out to DNS.
+        warm = Envelope("<a@warm-up.example>", ("<b@warm-up.test>",))
+        Engine(config).check(_WARM_UP, envelope=warm)
+        engine = Engine(config, services=self.services)
         gc.collect()
         gc.freeze()
         wanted = settings.max_connections
@@ -316,13 +327,17 @@ class MilterConnection(asyncio.Protocol):
         report: Report | None = None
         failure = ""
         try:
-            report = self.server.judge(
-                txn, self.session.caps.leading_space, queue_id, started + limit
-            )
+            # A DNS answer not cached yet is not waited for here: the lookups start and
+            # the decision moves to a worker, as a slow one does (resolver.WouldBlock).
+            with no_waiting():
+                report = self.server.judge(
+                    txn, self.session.caps.leading_space, queue_id, started + limit
+                )
         except Exception as exc:  # Engine.check does not raise; this guards our own glue
             failure = f"internal error ({type(exc).__name__})"
         if report is not None and ran_out_of_time(report):
-            if limit < settings.decision_timeout:
+            # (Also when it stopped early to wait for DNS on a worker: resolver.WouldBlock.)
+            if limit < settings.decision_timeout or time.monotonic() < started + limit:
                 log.debug("queue_id=%s: over %g s on the event loop, moved to a worker",
                           queue_id, limit)  # fmt: skip
                 self._offload(txn, started)

@@ -47,7 +47,7 @@ from mailguard.outputs.scan_html_markup import (
     verdict_badge,
     window_text,
 )
-from mailguard.outputs.words import count
+from mailguard.outputs.words import count, dns_text
 from mailguard.redact import Privacy, Redactor
 
 TOP_DOMAINS = 15
@@ -424,6 +424,8 @@ def _provenance(view: _View) -> str:
         ("Personal mailbox domains", esc(p["personal_domains"])),
         ("Limits", esc(", ".join(f"{k} = {v:,}" for k, v in p["limits"].items()))),
     ]
+    if "dns" in p:  # registers made before DNS existed have no entry
+        rows.append(("DNS lookups", esc(dns_text(p["dns"]))))
     rules = "".join(
         f"<tr><td><code>{esc(code)}</code></td><td>{esc(r['severity'])}</td>"
         f'<td class="num">{esc(r["weight"])}</td><td>'

@@ -4,7 +4,7 @@ the privacy policy lists (:attr:`Privacy.list_addresses`)."""
 from __future__ import annotations
 
 from mailguard.archive.register import Register
-from mailguard.outputs.words import count
+from mailguard.outputs.words import count, dns_text
 from mailguard.redact import Privacy
 
 
@@ -70,12 +70,14 @@ def provenance_lines(register: Register) -> list[str]:
     scoring = p["scoring"]
     internal = ", ".join(p["internal_domains"]) or str(p["internal_domains_default"])
     window = " ".join(f"{key} {p[key]}" for key in ("since", "until") if p.get(key)) or "all dates"
+    dns = [f"DNS lookups: {dns_text(p['dns'])}"] if "dns" in p else []
     return [
         f"Made by mailguard {p['mailguard_version']} (rule set {p['rule_set']['digest'][:19]}), "
         f"mode {p['mode']}, {window}; warn at {scoring['warn_at']}, block at "
         f"{scoring['block_at']}; internal domains: {internal}",
         f"Rules enabled: {' '.join(p['enabled_rules']) or 'none'}"
         + (f"; disabled: {' '.join(p['disabled_rules'])}" if p["disabled_rules"] else ""),
+        *dns,
     ]
 
 

@@ -38,6 +38,7 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
         Path("/usr/lib/dovecot/imap-login"),
     ),
     "openssl": (Path("/usr/bin/openssl"),),
+    "unbound": (Path("/usr/sbin/unbound"),),
 }
 
 #: debconf answers given before installing: Postfix's postinst would otherwise configure an
@@ -52,6 +53,8 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_milter_miltertest": ("miltertest",),
     "test_scan_imap": ("dovecot-imapd", "openssl"),
     "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl"),
+    "test_dns": ("unbound",),
+    "test_bench_dns_script": ("unbound",),
 }
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
