@@ -17,8 +17,9 @@ against every candidate, and answers are memoised per index (bounded).
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
 
 import idna
@@ -189,6 +190,15 @@ def distance(a: str, b: str, cap: int = 3) -> int:
     return min(prev[lb], cap)
 
 
+_DIGITS = str.maketrans("", "", "0123456789")
+
+
+def _numbered(a: str, b: str) -> bool:
+    """Names that differ only in their digits (``domain12``/``domain13``, ``web1``/``web2``)
+    are a numbered series, not a typo of each other."""
+    return a.translate(_DIGITS) == b.translate(_DIGITS)
+
+
 _SHORT = 4
 """Names shorter than this (``aol``, ``msn``) are close to many real ones (``rsa.com`` is
 one substitution from ``usa.com``): only slips of the fingers count for them."""
@@ -239,6 +249,18 @@ class Lookalike:
     mixed_script: bool = False
 
 
+class Known:
+    """The type of :data:`KNOWN`."""
+
+    def __repr__(self) -> str:
+        return "KNOWN"
+
+
+KNOWN = Known()
+"""A domain that is a candidate, a subdomain of one or allowed (also: not a domain)."""
+_LDH = re.compile(r"^[a-z0-9.-]+$")
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     min_label_length: int = 3
@@ -261,13 +283,8 @@ class Index:
         candidates: Iterable[tuple[str, str]],
         never: Iterable[str] = (),
         options: Options | None = None,
-        *,
-        full: bool = True,
     ) -> None:
         self.options = options or Options()
-        self.full = full
-        """``False`` for the domains of one message: near misses only, since a message to
-        ``acme.com`` and ``acme.com.au`` (or ``acme.de``) is usually meant that way."""
         self.known: dict[str, str] = {}
         for domain, source in candidates:
             d = normalise_domain(domain)
@@ -282,7 +299,14 @@ class Index:
         self._skeletons: dict[str, str] = {}
         for d in self.known:
             self._add(d)
-        self._memo: dict[str, Lookalike | None] = {}
+        self._memo: dict[str, tuple[str, Lookalike | Known | None]] = {}
+        self._seen: dict[str, tuple[str, ...]] = {}
+        """One-deletion key -> registrable recipient domains seen with it (any message)."""
+        self._near: dict[str, tuple[str, ...]] = {}
+        """Registrable recipient domain -> the seen ones one edit away, both ways."""
+        self._quiet: set[str] = set()
+        """Domains seen that can play no part in a message: known, or unknown with no near
+        miss seen (a scan skips them with one set difference, in C)."""
 
     def _budget(self, name: str) -> int:
         o = self.options
@@ -309,22 +333,109 @@ class Index:
 
     def is_known(self, domain: str) -> bool:
         """Whether ``domain`` is a candidate, a subdomain of one, or on the allow list."""
-        d = normalise_domain(domain)
-        return bool(d) and (d in self.never or d in self.known)
+        return self.classify(domain)[1] is KNOWN
 
     def match(self, domain: str) -> Lookalike | None:
         """The candidate ``domain`` (a full recipient domain) looks like, if any."""
-        d = normalise_domain(domain)
-        if not d or d.startswith("[") or len(d) > 253 or d in self.never or d in self.known:
-            return None
+        found = self.classify(domain)[1]
+        return found if isinstance(found, Lookalike) else None
+
+    def classify(self, domain: str) -> tuple[str, Lookalike | Known | None]:
+        """The registrable domain of ``domain`` and what it is: :data:`KNOWN` (also for
+        text that is no LDH domain), the :class:`Lookalike` it is, or ``None``.
+
+        Remembered per domain (bounded): a mail server sees the same domains all day. A
+        domain that is neither is also entered in the table of near misses among the
+        domains seen (:meth:`near_seen`), which is cleared with this memo.
+        """
         memo = self._memo
-        if d in memo:
-            return memo[d]
-        found = self._lookup(d)
+        found = memo.get(domain)
+        if found is not None:
+            return found
         if len(memo) >= self.CACHE:
-            memo.clear()
-        memo[d] = found
+            self._clear()
+        d = normalise_domain(domain)
+        state: Lookalike | Known | None = KNOWN
+        if not d or not _LDH.match(d) or len(d) > 253:
+            found = (d or domain, KNOWN)
+        else:
+            if d not in self.never and d not in self.known:
+                state = self._lookup(d)
+            found = (registrable_domain(d), state)
+            if state is None:
+                self.near_seen(found[0])
+        self._memo[domain] = found  # not ``memo``: entering it may have cleared the tables
+        reg, state = found
+        if state is KNOWN or (
+            state is None and reg == domain and "xn--" not in reg and not self._near[reg]
+        ):
+            self._quiet.add(domain)
         return found
+
+    def _clear(self) -> None:
+        self._memo, self._near, self._seen, self._quiet = {}, {}, {}, set()
+
+    def scan(
+        self, counts: Mapping[str, Sized], own: str | None = None
+    ) -> list[tuple[Lookalike, int]]:
+        """The lookalikes among one message's recipient domains (``domain -> addresses``),
+        each with the number of addresses at its organisation.
+
+        Besides the candidates, each domain is compared with the others of the message
+        used more often (at least twice: between two domains used once each, which was
+        meant cannot be told), and with ``own``, the sender's organisation when no
+        internal domains are configured. Known domains need no such comparison: a typo
+        of one is found by the index. Written as tight loops: they run for every
+        message, and a 300-recipient message has ~150 domains.
+        """
+        memo_get = self._memo.get
+        classify = self.classify
+        per_org: dict[str, int] = {}
+        states: dict[str, Lookalike | None] = {}
+        done: set[str] = set()
+        pending = counts.keys() - self._quiet
+        while pending:
+            fresh = False
+            for domain in pending:
+                found = memo_get(domain)
+                if found is None:
+                    found, fresh = classify(domain), True
+                reg, state = found
+                if state is KNOWN or reg == own:
+                    continue
+                per_org[reg] = per_org.get(reg, 0) + len(counts[domain])
+                if reg not in states:
+                    states[reg] = state  # type: ignore[assignment]
+            # A domain new to the index may be the first near miss of one already skipped
+            # as quiet: count those too (one more pass, with nothing new to classify).
+            done |= pending
+            pending = counts.keys() - self._quiet - done if fresh else set()
+        if not states:
+            return []
+        # Every unknown domain of the message is in the table by now (classify entered
+        # it), so a domain is compared with those after it in the message too.
+        table_get = self._near.get
+        mine = self.near_seen(own) if own is not None else ()
+        hits: list[tuple[Lookalike, str]] = []
+        for reg, state in sorted(states.items()):
+            if state is not None:
+                hits.append((state, reg))
+                continue
+            near = table_get(reg)
+            best = None
+            if own is not None and (reg in mine or "xn--" in reg):
+                best = self.message_match(reg, own, INTERNAL)
+            if best is None and near:
+                count = per_org[reg]
+                for other in near:
+                    used = per_org.get(other, 0)
+                    if used >= 2 and used > count:
+                        best = self.message_match(reg, other, MESSAGE)
+                        if best is not None:
+                            break
+            if best is not None:
+                hits.append((best, reg))
+        return [(m, per_org[reg]) for m, reg in hits]
 
     def _edits(self, form: str, found: list[tuple[int, int, int, bool, str, str]]) -> None:
         known, deletes = self.known, self._deletes
@@ -345,6 +456,8 @@ class Index:
             budget = self._budget(cand_name)
             if budget == 0 and name != cand_name:
                 continue
+            if name != cand_name and _numbered(name, cand_name):
+                continue
             dist = distance(form, cand, 3 if budget > 1 else 2)
             if dist > max(budget, 1):
                 continue
@@ -355,6 +468,69 @@ class Index:
                 continue  # a short name: only its suffix, or a slip of the fingers
             near = cand.startswith(form) or form.startswith(cand)
             found.append((dist, _rank(known[cand]), -len(form), not near, cand, form))
+
+    SEEN = 65536
+
+    def near_seen(self, reg: str) -> tuple[str, ...]:
+        """Recipient domains seen so far (in any message) that are a near miss of ``reg``
+        or it of them, by :meth:`near`'s measures.
+
+        The table grows as domains are seen, and each pair is measured once, when the
+        second of the two is first seen; comparing a message's domains with each other
+        then costs one lookup per domain, not a table built for every message. It is
+        cleared, not grown, past :attr:`SEEN` domains.
+        """
+        near = self._near.get(reg)
+        if near is not None:
+            return near
+        if len(self._near) >= self.SEEN:
+            self._clear()
+        found: set[str] = set()
+        seen, table = self._seen, self._near
+        for word in _deletions(reg, 1):
+            others = seen.get(word, ())
+            found.update(others)
+            seen[word] = (*others, reg)
+        found.discard(reg)
+        mine = []
+        for other in found:
+            if self.near(reg, other) or self.near(other, reg):
+                table[other] = (*table.get(other, ()), reg)
+                self._quiet.discard(other)
+                mine.append(other)
+        result = tuple(mine)
+        table[reg] = result
+        return result
+
+    def near(self, typed: str, meant: str) -> str | None:
+        """The kind of slip that makes ``typed`` of ``meant`` (registrable domains), if
+        ``typed`` is one: a homoglyph, or one edit with the limits that apply to candidates
+        (short names, numbered series)."""
+        if typed == meant:
+            return None
+        shown = unicode_form(typed)
+        if skeleton(shown) == skeleton(unicode_form(meant)):
+            return "homoglyph"
+        name, suffix = split(typed)
+        other_name, other_suffix = split(meant)
+        budget = self._budget(other_name)
+        if distance(typed, meant, 2) != 1 or (budget == 0 and name != other_name):
+            return None
+        if name != other_name and _numbered(name, other_name):
+            return None
+        if name == other_name:
+            return "tld-slip" if distance(suffix, other_suffix) <= 1 else None
+        if len(other_name) < _SHORT and not _fat_finger(typed, meant):
+            return None
+        return _one_edit_kind(typed, meant)
+
+    def message_match(self, typed: str, meant: str, source: str) -> Lookalike | None:
+        """``typed`` as a near miss of ``meant``, another domain of the same message."""
+        kind = self.near(typed, meant)
+        if kind is None:
+            return None
+        mixed = kind == "homoglyph" and len(_scripts(unicode_form(typed))) > 1
+        return Lookalike(typed, meant, kind, source, mixed)
 
     def _lookup(self, d: str) -> Lookalike | None:
         known, names, skeletons = self.known, self._names, self._skeletons
@@ -372,12 +548,11 @@ class Index:
                 mixed = len(_scripts(shown)) > 1
                 return Lookalike(d, twin, "homoglyph", known[twin], mixed)
         # 2. A known domain followed by more labels (nhs.net.co, example.org.uk).
-        if self.full:
-            for start in range(max(0, n - 8), n - 1):
-                for end in range(n - 1, start + 1, -1):
-                    inner = ".".join(labels[start:end])
-                    if inner in known:
-                        return Lookalike(d, inner, "extra-labels", known[inner])
+        for start in range(max(0, n - 8), n - 1):
+            for end in range(n - 1, start + 1, -1):
+                inner = ".".join(labels[start:end])
+                if inner in known:
+                    return Lookalike(d, inner, "extra-labels", known[inner])
         # 3. Edits: the symmetric-delete table gives the few candidates worth measuring.
         found: list[tuple[int, int, int, bool, str, str]] = []
         for form in forms:
@@ -392,7 +567,7 @@ class Index:
                 kind = "tld-slip"
             return Lookalike(d, cand, kind, known[cand])
         # 4. The same name under another suffix: a slip, or (internal/partner) another suffix.
-        for cand in names.get(name, ()) if self.full else ():
+        for cand in names.get(name, ()):
             pair = frozenset((suffix, split(cand)[1]))
             if pair in _SUFFIX_SLIPS:
                 return Lookalike(d, cand, "tld-slip", known[cand])
