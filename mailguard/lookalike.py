@@ -199,6 +199,12 @@ def _numbered(a: str, b: str) -> bool:
     return a.translate(_DIGITS) == b.translate(_DIGITS)
 
 
+_NEAR_LENGTH = 100
+"""Longer registrable domains are not compared with the other domains of a message."""
+_NEAR_FAMILY = 8
+"""A one-deletion key shared by this many domains marks a generated family (``a1.x``,
+``a2.x``, …), not a typo: it takes no more, which keeps the work per new domain bounded."""
+
 _SHORT = 4
 """Names shorter than this (``aol``, ``msn``) are close to many real ones (``rsa.com`` is
 one substitution from ``usa.com``): only slips of the fingers count for them."""
@@ -487,10 +493,12 @@ class Index:
             self._clear()
         found: set[str] = set()
         seen, table = self._seen, self._near
-        for word in _deletions(reg, 1):
-            others = seen.get(word, ())
-            found.update(others)
-            seen[word] = (*others, reg)
+        if len(reg) <= _NEAR_LENGTH:
+            for word in _deletions(reg, 1):
+                others = seen.get(word, ())
+                if len(others) < _NEAR_FAMILY:
+                    found.update(others)
+                    seen[word] = (*others, reg)
         found.discard(reg)
         mine = []
         for other in found:
@@ -508,15 +516,13 @@ class Index:
         (short names, numbered series)."""
         if typed == meant:
             return None
-        shown = unicode_form(typed)
-        if skeleton(shown) == skeleton(unicode_form(meant)):
+        if skeleton(unicode_form(typed)) == skeleton(unicode_form(meant)):
             return "homoglyph"
+        if distance(typed, meant, 2) != 1:
+            return None
         name, suffix = split(typed)
         other_name, other_suffix = split(meant)
-        budget = self._budget(other_name)
-        if distance(typed, meant, 2) != 1 or (budget == 0 and name != other_name):
-            return None
-        if name != other_name and _numbered(name, other_name):
+        if name != other_name and (self._budget(other_name) == 0 or _numbered(name, other_name)):
             return None
         if name == other_name:
             return "tld-slip" if distance(suffix, other_suffix) <= 1 else None
