@@ -18,14 +18,23 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
 
-import idna
-
 from mailguard.domains import DomainSet, normalise_domain, registrable_domain, suffix_of
 from mailguard.rules import data_path
+from mailguard.typos import (
+    SHORT,
+    deletions,
+    distance,
+    fat_finger,
+    numbered,
+    one_edit_kind,
+    scripts,
+    skeleton,
+    split,
+    unicode_form,
+)
 
 INTERNAL, PARTNER, PROVIDER, MESSAGE = "internal", "partner", "provider", "message"
 """Where a candidate comes from, most trusted first (an earlier source wins a tie)."""
@@ -57,187 +66,11 @@ _SUFFIX_SLIPS = frozenset(
     )
 )  # fmt: skip
 
-_ROWS = ("1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm")
-
-
-def _keyboard() -> dict[str, frozenset[str]]:
-    """Keys next to each key on a QWERTY keyboard (same row, and the rows above/below)."""
-    near: dict[str, set[str]] = {}
-    for r, row in enumerate(_ROWS):
-        for c, key in enumerate(row):
-            keys = near.setdefault(key, set())
-            for dr in (-1, 0, 1):
-                if 0 <= r + dr < len(_ROWS):
-                    other = _ROWS[r + dr]
-                    for dc in (-1, 0, 1):
-                        if 0 <= c + dc < len(other) and (dr, dc) != (0, 0):
-                            keys.add(other[c + dc])
-    return {k: frozenset(v) for k, v in near.items()}
-
-
-_NEAR = _keyboard()
-
-
-@functools.cache
-def _confusables() -> Mapping[str, str]:
-    """Character -> ASCII prototype, from the derived UTS #39 table shipped as data."""
-    table: dict[str, str] = {}
-    text = data_path("confusables.txt").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            point, _, target = line.partition("\t")
-            table[chr(int(point, 16))] = target
-    return table
-
-
-@functools.lru_cache(maxsize=8192)
-def skeleton(text: str) -> str:
-    """The UTS #39 skeleton of lower-cased text, folded to lower case again.
-
-    Domains are compared case-insensitively, so ``0`` (prototype ``O``) and ``o`` share a
-    skeleton here, as they share a glyph shape in most fonts.
-    """
-    table = _confusables()
-    decomposed = unicodedata.normalize("NFD", text.lower())
-    mapped = "".join(table.get(ch, ch) for ch in decomposed)
-    return unicodedata.normalize("NFD", mapped)
-
-
-def _scripts(text: str) -> set[str]:
-    """The scripts of the letters of ``text`` (by their Unicode name's first word)."""
-    found = set()
-    for ch in text:
-        if ch.isalpha():
-            found.add("LATIN" if ch.isascii() else unicodedata.name(ch, "?").split(" ")[0])
-    return found
-
-
-def unicode_form(domain: str) -> str:
-    """The domain as a reader sees it (``xn--`` labels decoded), for skeletons and reports."""
-    if "xn--" not in domain:
-        return domain
-    try:
-        return idna.decode(domain)
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return domain
-
-
-def split(domain: str) -> tuple[str, str]:
-    """(name, suffix): ``("gmail", "com")``, ``("example", "co.uk")``; a domain that is a
-    public suffix itself (``gov.uk``) splits after its first label."""
-    suffix = suffix_of(domain)
-    if not suffix or suffix == domain:
-        name, _, suffix = domain.partition(".")
-        return name, suffix
-    return domain[: len(domain) - len(suffix) - 1], suffix
-
-
-def _deletions(text: str, depth: int) -> set[str]:
-    found = {text}
-    frontier = {text}
-    for _ in range(depth):
-        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
-        found |= frontier
-    return found
-
-
-def distance(a: str, b: str, cap: int = 3) -> int:
-    """Damerau-Levenshtein (optimal string alignment) distance, at most ``cap``.
-
-    The common prefix and suffix are cut first: a typo differs in a letter or two, so the
-    table left to fill is a few cells, not the whole domain squared.
-    """
-    if abs(len(a) - len(b)) >= cap:
-        return cap
-    start, stop = 0, min(len(a), len(b))
-    while start < stop and a[start] == b[start]:
-        start += 1
-    end = 0
-    while end < stop - start and a[-1 - end] == b[-1 - end]:
-        end += 1
-    # Keep one shared letter each side, so a swap at the cut is still seen as one edit.
-    start = max(0, start - 1)
-    end = max(0, end - 1)
-    a, b = a[start : len(a) - end], b[start : len(b) - end]
-    la, lb = len(a), len(b)
-    # A banded table: cells more than ``cap`` off the diagonal cannot be under ``cap``.
-    big = cap
-    prev2: list[int] = []
-    prev = [j if j < cap else big for j in range(lb + 1)]
-    for i in range(1, la + 1):
-        cur = [big] * (lb + 1)
-        if i < cap:
-            cur[0] = i
-        ai = a[i - 1]
-        for j in range(max(1, i - cap), min(lb, i + cap) + 1):
-            value = prev[j - 1] + (ai != b[j - 1])
-            if prev[j] + 1 < value:
-                value = prev[j] + 1
-            if cur[j - 1] + 1 < value:
-                value = cur[j - 1] + 1
-            if (
-                i > 1
-                and j > 1
-                and ai == b[j - 2]
-                and a[i - 2] == b[j - 1]
-                and prev2[j - 2] + 1 < value
-            ):
-                value = prev2[j - 2] + 1
-            cur[j] = value if value < big else big
-        if min(cur) >= cap:
-            return cap
-        prev2, prev = prev, cur
-    return min(prev[lb], cap)
-
-
-_DIGITS = str.maketrans("", "", "0123456789")
-
-
-def _numbered(a: str, b: str) -> bool:
-    """Names that differ only in their digits (``domain12``/``domain13``, ``web1``/``web2``)
-    are a numbered series, not a typo of each other."""
-    return a.translate(_DIGITS) == b.translate(_DIGITS)
-
-
 _NEAR_LENGTH = 100
 """Longer registrable domains are not compared with the other domains of a message."""
 _NEAR_FAMILY = 8
 """A one-deletion key shared by this many domains marks a generated family (``a1.x``,
 ``a2.x``, …), not a typo: it takes no more, which keeps the work per new domain bounded."""
-
-_SHORT = 4
-"""Names shorter than this (``aol``, ``msn``) are close to many real ones (``rsa.com`` is
-one substitution from ``usa.com``): only slips of the fingers count for them."""
-
-
-def _fat_finger(typed: str, meant: str) -> bool:
-    """One edit a finger makes: swapped or doubled letters, a neighbouring key hit
-    instead or as well."""
-    if distance(typed, meant, 2) != 1:
-        return False
-    kind = _one_edit_kind(typed, meant)
-    if kind in ("swapped-letters", "doubled-letter", "keyboard-slip"):
-        return True
-    if kind != "extra-letter":
-        return False
-    i = next(i for i, (a, b) in enumerate(zip(typed, meant + "\0", strict=False)) if a != b)
-    return any(typed[i] in _NEAR.get(typed[j], ()) for j in (i - 1, i + 1) if 0 <= j < len(typed))
-
-
-def _one_edit_kind(typed: str, meant: str) -> str:
-    """Name the single edit that turns ``meant`` into ``typed``."""
-    i = 0
-    while i < min(len(typed), len(meant)) and typed[i] == meant[i]:
-        i += 1
-    if len(typed) == len(meant):
-        if typed[i + 1 : i + 2] == meant[i : i + 1] and typed[i : i + 1] == meant[i + 1 : i + 2]:
-            return "swapped-letters"
-        return "keyboard-slip" if typed[i] in _NEAR.get(meant[i], ()) else "substitution"
-    if len(typed) < len(meant):
-        return "missing-dot" if meant[i] == "." else "missing-letter"
-    extra = typed[i]
-    doubled = (i > 0 and typed[i - 1] == extra) or typed[i + 1 : i + 2] == extra
-    return "doubled-letter" if doubled else "extra-letter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +163,7 @@ class Index:
         """
         deletes, names, skeletons = self._deletes, self._names, self._skeletons
         name, _ = split(domain)
-        for word in _deletions(domain, 1):
+        for word in deletions(domain, 1):
             deletes.setdefault(word, []).append(domain)
         if self._budget(name) > 1:
             self._long.setdefault((name[0], len(name)), []).append((domain, frozenset(name)))
@@ -447,7 +280,7 @@ class Index:
         known, deletes = self.known, self._deletes
         name, suffix = split(form)
         seen: set[str] = set()
-        for word in _deletions(form, 1):
+        for word in deletions(form, 1):
             if hit := deletes.get(word):
                 seen.update(hit)
         if self._long and len(name) >= self.options.long_label_length - 2:
@@ -462,7 +295,7 @@ class Index:
             budget = self._budget(cand_name)
             if budget == 0 and name != cand_name:
                 continue
-            if name != cand_name and _numbered(name, cand_name):
+            if name != cand_name and numbered(name, cand_name):
                 continue
             dist = distance(form, cand, 3 if budget > 1 else 2)
             if dist > max(budget, 1):
@@ -470,7 +303,7 @@ class Index:
             if name == cand_name:
                 if distance(suffix, cand_suffix) > 1:
                     continue  # a suffix is mistyped by one slip, or it is another suffix
-            elif budget == 0 or (len(cand_name) < _SHORT and not _fat_finger(form, cand)):
+            elif budget == 0 or (len(cand_name) < SHORT and not fat_finger(form, cand)):
                 continue  # a short name: only its suffix, or a slip of the fingers
             near = cand.startswith(form) or form.startswith(cand)
             found.append((dist, _rank(known[cand]), -len(form), not near, cand, form))
@@ -494,7 +327,7 @@ class Index:
         found: set[str] = set()
         seen, table = self._seen, self._near
         if len(reg) <= _NEAR_LENGTH:
-            for word in _deletions(reg, 1):
+            for word in deletions(reg, 1):
                 others = seen.get(word, ())
                 if len(others) < _NEAR_FAMILY:
                     found.update(others)
@@ -522,20 +355,20 @@ class Index:
             return None
         name, suffix = split(typed)
         other_name, other_suffix = split(meant)
-        if name != other_name and (self._budget(other_name) == 0 or _numbered(name, other_name)):
+        if name != other_name and (self._budget(other_name) == 0 or numbered(name, other_name)):
             return None
         if name == other_name:
             return "tld-slip" if distance(suffix, other_suffix) <= 1 else None
-        if len(other_name) < _SHORT and not _fat_finger(typed, meant):
+        if len(other_name) < SHORT and not fat_finger(typed, meant):
             return None
-        return _one_edit_kind(typed, meant)
+        return one_edit_kind(typed, meant)
 
     def message_match(self, typed: str, meant: str, source: str) -> Lookalike | None:
         """``typed`` as a near miss of ``meant``, another domain of the same message."""
         kind = self.near(typed, meant)
         if kind is None:
             return None
-        mixed = kind == "homoglyph" and len(_scripts(unicode_form(typed))) > 1
+        mixed = kind == "homoglyph" and len(scripts(unicode_form(typed))) > 1
         return Lookalike(typed, meant, kind, source, mixed)
 
     def _lookup(self, d: str) -> Lookalike | None:
@@ -551,7 +384,7 @@ class Index:
             shown = unicode_form(form)
             twin = skeletons.get(skeleton(shown))
             if twin is not None and twin != form:
-                mixed = len(_scripts(shown)) > 1
+                mixed = len(scripts(shown)) > 1
                 return Lookalike(d, twin, "homoglyph", known[twin], mixed)
         # 2. A known domain followed by more labels (nhs.net.co, example.org.uk).
         for start in range(max(0, n - 8), n - 1):
@@ -567,7 +400,7 @@ class Index:
         if found:
             dist, _, _, _, cand, form = min(found)
             name, suffix = split(form)
-            kind = "misspelling" if dist > 1 else _one_edit_kind(form, cand)
+            kind = "misspelling" if dist > 1 else one_edit_kind(form, cand)
             cand_name, cand_suffix = split(cand)
             if name == cand_name and suffix != cand_suffix:
                 kind = "tld-slip"

@@ -12,7 +12,8 @@ from mailguard import Engine
 from mailguard.addresses import parse_address_list
 from mailguard.config import Config, from_mapping
 from mailguard.domains import normalise_domain
-from mailguard.lookalike import Index, distance, shipped_allow_list, skeleton
+from mailguard.lookalike import Index, shipped_allow_list
+from mailguard.typos import distance, skeleton
 from tests.conftest import ROOT
 
 TYPOS = ROOT / "tests" / "data" / "lookalike_typos.tsv"
