@@ -139,7 +139,7 @@ class Index:
         for d in self.known:
             self._add(d)
         self._memo: dict[str, tuple[str, Lookalike | Known | None]] = {}
-        self._seen: dict[str, tuple[str, ...]] = {}
+        self._seen: dict[str, list[str]] = {}
         """One-deletion key -> registrable recipient domains seen with it (any message)."""
         self._near: dict[str, tuple[str, ...]] = {}
         """Registrable recipient domain -> the seen ones one edit away, both ways."""
@@ -328,10 +328,12 @@ class Index:
         seen, table = self._seen, self._near
         if len(reg) <= _NEAR_LENGTH:
             for word in deletions(reg, 1):
-                others = seen.get(word, ())
-                if len(others) < _NEAR_FAMILY:
+                others = seen.get(word)
+                if others is None:
+                    seen[word] = [reg]
+                elif len(others) < _NEAR_FAMILY:
                     found.update(others)
-                    seen[word] = (*others, reg)
+                    others.append(reg)
         found.discard(reg)
         mine = []
         for other in found:
@@ -347,8 +349,8 @@ class Index:
         """The kind of slip that makes ``typed`` of ``meant`` (registrable domains), if
         ``typed`` is one: a homoglyph, or one edit with the limits that apply to candidates
         (short names, numbered series)."""
-        if typed == meant:
-            return None
+        if typed == meant or numbered(typed, meant):
+            return None  # the same, or a numbered series: never homoglyphs of each other
         if skeleton(unicode_form(typed)) == skeleton(unicode_form(meant)):
             return "homoglyph"
         if distance(typed, meant, 2) != 1:

@@ -49,6 +49,11 @@ def _confusables() -> Mapping[str, str]:
     return table
 
 
+@functools.cache
+def _ascii_confusables() -> dict[int, str]:
+    return {ord(ch): target for ch, target in _confusables().items() if ch.isascii()}
+
+
 @functools.lru_cache(maxsize=8192)
 def skeleton(text: str) -> str:
     """The UTS #39 skeleton of lower-cased text, folded to lower case again.
@@ -56,6 +61,8 @@ def skeleton(text: str) -> str:
     Domains are compared case-insensitively, so ``0`` (prototype ``O``) and ``o`` share a
     skeleton here, as they share a glyph shape in most fonts.
     """
+    if text.isascii():  # NFD leaves ASCII alone: a C-level translate gives the same
+        return text.lower().translate(_ascii_confusables())
     table = _confusables()
     decomposed = unicodedata.normalize("NFD", text.lower())
     mapped = "".join(table.get(ch, ch) for ch in decomposed)
@@ -91,13 +98,17 @@ def split(domain: str) -> tuple[str, str]:
     return domain[: len(domain) - len(suffix) - 1], suffix
 
 
-def deletions(text: str, depth: int) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def deletions(text: str, depth: int) -> frozenset[str]:
+    """``text`` with up to ``depth`` characters deleted: the symmetric-delete neighbourhood.
+    Cached: a new domain is looked up against the candidates and entered among the domains
+    seen, both by its one-deletion neighbourhood."""
     found = {text}
     frontier = {text}
     for _ in range(depth):
         frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
         found |= frontier
-    return found
+    return frozenset(found)
 
 
 def distance(a: str, b: str, cap: int = 3) -> int:

@@ -332,3 +332,17 @@ def test_findings_come_in_a_stable_order():
     msg = f"From: o@acme.example\r\nTo: {to}\r\nSubject: x\r\n\r\nhi\r\n"
     found = [f.evidence["domain"] for f in engine.check(msg).findings if f.code == "MG401"]
     assert found == ["gmial.com", "hotmial.com", "yahooo.com"]
+
+
+def test_ascii_skeleton_shortcut_matches_the_full_algorithm():
+    import unicodedata
+
+    from mailguard.typos import _confusables
+
+    table = _confusables()
+    for text in ["rnicrosoft.com", "examp1e.org", "g00gle.com", "a|b", "plain-name.co.uk"]:
+        full = unicodedata.normalize(
+            "NFD", "".join(table.get(c, c) for c in unicodedata.normalize("NFD", text.lower()))
+        )
+        assert skeleton(text) == full
+    assert skeleton("rnicrosoft.com") == skeleton("microsoft.com")
