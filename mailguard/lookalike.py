@@ -206,7 +206,7 @@ class Index:
         self._memo[domain] = found  # not ``memo``: entering it may have cleared the tables
         reg, state = found
         if state is KNOWN or (
-            state is None and reg == domain and "xn--" not in reg and not self._near[reg]
+            state is None and reg == domain and "xn--" not in reg and not self._near.get(reg)
         ):
             self._quiet.add(domain)
         return found
