@@ -75,6 +75,8 @@ class Config:
     """Consumer mailbox providers; ``None`` uses the list shipped in rules/data."""
     extra_personal_domains: tuple[str, ...] = ()
     """Added to the provider list (e.g. a local ISP)."""
+    partner_domains: tuple[str, ...] = ()
+    """Organisations you often write to: a near miss of one is reported as a likely typo."""
     mailing_lists: tuple[str, ...] = ()
     """List addresses or shell patterns (``*@lists.example.org``) whose members are hidden."""
     scoring: Scoring = field(default_factory=Scoring)
@@ -87,6 +89,9 @@ class Config:
     """Directories of extra rule files (custom rules), loaded after the shipped ones."""
     source: Path | None = None
     """File the configuration came from, for messages."""
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """What a check derives from these settings once and reuses for every message (an
+    index), keyed by the check; a copy made by :meth:`with_overrides` starts empty."""
 
     def __post_init__(self) -> None:
         for name in _TOP_KEYS:
@@ -196,6 +201,7 @@ _TOP_KEYS = {
     "internal_domains": "list[str]",
     "personal_domains": "list[str]",
     "extra_personal_domains": "list[str]",
+    "partner_domains": "list[str]",
     "mailing_lists": "list[str]",
 }
 

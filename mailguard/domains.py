@@ -71,6 +71,12 @@ def registrable_domain(domain: str) -> str:
     return _PSL.privatesuffix(domain) or domain
 
 
+@_cached_if_short(65536)
+def suffix_of(domain: str) -> str:
+    """The public suffix (``co.uk``, ``com``) the registrable domain sits under."""
+    return _PSL.publicsuffix(domain) or ""
+
+
 class DomainSet:
     """A set of domains that also matches their subdomains (``x.example`` ⊂ ``example``)."""
 

@@ -61,6 +61,8 @@ class RecipientAnalysis:
     truncated: bool = False
     envelope_rcpt: set[str] = field(default_factory=set)
     envelope_visible: set[str] = field(default_factory=set)
+    by_domain: dict[str, list[str]] = field(default_factory=dict)
+    """Full domain (as written, normalised) -> the visible addresses at it."""
 
     def summary(self) -> dict[str, object]:
         """The ``recipients`` object of the JSON contract (counts only, never addresses)."""
@@ -184,6 +186,7 @@ def analyse(
         lists=lists,
         parties=parties,
         domains=domains,
+        by_domain=by_domain,
         internal_basis=basis,
         sender=sender,
         invalid=invalid,

@@ -50,6 +50,7 @@ def test_rule_has_examples_both_ways(rule):
 
 CONFIG_WORDS = {
     "internal_domains", "personal_domains", "extra_personal_domains", "mailing_lists",
+    "partner_domains",
     "warn_at", "block_at",
 }  # fmt: skip
 
