@@ -321,6 +321,50 @@ def scan(
     )
 
 
+class DomainsFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def domains(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Sources as for scan: .eml files/folders, mbox, Maildir, IMAP URL."),
+    ],
+    fmt: Annotated[
+        DomainsFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = DomainsFormat.text,
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+    internal_domain: InternalDomainOption = None,
+    dns: Annotated[
+        bool,
+        typer.Option("--dns", help="Compare MX hosts and SPF includes with your domains."),
+    ] = False,
+    dns_server: DnsServerOption = None,
+    deadline: Annotated[
+        float, typer.Option("--deadline", help="Seconds for all DNS lookups together.")
+    ] = 10.0,
+    glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
+) -> None:
+    """List the recipient domains of some mail; suggest which may be your own (never applied).
+
+    Exit status: 0; 2 a source or message could not be read, or a usage error.
+    """
+    from mailguard.commands.domains import run_domains
+
+    _run(
+        lambda: run_domains(
+            sources,
+            _source(config_path, no_config, internal_domain, None, dns, dns_server),
+            fmt=fmt.value,
+            deadline=deadline,
+            pattern=glob,
+        ),
+    )
+
+
 @app.command("rules")
 def list_rules(config_path: ConfigOption = None, no_config: NoConfigOption = False) -> None:
     """List every rule (with custom ones from rule_paths): code, name, severity, weight."""

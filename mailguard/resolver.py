@@ -254,6 +254,48 @@ class DnsService:
                 out.results[domain] = Lookup(Status.UNKNOWN, "deadline")
         return out
 
+    def records(
+        self, queries: Iterable[tuple[str, str]], deadline: float | None = None
+    ) -> dict[tuple[str, str], tuple[str, ...] | None]:
+        """The data of each ``(name, rdtype)`` (``MX``: the hosts; ``TXT``: the strings
+        joined), asked at once on the service's pool and bounded by ``deadline`` (default:
+        the service's). ``()`` for no such name or no such record; ``None`` for no answer
+        (timeout, SERVFAIL, the deadline). Not cached: a survey asks each name once.
+        """
+        at = self._clock() + (self.deadline if deadline is None else deadline)
+        futures: dict[tuple[str, str], Future[tuple[str, ...] | None]] = {}
+        for query in dict.fromkeys(queries):
+            try:
+                futures[query] = self._pool.submit(self._records, *query)
+            except RuntimeError:  # closed
+                break
+        wait_all(futures.values(), timeout=max(0.0, at - self._clock()))
+        out: dict[tuple[str, str], tuple[str, ...] | None] = dict.fromkeys(futures)
+        for query, future in futures.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                out[query] = future.result()
+            else:
+                future.cancel()  # not started yet: never asked
+        return out
+
+    def _records(self, name: str, rdtype: str) -> tuple[str, ...] | None:
+        import dns.exception
+        import dns.resolver
+
+        try:
+            answer = self._resolve(name, rdtype, self.timeout)
+        except dns.resolver.NXDOMAIN:
+            return ()
+        except (dns.exception.DNSException, OSError, ValueError):
+            return None
+        if answer.rrset is None:
+            return ()
+        if rdtype == "MX":
+            return tuple(r.exchange.to_text().rstrip(".").lower() for r in answer.rrset)
+        if rdtype == "TXT":
+            return tuple(b"".join(r.strings).decode("ascii", "replace") for r in answer.rrset)
+        return tuple(r.to_text() for r in answer.rrset)
+
     def _store(self, domain: str, future: Future[tuple[Lookup, float]]) -> None:
         with self._lock:
             self._pending.pop(domain, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sized
+from collections.abc import Iterator, Mapping, Sequence, Sized
 
 from mailguard import lookalike
 from mailguard.checks.base import CheckContext, Hit
@@ -27,17 +27,27 @@ def _index(config: Config, settings: RuleSettings) -> lookalike.Index:
     cached = config.derived.get(_INDEX_KEY)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
+    index = _build(config, settings, config.internal_domains)
+    config.derived[_INDEX_KEY] = index
+    return index
+
+
+def survey_index(config: Config, internal: Sequence[str]) -> lookalike.Index:
+    """MG401's index with ``internal`` as the internal domains, for ``mailguard domains``
+    (which infers them from the mail when none are configured). Not cached: one per run."""
+    return _build(config, config.rule_settings["MG401"], internal)
+
+
+def _build(config: Config, settings: RuleSettings, internal: Sequence[str]) -> lookalike.Index:
     opts = settings.options
     candidates = [
-        *((d, lookalike.INTERNAL) for d in config.internal_domains),
+        *((d, lookalike.INTERNAL) for d in internal),
         *((d, lookalike.PARTNER) for d in config.partner_domains),
         *((d, lookalike.PROVIDER) for d in config.personal_set),
         *((d, lookalike.PROVIDER) for d in lookalike.shipped_allow_list()),
     ]
     options = lookalike.Options(opts["min_label_length"], opts["long_label_length"])
-    index = lookalike.Index(candidates, opts["allow"], options)
-    config.derived[_INDEX_KEY] = index
-    return index
+    return lookalike.Index(candidates, opts["allow"], options)
 
 
 def lookalike_domains(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
