@@ -40,6 +40,9 @@ ZONE = [
     "shop.example. 300 IN TXT 'v=spf1 include:_spf.google.com ~all'",
     "bank.example. 300 IN MX 10 bank-example.mail.protection.outlook.com.",
     "bank.example. 300 IN TXT 'v=spf1 include:spf.protection.outlook.com -all'",
+    # A lookalike on the tenant's MX (a defensive registration, or a mistake): both marks,
+    # but never in the suggestion.
+    f"acmetrustt.example. 300 IN MX 10 {TENANT_MX}.",
 ]
 LOOKALIKE = "acmetrsut.example"  # swapped letters; not in the zone (NXDOMAIN)
 
@@ -64,6 +67,7 @@ MESSAGES = [
     eml(f"b@{ORG}", "q@acmehealth.example", bcc="r@bank.example"),
     eml(f"b@{ORG}", f"t@{LOOKALIKE}"),
     eml("someone@elsewhere.example", "u@shop.example"),
+    eml(f"c@{ORG}", "v@acmetrustt.example"),
 ]
 
 
@@ -107,6 +111,8 @@ def test_candidates_share_tenant_mx_or_spf_not_google_or_microsoft(
     assert found[ORG]["internal"] is True
     assert found[LOOKALIKE]["suspicious"]["intended"] == ORG  # type: ignore[index]
     assert found[LOOKALIKE]["candidate"] is False
+    assert found["acmetrustt.example"]["candidate"] is True
+    assert found["acmetrustt.example"]["suspicious"]["intended"] == ORG  # type: ignore[index]
     assert data["suggestion"] == (
         f'internal_domains = ["{ORG}", "acmegroup.example", "acmehealth.example"]'
     )
