@@ -30,10 +30,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from mailguard import configfile
 from mailguard import deadline as deadline_mod
 from mailguard.configfile import ConfigFile
 from mailguard.errors import ConfigError
@@ -105,12 +106,7 @@ def from_file(file: ConfigFile) -> DnsSettings:
 
 def from_mapping(data: Mapping[str, Any], where: str = "dns") -> DnsSettings:
     """Validate a ``[dns]`` table (strictly: a misspelt key is an error, not a no-op)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a table")
-    known = {f.name for f in fields(DnsSettings)}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    data = configfile.fields_table(DnsSettings, data, where)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{where}.{key}"
