@@ -41,6 +41,7 @@ LAYERS = {
     "engine": ENGINE,
     "archive": ADAPTERS,
     "milter": ADAPTERS,
+    "proxy": ADAPTERS,
     "outputs": ADAPTERS,
     "commands": COMMANDS,
     "cli": CLI,

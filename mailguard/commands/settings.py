@@ -19,6 +19,8 @@ from mailguard.config import Config
 from mailguard.configfile import ConfigFile
 from mailguard.milter import settings as milter_settings
 from mailguard.milter.settings import MilterSettings
+from mailguard.proxy import settings as proxy_settings
+from mailguard.proxy.settings import ProxySettings
 from mailguard.resolver import DnsService, DnsSettings
 from mailguard.services import Services
 
@@ -33,6 +35,8 @@ class Settings:
     """What ``mailguard milter`` does with a decision."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     """``[dns]`` with ``--dns``/``--dns-server`` applied."""
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    """``[proxy]``: what ``mailguard proxy`` does with a decision, and where it relays."""
 
     def services(self) -> Services:
         """The engine's services: a DNS resolver only when DNS is enabled (off by default)."""
@@ -69,6 +73,7 @@ class ConfigSource:
         config = config_mod.from_file(file)
         milter = milter_settings.from_file(file)
         dns = resolver.from_file(file)
+        proxy = proxy_settings.from_file(file)
         if self.internal_domains:
             config = config.with_overrides(internal_domains=self.internal_domains)
         if self.milter_mode is not None:
@@ -79,7 +84,7 @@ class ConfigSource:
             dns = replace(dns, servers=self.dns_servers)
         if self.dns is not None:
             dns = replace(dns, enabled=self.dns)
-        return Settings(config, milter, dns)
+        return Settings(config, milter, dns, proxy)
 
     def loader(self) -> Callable[[], Settings]:
         """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""

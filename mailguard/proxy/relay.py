@@ -91,14 +91,20 @@ class Upstream:
             raise
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
-            raise UpstreamError((451, f"4.7.0 mailguard: upstream refused our login ({exc.smtp_code})"))
+            raise UpstreamError(
+                (451, f"4.7.0 mailguard: upstream refused our login ({exc.smtp_code})")
+            ) from None
         except ssl.SSLError as exc:
             self.close()
             reason = getattr(exc, "verify_message", "") or exc.reason or type(exc).__name__
-            raise UpstreamError((451, f"4.7.5 mailguard: TLS with the upstream failed ({reason})"))
+            raise UpstreamError(
+                (451, f"4.7.5 mailguard: TLS with the upstream failed ({reason})")
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
-            raise UpstreamError((451, f"4.4.1 mailguard: cannot reach the upstream ({_why(exc)})"))
+            raise UpstreamError(
+                (451, f"4.4.1 mailguard: cannot reach the upstream ({_why(exc)})")
+            ) from None
 
     def alive(self) -> bool:
         return self.smtp is not None and self.smtp.sock is not None
@@ -132,14 +138,13 @@ class Upstream:
 
     def mail(self, sender: str, options: tuple[str, ...]) -> Reply:
         """Start a transaction; a pooled connection the upstream closed is re-opened once."""
-        opts = [o for o in options if o.split("=")[0] in ("BODY", "SMTPUTF8", "SIZE")]
         if self.smtp is None:
             self.connect()
         try:
-            reply = self._command(lambda smtp: smtp.mail(sender, opts))
+            reply = self._command(lambda smtp: smtp.mail(sender, _options(smtp, options)))
         except UpstreamError:
             self.connect()
-            reply = self._command(lambda smtp: smtp.mail(sender, opts))
+            reply = self._command(lambda smtp: smtp.mail(sender, _options(smtp, options)))
         self.in_transaction = reply[0] == 250
         return reply
 
@@ -157,7 +162,9 @@ class Upstream:
             with contextlib.suppress(UpstreamError):
                 self._command(lambda smtp: smtp.rset())
 
-    def send_copy(self, sender: str, options: tuple[str, ...], recipient: str, data: bytes) -> Reply:
+    def send_copy(
+        self, sender: str, options: tuple[str, ...], recipient: str, data: bytes
+    ) -> Reply:
         """One whole transaction for one recipient (a split copy)."""
         reply = self.mail(sender, options)
         if reply[0] != 250:
@@ -169,12 +176,22 @@ class Upstream:
         return self.data(data)
 
 
+def _options(smtp: smtplib.SMTP, options: tuple[str, ...]) -> list[str]:
+    """The client's MAIL parameters the upstream understands (SIZE, BODY, SMTPUTF8)."""
+    extension = {"SIZE": "size", "BODY": "8bitmime", "SMTPUTF8": "smtputf8"}
+    return [
+        o for o in options
+        if o.split("=")[0] in extension and smtp.has_extn(extension[o.split("=")[0]])
+    ]  # fmt: skip
+
+
 def _data(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
     """``smtplib.SMTP.data`` raises for a refused DATA command; a reply is what we need."""
     try:
         return smtp.data(message)
     except smtplib.SMTPDataError as exc:
-        return exc.smtp_code, exc.smtp_error
+        error = exc.smtp_error
+        return exc.smtp_code, error if isinstance(error, bytes) else str(error).encode()
 
 
 def _why(exc: BaseException) -> str:

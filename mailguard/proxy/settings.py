@@ -63,6 +63,8 @@ class ProxySettings:
     """A message that could not be checked in time or hit an internal error."""
     rewrite_fallback: str = "reject"
     """When ``rewrite`` cannot cure a message: reject, split or tempfail."""
+    rewrite_to: str = "undisclosed"
+    """The rewritten ``To:``: ``undisclosed-recipients:;`` or the sender's own address."""
     add_headers: str = "warn"
     """X-Mailguard-Verdict/-Score/-Rules on relayed mail: never, warn and worse, always."""
     max_message_bytes: int = 50 * 1024 * 1024
@@ -86,6 +88,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "on_warn": ACTIONS,
     "on_error": ERROR_ACTIONS,
     "rewrite_fallback": ("reject", "split", "tempfail"),
+    "rewrite_to": ("undisclosed", "sender"),
     "add_headers": HEADER_POLICIES,
     "relay_security": SECURITY,
 }
@@ -136,7 +139,7 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT``; a wrong one names the option."""
     host, sep, port = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"{what}: expected HOST:PORT (e.g. 127.0.0.1:2525), got {value!r}")
     return host, int(port)
 
@@ -166,10 +169,6 @@ def validate_for_run(settings: ProxySettings) -> None:
                 "proxy: refusing to send the relay password unencrypted to "
                 f"{relay_host}; use --relay-security starttls or tls"
             )
-    if settings.on_block == "rewrite" or settings.on_warn == "rewrite":
-        from mailguard.proxy import actions
-
-        actions.require_rewrite()
 
 
 def default_journal() -> Path:

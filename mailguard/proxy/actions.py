@@ -1,0 +1,170 @@
+"""From a verdict to what reaches the upstream, and the one reply the client gets.
+
+``reject`` and ``tempfail`` relay nothing and word the refusal exactly as the milter does
+(:func:`mailguard.milter.decision.refusal_reason`), so a sender sees the same reason
+whichever gate stopped the message. ``accept`` relays the message as it came, with the
+milter's monitor-style X-Mailguard-* headers when ``add_headers`` asks for them.
+``rewrite`` is the milter's rewrite (:mod:`mailguard.remedy`) applied to the bytes, then
+re-checked with the same engine; if it cannot cure the message, ``rewrite_fallback``.
+``split`` sends one copy per envelope recipient over the one upstream connection, each
+with ``To:`` that recipient alone, no Cc/Bcc and a fresh Message-ID, the body untouched.
+
+A split is the one action that can half succeed, and SMTP can answer the client only once
+for the whole message. The reply therefore says how many copies went and how many did not;
+every accepted copy is in the retry journal (:mod:`mailguard.proxy.journal`) before the
+next is sent, so the client's retry of the same message delivers only the missing ones:
+
+- all copies accepted (or accepted earlier): ``250 2.0.0`` with the counts;
+- any copy failed temporarily, or the upstream went away: ``451 4.4.2`` "N of M copies
+  delivered ... send the same message again: only the missing copies will be sent";
+- otherwise some copies were refused for good: ``554 5.0.0`` with the counts and the
+  upstream's first refusal code; a resend again sends only those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailguard.engine import Engine
+from mailguard.milter.decision import refusal_reason
+from mailguard.proxy import edit
+from mailguard.proxy.journal import Journal
+from mailguard.proxy.relay import Reply, Upstream, UpstreamError
+from mailguard.proxy.settings import ProxySettings
+from mailguard.recipients import Envelope
+from mailguard.remedy import apply_to_bytes, at_level, fields_of, plan_rewrite
+from mailguard.report import Report
+from mailguard.scoring import Scoring
+
+
+def configured(report: Report, settings: ProxySettings) -> str:
+    if report.verdict == "block":
+        return settings.on_block
+    if report.verdict == "warn":
+        return settings.on_warn
+    if report.verdict == "error":
+        return settings.on_error
+    return "accept"
+
+
+def verdict_headers(report: Report, settings: ProxySettings) -> list[tuple[str, str]]:
+    """The milter's monitor-style headers, under the same ``add_headers`` policy."""
+    policy = settings.add_headers
+    if policy == "never" or (policy == "warn" and report.verdict == "pass"):
+        return []
+    headers = [("X-Mailguard-Verdict", report.verdict), ("X-Mailguard-Score", str(report.score))]
+    if report.findings:
+        headers.append(("X-Mailguard-Rules", " ".join(report.codes)))
+    return headers
+
+
+__all__ = ["refusal_reason"]  # re-exported for the handler
+
+
+def refusal(code: str, report: Report) -> Reply:
+    number, _, enhanced = code.partition(" ")
+    return int(number), f"{enhanced} {refusal_reason(report)}"
+
+
+@dataclass
+class Rewritten:
+    data: bytes | None
+    """The rewritten message, or None: use ``rewrite_fallback``."""
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+def rewrite(
+    raw: bytes, report: Report, engine: Engine, envelope: Envelope, scoring: Scoring,
+    rewrite_to: str = "undisclosed",
+) -> Rewritten:  # fmt: skip
+    """The milter's rewrite on bytes; re-checked, and refused if it would not cure."""
+    level = "block" if report.verdict == "block" else "warn"
+    plan = plan_rewrite(fields_of(raw), report, level=level, scoring=scoring, rewrite_to=rewrite_to)
+    if not plan.possible:
+        return Rewritten(None, {"rewrite": "impossible"})
+    new = apply_to_bytes(raw, plan.edits)
+    again = engine.check(new, envelope=envelope, source="proxy")
+    info: dict[str, object] = {
+        "visible_before": plan.visible_before, "visible_after": plan.visible_after,
+    }  # fmt: skip
+    if at_level(again, level):
+        return Rewritten(None, {**info, "rewrite": "not-cured"})
+    return Rewritten(new, info)
+
+
+@dataclass
+class SplitResult:
+    copies: int = 0
+    sent: int = 0
+    earlier: int = 0
+    """Copies the journal says went out on an earlier attempt (not sent again)."""
+    temporary: int = 0
+    permanent: int = 0
+    first_failure: Reply | None = None
+
+    def reply(self) -> Reply:
+        done = self.sent + self.earlier
+        counts = f"{done:,} of {self.copies:,} copies delivered"
+        if self.temporary:
+            why = self.first_failure[1] if self.first_failure else "upstream failure"
+            upstream = f"{self.first_failure[0]} " if self.first_failure else ""
+            return 451, (
+                f"4.4.2 mailguard: {counts}, {self.copies - done:,} not yet (upstream: "
+                f"{upstream}{_short(why)}); send the same message again: only the missing "
+                "copies will be sent"
+            )
+        if self.permanent:
+            code = self.first_failure[0] if self.first_failure else 554
+            return 554, (
+                f"5.0.0 mailguard: {counts}, {self.permanent:,} refused by the upstream "
+                f"({code}); a resend of the same message sends only those"
+            )
+        earlier = f", {self.earlier:,} of them on an earlier attempt" if self.earlier else ""
+        return 250, f"2.0.0 mailguard: split into one copy per recipient, {counts}{earlier}"
+
+
+def _short(text: str) -> str:
+    """The upstream's reply text, one line, no addresses (it may quote the recipient)."""
+    line = " ".join(text.split())[:120]
+    return " ".join(w for w in line.split() if "@" not in w)
+
+
+def split(
+    upstream: Upstream, journal: Journal, raw: bytes, mail_from: str, options: tuple[str, ...],
+    recipients: list[str], domain: str, on_copy: Callable[[], None] | None = None,
+) -> SplitResult:  # fmt: skip
+    """Blocking (runs on a relay thread): send the missing copies, journal each success.
+
+    Stops at the first sign that the connection is gone (the remaining copies count as
+    temporary failures: the client's retry sends them); a copy the upstream refuses is
+    counted and the next one tried.
+    """
+    result = SplitResult(copies=len(recipients))
+    key = journal.message_key(mail_from, raw)
+    earlier = journal.delivered(key, recipients)
+    result.earlier = len(earlier)
+    template = edit.SplitTemplate(
+        raw, domain, [("X-Mailguard-Action", f"split; one copy per recipient ({len(recipients)})")]
+    )
+    for recipient in recipients:
+        if recipient in earlier:
+            continue
+        try:
+            reply = upstream.send_copy(mail_from, options, recipient, template.copy(recipient))
+        except UpstreamError as exc:
+            result.temporary = result.copies - result.sent - result.earlier - result.permanent
+            result.first_failure = result.first_failure or exc.reply
+            break
+        if 200 <= reply[0] < 300:
+            journal.record(key, recipient)
+            result.sent += 1
+            if on_copy is not None:
+                on_copy()
+        else:
+            result.first_failure = result.first_failure or reply
+            if reply[0] >= 500:
+                result.permanent += 1
+            else:
+                result.temporary += 1
+    return result

@@ -1,0 +1,322 @@
+"""The SMTP side: aiosmtpd's protocol engine with our own handler.
+
+aiosmtpd parses SMTP; what each command *does* is here. RCPT is passed to the upstream at
+once and its answer returned (a recipient the provider refuses is refused to the client,
+as a direct connection would do). At the end of DATA the message is judged by the same
+engine and config as ``mailguard check`` and the milter, with the real envelope, and
+:mod:`mailguard.proxy.actions` decides what reaches the upstream. Nothing blocking runs on
+the event loop: upstream commands go through :meth:`Relay.call` (threads); a check whose
+header block is over 64 KB goes to a decision thread.
+
+aiosmtpd's ``mail.log`` logger writes every sender and recipient address at INFO, so the
+proxy raises it to WARNING (:func:`quiet_aiosmtpd`); and its default exception handler
+sends the client the exception's text and logs a traceback: :meth:`Gateway.handle_exception`
+replaces both with ``451 4.3.0`` and one line naming the exception type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from mailguard.engine import Engine, ran_out_of_time
+from mailguard.milter.decision import Outcome, log_fields
+from mailguard.proxy import actions
+from mailguard.proxy.auth import Users
+from mailguard.proxy.journal import Journal
+from mailguard.proxy.relay import Relay, Reply, Upstream, UpstreamError
+from mailguard.proxy.settings import ProxySettings, is_loopback
+from mailguard.recipients import Envelope
+from mailguard.report import Report
+from mailguard.scoring import Scoring
+
+log = logging.getLogger("mailguard.proxy")
+INLINE_BYTES = 64 * 1024
+"""Messages up to this size are checked on the event loop (well under a millisecond)."""
+INTERNAL = "451 4.3.0 mailguard: internal error; please try again later"
+
+
+def quiet_aiosmtpd() -> None:
+    """aiosmtpd logs addresses at INFO (``sender: ...``, ``recip: ...``): keep it out."""
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+def format_reply(reply: Reply) -> str:
+    """A possibly multi-line upstream reply as one SMTP reply (``250-...`` lines)."""
+    code, text = reply
+    lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
+    head = "".join(f"{code}-{line}\r\n" for line in lines[:-1])
+    return f"{head}{code} {lines[-1]}"
+
+
+class ProxySession(SmtpSession):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.upstream: Upstream | None = None
+
+
+class ProxySMTP(SMTP):
+    """aiosmtpd's SMTP with our session type and AUTH without TLS from loopback only."""
+
+    def _create_session(self) -> ProxySession:
+        return ProxySession(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer and is_loopback(str(peer[0])):
+            # Clear-text PLAIN/LOGIN is acceptable where nobody can listen in: loopback.
+            self._auth_require_tls = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        session = self.session
+        super().connection_lost(error)
+        gateway = self.event_handler
+        if isinstance(session, ProxySession) and isinstance(gateway, Gateway):
+            gateway.forget(session)
+
+
+class Gateway:
+    """The aiosmtpd handler: one instance serves every connection."""
+
+    def __init__(
+        self, engine: Engine, scoring: Scoring, settings: ProxySettings, relay: Relay,
+        journal: Journal, users: Users | None = None, extras: Any = None,
+    ) -> None:  # fmt: skip
+        self.engine = engine
+        self.scoring = scoring
+        self.settings = settings
+        self.relay = relay
+        self.journal = journal
+        self.users = users
+        self.extras = extras
+        """Approval keys and the like, for :func:`judge` (see :mod:`mailguard.proxy.approve`)."""
+        self.decide_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailguard-check")
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------- aiosmtpd hooks
+
+    async def handle_EHLO(
+        self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        session.host_name = hostname
+        if self.users is None:
+            responses = [r for r in responses if not r[4:].startswith("AUTH")]
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope, address: str,
+        options: list[str],
+    ) -> str:  # fmt: skip
+        await self._release(session)
+        upstream = await self.relay.acquire()
+        session.upstream = upstream
+        try:
+            reply = await self.relay.call(upstream.mail, address, tuple(options))
+        except UpstreamError as exc:
+            await self._release(session)
+            return format_reply(exc.reply)
+        if reply[0] != 250:
+            await self._release(session)
+            return format_reply(reply)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return format_reply(reply)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope, address: str,
+        options: list[str],
+    ) -> str:  # fmt: skip
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return f"452 4.5.3 Too many recipients (at most {self.settings.max_recipients:,})"
+        upstream = session.upstream
+        if upstream is None:
+            return "451 4.4.2 mailguard: the upstream connection was lost; start again"
+        try:
+            reply = await self.relay.call(upstream.rcpt, address)
+        except UpstreamError as exc:
+            return format_reply(exc.reply)
+        if reply[0] in (250, 251):
+            envelope.rcpt_tos.append(address)
+        return format_reply(reply)
+
+    async def handle_RSET(self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope) -> str:
+        await self._release(session)
+        return "250 2.0.0 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope) -> str:
+        await self._release(session)
+        return "221 2.0.0 Bye"
+
+    async def handle_exception(self, error: Exception) -> str:
+        where = error.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        line = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else "?"
+        log.error("internal error: %s at %s", type(error).__name__, line)
+        return INTERNAL
+
+    def authenticate(
+        self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, mechanism: str,
+        auth_data: object,
+    ) -> AuthResult:  # fmt: skip
+        ok = (
+            self.users is not None
+            and mechanism in ("PLAIN", "LOGIN")
+            and isinstance(auth_data, LoginPassword)
+            and self.users.check(auth_data.login, auth_data.password)
+        )
+        return AuthResult(success=bool(ok), handled=False)
+
+    async def handle_DATA(self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope) -> str:
+        started = time.monotonic()
+        try:
+            reply, fields = await self._deliver(session, envelope, started)
+        finally:
+            await self._release(session)
+        self._log(envelope, fields, reply, started)
+        return format_reply(reply)
+
+    # ------------------------------------------------------------- the decision
+
+    async def _deliver(
+        self, session: ProxySession, envelope: SmtpEnvelope, started: float
+    ) -> tuple[Reply, dict[str, object]]:
+        raw = bytes(envelope.original_content or b"")
+        upstream = session.upstream
+        if upstream is None:
+            return (451, "4.4.2 mailguard: the upstream connection was lost"), {"action": "none"}
+        env = Envelope(envelope.mail_from, tuple(envelope.rcpt_tos))
+        report, failure = await self._judge(raw, env, started)
+        if report is None:
+            action = "accept" if self.settings.on_error == "accept" else "tempfail"
+            fields: dict[str, object] = {"action": action, "error": failure}
+            if action == "tempfail":
+                await self.relay.call(upstream.rset)
+                return (
+                    451,
+                    "4.7.1 mailguard could not check this message; please try again later",
+                ), fields
+            return await self._relay(upstream, raw), fields
+        raw, fields = self._approved(raw, report)
+        fields.update(_counts(report))
+        if (
+            report.verdict == "error"
+            and self.settings.on_error != "accept"
+            and not any("internal error" in f.message for f in report.findings)
+        ):
+            # Not a message mailguard can read: sending the same bytes again cannot help.
+            await self.relay.call(upstream.rset)
+            fields["action"] = "reject"
+            return (554, f"5.6.0 {actions.refusal_reason(report)}"), fields
+        action = actions.configured(report, self.settings)
+        if action == "rewrite":
+            done = await asyncio.get_running_loop().run_in_executor(
+                self.decide_pool, actions.rewrite, raw, report, self.engine, env, self.scoring,
+                self.settings.rewrite_to,
+            )  # fmt: skip
+            fields.update(done.fields)
+            if done.data is not None:
+                fields["action"] = "rewrite"
+                return await self._relay(upstream, done.data), fields
+            action = self.settings.rewrite_fallback
+            fields["fallback"] = action
+        fields["action"] = action
+        if action in ("reject", "tempfail"):
+            await self.relay.call(upstream.rset)
+            return actions.refusal(
+                "550 5.7.1" if action == "reject" else "451 4.7.1", report
+            ), fields
+        if action == "split":
+            await self.relay.call(upstream.rset)
+            result = await self.relay.call(
+                actions.split, upstream, self.journal, raw, envelope.mail_from or "",
+                tuple(envelope.mail_options), list(envelope.rcpt_tos), self.relay.helo,
+            )  # fmt: skip
+            fields.update(copies=result.copies, sent=result.sent, earlier=result.earlier,
+                          failed=result.temporary + result.permanent)  # fmt: skip
+            return result.reply(), fields
+        data = edit_headers(raw, actions.verdict_headers(report, self.settings))
+        return await self._relay(upstream, data), fields
+
+    async def _relay(self, upstream: Upstream, data: bytes) -> Reply:
+        try:
+            return await self.relay.call(upstream.data, data)
+        except UpstreamError as exc:
+            return exc.reply
+
+    def _approved(self, raw: bytes, report: Report) -> tuple[bytes, dict[str, object]]:
+        """A valid approval: the field is removed before relaying (see approve.py)."""
+        from mailguard.proxy import approve
+
+        return approve.strip(raw, report, self.extras)
+
+    async def _judge(
+        self, raw: bytes, envelope: Envelope, started: float
+    ) -> tuple[Report | None, str]:
+        deadline = started + self.settings.decision_timeout
+
+        def run() -> Report:
+            from mailguard.proxy import approve
+
+            return approve.check(self.engine, raw, envelope, deadline, self.extras)
+
+        try:
+            if len(raw) <= INLINE_BYTES:
+                report = run()
+            else:
+                future = asyncio.get_running_loop().run_in_executor(self.decide_pool, run)
+                report = await asyncio.wait_for(future, self.settings.decision_timeout)
+        except TimeoutError:
+            return None, "decision exceeded its time budget"
+        if ran_out_of_time(report):
+            return None, "decision exceeded its time budget"
+        return report, ""
+
+    # ------------------------------------------------------------- bookkeeping
+
+    async def _release(self, session: ProxySession) -> None:
+        upstream, session.upstream = session.upstream, None
+        if upstream is not None:
+            await self.relay.release(upstream)
+
+    def forget(self, session: ProxySession) -> None:
+        """The client went away: give its upstream connection back (RSET first)."""
+        if session.upstream is None:
+            return
+        task = asyncio.ensure_future(self._release(session))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    def _log(
+        self, envelope: SmtpEnvelope, fields: dict[str, object], reply: Reply, started: float
+    ) -> None:
+        line = {**fields, "reply": reply[0], "ms": f"{(time.monotonic() - started) * 1000:.2f}"}
+        if self.settings.log_addresses:
+            line["from"] = envelope.mail_from or "<>"
+        text = " ".join(f"{k}={v}" for k, v in line.items() if k != "error")
+        if "error" in fields:
+            log.error("message %s error=%r", text, fields["error"])
+        else:
+            log.info("message %s", text)
+
+
+def edit_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
+    from mailguard.proxy.edit import add_headers
+
+    return add_headers(raw, headers)
+
+
+def _counts(report: Report) -> dict[str, object]:
+    """The milter's counts for the log line (no addresses, no subject)."""
+    fields = log_fields(report, Outcome("", []))
+    del fields["action"]
+    return fields

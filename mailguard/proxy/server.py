@@ -1,0 +1,154 @@
+"""The proxy daemon: one event loop, aiosmtpd protocols, the relay pool, the journal.
+
+Started by ``mailguard proxy`` (or by tests and the benchmark in a thread of their own).
+Everything that can be wrong about its settings (a missing upstream, a certificate that
+does not load, an open relay on a public address) is a :class:`ConfigError` before the
+socket opens, never a traceback later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+from mailguard.config import Config
+from mailguard.engine import Engine
+from mailguard.errors import ConfigError
+from mailguard.proxy.auth import Users
+from mailguard.proxy.handler import Gateway, ProxySMTP, quiet_aiosmtpd
+from mailguard.proxy.journal import Journal
+from mailguard.proxy.relay import Relay
+from mailguard.proxy.settings import (
+    ProxySettings,
+    default_journal,
+    is_loopback,
+    parse_hostport,
+    validate_for_run,
+)  # fmt: skip
+from mailguard.services import Services
+
+log = logging.getLogger("mailguard.proxy")
+_WARM_UP = b"From: a@warm-up.example\r\nTo: b@warm-up.test\r\nSubject: warm-up\r\n\r\nhi\r\n"
+
+
+def server_tls(settings: ProxySettings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"proxy: cannot load --tls-cert/--tls-key: {exc}") from None
+    return context
+
+
+class ProxyServer:
+    def __init__(
+        self, config: Config, settings: ProxySettings, *, services: Services | None = None,
+        extras: Any = None,
+    ) -> None:  # fmt: skip
+        validate_for_run(settings)
+        host, self.port = parse_hostport(settings.listen, "--listen")
+        self.host = host
+        if not is_loopback(host) and not settings.users_file:
+            raise ConfigError(
+                f"proxy: listening on {host} without [proxy] users_file would be an open "
+                "relay for anyone who can reach it; set users_file or listen on loopback"
+            )
+        if not is_loopback(host) and settings.users_file and not settings.tls_cert:
+            raise ConfigError(
+                f"proxy: clients on {host} could only log in without encryption; "
+                "give --tls-cert/--tls-key (or listen on loopback)"
+            )
+        self.settings = settings
+        self.tls = server_tls(settings)
+        self.users = Users.load(Path(settings.users_file)) if settings.users_file else None
+        self.journal = Journal(Path(settings.journal or default_journal()), settings.journal_days)
+        self.engine = Engine(config, services=services)
+        self.engine.check(_WARM_UP)  # load the suffix list and vocabulary before the first client
+        self.config = config
+        self.extras = extras
+        self.relay: Relay | None = None
+        self.gateway: Gateway | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        quiet_aiosmtpd()
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        self.relay = relay = Relay(settings)
+        gateway = Gateway(
+            self.engine, self.config.scoring, settings, relay, self.journal, self.users,
+            self.extras,
+        )  # fmt: skip
+        self.gateway = gateway
+        hostname = socket.gethostname() or "localhost"
+
+        def protocol() -> ProxySMTP:
+            return ProxySMTP(
+                gateway, data_size_limit=settings.max_message_bytes, enable_SMTPUTF8=True,
+                hostname=hostname, ident="mailguard proxy", tls_context=self.tls,
+                timeout=settings.idle_timeout, auth_required=self.users is not None,
+                auth_require_tls=True, loop=loop,
+                authenticator=gateway.authenticate if self.users is not None else None,
+            )  # fmt: skip
+
+        try:
+            self._server = await loop.create_server(protocol, self.host, self.port, backlog=256)
+        except OSError as exc:
+            raise ConfigError(
+                f"proxy: cannot listen on {settings.listen}: {exc.strerror}"
+            ) from None
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._sweeper = asyncio.ensure_future(self._sweep())
+        log.info("listening on %s:%d, relaying to %s (%s)", self.host, self.port,
+                 settings.relay, settings.relay_security)  # fmt: skip
+
+    async def _sweep(self) -> None:
+        assert self.relay is not None
+        while True:
+            await asyncio.sleep(max(1.0, self.settings.relay_idle / 2))
+            await self.relay.sweep()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self.relay is not None:
+            await self.relay.close()
+        if self.gateway is not None:
+            self.gateway.decide_pool.shutdown(wait=False, cancel_futures=True)
+        self.journal.close()
+        log.info("stopped")
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.close()
+
+
+async def _serve_until_signalled(server: ProxyServer) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await server.serve(stop)
+
+
+def run(server: ProxyServer) -> None:
+    """Serve until SIGTERM or SIGINT (asyncio's own loop: aiosmtpd's STARTTLS needs it)."""
+    asyncio.run(_serve_until_signalled(server))
