@@ -136,8 +136,9 @@ def split(
 ) -> SplitResult:  # fmt: skip
     """Blocking (runs on a relay thread): send the missing copies, journal each success.
 
-    Stops at the first sign that the connection is gone (the remaining copies count as
-    temporary failures: the client's retry sends them); a copy the upstream refuses is
+    Stops at the first sign that the connection is gone, without reconnecting: an upstream
+    that drops us mid-way may be limiting us, and the remaining copies count as temporary
+    failures that the client's retry (after our 451) sends. A copy the upstream refuses is
     counted and the next one tried.
     """
     result = SplitResult(copies=len(recipients))

@@ -136,13 +136,16 @@ class Upstream:
             raise UpstreamError(DISCONNECTED if code == -1 else (421, _text(message)))
         return code, _text(message)
 
-    def mail(self, sender: str, options: tuple[str, ...]) -> Reply:
-        """Start a transaction; a pooled connection the upstream closed is re-opened once."""
+    def mail(self, sender: str, options: tuple[str, ...], *, reopen: bool = True) -> Reply:
+        """Start a transaction. A pooled connection the upstream closed while it sat idle
+        is re-opened once (``reopen``); within a split it is not: see actions.split."""
         if self.smtp is None:
             self.connect()
         try:
             reply = self._command(lambda smtp: smtp.mail(sender, _options(smtp, options)))
         except UpstreamError:
+            if not reopen:
+                raise
             self.connect()
             reply = self._command(lambda smtp: smtp.mail(sender, _options(smtp, options)))
         self.in_transaction = reply[0] == 250
@@ -166,7 +169,7 @@ class Upstream:
         self, sender: str, options: tuple[str, ...], recipient: str, data: bytes
     ) -> Reply:
         """One whole transaction for one recipient (a split copy)."""
-        reply = self.mail(sender, options)
+        reply = self.mail(sender, options, reopen=False)
         if reply[0] != 250:
             return reply
         reply = self.rcpt(recipient)

@@ -1,0 +1,123 @@
+"""The proxy against an upstream with STARTTLS/TLS, AUTH and faults (support/smtp_upstream.py).
+
+What a script sees (SMTP replies) and what the upstream received, through real sockets and
+real TLS with a private test CA.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mailguard.proxy.settings import ProxySettings
+from tests.conftest import eml
+from tests.support.proxy import RunningProxy
+from tests.support.smtp_upstream import Faults, UpstreamServer, make_test_ca
+
+SENDER = "ops@serviceco.example"
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+def settings_for(up: UpstreamServer, tls: dict[str, Path], **kw: object) -> ProxySettings:
+    base = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_ca=str(tls["ca"]))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def send(proxy: RunningProxy, rcpts: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", proxy.port) as client:
+        return client.sendmail(SENDER, rcpts, raw)
+
+
+def people(n: int, domain: str = "gmail.com") -> list[str]:
+    return [f"person{i}@{domain}" for i in range(n)]
+
+
+def bulk(rcpts: list[str], marker: str = "bulk") -> bytes:
+    return eml(f"From: {SENDER}\nTo: {', '.join(rcpts)}\nSubject: {marker}", "Hello all")
+
+
+def clean(marker: str = "clean") -> bytes:
+    return eml(f"From: {SENDER}\nTo: partner@othercorp.example\nSubject: {marker}", "Agenda")
+
+
+@pytest.fixture
+def upstream(tls: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[UpstreamServer]:
+    monkeypatch.setenv("MAILGUARD_RELAY_PASSWORD", "s3cret-relay")
+    with UpstreamServer(tls, mode="starttls", user="relayuser", password="s3cret-relay") as up:
+        yield up
+
+
+def test_starttls_and_auth_upstream_with_connection_reuse(upstream, tls, tmp_path):
+    settings = settings_for(upstream, tls, relay_user="relayuser")
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        for i in range(3):
+            with smtplib.SMTP("127.0.0.1", proxy.port) as client:
+                client.sendmail(SENDER, ["partner@othercorp.example"], clean(f"m{i}"))
+    assert len(upstream.received) == 3
+    assert all(r.tls and r.login == b"relayuser" for r in upstream.received)
+    assert len(upstream.handler.peers) == 1  # three client sessions, one upstream connection
+    assert all(b"s3cret" not in line.encode() for line in proxy.log.lines)
+
+
+def test_implicit_tls_upstream(tls, tmp_path):
+    with UpstreamServer(tls, mode="tls") as up:
+        settings = settings_for(up, tls, relay_security="tls")
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            send(proxy, ["partner@othercorp.example"], clean())
+        assert [r.tls for r in up.received] == [True]
+
+
+def test_an_unverifiable_upstream_certificate_is_a_clear_temporary_refusal(upstream, tmp_path):
+    settings = ProxySettings(relay=f"127.0.0.1:{upstream.port}")  # system CAs: not ours
+    with (
+        RunningProxy(settings, journal=tmp_path / "j") as proxy,
+        smtplib.SMTP("127.0.0.1", proxy.port) as client,
+    ):
+        client.ehlo()
+        code, text = client.mail(SENDER)
+    assert code == 451 and text.startswith(b"4.7.5 mailguard: TLS with the upstream failed")
+    assert b"certificate" in text
+    assert upstream.received == []
+
+
+def test_split_when_the_upstream_drops_after_ten_copies_then_the_retry_sends_the_rest(
+    tls, tmp_path
+):
+    rcpts = people(20)
+    raw = bulk(rcpts, "drop")
+    with UpstreamServer(tls, mode="none", faults=Faults(drop_after=10)) as up:
+        settings = settings_for(up, tls, relay_security="none", on_block="split", on_warn="split")
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            with pytest.raises(smtplib.SMTPDataError) as first:
+                send(proxy, rcpts, raw)
+            assert first.value.smtp_code == 451
+            text = first.value.smtp_error.decode()
+            assert "10 of 20 copies delivered, 10 not yet" in text and "@" not in text
+            assert len(up.received) == 10
+            assert send(proxy, rcpts, raw) == {}  # the client's retry
+    delivered = Counter(r for got in up.received for r in got.rcpt_tos)
+    assert delivered == Counter(rcpts)  # nothing lost, nothing twice
+    assert all(len(got.rcpt_tos) == 1 for got in up.received)
+    assert "sent=10 earlier=10" in proxy.messages()[-1]
+
+
+def test_ten_thousand_and_one_recipients(tls, tmp_path):
+    rcpts = [f"user{i}@example.net" for i in range(10_001)]
+    raw = eml(f"From: {SENDER}\nTo: {SENDER}\nSubject: many", "hi")
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none")
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            refused = send(proxy, rcpts, raw)
+    assert list(refused) == [rcpts[-1]]
+    code, text = refused[rcpts[-1]]
+    assert code == 452 and text.startswith(b"4.5.3 Too many recipients")
+    assert len(up.received) == 1 and len(up.received[0].rcpt_tos) == 10_000
