@@ -55,6 +55,9 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl"),
     "test_dns": ("unbound",),
     "test_bench_dns_script": ("unbound",),
+    "test_proxy_postfix": ("postfix",),
+    "test_proxy_upstream": ("openssl",),
+    "test_bench_proxy_script": ("postfix",),
 }
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
