@@ -91,6 +91,8 @@ class Plan:
     possible: bool
     reason: str = ""
     """Why not (rule codes and names, never message data); empty when possible."""
+    uncured: tuple[str, ...] = ()
+    """Codes of the findings no header edit cures (why it is not possible, or what stays)."""
     edits: tuple[Edit, ...] = ()
     """Deletes (per name, highest index first), then adds; apply in this order."""
     cures: tuple[str, ...] = ()
@@ -129,10 +131,11 @@ def plan_rewrite(
         return Plan(False, "the message could not be checked")
     curable = [f for f in report.findings if f.remedy in HEADER_REMEDIES]
     kept = [f for f in report.findings if f.remedy not in HEADER_REMEDIES]
+    uncured = tuple(dict.fromkeys(f.code for f in kept))
     if VERDICT_ORDER[verdict(total(f.weight for f in kept), scoring)] >= VERDICT_ORDER[level]:
-        return Plan(False, "no header remedy for " + _names(kept))
+        return Plan(False, "no header remedy for " + _names(kept), uncured)
     if not curable:
-        return Plan(False, "no finding a header edit can cure")
+        return Plan(False, "no finding a header edit can cure", uncured)
     move = any(f.remedy == MOVE_TO_BCC for f in curable)
     counts = _counts(fields)
     deleting = (*VISIBLE_FIELDS, *BCC_FIELDS) if move else BCC_FIELDS
@@ -158,6 +161,7 @@ def plan_rewrite(
     )
     return Plan(
         True,
+        uncured=uncured,
         edits=tuple(edits),
         cures=tuple(dict.fromkeys(f.code for f in curable)),
         removed=removed,

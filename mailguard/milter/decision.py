@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailguard.milter import protocol as p
+from mailguard.milter.rewrite import Rewrite
 from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
+from mailguard.remedy import ACTION_FIELD, Edit
 from mailguard.report import Report
 from mailguard.rules import MOVE_TO_BCC
 
@@ -30,11 +32,14 @@ class Outcome:
     """The frames for the end-of-message reply, and what they mean, for the log."""
 
     action: str
-    """accept | reject | quarantine | tempfail."""
+    """accept | reject | quarantine | tempfail | rewrite."""
     frames: list[bytes]
     planned: str = ""
-    """In monitor mode: the action enforce mode would have taken."""
+    """In monitor mode: the action enforce mode would have taken. After a rewrite: the
+    action the message would have got without one (``rewrite_fallback``)."""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    rewrite: Rewrite | None = None
+    """When ``rewrite`` was the configured action: what it came to (for the log line)."""
 
 
 def configured_action(verdict: str, settings: MilterSettings) -> str:
@@ -51,6 +56,12 @@ def outcome_for(
     report: Report, settings: MilterSettings, caps: Capabilities, txn: Transaction | None = None
 ) -> Outcome:
     planned = configured_action(report.verdict, settings)
+    rewrite = txn.rewrite if txn is not None and planned == "rewrite" else None
+    if planned == "rewrite":
+        planned = _rewrite_or_fallback(rewrite, settings, caps)
+        if planned == "rewrite" and settings.mode == "enforce":
+            assert rewrite is not None and txn is not None and rewrite.after is not None
+            return _rewritten(rewrite, rewrite.after, settings, caps, txn)
     if planned == "quarantine" and not caps.can_quarantine:
         planned = "reject"  # the MTA cannot hold mail: refusing is the safe side
     action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
@@ -75,18 +86,55 @@ def outcome_for(
         frames.append(p.SIMPLE[p.ACCEPT])
     else:
         frames.append(p.SIMPLE[p.CONTINUE])
-    return Outcome(action, frames, planned if planned != action else "", headers)
+    return Outcome(action, frames, planned if planned != action else "", headers, rewrite)
 
 
-def _remove_forged(txn: Transaction) -> list[bytes]:
+def _rewrite_or_fallback(
+    rewrite: Rewrite | None, settings: MilterSettings, caps: Capabilities
+) -> str:
+    """``rewrite`` if the plan held up under the re-check and the MTA lets us edit headers."""
+    if rewrite is None or not rewrite.ok:
+        return settings.rewrite_fallback
+    if not (caps.can_add_headers and caps.can_change_headers):
+        return settings.rewrite_fallback
+    return "rewrite"
+
+
+def _rewritten(
+    rewrite: Rewrite, after: Report, settings: MilterSettings, caps: Capabilities, txn: Transaction
+) -> Outcome:
+    """The edits of the plan, then our headers as the rewritten message earned them.
+
+    Every delete goes before every add (ours included), so no index ever counts a field we
+    added; see :mod:`mailguard.remedy` for why each name is deleted from its highest index.
+    """
+    headers = _headers(after, settings, "rewrite", "rewrite")
+    frames = _remove_forged(txn, skip=ACTION_FIELD) if headers else []
+    frames += [_frame(edit, caps) for edit in rewrite.plan.edits]
+    frames += [_frame(Edit("add", name, text), caps) for name, text in headers]
+    frames.append(p.SIMPLE[p.CONTINUE])
+    action_value = next(e.value for e in rewrite.plan.edits if e.name == ACTION_FIELD)
+    shown = [*[(n, v) for n, v in headers], (ACTION_FIELD, action_value)]
+    return Outcome("rewrite", frames, settings.rewrite_fallback, shown, rewrite)
+
+
+def _frame(edit: Edit, caps: Capabilities) -> bytes:
+    if edit.action == "delete":
+        return p.delete_header(edit.index, edit.name)
+    return p.add_header(edit.name, " " + edit.value if caps.leading_space else edit.value)
+
+
+def _remove_forged(txn: Transaction, skip: str = "") -> list[bytes]:
     """Delete X-Mailguard-* fields the sender wrote, so that ours can be trusted downstream.
 
     Only done when we add our own: a message we were not asked to mark is left as it came.
     Highest index first, so each deletion leaves the lower indexes where they were.
+    ``skip``: a name the caller deletes itself (a rewrite plan deletes X-Mailguard-Action).
     """
     return [
         p.delete_header(index, name)
         for name in OUR_HEADERS
+        if name != skip
         for index in range(txn.header_count(name), 0, -1)
     ]
 
@@ -114,7 +162,7 @@ def _headers(
     if report.findings:
         headers.append(("X-Mailguard-Rules", " ".join(report.codes)))
     if planned != action:
-        headers.append(("X-Mailguard-Action", f"monitor; enforce mode would {planned}"))
+        headers.append((ACTION_FIELD, f"monitor; enforce mode would {planned}"))
     return headers
 
 
@@ -148,6 +196,13 @@ def log_fields(report: Report | None, outcome: Outcome) -> dict[str, object]:
     fields: dict[str, object] = {"action": outcome.action}
     if outcome.planned:
         fields["would"] = outcome.planned
+    rewrite = outcome.rewrite
+    if rewrite is not None:
+        fields["visible_before"] = rewrite.plan.visible_before
+        if rewrite.ok and outcome.action != "reject":
+            fields["visible_after"] = rewrite.plan.visible_after
+        else:
+            fields["rewrite"] = f"fallback:{rewrite.why}"
     if report is None:
         return fields
     r = report.recipients

@@ -39,6 +39,7 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
     ),
     "openssl": (Path("/usr/bin/openssl"),),
     "unbound": (Path("/usr/sbin/unbound"),),
+    "opendkim": (Path("/usr/sbin/opendkim"),),
 }
 
 #: debconf answers given before installing: Postfix's postinst would otherwise configure an
@@ -55,6 +56,8 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl"),
     "test_dns": ("unbound",),
     "test_bench_dns_script": ("unbound",),
+    "test_milter_dkim": ("postfix", "opendkim", "openssl"),
+    "test_milter_rewrite_postfix": ("postfix",),
     "test_proxy_postfix": ("postfix",),
     "test_proxy_upstream": ("openssl",),
     "test_bench_proxy_script": ("postfix",),

@@ -1,0 +1,105 @@
+"""The milter's ``rewrite`` action: plan the header edits, re-check, or fall back.
+
+Runs where the decision runs (on the event loop for everyday messages, on a worker for
+big ones) and under the same deadline, because the re-check is a second engine run: a
+rewritten message that cannot be re-checked in time is not sent rewritten but gets
+``rewrite_fallback``. What the MTA is then told is :mod:`mailguard.milter.decision`'s
+business; the edits themselves and their index semantics are :mod:`mailguard.remedy`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mailguard.engine import Engine, ran_out_of_time
+from mailguard.milter.settings import MilterSettings
+from mailguard.recipients import Envelope
+from mailguard.remedy import Plan, apply_to_bytes, at_level, plan_rewrite
+from mailguard.report import Report
+
+if TYPE_CHECKING:
+    from mailguard.milter.session import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """What ``rewrite`` came to for one message."""
+
+    ok: bool
+    """The plan cures the message (else ``rewrite_fallback`` applies)."""
+    plan: Plan
+    after: Report | None = None
+    """The re-check of the rewritten message (``None`` when there was none)."""
+    why: str = ""
+    """Why it fell back, as rule codes for the log line (``MG901``), or a short reason."""
+
+
+def judge(
+    engine: Engine, txn: Transaction, leading_space: bool, source: str, deadline: float
+) -> Report:
+    """The engine's report on ``txn``; a ``rewrite`` is attempted too and kept on ``txn``.
+
+    A re-check stopped at the deadline makes the whole decision one that ran out of time:
+    the server then moves it to a worker (or applies ``on_error``), as for a slow check,
+    instead of falling back because of the clock.
+    """
+    raw = txn.raw_message(leading_space)
+    envelope = txn.envelope
+    report = engine.check(
+        raw, envelope=envelope, source=source, deadline=deadline, incomplete=txn.incomplete
+    )
+    names = [name for name, _ in txn.headers]
+    txn.rewrite = attempt(
+        engine, report, txn.settings, names, raw, envelope=envelope, deadline=deadline,
+        complete=not txn.dropped_fields,
+    )  # fmt: skip
+    after = txn.rewrite.after if txn.rewrite is not None else None
+    return after if after is not None and ran_out_of_time(after) else report
+
+
+def level_for(report: Report, settings: MilterSettings) -> str | None:
+    """The verdict level whose configured action is ``rewrite`` for this report, if any."""
+    if report.verdict == "block" and settings.on_block == "rewrite":
+        return "block"
+    if report.verdict == "warn" and settings.on_warn == "rewrite":
+        return "warn"
+    return None
+
+
+def attempt(
+    engine: Engine,
+    report: Report,
+    settings: MilterSettings,
+    names: Sequence[bytes],
+    raw: bytes,
+    *,
+    envelope: Envelope,
+    deadline: float | None,
+    complete: bool = True,
+) -> Rewrite | None:
+    """Plan and re-check a rewrite when the configured action is ``rewrite``; else ``None``.
+
+    ``names`` are the header field names in the order the MTA sent them (the indexes of the
+    deletes count them), ``raw`` the message as the engine read it. ``complete`` is false
+    when fields past ``max_header_bytes`` were not kept: recipients may hide there, and a
+    rewrite that cannot delete them is no cure.
+    """
+    level = level_for(report, settings)
+    if level is None:
+        return None
+    fields = [(name.decode("latin-1"), "") for name in names]
+    plan = plan_rewrite(
+        fields, report, level=level, scoring=engine.config.scoring, rewrite_to=settings.rewrite_to
+    )
+    if not plan.possible:
+        return Rewrite(False, plan, why=",".join(plan.uncured) or "nothing-to-cure")
+    if not complete:
+        return Rewrite(False, plan, why="header-block-not-read")
+    after = engine.check(
+        apply_to_bytes(raw, plan.edits), envelope=envelope, source="rewritten", deadline=deadline
+    )
+    if at_level(after, level):
+        return Rewrite(False, plan, after, why=",".join(after.codes) or after.verdict)
+    return Rewrite(True, plan, after)
