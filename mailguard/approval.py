@@ -27,12 +27,14 @@ recipients see no one.
 :func:`verify` answers :data:`ABSENT`, valid (key id, expiry) or invalid with reasons that
 say what was wrong ("approval expired", "recipients changed since approval", "body changed
 since approval", "unknown key …", "malformed approval: …"). An invalid approval is never
-ignored: the rule tagged approval-invalid makes it a finding that blocks, and :func:`settle` (called by the
-engine) turns the verdict of a validly approved message into ``pass``, keeping its score
-and findings. Where the keys come from: :class:`~mailguard.services.Services` ``.approval``
-(a :class:`~mailguard.approval_keys.Keyring`, built from ``[approval] keys`` by the settings
-loader). For the proxy: :func:`strip` removes the field from raw bytes before relaying;
-for the milter: :func:`header_indexes` gives its CHGHEADER indexes.
+ignored: the rule tagged approval-invalid makes it a finding that blocks. :func:`settle`
+(called by the engine) turns the verdict of a validly approved message into ``pass``,
+keeping its score and findings, and notes the key id and expiry (``Report.approval``).
+
+The keys come from ``Services.approval`` (a :class:`~mailguard.approval_keys.Keyring`
+the settings loader builds from ``[approval] keys``). For a pre-send proxy, :func:`strip`
+removes the field from raw bytes before relaying; for the milter, :func:`header_indexes`
+gives the CHGHEADER indexes to delete.
 """
 
 from __future__ import annotations
