@@ -123,6 +123,13 @@ class Approved:
             "verdict_without_approval": self.verdict,
         }
 
+    def note(self) -> str:
+        """The line reports show (text, SARIF's justification)."""
+        return (
+            f"approved with key {self.key_id}, valid until {iso(self.expires)} (without the "
+            f"approval: {self.verdict}); the findings below are what was approved"
+        )
+
 
 def iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
