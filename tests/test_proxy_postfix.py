@@ -265,3 +265,36 @@ def test_split_with_three_of_twenty_refused_at_rcpt_then_retried(postfix, tmp_pa
     got = Counter(r for d in sink(postfix) for r in rcpt_of(d))
     assert got == Counter(rcpts)  # each of the 20 exactly once
     assert "sent=3 earlier=17" in proxy.messages()[-1]
+
+
+# ------------------------------------------------------------------ approvals
+
+
+def test_an_approved_mailout_passes_without_its_approval_field(postfix, tmp_path):
+    import time
+
+    from mailguard.approval import sign
+    from mailguard.approval_keys import Keyring, new_key
+    from mailguard.services import Services
+
+    key = new_key("ops-2026")
+    rcpts = [f"committee{i}@gmail.com" for i in range(30)]
+    raw = eml(f"From: {SENDER}\nTo: {', '.join(rcpts)}\nSubject: minutes", "Agreed to share.")
+    signed = sign(raw, key, 3600, time.time())
+    changed = signed.replace(b"Agreed to share.", b"Agreed to share!")
+    services = Services(approval=Keyring([key]))
+    with RunningProxy(
+        ProxySettings(relay=f"127.0.0.1:{postfix.smtp_port}", relay_security="none"),
+        journal=tmp_path / "j", services=services,
+    ) as proxy:  # fmt: skip
+        assert send(proxy, rcpts, signed) == {}
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(proxy, rcpts, changed)
+    assert refused.value.smtp_code == 550
+    assert "body changed since approval" in refused.value.smtp_error.decode()
+    ids = {email.message_from_bytes(d.data)["Message-ID"] for d in sink(postfix)}
+    assert len(ids) == 1
+    delivery = sink(postfix)[0]
+    assert b"X-Mailguard-Approval" not in delivery.data
+    assert body_of(delivery.data) == body_of(raw)
+    assert "approved=ops-2026" in proxy.messages()[0] and "action=accept" in proxy.messages()[0]

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from mailguard import sensitive
+from mailguard.approval import Verification, review
 from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
@@ -48,6 +49,13 @@ class CheckContext:
     notes: list[Skipped] = field(default_factory=list)
     """Checks that ran but could not finish (DNS unanswered): the report lists them under
     ``skipped``, because they are neither a finding nor an error."""
+    _approval: Verification | None = field(default=None, repr=False)
+
+    def approval(self) -> Verification:
+        """The message's signed approval, verified once (rule MG701 and the engine ask)."""
+        if self._approval is None:
+            self._approval = review(self.message, self.services, self.mode)
+        return self._approval
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:

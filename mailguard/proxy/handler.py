@@ -20,14 +20,14 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
+from mailguard import approval
 from mailguard.engine import Engine, ran_out_of_time
-from mailguard.milter.decision import Outcome, log_fields
+from mailguard.milter.decision import ERROR_REPLY, Outcome, log_fields
 from mailguard.proxy import actions
 from mailguard.proxy.auth import Users
 from mailguard.proxy.journal import Journal
@@ -88,7 +88,7 @@ class Gateway:
 
     def __init__(
         self, engine: Engine, scoring: Scoring, settings: ProxySettings, relay: Relay,
-        journal: Journal, users: Users | None = None, extras: Any = None,
+        journal: Journal, users: Users | None = None,
     ) -> None:  # fmt: skip
         self.engine = engine
         self.scoring = scoring
@@ -96,8 +96,6 @@ class Gateway:
         self.relay = relay
         self.journal = journal
         self.users = users
-        self.extras = extras
-        """Approval keys and the like, for :func:`judge` (see :mod:`mailguard.proxy.approve`)."""
         self.decide_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailguard-check")
         self._releasing: set[asyncio.Task[None]] = set()
 
@@ -196,18 +194,16 @@ class Gateway:
             return (451, "4.4.2 mailguard: the upstream connection was lost"), {"action": "none"}
         env = Envelope(envelope.mail_from, tuple(envelope.rcpt_tos))
         report, failure = await self._judge(raw, env, started)
-        if report is None:
-            action = "accept" if self.settings.on_error == "accept" else "tempfail"
-            fields: dict[str, object] = {"action": action, "error": failure}
-            if action == "tempfail":
-                await self.relay.call(upstream.rset)
-                return (
-                    451,
-                    "4.7.1 mailguard could not check this message; please try again later",
-                ), fields
-            return await self._relay(upstream, raw), fields
-        raw, fields = self._approved(raw, report)
-        fields.update(_counts(report))
+        # The approval field is for this gate, not for the recipients: it goes, valid or not
+        # (a valid one has already made the verdict pass, with approved=<key id> logged).
+        raw = approval.strip(raw)
+        if report is None:  # out of time: on_error, as the milter
+            failed: dict[str, object] = {"action": self.settings.on_error, "error": failure}
+            if self.settings.on_error == "accept":
+                return await self._relay(upstream, raw), failed
+            await self.relay.call(upstream.rset)
+            return (451, f"4.7.1 {ERROR_REPLY[1]}"), failed
+        fields: dict[str, object] = _counts(report)
         if (
             report.verdict == "error"
             and self.settings.on_error != "accept"
@@ -253,21 +249,13 @@ class Gateway:
         except UpstreamError as exc:
             return exc.reply
 
-    def _approved(self, raw: bytes, report: Report) -> tuple[bytes, dict[str, object]]:
-        """A valid approval: the field is removed before relaying (see approve.py)."""
-        from mailguard.proxy import approve
-
-        return approve.strip(raw, report, self.extras)
-
     async def _judge(
         self, raw: bytes, envelope: Envelope, started: float
     ) -> tuple[Report | None, str]:
         deadline = started + self.settings.decision_timeout
 
         def run() -> Report:
-            from mailguard.proxy import approve
-
-            return approve.check(self.engine, raw, envelope, deadline, self.extras)
+            return self.engine.check(raw, envelope=envelope, source="proxy", deadline=deadline)
 
         try:
             if len(raw) <= INLINE_BYTES:

@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
 
 from mailguard.config import Config
 from mailguard.engine import Engine
@@ -50,9 +49,8 @@ def server_tls(settings: ProxySettings) -> ssl.SSLContext | None:
 
 class ProxyServer:
     def __init__(
-        self, config: Config, settings: ProxySettings, *, services: Services | None = None,
-        extras: Any = None,
-    ) -> None:  # fmt: skip
+        self, config: Config, settings: ProxySettings, *, services: Services | None = None
+    ) -> None:
         validate_for_run(settings)
         host, self.port = parse_hostport(settings.listen, "--listen")
         self.host = host
@@ -73,7 +71,6 @@ class ProxyServer:
         self.engine = Engine(config, services=services)
         self.engine.check(_WARM_UP)  # load the suffix list and vocabulary before the first client
         self.config = config
-        self.extras = extras
         self.relay: Relay | None = None
         self.gateway: Gateway | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -85,9 +82,8 @@ class ProxyServer:
         settings = self.settings
         self.relay = relay = Relay(settings)
         gateway = Gateway(
-            self.engine, self.config.scoring, settings, relay, self.journal, self.users,
-            self.extras,
-        )  # fmt: skip
+            self.engine, self.config.scoring, settings, relay, self.journal, self.users
+        )
         self.gateway = gateway
         hostname = socket.gethostname() or "localhost"
 

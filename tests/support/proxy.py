@@ -13,11 +13,11 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from mailguard.config import Config
 from mailguard.proxy.server import ProxyServer
 from mailguard.proxy.settings import ProxySettings
+from mailguard.services import Services
 
 
 class LogLines(logging.Handler):
@@ -34,11 +34,11 @@ class RunningProxy:
 
     def __init__(
         self, settings: ProxySettings, config: Config | None = None, *, journal: Path,
-        extras: Any = None,
+        services: Services | None = None,
     ) -> None:  # fmt: skip
         self.settings = replace(settings, listen="127.0.0.1:0", journal=str(journal))
         self.config = config or Config()
-        self.extras = extras
+        self.services = services
         self.server: ProxyServer | None = None
         self.log = LogLines()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -56,7 +56,7 @@ class RunningProxy:
         return [line for line in self.log.lines if line.startswith("message ")]
 
     def __enter__(self) -> RunningProxy:
-        self.server = ProxyServer(self.config, self.settings, extras=self.extras)
+        self.server = ProxyServer(self.config, self.settings, services=self.services)
         logging.getLogger("mailguard.proxy").addHandler(self.log)
         logging.getLogger("mailguard.proxy").setLevel(logging.DEBUG)
         self._thread = threading.Thread(target=self._run, name="test-proxy", daemon=True)
