@@ -7,6 +7,7 @@ real TLS with a private test CA.
 from __future__ import annotations
 
 import smtplib
+import ssl
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mailguard.config import Config
 from mailguard.proxy.settings import ProxySettings
 from tests.conftest import eml
 from tests.support.proxy import RunningProxy
@@ -121,3 +123,48 @@ def test_ten_thousand_and_one_recipients(tls, tmp_path):
     code, text = refused[rcpts[-1]]
     assert code == 452 and text.startswith(b"4.5.3 Too many recipients")
     assert len(up.received) == 1 and len(up.received[0].rcpt_tos) == 10_000
+
+
+# ------------------------------------------------------------------ the client side
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    from mailguard.proxy.auth import hash_password
+
+    path = tmp_path / "users"
+    path.write_text(f"# proxy users\nscript:{hash_password('client-pass')}\n")
+    return path
+
+
+def test_client_auth_and_starttls(tls, users_file, tmp_path):
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(
+            up, tls, relay_security="none", users_file=str(users_file),
+            tls_cert=str(tls["cert"]), tls_key=str(tls["key"]),
+        )  # fmt: skip
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            with smtplib.SMTP("127.0.0.1", proxy.port) as client:
+                client.ehlo()
+                assert client.has_extn("starttls") and client.has_extn("auth")  # loopback
+                assert client.mail(SENDER)[0] == 530  # login first
+                with pytest.raises(smtplib.SMTPAuthenticationError):
+                    client.login("script", "wrong")
+            context = ssl.create_default_context(cafile=str(tls["ca"]))
+            with smtplib.SMTP("localhost", proxy.port) as client:
+                client.starttls(context=context)
+                client.login("script", "client-pass")
+                client.sendmail(SENDER, ["partner@othercorp.example"], clean())
+    assert len(up.received) == 1
+    assert users_file.read_text().count("client-pass") == 0  # stored as a hash only
+
+
+def test_a_public_listen_address_needs_users_and_tls(tls, users_file, tmp_path):
+    from mailguard.errors import ConfigError
+    from mailguard.proxy.server import ProxyServer
+
+    base = ProxySettings(relay="127.0.0.1:25", listen="0.0.0.0:0", journal=str(tmp_path / "j"))
+    with pytest.raises(ConfigError, match="open relay"):
+        ProxyServer(Config(), base)
+    with pytest.raises(ConfigError, match="without encryption"):
+        ProxyServer(Config(), replace(base, users_file=str(users_file)))

@@ -1,0 +1,155 @@
+"""The proxy's parts without sockets: settings, retry journal, logins, header edits, replies."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from mailguard.commands.settings import ConfigSource
+from mailguard.errors import ConfigError
+from mailguard.proxy import edit
+from mailguard.proxy.actions import SplitResult
+from mailguard.proxy.auth import Users, hash_password, verify_password
+from mailguard.proxy.journal import Journal
+from mailguard.proxy.settings import ProxySettings, from_mapping, validate_for_run
+from tests.test_linear_time import assert_linear
+
+# ------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"on_block": "bounce"}, "on_block: expected one of reject, rewrite, split"),
+        ({"relay": "smtp.example.org"}, "expected HOST:PORT"),
+        ({"max_recipients": 0}, "expected a positive integer"),
+        ({"idle_timeout": -1}, "expected a positive number"),
+        ({"relay_security": "ssl"}, "expected one of starttls, tls, none"),
+        ({"relay_pasword": "x"}, "unknown key(s) ['relay_pasword']"),
+    ],
+)
+def test_bad_proxy_settings_are_refused_with_the_key(table, message):
+    with pytest.raises(ConfigError) as error:
+        from_mapping(table)
+    assert message in str(error.value)
+
+
+def test_a_typo_in_the_proxy_table_fails_every_command(tmp_path):
+    config = tmp_path / "mailguard.toml"
+    config.write_text('[proxy]\non_blok = "split"\n')
+    with pytest.raises(ConfigError, match="on_blok"):
+        ConfigSource(config).load(config)
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path):
+    config = tmp_path / "mailguard.toml"
+    config.write_text('[proxy]\nrelay = "127.0.0.1:587"\nusers_file = "users"\non_warn = "split"\n')
+    proxy = ConfigSource(config).load(config).proxy
+    assert proxy.users_file == str(tmp_path / "users") and proxy.on_warn == "split"
+
+
+def test_the_relay_password_comes_only_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MAILGUARD_RELAY_PASSWORD", raising=False)
+    settings = ProxySettings(relay="smtp.example.org:587", relay_user="ops")
+    with pytest.raises(ConfigError, match="MAILGUARD_RELAY_PASSWORD"):
+        validate_for_run(settings)
+    monkeypatch.setenv("MAILGUARD_RELAY_PASSWORD", "pw")
+    validate_for_run(settings)
+    with pytest.raises(ConfigError, match="unencrypted") as error:
+        validate_for_run(ProxySettings(relay="smtp.example.org:25", relay_user="ops",
+                                       relay_security="none"))  # fmt: skip
+    assert "pw" not in str(error.value)
+    with pytest.raises(ConfigError, match="no upstream"):
+        validate_for_run(ProxySettings())
+
+
+# ------------------------------------------------------------------ the retry journal
+
+
+def test_the_journal_remembers_copies_by_message_and_stores_no_address(tmp_path):
+    path = tmp_path / "state" / "journal.sqlite"
+    journal = Journal(path)
+    key = journal.message_key("ops@serviceco.example", b"the message")
+    journal.record(key, "Alice@Example.org")
+    journal.record(key, "bob@example.org")
+    assert journal.delivered(key, ["alice@example.org", "carol@example.org"]) == {
+        "alice@example.org"
+    }
+    other = journal.message_key("ops@serviceco.example", b"the message, edited")
+    assert journal.delivered(other, ["alice@example.org"]) == set()
+    journal.close()
+    again = Journal(path)  # a restart: same key file, same answers
+    assert again.delivered(key, ["bob@example.org"]) == {"bob@example.org"}
+    again.close()
+    stored = b"".join(p.read_bytes() for p in path.parent.iterdir())
+    assert b"example.org" not in stored and b"alice" not in stored.lower()
+    assert (path.parent / "journal.sqlite.key").stat().st_mode & 0o077 == 0
+
+
+def test_the_journal_forgets_after_its_retention(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite", retention_days=1)
+    key = journal.message_key("a@b.example", b"m")
+    journal.record(key, "x@y.example")
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    db.execute("UPDATE copies SET at = ?", (time.time() - 2 * 86400,))
+    db.commit()
+    db.close()
+    journal.sweep()
+    assert journal.delivered(key, ["x@y.example"]) == set()
+
+
+# ------------------------------------------------------------------ logins
+
+
+def test_users_file_holds_hashes_and_checks_them(tmp_path):
+    stored = hash_password("correct horse")
+    assert stored.startswith("scrypt$") and "correct" not in stored
+    assert verify_password(b"correct horse", stored) and not verify_password(b"wrong", stored)
+    users_file = tmp_path / "users"
+    users_file.write_text(f"script:{stored}\n")
+    users = Users.load(users_file)
+    assert users.check(b"script", b"correct horse") and users.check(b"script", b"correct horse")
+    assert not users.check(b"script", b"nope") and not users.check(b"other", b"correct horse")
+    users_file.write_text("script:clear-text-password\n")
+    with pytest.raises(ConfigError, match="line 1: expected user:scrypt"):
+        Users.load(users_file)
+
+
+# ------------------------------------------------------------------ header edits and replies
+
+
+def test_a_split_copy_names_only_its_recipient_and_keeps_the_body():
+    raw = (
+        b"From: ops@serviceco.example\r\nTo: a@x.example,\r\n b@y.example\r\n"
+        b"Cc: c@z.example\r\nBcc: d@w.example\r\nMessage-ID: <1@serviceco.example>\r\n"
+        b"X-Mailguard-Verdict: pass\r\nSubject: hi\r\n\r\nbody\r\n.\r\n"
+    )
+    copy = edit.SplitTemplate(raw, "fallback.example", []).copy("b@y.example")
+    head, body = copy.split(b"\r\n\r\n", 1)
+    assert body == b"body\r\n.\r\n"
+    assert b"a@x.example" not in head and b"c@z.example" not in head and b"d@w" not in head
+    assert b"\r\nTo: b@y.example\r\n" in head and b"X-Mailguard-Verdict" not in head
+    assert b"Message-ID: <" in head and b"@serviceco.example>" in head
+    assert b"<1@serviceco.example>" not in head
+
+
+def test_building_split_copies_is_linear_in_the_header_block():
+    def make(n: int) -> bytes:
+        rcpts = ", ".join(f"p{i}@gmail.com" for i in range(n))
+        return f"From: a@b.example\r\nTo: {rcpts}\r\nCc: {rcpts}\r\n\r\nhi\r\n".encode()
+
+    assert_linear(make, lambda raw: edit.SplitTemplate(raw, "x", []).copy("p1@gmail.com"),
+                  1000, 400_000)  # fmt: skip
+
+
+def test_partial_split_replies_say_what_happened_without_addresses():
+    temporary = SplitResult(copies=20, sent=10, temporary=10,
+                            first_failure=(451, "4.4.2 closed for <a@b.example>"))  # fmt: skip
+    code, text = temporary.reply()
+    assert code == 451 and "10 of 20 copies delivered, 10 not yet" in text and "@" not in text
+    code, text = SplitResult(copies=20, sent=17, permanent=3, first_failure=(550, "no")).reply()
+    assert code == 554 and "17 of 20" in text and "3 refused" in text
+    code, text = SplitResult(copies=20, sent=3, earlier=17).reply()
+    assert code == 250 and "20 of 20 copies delivered, 17 of them on an earlier attempt" in text
