@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from mailguard.config import Config
@@ -146,5 +147,13 @@ async def _serve_until_signalled(server: ProxyServer) -> None:
 
 
 def run(server: ProxyServer) -> None:
-    """Serve until SIGTERM or SIGINT (asyncio's own loop: aiosmtpd's STARTTLS needs it)."""
-    asyncio.run(_serve_until_signalled(server))
+    """Serve until SIGTERM or SIGINT, on uvloop when it is installed (as the milter)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        log.info("uvloop is not installed; using asyncio's own event loop")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_until_signalled(server))
