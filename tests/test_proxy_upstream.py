@@ -85,7 +85,8 @@ def test_an_unverifiable_upstream_certificate_is_a_clear_temporary_refusal(upstr
         smtplib.SMTP("127.0.0.1", proxy.port) as client,
     ):
         client.ehlo()
-        code, text = client.mail(SENDER)
+        assert client.mail(SENDER)[0] == 250  # the upstream hears MAIL with the first RCPT
+        code, text = client.rcpt("partner@othercorp.example")
     assert code == 451 and text.startswith(b"4.7.5 mailguard: TLS with the upstream failed")
     assert b"certificate" in text
     assert upstream.received == []

@@ -92,6 +92,8 @@ class ProxySession(SmtpSession):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.upstream: Upstream | None = None
+        self.mail_reply: Reply | None = None
+        """The upstream's answer to MAIL (sent with the first RCPT); None: not sent yet."""
 
 
 class ProxySMTP(SMTP):
@@ -151,20 +153,15 @@ class Gateway:
         self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope, address: str,
         options: list[str],
     ) -> str:  # fmt: skip
+        # The upstream hears MAIL together with the first RCPT, in one hand-off to a relay
+        # thread instead of two (a third of the hand-offs of a one-recipient message); its
+        # answer to MAIL, if not 250, is the answer to that RCPT and every later one.
         await self._release(session)
-        upstream = await self.relay.acquire()
-        session.upstream = upstream
-        try:
-            reply = await self.relay.call(upstream.mail, address, tuple(options))
-        except UpstreamError as exc:
-            await self._release(session)
-            return format_reply(exc.reply)
-        if reply[0] != 250:
-            await self._release(session)
-            return format_reply(reply)
+        session.upstream = await self.relay.acquire()
+        session.mail_reply = None
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        return format_reply(reply)
+        return "250 2.1.0 Ok"
 
     async def handle_RCPT(
         self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope, address: str,
@@ -175,9 +172,18 @@ class Gateway:
         upstream = session.upstream
         if upstream is None:
             return "451 4.4.2 mailguard: the upstream connection was lost; start again"
+        if session.mail_reply is not None and session.mail_reply[0] != 250:
+            return format_reply(session.mail_reply)
         try:
-            reply = await self.relay.call(upstream.rcpt, address)
+            if session.mail_reply is None:
+                sender, opts = envelope.mail_from or "", tuple(envelope.mail_options)
+                session.mail_reply, reply = await self.relay.call(
+                    upstream.begin, sender, opts, address
+                )
+            else:
+                reply = await self.relay.call(upstream.rcpt, address)
         except UpstreamError as exc:
+            session.mail_reply = session.mail_reply or exc.reply
             return format_reply(exc.reply)
         if reply[0] in (250, 251):
             envelope.rcpt_tos.append(address)

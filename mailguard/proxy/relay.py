@@ -151,6 +151,13 @@ class Upstream:
         self.in_transaction = reply[0] == 250
         return reply
 
+    def begin(self, sender: str, options: tuple[str, ...], recipient: str) -> tuple[Reply, Reply]:
+        """MAIL and the first RCPT: the answers to both (RCPT gets MAIL's if MAIL failed)."""
+        reply = self.mail(sender, options)
+        if reply[0] != 250:
+            return reply, reply
+        return reply, self.rcpt(recipient)
+
     def rcpt(self, recipient: str) -> Reply:
         return self._command(lambda smtp: smtp.rcpt(recipient))
 
