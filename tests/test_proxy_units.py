@@ -153,3 +153,26 @@ def test_partial_split_replies_say_what_happened_without_addresses():
     assert code == 554 and "17 of 20" in text and "3 refused" in text
     code, text = SplitResult(copies=20, sent=3, earlier=17).reply()
     assert code == 250 and "20 of 20 copies delivered, 17 of them on an earlier attempt" in text
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ["<a@b.example>", "<a@b.example> SIZE=100 BODY=8BITMIME", " <a.b+c@d-e.f>", "<>",
+     '<"q x"@b.c>', "a@b.c", "<a..b@c.d>", "<@x,@y:a@b.c>", "<a@[1.2.3.4]>", "<ü@b.c>",
+     "<A@B.EXAMPLE>  x", "<a@b.c>x", "<a@b.c>\tSIZE=1", "<.a@b.c>", "<a@b.c> (comment) X",
+     "<a@b.c", "a@b.c>", "<a@b.c>>"],
+)  # fmt: skip
+def test_the_fast_path_parses_smtp_paths_as_aiosmtpd_does(arg):
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    from mailguard.proxy.handler import ProxySMTP
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert ProxySMTP(object(), loop=loop)._getaddr(arg) == SMTP(object(), loop=loop)._getaddr(
+            arg
+        )
+    finally:
+        loop.close()

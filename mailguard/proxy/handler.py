@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,6 +44,11 @@ from mailguard.scoring import Scoring
 log = logging.getLogger("mailguard.proxy")
 INLINE_BYTES = 64 * 1024
 """Messages up to this size are checked on the event loop (well under a millisecond)."""
+_PLAIN_PATH = re.compile(
+    r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(.*)\Z",
+    re.DOTALL,
+)
 INTERNAL = "451 4.3.0 mailguard: internal error; please try again later"
 
 
@@ -72,6 +78,7 @@ class _AuthMembers:
 
     def __init__(self) -> None:
         self._by_class: dict[type, list[str]] = {}
+        self._signatures: dict[Any, inspect.Signature] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(inspect, name)
@@ -83,6 +90,14 @@ class _AuthMembers:
             names = self._by_class[cls] = [n for n in dir(cls) if n.startswith("auth_")]
         own = [n for n in getattr(obj, "__dict__", ()) if n.startswith("auth_")]
         return [(n, getattr(obj, n)) for n in sorted({*names, *own})]
+
+    def signature(self, func: Any) -> inspect.Signature:
+        """aiosmtpd reads the handler's ``handle_EHLO`` signature per connection, too."""
+        key = getattr(func, "__func__", func)
+        found = self._signatures.get(key)
+        if found is None:
+            found = self._signatures[key] = inspect.signature(func)
+        return found
 
 
 aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]
@@ -103,6 +118,15 @@ class ProxySMTP(SMTP):
     """RFC 5321 allows 1,000 octets per line and aiosmtpd refuses longer ones; scripts that
     write a To: of 300 addresses on one line are this gateway's customers, and Postfix too
     accepts long lines (splitting them). Still bounded: a longer line is refused."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """``<local@domain> params`` the common way without aiosmtpd's RFC 5322 parser
+        (which also defines a class per call); anything unusual (quotes, ``<>``, 8-bit,
+        no brackets) still goes to that parser, so the results are the same."""
+        match = _PLAIN_PATH.match(arg)
+        if match is None or match.group(2).startswith("("):
+            return super()._getaddr(arg)
+        return match.group(1), match.group(2)
 
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
