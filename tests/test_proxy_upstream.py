@@ -169,3 +169,32 @@ def test_a_public_listen_address_needs_users_and_tls(tls, users_file, tmp_path):
         ProxyServer(Config(), base)
     with pytest.raises(ConfigError, match="without encryption"):
         ProxyServer(Config(), replace(base, users_file=str(users_file)))
+
+
+def test_an_idle_client_is_disconnected_with_421(tls, tmp_path):
+    import socket
+
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none", idle_timeout=0.5)
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            sock.close()
+    assert data.startswith(b"220 ") and b"\r\n421 " in data
+
+
+def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_path):
+    from tests.support.procs import free_ports
+
+    dead = free_ports(1)[0]
+    settings = ProxySettings(relay=f"127.0.0.1:{dead}", relay_security="none")
+    with (
+        RunningProxy(settings, journal=tmp_path / "j") as proxy,
+        pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
+    ):
+        send(proxy, ["partner@othercorp.example"], clean())
+    ((code, text),) = refused.value.recipients.values()
+    assert code == 451 and text.startswith(b"4.4.1 mailguard: cannot reach the upstream")
+    assert not any("Traceback" in line for line in proxy.log.lines)

@@ -23,7 +23,6 @@ next is sent, so the client's retry of the same message delivers only the missin
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailguard.engine import Engine
@@ -132,7 +131,7 @@ def _short(text: str) -> str:
 
 def split(
     upstream: Upstream, journal: Journal, raw: bytes, mail_from: str, options: tuple[str, ...],
-    recipients: list[str], domain: str, on_copy: Callable[[], None] | None = None,
+    recipients: list[str], domain: str,
 ) -> SplitResult:  # fmt: skip
     """Blocking (runs on a relay thread): send the missing copies, journal each success.
 
@@ -160,8 +159,6 @@ def split(
         if 200 <= reply[0] < 300:
             journal.record(key, recipient)
             result.sent += 1
-            if on_copy is not None:
-                on_copy()
         else:
             result.first_failure = result.first_failure or reply
             if reply[0] >= 500:

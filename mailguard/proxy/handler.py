@@ -108,6 +108,8 @@ class ProxySession(SmtpSession):
         super().__init__(loop)
         self.upstream: Upstream | None = None
         self.mail_reply: Reply | None = None
+        self.busy = False
+        """Judging or delivering a message: the idle timer does not apply."""
         """The upstream's answer to MAIL (sent with the first RCPT); None: not sent yet."""
 
 
@@ -127,6 +129,23 @@ class ProxySMTP(SMTP):
         if match is None or match.group(2).startswith("("):
             return super()._getaddr(arg)
         return match.group(1), match.group(2)
+
+    def data_received(self, data: bytes) -> None:
+        """Idle means nothing received: a 50 MB message on a slow link is not idle (aiosmtpd
+        restarts its timer only per command, so it would cut such an upload off)."""
+        super().data_received(data)
+        self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        """``421`` before closing, as RFC 5321 asks; never while we are delivering."""
+        session = self.session
+        if isinstance(session, ProxySession) and session.busy:
+            self._reset_timeout()
+            return
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(b"421 4.4.2 mailguard: idle too long, closing\r\n")
+        super()._timeout_cb()
 
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
@@ -243,9 +262,11 @@ class Gateway:
 
     async def handle_DATA(self, server: SMTP, session: ProxySession, envelope: SmtpEnvelope) -> str:
         started = time.monotonic()
+        session.busy = True
         try:
             reply, fields = await self._deliver(session, envelope, started)
         finally:
+            session.busy = False
             await self._release(session)
         self._log(envelope, fields, reply, started)
         return format_reply(reply)
