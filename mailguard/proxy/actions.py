@@ -26,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailguard.engine import Engine
+from mailguard.milter.decision import _headers as milter_headers
 from mailguard.milter.decision import refusal_reason
+from mailguard.milter.settings import MilterSettings
 from mailguard.proxy import edit
 from mailguard.proxy.journal import Journal
 from mailguard.proxy.relay import Reply, Upstream, UpstreamError
@@ -49,16 +51,7 @@ def configured(report: Report, settings: ProxySettings) -> str:
 
 def verdict_headers(report: Report, settings: ProxySettings) -> list[tuple[str, str]]:
     """The milter's monitor-style headers, under the same ``add_headers`` policy."""
-    policy = settings.add_headers
-    if policy == "never" or (policy == "warn" and report.verdict == "pass"):
-        return []
-    headers = [("X-Mailguard-Verdict", report.verdict), ("X-Mailguard-Score", str(report.score))]
-    if report.findings:
-        headers.append(("X-Mailguard-Rules", " ".join(report.codes)))
-    return headers
-
-
-__all__ = ["refusal_reason"]  # re-exported for the handler
+    return milter_headers(report, MilterSettings(add_headers=settings.add_headers), "", "")
 
 
 def refusal(code: str, report: Report) -> Reply:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 
 from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.errors import ConfigError
+from mailguard.milter.server import run as serve_until_signalled
 from mailguard.proxy.auth import Users
 from mailguard.proxy.handler import Gateway, ProxySMTP, quiet_aiosmtpd
 from mailguard.proxy.journal import Journal
@@ -137,23 +136,7 @@ class ProxyServer:
             await self.close()
 
 
-async def _serve_until_signalled(server: ProxyServer) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await server.serve(stop)
-
-
 def run(server: ProxyServer) -> None:
-    """Serve until SIGTERM or SIGINT, on uvloop when it is installed (as the milter)."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        log.info("uvloop is not installed; using asyncio's own event loop")
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_serve_until_signalled(server))
+    """Serve until SIGTERM or SIGINT, on uvloop when installed: the milter's own runner,
+    which needs nothing of its server but ``serve(stop)``."""
+    serve_until_signalled(server)  # type: ignore[arg-type]
