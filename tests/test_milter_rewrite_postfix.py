@@ -152,3 +152,19 @@ def test_monitor_mode_logs_would_rewrite_and_delivers_unchanged(
     assert msg["X-Mailguard-Action"] == "monitor; enforce mode would rewrite"
     (line,) = milter.decisions()[-1:]
     assert "action=accept would=rewrite visible_before=40 visible_after=0" in line
+
+
+def test_obsolete_field_syntax_is_removed_too(postfix: PostfixInstance) -> None:
+    """``To :`` and ``CC<tab>:`` (RFC 5322 obs-syntax) are the same fields to Postfix, which
+    names them ``To`` and ``CC`` to the milter: the deletes must reach them as well."""
+    people = [f"person{i}@gmail.com" for i in range(60)]
+    raw = eml(
+        f"From: {SENDER}\nTo : {', '.join(people[:30])}\nCC\t:{', '.join(people[30:])}\n"
+        "Subject: obsolete syntax",
+        "B",
+    )
+    with postfix.smtp() as smtp:
+        smtp.sendmail(SENDER, people, raw)
+    head, _ = split(only_delivery(postfix).data)
+    assert b"@gmail.com" not in head
+    assert b"\nTo: undisclosed-recipients:;\nX-Mailguard-Action: rewritten; " in head
