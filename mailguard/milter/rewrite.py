@@ -33,7 +33,7 @@ class Rewrite:
     after: Report | None = None
     """The re-check of the rewritten message (``None`` when there was none)."""
     why: str = ""
-    """Why it fell back, as rule codes for the log line (``MG901``), or a short reason."""
+    """Why it fell back, for the log line: the codes of the rules no edit cures, or a reason."""
 
 
 def judge(
