@@ -69,7 +69,8 @@ REWRITE_TO = ("undisclosed", "sender")
 """What the new To says: the empty group, or the sender's own address."""
 LEVELS = ("warn", "block")
 
-_PLAIN_ADDRESS = re.compile(r"[!-~]+@[!-~]+")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+"""A dot-atom address: safe to write into a header as it is, with no quoting."""
 _NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 
 
