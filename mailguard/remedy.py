@@ -10,14 +10,19 @@ and a pre-send proxy share it.
 
 The API, for both front ends::
 
+    # A proxy, with the raw message: plan, apply, re-check with the same engine.
+    result = rewrite_message(
+        raw, report, level="block", scoring=config.scoring,
+        recheck=lambda data: engine.check(data, envelope=envelope),
+    )
+    if result.ok:
+        send(result.data)          # the rewritten message, body byte for byte as it came
+    else:
+        ...                        # result.why: rule codes or a reason; use the fallback
+
+    # A milter, with the fields the MTA sent: the same, step by step.
     plan = plan_rewrite(fields, report, level="block", scoring=config.scoring)
-    if not plan.possible:
-        ...  # plan.reason says why (codes only): use the fallback action
-    plan.edits  # milter: one CHGHEADER (delete) / ADDHEADER frame per edit, in this order
-    new = apply_to_bytes(raw, plan.edits)  # proxy: the rewritten message, body untouched
-    report2 = engine.check(new, envelope=envelope)  # re-check with the same engine
-    if still_at_level(report2, "block"):
-        ...  # the edits did not cure it: fallback, never pretend
+    plan.edits  # one CHGHEADER (delete) / ADDHEADER frame per edit, in this order
 
 ``fields`` is the header block as ``(name, value)`` pairs in order (what the milter gets
 from the MTA; :func:`fields_of` gives them for raw bytes). ``report`` is the engine's report
@@ -46,7 +51,7 @@ appends them there too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -104,6 +109,51 @@ class Plan:
     """Distinct visible recipients before the rewrite (the report's count)."""
     visible_after: int = 0
     """Visible recipients the new header block names: 0, or 1 with ``rewrite_to="sender"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rewritten:
+    """What a rewrite came to: the rewritten message, or why it is no cure."""
+
+    ok: bool
+    """The edits cure the message: ``data`` is to be sent instead of the original."""
+    plan: Plan
+    data: bytes | None = None
+    after: Report | None = None
+    """The re-check of the rewritten message (``None`` when none was made)."""
+    why: str = ""
+    """When not ok, for a log line: the codes no header edit cures (``plan.uncured``), or
+    those still found after the rewrite, or a short reason. Never message data."""
+
+
+def rewrite_message(
+    raw: bytes,
+    report: Report,
+    *,
+    level: str,
+    scoring: Scoring,
+    recheck: Callable[[bytes], Report],
+    rewrite_to: str = "undisclosed",
+    fields: Sequence[tuple[str, str]] | None = None,
+) -> Rewritten:
+    """Plan, apply to ``raw`` and re-check: the whole rewrite, for the milter and the proxy.
+
+    ``recheck`` runs the engine that made ``report`` on the rewritten bytes (with the same
+    envelope and limits); only the engine knows what the edited header block scores.
+    ``fields``: the header fields as the MTA counts them, when that is not ``raw``'s own
+    (a milter's), so the plan's indexes are the MTA's.
+    """
+    plan = plan_rewrite(
+        fields_of(raw) if fields is None else fields, report, level=level, scoring=scoring,
+        rewrite_to=rewrite_to,
+    )  # fmt: skip
+    if not plan.possible:
+        return Rewritten(False, plan, why=",".join(plan.uncured) or "nothing-to-cure")
+    data = apply_to_bytes(raw, plan.edits)
+    after = recheck(data)
+    if at_level(after, level):
+        return Rewritten(False, plan, None, after, ",".join(after.codes) or after.verdict)
+    return Rewritten(True, plan, data, after)
 
 
 def at_level(report: Report, level: str) -> bool:
