@@ -42,8 +42,10 @@ past it, and ``cleanup_find_header_start`` counts only the fields it still reach
 the gap, so deleting ``To`` #1 makes the old #2 the new #1; Sendmail (``milter.c``:
 ``milter_changeheader`` sets the value to NULL and keeps the entry) leaves the entry counted,
 so indexes never move. Deleting every instance from the highest index down is the one order
-both read the same way, and it is the order :attr:`Plan.edits` uses. Postfix also counts
-from the first field after its own ``Received:``, i.e. the fields the milter was shown.
+both read the same way, and it is the order :attr:`Plan.edits` uses (a real Postfix is
+driven with scripted edits in ``tests/test_postfix_header_index.py``: "To #1 twice" leaves
+the third To, as this model says). Postfix counts from the first field after its own
+``Received:``, i.e. the fields the milter was shown, and counts fields a milter added.
 Added fields go to the end of the header block (SMFIR_ADDHEADER), so :func:`apply_to_bytes`
 appends them there too.
 """

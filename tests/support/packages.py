@@ -58,6 +58,7 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_bench_dns_script": ("unbound",),
     "test_milter_dkim": ("postfix", "opendkim", "openssl"),
     "test_milter_rewrite_postfix": ("postfix",),
+    "test_postfix_header_index": ("postfix",),
 }
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
