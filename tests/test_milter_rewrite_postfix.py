@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +169,17 @@ def test_obsolete_field_syntax_is_removed_too(postfix: PostfixInstance) -> None:
     head, _ = split(only_delivery(postfix).data)
     assert b"@gmail.com" not in head
     assert b"\nTo: undisclosed-recipients:;\nX-Mailguard-Action: rewritten; " in head
+
+
+def test_sendmail_t_keeps_every_recipient_the_headers_named(postfix: PostfixInstance) -> None:
+    """``sendmail -t`` takes the envelope from To/Cc: Postfix reads them before any milter
+    runs, so a rewrite that deletes those fields must not lose one recipient."""
+    people = [f"person{i}@gmail.com" for i in range(40)]
+    raw = eml(f"From: {SENDER}\nTo: {', '.join(people[:20])}\nCc: {', '.join(people[20:])}\n"
+              "Subject: via sendmail -t", "From cron.")  # fmt: skip
+    subprocess.run(["/usr/sbin/sendmail", "-C", str(postfix.etc), "-f", SENDER, "-t"],
+                   input=raw, check=True, timeout=30)  # fmt: skip
+    delivery = only_delivery(postfix)
+    assert sorted(r.split()[0].strip("<>") for r in delivery.rcpt_to) == sorted(people)
+    head, _ = split(delivery.data)
+    assert b"@gmail.com" not in head and b"\nTo: undisclosed-recipients:;\n" in head
