@@ -10,14 +10,19 @@ and a pre-send proxy share it.
 
 The API, for both front ends::
 
+    # A proxy, with the raw message: plan, apply, re-check with the same engine.
+    result = rewrite_message(
+        raw, report, level="block", scoring=config.scoring,
+        recheck=lambda data: engine.check(data, envelope=envelope),
+    )
+    if result.ok:
+        send(result.data)          # the rewritten message, body byte for byte as it came
+    else:
+        ...                        # result.why: rule codes or a reason; use the fallback
+
+    # A milter, with the fields the MTA sent: the same, step by step.
     plan = plan_rewrite(fields, report, level="block", scoring=config.scoring)
-    if not plan.possible:
-        ...  # plan.reason says why (codes only): use the fallback action
-    plan.edits  # milter: one CHGHEADER (delete) / ADDHEADER frame per edit, in this order
-    new = apply_to_bytes(raw, plan.edits)  # proxy: the rewritten message, body untouched
-    report2 = engine.check(new, envelope=envelope)  # re-check with the same engine
-    if still_at_level(report2, "block"):
-        ...  # the edits did not cure it: fallback, never pretend
+    plan.edits  # one CHGHEADER (delete) / ADDHEADER frame per edit, in this order
 
 ``fields`` is the header block as ``(name, value)`` pairs in order (what the milter gets
 from the MTA; :func:`fields_of` gives them for raw bytes). ``report`` is the engine's report
@@ -37,8 +42,10 @@ past it, and ``cleanup_find_header_start`` counts only the fields it still reach
 the gap, so deleting ``To`` #1 makes the old #2 the new #1; Sendmail (``milter.c``:
 ``milter_changeheader`` sets the value to NULL and keeps the entry) leaves the entry counted,
 so indexes never move. Deleting every instance from the highest index down is the one order
-both read the same way, and it is the order :attr:`Plan.edits` uses. Postfix also counts
-from the first field after its own ``Received:``, i.e. the fields the milter was shown.
+both read the same way, and it is the order :attr:`Plan.edits` uses (a real Postfix is
+driven with scripted edits in ``tests/test_postfix_header_index.py``: "To #1 twice" leaves
+the third To, as this model says). Postfix counts from the first field after its own
+``Received:``, i.e. the fields the milter was shown, and counts fields a milter added.
 Added fields go to the end of the header block (SMFIR_ADDHEADER), so :func:`apply_to_bytes`
 appends them there too.
 """
@@ -46,7 +53,7 @@ appends them there too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,8 +76,11 @@ REWRITE_TO = ("undisclosed", "sender")
 """What the new To says: the empty group, or the sender's own address."""
 LEVELS = ("warn", "block")
 
-_PLAIN_ADDRESS = re.compile(r"[!-~]+@[!-~]+")
-_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+"""A dot-atom address: safe to write into a header as it is, with no quoting."""
+_UNIT = re.compile(rb"\n(?![ \t])(?:([!-9;-~]+)[ \t]*:)?")
+"""A line that starts a unit (no leading blank), with the field name when it is a field.
+Matched from the line end before it: a literal first character lets the engine skip ahead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,51 @@ class Plan:
     """Distinct visible recipients before the rewrite (the report's count)."""
     visible_after: int = 0
     """Visible recipients the new header block names: 0, or 1 with ``rewrite_to="sender"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rewritten:
+    """What a rewrite came to: the rewritten message, or why it is no cure."""
+
+    ok: bool
+    """The edits cure the message: ``data`` is to be sent instead of the original."""
+    plan: Plan
+    data: bytes | None = None
+    after: Report | None = None
+    """The re-check of the rewritten message (``None`` when none was made)."""
+    why: str = ""
+    """When not ok, for a log line: the codes no header edit cures (``plan.uncured``), or
+    those still found after the rewrite, or a short reason. Never message data."""
+
+
+def rewrite_message(
+    raw: bytes,
+    report: Report,
+    *,
+    level: str,
+    scoring: Scoring,
+    recheck: Callable[[bytes], Report],
+    rewrite_to: str = "undisclosed",
+    fields: Sequence[tuple[str, str]] | None = None,
+) -> Rewritten:
+    """Plan, apply to ``raw`` and re-check: the whole rewrite, for the milter and the proxy.
+
+    ``recheck`` runs the engine that made ``report`` on the rewritten bytes (with the same
+    envelope and limits); only the engine knows what the edited header block scores.
+    ``fields``: the header fields as the MTA counts them, when that is not ``raw``'s own
+    (a milter's), so the plan's indexes are the MTA's.
+    """
+    plan = plan_rewrite(
+        fields_of(raw) if fields is None else fields, report, level=level, scoring=scoring,
+        rewrite_to=rewrite_to,
+    )  # fmt: skip
+    if not plan.possible:
+        return Rewritten(False, plan, why=",".join(plan.uncured) or "nothing-to-cure")
+    data = apply_to_bytes(raw, plan.edits)
+    after = recheck(data)
+    if at_level(after, level):
+        return Rewritten(False, plan, None, after, ",".join(after.codes) or after.verdict)
+    return Rewritten(True, plan, data, after)
 
 
 def at_level(report: Report, level: str) -> bool:
@@ -286,17 +341,18 @@ def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
 
 def _units(head: bytes) -> list[tuple[str | None, int, int]]:
     """Spans of fields (lower-case name, start, stop; continuation lines included) and of
-    other lines (name ``None``)."""
+    other lines (name ``None``).
+
+    One regex pass finds the line starts that are not continuations: a 300-line folded Cc
+    is one unit found in C, not 300 turns of a Python loop.
+    """
+    first = _UNIT.match(b"\n" + head[:1000])  # the first line, as if a line ended before it
+    starts = [(0, first.group(1))] if first else []
+    starts += [(m.start() + 1, m.group(1)) for m in _UNIT.finditer(head) if m.end() < len(head)]
     units: list[tuple[str | None, int, int]] = []
-    pos, end = 0, len(head)
-    while pos < end:
-        nl = head.find(b"\n", pos)
-        stop = end if nl < 0 else nl + 1
-        if head[pos : pos + 1] in (b" ", b"\t") and units:
-            key, start, _ = units[-1]
-            units[-1] = (key, start, stop)
-        else:
-            m = _NAME.match(head, pos, stop)
-            units.append((m.group(1).decode("ascii").lower() if m else None, pos, stop))
-        pos = stop
+    if not starts or starts[0][0] > 0:  # the block opens with a continuation line
+        units.append((None, 0, starts[0][0] if starts else len(head)))
+    for i, (start, name) in enumerate(starts):
+        stop = starts[i + 1][0] if i + 1 < len(starts) else len(head)
+        units.append((name.decode("ascii").lower() if name else None, start, stop))
     return units

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,33 @@ def test_monitor_mode_logs_would_rewrite_and_delivers_unchanged(
     assert msg["X-Mailguard-Action"] == "monitor; enforce mode would rewrite"
     (line,) = milter.decisions()[-1:]
     assert "action=accept would=rewrite visible_before=40 visible_after=0" in line
+
+
+def test_obsolete_field_syntax_is_removed_too(postfix: PostfixInstance) -> None:
+    """``To :`` and ``CC<tab>:`` (RFC 5322 obs-syntax) are the same fields to Postfix, which
+    names them ``To`` and ``CC`` to the milter: the deletes must reach them as well."""
+    people = [f"person{i}@gmail.com" for i in range(60)]
+    raw = eml(
+        f"From: {SENDER}\nTo : {', '.join(people[:30])}\nCC\t:{', '.join(people[30:])}\n"
+        "Subject: obsolete syntax",
+        "B",
+    )
+    with postfix.smtp() as smtp:
+        smtp.sendmail(SENDER, people, raw)
+    head, _ = split(only_delivery(postfix).data)
+    assert b"@gmail.com" not in head
+    assert b"\nTo: undisclosed-recipients:;\nX-Mailguard-Action: rewritten; " in head
+
+
+def test_sendmail_t_keeps_every_recipient_the_headers_named(postfix: PostfixInstance) -> None:
+    """``sendmail -t`` takes the envelope from To/Cc: Postfix reads them before any milter
+    runs, so a rewrite that deletes those fields must not lose one recipient."""
+    people = [f"person{i}@gmail.com" for i in range(40)]
+    raw = eml(f"From: {SENDER}\nTo: {', '.join(people[:20])}\nCc: {', '.join(people[20:])}\n"
+              "Subject: via sendmail -t", "From cron.")  # fmt: skip
+    subprocess.run(["/usr/sbin/sendmail", "-C", str(postfix.etc), "-f", SENDER, "-t"],
+                   input=raw, check=True, timeout=30)  # fmt: skip
+    delivery = only_delivery(postfix)
+    assert sorted(r.split()[0].strip("<>") for r in delivery.rcpt_to) == sorted(people)
+    head, _ = split(delivery.data)
+    assert b"@gmail.com" not in head and b"\nTo: undisclosed-recipients:;\n" in head

@@ -26,6 +26,7 @@ from mailguard.remedy import (
     at_level,
     fields_of,
     plan_rewrite,
+    rewrite_message,
 )
 from mailguard.scoring import Scoring
 from tests.support import custom_rule
@@ -248,3 +249,31 @@ def test_ascending_deletes_would_leave_a_field_behind_in_postfix():
     descending = ascending[::-1]
     assert apply_to_fields(fields, descending) == sendmail_apply(fields, descending)
     assert apply_to_fields(fields, descending) == [("Subject", "s")]
+
+
+def test_rewrite_message_applies_and_rechecks_or_says_why(tmp_path: Path):
+    """The proxy's one call: rewritten bytes when the re-check clears them, else the codes."""
+    raw = mailout(80)
+    report = ENGINE.check(raw, envelope=envelope(raw))
+    calls: list[bytes] = []
+
+    def recheck(data: bytes):  # type: ignore[no-untyped-def]
+        calls.append(data)
+        return ENGINE.check(data, envelope=envelope(raw))
+
+    done = rewrite_message(raw, report, level="block", scoring=SCORING, recheck=recheck)
+    assert done.ok and done.data == calls[0] and done.after is not None
+    assert b"@gmail.com" not in header_block(done.data)
+
+    # A re-check that still blocks (here: a stricter threshold) is no cure.
+    strict = Engine(Config(scoring=Scoring(warn_at=0, block_at=0)))
+    failed = rewrite_message(raw, report, level="block", scoring=SCORING, recheck=strict.check)
+    assert not failed.ok and failed.data is None and failed.why
+
+    custom_rule.write_rule(tmp_path / "rules")
+    engine = Engine(Config(rule_paths=(tmp_path / "rules",)))
+    raw = custom_rule.payslip_message(", ".join(f"p{i}@gmail.com" for i in range(60)))
+    calls.clear()
+    refused = rewrite_message(raw, engine.check(raw), level="block", scoring=SCORING,
+                              recheck=recheck)  # fmt: skip
+    assert not refused.ok and refused.why == custom_rule.CODE and calls == []

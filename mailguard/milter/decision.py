@@ -120,7 +120,7 @@ def _rewritten(
     frames += [_frame(Edit("add", name, text), caps) for name, text in headers]
     frames.append(p.SIMPLE[p.CONTINUE])
     action_value = next(e.value for e in rewrite.plan.edits if e.name == ACTION_FIELD)
-    shown = [*[(n, v) for n, v in headers], (ACTION_FIELD, action_value)]
+    shown = [*headers, (ACTION_FIELD, action_value)]
     return Outcome("rewrite", frames, settings.rewrite_fallback, shown, rewrite)
 
 

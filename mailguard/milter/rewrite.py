@@ -2,38 +2,29 @@
 
 Runs where the decision runs (on the event loop for everyday messages, on a worker for
 big ones) and under the same deadline, because the re-check is a second engine run: a
-rewritten message that cannot be re-checked in time is not sent rewritten but gets
-``rewrite_fallback``. What the MTA is then told is :mod:`mailguard.milter.decision`'s
-business; the edits themselves and their index semantics are :mod:`mailguard.remedy`'s.
+re-check that runs out of time makes the decision one that ran out of time (moved to a
+worker, or ``on_error``), never a rewrite that was not checked. What the MTA is then told
+is :mod:`mailguard.milter.decision`'s business; the plan, the edits and their index
+semantics are :mod:`mailguard.remedy`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter.settings import MilterSettings
 from mailguard.recipients import Envelope
-from mailguard.remedy import Plan, apply_to_bytes, at_level, plan_rewrite
+from mailguard.remedy import Rewritten, plan_rewrite, rewrite_message
 from mailguard.report import Report
 
 if TYPE_CHECKING:
     from mailguard.milter.session import Transaction
 
 
-@dataclass(frozen=True, slots=True)
-class Rewrite:
-    """What ``rewrite`` came to for one message."""
-
-    ok: bool
-    """The plan cures the message (else ``rewrite_fallback`` applies)."""
-    plan: Plan
-    after: Report | None = None
-    """The re-check of the rewritten message (``None`` when there was none)."""
-    why: str = ""
-    """Why it fell back, as rule codes for the log line (``MG901``), or a short reason."""
+Rewrite = Rewritten
+"""What ``rewrite`` came to for one message (:class:`mailguard.remedy.Rewritten`)."""
 
 
 def judge(
@@ -90,16 +81,13 @@ def attempt(
     if level is None:
         return None
     fields = [(name.decode("latin-1"), "") for name in names]
-    plan = plan_rewrite(
-        fields, report, level=level, scoring=engine.config.scoring, rewrite_to=settings.rewrite_to
-    )
-    if not plan.possible:
-        return Rewrite(False, plan, why=",".join(plan.uncured) or "nothing-to-cure")
     if not complete:
+        plan = plan_rewrite(fields, report, level=level, scoring=engine.config.scoring)
         return Rewrite(False, plan, why="header-block-not-read")
-    after = engine.check(
-        apply_to_bytes(raw, plan.edits), envelope=envelope, source="rewritten", deadline=deadline
-    )
-    if at_level(after, level):
-        return Rewrite(False, plan, after, why=",".join(after.codes) or after.verdict)
-    return Rewrite(True, plan, after)
+    return rewrite_message(
+        raw, report, level=level, scoring=engine.config.scoring, rewrite_to=settings.rewrite_to,
+        fields=fields,
+        recheck=lambda data: engine.check(
+            data, envelope=envelope, source="rewritten", deadline=deadline
+        ),
+    )  # fmt: skip

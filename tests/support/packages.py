@@ -58,6 +58,7 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_bench_dns_script": ("unbound",),
     "test_milter_dkim": ("postfix", "opendkim", "openssl"),
     "test_milter_rewrite_postfix": ("postfix",),
+    "test_postfix_header_index": ("postfix",),
     "test_proxy_postfix": ("postfix",),
     "test_proxy_upstream": ("openssl",),
     "test_bench_proxy_script": ("postfix",),
