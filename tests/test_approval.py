@@ -199,3 +199,41 @@ def test_the_message_that_cannot_be_counted_is_not_signed():
     with pytest.raises(InputError):
         sign(mailout(10), KEY, 60, NOW, Limits(max_addresses=5))
     assert parse_message(signed())  # sanity: the signed message parses
+
+
+# ------------------------------------------------------------------ bounded time
+
+
+def _signed_with_body(unit: bytes):
+    def make(n: int) -> bytes:
+        return sign(mailout(3, body="") + unit * (n // len(unit)), KEY, 60, NOW)
+
+    return make
+
+
+def test_verifying_hostile_bodies_is_linear():
+    from tests.test_linear_time import assert_linear
+
+    def run(raw: bytes) -> None:
+        assert verify(raw, RING, NOW).valid
+
+    for unit in (b" ", b" \t\r", b"x  \r\n", b"\r\n"):  # blanks with no line end after them
+        assert_linear(_signed_with_body(unit), run, 4_000, 1 << 22)
+
+
+def test_stripping_many_fields_and_continuation_lines_is_linear():
+    from tests.test_linear_time import assert_linear
+
+    def make(n: int) -> bytes:
+        fields = b"X-Mailguard-Approval: v=1;\r\n more\r\nX-Other: 1\r\n\tcontinued\r\n" * (n // 50)
+        return b"From: a@b.example\r\n" + fields + b"\r\nbody\r\n"
+
+    assert_linear(make, strip, 4_000, 1 << 22)
+
+
+def test_verifying_many_recipients_is_linear():
+    from tests.test_linear_time import assert_linear
+
+    assert_linear(
+        lambda n: signed(mailout(n // 40)), lambda raw: verify(raw, RING, NOW), 400, 1 << 20
+    )

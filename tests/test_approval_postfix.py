@@ -164,20 +164,36 @@ def test_a_reload_rotates_keys(
 ) -> None:
     signed = sign(mailout("rotated statement"), keys["next"], 3600, time.time())
     assert "unknown key 'ops-next'" in refused(postfix, signed)
-    (milter.dir / "mailguard.toml").write_text(config_for(keys["current"], keys["next"]))
-    mark = len(milter.log())
-    assert milter.proc is not None
-    milter.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while "configuration reloaded" not in milter.log()[mark:]:
-        assert time.monotonic() < deadline, milter.log()[mark:]
-        time.sleep(0.05)
+    reload(milter, config_for(keys["current"], keys["next"]), "configuration reloaded")
     send(postfix, signed)
     postfix.wait_idle()
     (delivery,) = postfix.sink_deliveries()
     assert HEADER.encode() not in delivery.data
     assert "approved=ops-next" in milter.decisions()[-1]
-    (milter.dir / "mailguard.toml").write_text(config_for(keys["current"]))
+    # A key file others may read is refused at reload: the keys in force stay in force.
+    exposed = keys["next"].path.with_name("exposed.key")  # type: ignore[union-attr]
+    exposed.write_bytes(keys["next"].path.read_bytes())  # type: ignore[union-attr]
+    exposed.chmod(0o644)
+    failed = reload(milter, f'[approval]\nkeys = ["{exposed}"]\n', "reload failed")
+    assert "has mode 0644" in failed and "chmod 600" in failed
+    assert not any(form in failed for form in key_forms(keys["next"]))
+    postfix.clear_sink()
+    send(postfix, signed)
+    assert "approved=ops-next" in milter.decisions()[-1]
+    reload(milter, config_for(keys["current"]), "configuration reloaded")
+
+
+def reload(milter: MilterProcess, config: str, expect: str) -> str:
+    """Rewrite the milter's config, SIGHUP it, and return its log lines since."""
+    (milter.dir / "mailguard.toml").write_text(config)
+    mark = len(milter.log())
+    assert milter.proc is not None
+    milter.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while expect not in milter.log()[mark:]:
+        assert time.monotonic() < deadline, milter.log()[mark:]
+        time.sleep(0.05)
+    return milter.log()[mark:]
 
 
 def test_no_key_material_in_any_log_or_reply(
