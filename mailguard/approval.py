@@ -55,6 +55,7 @@ from mailguard.errors import InputError
 from mailguard.headers import ADDRESS_HEADERS, decode_rfc2047, find_header_end
 from mailguard.limits import Limits
 from mailguard.message import Message, parse_message
+from mailguard.recipients import RecipientAnalysis
 from mailguard.report import Report
 from mailguard.services import Services
 
@@ -174,9 +175,19 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def bindings(message: Message) -> tuple[dict[str, str], bool]:
-    """The digests an approval binds, and whether the recipients were cut at a limit."""
-    recipients, truncated = _addresses(message, _VISIBLE, message.limits)
+def bindings(
+    message: Message, visible: tuple[Iterable[str], bool] | None = None
+) -> tuple[dict[str, str], bool]:
+    """The digests an approval binds, and whether the recipients were cut at a limit.
+
+    ``visible``: the visible recipients' normalised addresses and whether counting stopped,
+    when the engine's recipient analysis has them already (the same parser, so the same
+    digest; a test holds both ways to agreement): saves parsing a 300-address To again.
+    """
+    if visible is None:
+        recipients, truncated = _addresses(message, _VISIBLE, message.limits)
+    else:
+        recipients, truncated = sorted(set(visible[0])), visible[1]
     senders, cut = _addresses(message, ("from",), message.limits)
     subject = _words(" ".join(decode_rfc2047(s) for s in message.get_all("subject")))
     digests = {
@@ -244,9 +255,14 @@ def insert_field(raw: bytes, lines: Sequence[str]) -> bytes:
 
 
 def verify(
-    message: Message | bytes, keys: Keyring | None, now: float, limits: Limits | None = None
+    message: Message | bytes,
+    keys: Keyring | None,
+    now: float,
+    limits: Limits | None = None,
+    visible: tuple[Iterable[str], bool] | None = None,
 ) -> Verification:
-    """Check the approval field of ``message`` against ``keys`` at time ``now``."""
+    """Check the approval field of ``message`` against ``keys`` at time ``now``
+    (``visible``: see :func:`bindings`)."""
     if not isinstance(message, Message):
         message = parse_message(message, limits)
     values = message.get_all(HEADER.lower())
@@ -271,7 +287,7 @@ def verify(
         reasons.append(f"approval expired (at {iso(expires)})")
     elif issued > now + CLOCK_SKEW:
         reasons.append(f"approval issued in the future ({iso(issued)}): check the clocks")
-    digests, truncated = bindings(message)
+    digests, truncated = bindings(message, visible)
     if truncated:
         reasons.append("more addresses than mailguard counts: the recipients cannot be verified")
     reasons += [words for tag, words in _CHANGED.items() if digests[tag] != tags[tag]]
@@ -320,13 +336,16 @@ def _parse(value: str) -> tuple[dict[str, str] | None, str]:
     return tags, ""
 
 
-def review(message: Message, services: Services, mode: str) -> Verification:
+def review(
+    message: Message, services: Services, mode: str, recipients: RecipientAnalysis | None = None
+) -> Verification:
     """The approval of a message the engine is judging: outgoing mail only (an archived
     copy's approval expired long ago and says nothing about the exposure)."""
     if mode != "outgoing" or not message.get(HEADER):
         return ABSENT
     clock = services.clock or time.time
-    return verify(message, services.approval, clock())
+    visible = None if recipients is None else (recipients.visible.keys(), recipients.truncated)
+    return verify(message, services.approval, clock(), visible=visible)
 
 
 def settle(report: Report, verification: Verification) -> Report:

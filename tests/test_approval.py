@@ -237,3 +237,26 @@ def test_verifying_many_recipients_is_linear():
     assert_linear(
         lambda n: signed(mailout(n // 40)), lambda raw: verify(raw, RING, NOW), 400, 1 << 20
     )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "To: a@x.example, A@X.example\r\nCc: b@y.example\r\nResent-To: c@z.example",
+        "To: Group: a@x.example, b@y.example;, c@z.example\r\nResent-Cc: d@w.example",
+        "To: =?utf-8?q?M=C3=BCller=2C_Jo?= <jo@b\u00fccher.example>; x@y.example",
+        "To: a@x.example\r\nTo: <b@y.example> <c@z.example>, not an address\r\nBcc: h@i.example",
+        "To: undisclosed-recipients:;",
+    ],
+)
+def test_the_engines_recipient_analysis_and_the_signer_bind_the_same_recipients(headers):
+    from mailguard.approval import bindings
+    from mailguard.config import Config
+    from mailguard.recipients import analyse
+
+    raw = f"From: a@ours.example\r\n{headers}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    message = parse_message(raw)
+    analysis = analyse(message, Config())
+    ours = bindings(message)
+    theirs = bindings(message, (analysis.visible.keys(), analysis.truncated))
+    assert ours == theirs

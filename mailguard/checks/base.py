@@ -54,7 +54,7 @@ class CheckContext:
     def approval(self) -> Verification:
         """The message's signed approval, verified once (rule MG701 and the engine ask)."""
         if self._approval is None:
-            self._approval = review(self.message, self.services, self.mode)
+            self._approval = review(self.message, self.services, self.mode, self.recipients)
         return self._approval
 
     @cached_property
