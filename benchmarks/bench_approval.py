@@ -68,13 +68,16 @@ def main() -> int:
     ]
     h.table(out.say, columns, rows)
     added = rows[5]["p99"] - rows[4]["p99"]
-    out.say(f"a valid approval adds {added:.3f} ms at p99 to the 300-recipient decision")
+    median = rows[5]["p50"] - rows[4]["p50"]
+    out.say(f"a valid approval adds {median:.3f} ms at p50, {added:.3f} ms at p99 to the "
+            "300-recipient decision (p99 on a shared machine is mostly other load)")  # fmt: skip
     targets = [
         h.target(f"approval adds < {TARGET_MS:g} ms at p99 (300 rcpt)", round(added, 3),
                  TARGET_MS, added < TARGET_MS),
     ]  # fmt: skip
     h.print_targets(out.say, targets, heading="Targets (ours):")
-    out.finish({"rows": rows, "targets": targets, "added_p99_ms": round(added, 3)})
+    out.finish({"rows": rows, "targets": targets, "added_p99_ms": round(added, 3),
+                "added_p50_ms": round(median, 3)})  # fmt: skip
     return 0
 
 
