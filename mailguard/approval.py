@@ -218,8 +218,8 @@ def sign(raw: bytes, key: Key, valid_for: float, now: float, limits: Limits | No
         raise InputError(
             f"the validity must be more than 0 and at most {MAX_VALID_FOR // 86400} days"
         )
-    raw = strip(raw)
-    message = parse_message(raw, limits)
+    message = parse_message(strip(raw), limits)
+    raw = message.raw  # bare-CR line ends come back as LF: the field must go into the headers
     if message.problems and any(p.kind == "header-block-truncated" for p in message.problems):
         raise InputError("the header block is larger than mailguard reads: it cannot be approved")
     digests, truncated = bindings(message)

@@ -260,3 +260,20 @@ def test_the_engines_recipient_analysis_and_the_signer_bind_the_same_recipients(
     ours = bindings(message)
     theirs = bindings(message, (analysis.visible.keys(), analysis.truncated))
     assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        mailout(3).replace(b"\r\n", b"\r"),  # classic Mac line ends
+        b"\xef\xbb\xbf" + mailout(3),  # a byte-order mark
+        b"From someone Tue Dec  1 01:00:00 2026\n" + mailout(3).replace(b"\r\n", b"\n"),
+        mailout(3).split(b"\r\n\r\n")[0] + b"\r\n",  # headers only
+        mailout(3).split(b"\r\n\r\n")[0],  # headers only, no final line end
+    ],
+    ids=["bare-cr", "bom", "mbox-from-line", "headers-only", "no-final-eol"],
+)
+def test_odd_but_readable_messages_are_signed_in_their_header_block(raw):
+    out = signed(raw)
+    assert verify(out, RING, NOW).valid
+    assert Engine(services=Services(approval=RING, clock=lambda: NOW)).check(out).approval
