@@ -277,3 +277,35 @@ def test_odd_but_readable_messages_are_signed_in_their_header_block(raw):
     out = signed(raw)
     assert verify(out, RING, NOW).valid
     assert Engine(services=Services(approval=RING, clock=lambda: NOW)).check(out).approval
+
+
+def _reference_canonical(body: bytes) -> bytes:
+    """The definition, written the obvious way (slow on hostile input, exact)."""
+    lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    stripped = [line.rstrip(b" \t") for line in lines]
+    while stripped and not stripped[-1]:
+        stripped.pop()
+    return b"".join(line + b"\n" for line in stripped)
+
+
+def test_canonical_body_matches_its_definition_on_random_bodies():
+    import random
+
+    rng = random.Random(11)
+    alphabet = [b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"b ", b".", b"\xc3\xa9", b"\x00"]
+    for _ in range(3000):
+        body = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        assert canonical_body(body) == _reference_canonical(body), body
+
+
+def test_canonical_body_of_many_empty_lines_builds_no_line_list():
+    import tracemalloc
+
+    body = b"x\n" + b"\n" * 2_000_000
+    tracemalloc.start()
+    try:
+        assert canonical_body(body) == b"x\n"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(body)  # a list of 2 million lines alone would be 16 MB
