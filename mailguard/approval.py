@@ -55,6 +55,7 @@ from mailguard.errors import InputError
 from mailguard.headers import ADDRESS_HEADERS, decode_rfc2047, find_header_end
 from mailguard.limits import Limits
 from mailguard.message import Message, parse_message
+from mailguard.recipients import RecipientAnalysis
 from mailguard.report import Report
 from mailguard.services import Services
 
@@ -145,14 +146,17 @@ def _digest(data: bytes) -> str:
 def canonical_body(body: bytes) -> bytes:
     """The body as hashed: LF line ends, no blanks at line ends, no blank lines at the end.
 
-    Line by line with ``rstrip`` (linear): a regex like ``[ \\t]+\\n`` is quadratic on a
-    long run of spaces that no newline follows.
+    Whole-buffer operations in C, no list of lines (100 MB of empty lines would be a list
+    of 100 million). The blanks pattern only starts at the start of a run of blanks (the
+    lookbehind), so a long run that no line end follows is tried once, not from each of
+    its positions (which would be quadratic).
     """
-    lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    stripped = [line.rstrip(b" \t") for line in lines]
-    while stripped and not stripped[-1]:
-        stripped.pop()
-    return b"".join(line + b"\n" for line in stripped)
+    text = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + b"\n"
+    text = _LINE_END_BLANKS.sub(b"\n", text).rstrip(b"\n")
+    return text + b"\n" if text else b""
+
+
+_LINE_END_BLANKS = re.compile(rb"(?<![ \t])[ \t]+\n")
 
 
 def _addresses(message: Message, names: Iterable[str], limits: Limits) -> tuple[list[str], bool]:
@@ -174,9 +178,19 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def bindings(message: Message) -> tuple[dict[str, str], bool]:
-    """The digests an approval binds, and whether the recipients were cut at a limit."""
-    recipients, truncated = _addresses(message, _VISIBLE, message.limits)
+def bindings(
+    message: Message, visible: tuple[Iterable[str], bool] | None = None
+) -> tuple[dict[str, str], bool]:
+    """The digests an approval binds, and whether the recipients were cut at a limit.
+
+    ``visible``: the visible recipients' normalised addresses and whether counting stopped,
+    when the engine's recipient analysis has them already (the same parser, so the same
+    digest; a test holds both ways to agreement): saves parsing a 300-address To again.
+    """
+    if visible is None:
+        recipients, truncated = _addresses(message, _VISIBLE, message.limits)
+    else:
+        recipients, truncated = sorted(set(visible[0])), visible[1]
     senders, cut = _addresses(message, ("from",), message.limits)
     subject = _words(" ".join(decode_rfc2047(s) for s in message.get_all("subject")))
     digests = {
@@ -207,8 +221,8 @@ def sign(raw: bytes, key: Key, valid_for: float, now: float, limits: Limits | No
         raise InputError(
             f"the validity must be more than 0 and at most {MAX_VALID_FOR // 86400} days"
         )
-    raw = strip(raw)
-    message = parse_message(raw, limits)
+    message = parse_message(strip(raw), limits)
+    raw = message.raw  # bare-CR line ends come back as LF: the field must go into the headers
     if message.problems and any(p.kind == "header-block-truncated" for p in message.problems):
         raise InputError("the header block is larger than mailguard reads: it cannot be approved")
     digests, truncated = bindings(message)
@@ -244,9 +258,14 @@ def insert_field(raw: bytes, lines: Sequence[str]) -> bytes:
 
 
 def verify(
-    message: Message | bytes, keys: Keyring | None, now: float, limits: Limits | None = None
+    message: Message | bytes,
+    keys: Keyring | None,
+    now: float,
+    limits: Limits | None = None,
+    visible: tuple[Iterable[str], bool] | None = None,
 ) -> Verification:
-    """Check the approval field of ``message`` against ``keys`` at time ``now``."""
+    """Check the approval field of ``message`` against ``keys`` at time ``now``
+    (``visible``: see :func:`bindings`)."""
     if not isinstance(message, Message):
         message = parse_message(message, limits)
     values = message.get_all(HEADER.lower())
@@ -271,7 +290,7 @@ def verify(
         reasons.append(f"approval expired (at {iso(expires)})")
     elif issued > now + CLOCK_SKEW:
         reasons.append(f"approval issued in the future ({iso(issued)}): check the clocks")
-    digests, truncated = bindings(message)
+    digests, truncated = bindings(message, visible)
     if truncated:
         reasons.append("more addresses than mailguard counts: the recipients cannot be verified")
     reasons += [words for tag, words in _CHANGED.items() if digests[tag] != tags[tag]]
@@ -320,13 +339,16 @@ def _parse(value: str) -> tuple[dict[str, str] | None, str]:
     return tags, ""
 
 
-def review(message: Message, services: Services, mode: str) -> Verification:
+def review(
+    message: Message, services: Services, mode: str, recipients: RecipientAnalysis | None = None
+) -> Verification:
     """The approval of a message the engine is judging: outgoing mail only (an archived
     copy's approval expired long ago and says nothing about the exposure)."""
     if mode != "outgoing" or not message.get(HEADER):
         return ABSENT
     clock = services.clock or time.time
-    return verify(message, services.approval, clock())
+    visible = None if recipients is None else (recipients.visible.keys(), recipients.truncated)
+    return verify(message, services.approval, clock(), visible=visible)
 
 
 def settle(report: Report, verification: Verification) -> Report:

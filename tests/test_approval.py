@@ -199,3 +199,113 @@ def test_the_message_that_cannot_be_counted_is_not_signed():
     with pytest.raises(InputError):
         sign(mailout(10), KEY, 60, NOW, Limits(max_addresses=5))
     assert parse_message(signed())  # sanity: the signed message parses
+
+
+# ------------------------------------------------------------------ bounded time
+
+
+def _signed_with_body(unit: bytes):
+    def make(n: int) -> bytes:
+        return sign(mailout(3, body="") + unit * (n // len(unit)), KEY, 60, NOW)
+
+    return make
+
+
+def test_verifying_hostile_bodies_is_linear():
+    from tests.test_linear_time import assert_linear
+
+    def run(raw: bytes) -> None:
+        assert verify(raw, RING, NOW).valid
+
+    for unit in (b" ", b" \t\r", b"x  \r\n", b"\r\n"):  # blanks with no line end after them
+        assert_linear(_signed_with_body(unit), run, 4_000, 1 << 22)
+
+
+def test_stripping_many_fields_and_continuation_lines_is_linear():
+    from tests.test_linear_time import assert_linear
+
+    def make(n: int) -> bytes:
+        fields = b"X-Mailguard-Approval: v=1;\r\n more\r\nX-Other: 1\r\n\tcontinued\r\n" * (n // 50)
+        return b"From: a@b.example\r\n" + fields + b"\r\nbody\r\n"
+
+    assert_linear(make, strip, 4_000, 1 << 22)
+
+
+def test_verifying_many_recipients_is_linear():
+    from tests.test_linear_time import assert_linear
+
+    assert_linear(
+        lambda n: signed(mailout(n // 40)), lambda raw: verify(raw, RING, NOW), 400, 1 << 20
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "To: a@x.example, A@X.example\r\nCc: b@y.example\r\nResent-To: c@z.example",
+        "To: Group: a@x.example, b@y.example;, c@z.example\r\nResent-Cc: d@w.example",
+        "To: =?utf-8?q?M=C3=BCller=2C_Jo?= <jo@b\u00fccher.example>; x@y.example",
+        "To: a@x.example\r\nTo: <b@y.example> <c@z.example>, not an address\r\nBcc: h@i.example",
+        "To: undisclosed-recipients:;",
+    ],
+)
+def test_the_engines_recipient_analysis_and_the_signer_bind_the_same_recipients(headers):
+    from mailguard.approval import bindings
+    from mailguard.config import Config
+    from mailguard.recipients import analyse
+
+    raw = f"From: a@ours.example\r\n{headers}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    message = parse_message(raw)
+    analysis = analyse(message, Config())
+    ours = bindings(message)
+    theirs = bindings(message, (analysis.visible.keys(), analysis.truncated))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        mailout(3).replace(b"\r\n", b"\r"),  # classic Mac line ends
+        b"\xef\xbb\xbf" + mailout(3),  # a byte-order mark
+        b"From someone Tue Dec  1 01:00:00 2026\n" + mailout(3).replace(b"\r\n", b"\n"),
+        mailout(3).split(b"\r\n\r\n")[0] + b"\r\n",  # headers only
+        mailout(3).split(b"\r\n\r\n")[0],  # headers only, no final line end
+    ],
+    ids=["bare-cr", "bom", "mbox-from-line", "headers-only", "no-final-eol"],
+)
+def test_odd_but_readable_messages_are_signed_in_their_header_block(raw):
+    out = signed(raw)
+    assert verify(out, RING, NOW).valid
+    assert Engine(services=Services(approval=RING, clock=lambda: NOW)).check(out).approval
+
+
+def _reference_canonical(body: bytes) -> bytes:
+    """The definition, written the obvious way (slow on hostile input, exact)."""
+    lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    stripped = [line.rstrip(b" \t") for line in lines]
+    while stripped and not stripped[-1]:
+        stripped.pop()
+    return b"".join(line + b"\n" for line in stripped)
+
+
+def test_canonical_body_matches_its_definition_on_random_bodies():
+    import random
+
+    rng = random.Random(11)
+    alphabet = [b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"b ", b".", b"\xc3\xa9", b"\x00"]
+    for _ in range(3000):
+        body = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        assert canonical_body(body) == _reference_canonical(body), body
+
+
+def test_canonical_body_of_many_empty_lines_builds_no_line_list():
+    import tracemalloc
+
+    body = b"x\n" + b"\n" * 2_000_000
+    tracemalloc.start()
+    try:
+        assert canonical_body(body) == b"x\n"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(body)  # a list of 2 million lines alone would be 16 MB

@@ -240,3 +240,63 @@ def test_approve_asks_on_a_terminal(setup, tmp_path, answer, code):
     assert "Approve" in seen and "MG101" in seen
     assert out.exists() == (code == 0)
     assert_no_key(seen, key)
+
+
+# ------------------------------------------------------------------ milter frames
+
+
+def _milter_frames(headers, body: bytes, keys, mode: str = "enforce", **offer: int):
+    """A message through the milter session, judged as the server judges it."""
+    from mailguard.engine import Engine
+    from mailguard.milter.decision import outcome_for
+    from mailguard.milter.settings import MilterSettings
+    from mailguard.services import Services
+    from tests.test_milter_session import feed_message, new_session
+
+    settings = MilterSettings(mode=mode)
+    s = new_session(settings, **offer)
+    step = feed_message(s, headers, body)
+    assert step.decide is not None
+    engine = Engine(services=Services(approval=keys))
+    report = engine.check(step.decide.raw_message(s.caps.leading_space),
+                          envelope=step.decide.envelope)  # fmt: skip
+    return report, outcome_for(report, settings, s.caps, step.decide)
+
+
+def _fields(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    block, body = raw.split(b"\r\n\r\n", 1)
+    text = block.decode().replace("\r\n ", "\n ")
+    fields = []
+    for line in text.split("\r\n"):
+        name, _, value = line.partition(":")
+        fields.append((name, value))
+    return fields, body
+
+
+def test_the_milter_deletes_the_approval_field_at_its_index_and_logs_the_key():
+    from mailguard.approval import sign as sign_raw
+    from mailguard.approval_keys import Key, Keyring
+    from mailguard.milter import protocol as p
+    from mailguard.milter.decision import log_fields
+
+    key = Key("ops-2026a", bytes(range(32)))
+    signed = sign_raw(mailout(), key, 3600, time.time())
+    fields, body = _fields(signed)
+    report, outcome = _milter_frames(fields, body, Keyring([key]))
+    assert report.verdict == "pass" and outcome.action == "accept"
+    assert outcome.frames == [p.delete_header(1, HEADER), p.SIMPLE[p.CONTINUE]]
+    logged = log_fields(report, outcome)
+    assert list(logged)[:2] == ["action", "approved"] and logged["approved"] == "ops-2026a"
+    # Two approval fields: malformed, refused; in monitor mode accepted with both deleted,
+    # highest index first (each deletion leaves the lower indexes in place).
+    twice = [*fields, (HEADER, fields[-1][1])]
+    report, outcome = _milter_frames(twice, body, Keyring([key]))
+    assert outcome.action == "reject" and b"malformed approval" in outcome.frames[-1]
+    report, outcome = _milter_frames(twice, body, Keyring([key]), mode="monitor")
+    kinds = [f[4:5] for f in outcome.frames]
+    assert outcome.frames[:2] == [p.delete_header(2, HEADER), p.delete_header(1, HEADER)]
+    assert p.ADDHEADER in kinds  # monitor mode's verdict headers, added after every delete
+    assert max(i for i, k in enumerate(kinds) if k == p.CHGHEADER) < kinds.index(p.ADDHEADER)
+    # An MTA that did not grant header changes gets no deletion frames.
+    _, outcome = _milter_frames(fields, body, Keyring([key]), actions=p.SMFIF_ADDHDRS)
+    assert not [f for f in outcome.frames if f[4:5] == p.CHGHEADER]

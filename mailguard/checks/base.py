@@ -49,13 +49,6 @@ class CheckContext:
     notes: list[Skipped] = field(default_factory=list)
     """Checks that ran but could not finish (DNS unanswered): the report lists them under
     ``skipped``, because they are neither a finding nor an error."""
-    _approval: Verification | None = field(default=None, repr=False)
-
-    def approval(self) -> Verification:
-        """The message's signed approval, verified once (rule MG701 and the engine ask)."""
-        if self._approval is None:
-            self._approval = review(self.message, self.services, self.mode)
-        return self._approval
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:
@@ -77,3 +70,12 @@ class CheckContext:
         texts["subject"] = decode_rfc2047(self.message.get("subject") or "")
         texts["body"] = self.message.body_text.text
         return texts
+
+    _approval: Verification | None = field(default=None, repr=False)
+    """Set by :meth:`approval` (a plain field, not a cached property: mypyc)."""
+
+    def approval(self) -> Verification:
+        """The message's signed approval, verified once (rule MG701 and the engine ask)."""
+        if self._approval is None:
+            self._approval = review(self.message, self.services, self.mode, self.recipients)
+        return self._approval

@@ -82,6 +82,14 @@ def run_approve(
         raise CommandError(f"cannot approve {message}: {reason}")
     color = sys.stderr.isatty()
     echo(render_text([report], RenderOptions(), color=color).rstrip("\n"), err=True)
+    configured = settings.approval.ids
+    if configured and key.id not in configured:
+        listed = ", ".join(configured)
+        echo(
+            f"note: key {key.id} is not in this configuration's [approval] keys ({listed}): "
+            "a gate using it reports 'unknown key'",
+            err=True,
+        )
     now = time.time()
     n = report.recipients.get("visible", 0)
     echo(

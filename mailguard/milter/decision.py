@@ -70,6 +70,10 @@ def outcome_for(
     action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
     headers = _headers(report, settings, action, planned)
     frames: list[bytes] = []
+    if txn is not None and action in ("accept", "quarantine") and caps.can_change_headers:
+        # The approval token is for this gate, not for the recipients: it goes (valid or
+        # not), deleted before any field is added.
+        frames += [p.delete_header(i, APPROVAL_HEADER) for i in approval_indexes(txn.headers)]
     if headers and action in ("accept", "quarantine") and caps.can_add_headers:
         if txn is not None and caps.can_change_headers:
             frames += _remove_forged(txn)
@@ -77,9 +81,6 @@ def outcome_for(
         frames += [p.add_header(name, value(text)) for name, text in headers]
     else:
         headers = []
-    if txn is not None and action in ("accept", "quarantine") and caps.can_change_headers:
-        # The approval token is for this gate, not for the recipients: it goes (valid or not).
-        frames += [p.delete_header(i, APPROVAL_HEADER) for i in approval_indexes(txn.headers)]
     if action == "reject":
         frames.append(p.reply_code("550 5.7.1", refusal_reason(report)))
     elif action == "tempfail":
