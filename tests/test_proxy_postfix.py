@@ -298,3 +298,19 @@ def test_an_approved_mailout_passes_without_its_approval_field(postfix, tmp_path
     assert b"X-Mailguard-Approval" not in delivery.data
     assert body_of(delivery.data) == body_of(raw)
     assert "approved=ops-2026" in proxy.messages()[0] and "action=accept" in proxy.messages()[0]
+
+
+def test_accept_adds_the_verdict_headers_and_drops_forged_ones(postfix, tmp_path):
+    rcpts = [f"player{i}@gmail.com" for i in range(20)]  # a warn, accepted by default
+    raw = eml(
+        f"From: {SENDER}\nTo: {', '.join(rcpts)}\nX-Mailguard-Verdict: pass\nSubject: fixtures",
+        "Saturday 10:00",
+    )
+    with proxy_for(postfix, tmp_path) as proxy:
+        assert send(proxy, rcpts, raw) == {}
+    deliveries = sink(postfix)
+    msg = email.message_from_bytes(deliveries[0].data)
+    assert msg.get_all("X-Mailguard-Verdict") == ["warn"]
+    assert msg["X-Mailguard-Rules"].startswith("MG101")
+    assert body_of(deliveries[0].data) == body_of(raw)
+    assert "verdict=warn" in proxy.messages()[0] and "action=accept" in proxy.messages()[0]

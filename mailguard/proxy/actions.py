@@ -23,7 +23,7 @@ next is sent, so the client's retry of the same message delivers only the missin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mailguard.engine import Engine
 from mailguard.milter.decision import _headers as milter_headers
@@ -34,7 +34,7 @@ from mailguard.proxy.journal import Journal
 from mailguard.proxy.relay import Reply, Upstream, UpstreamError
 from mailguard.proxy.settings import ProxySettings
 from mailguard.recipients import Envelope
-from mailguard.remedy import apply_to_bytes, at_level, fields_of, plan_rewrite
+from mailguard.remedy import rewrite_message
 from mailguard.report import Report
 from mailguard.scoring import Scoring
 
@@ -59,30 +59,24 @@ def refusal(code: str, report: Report) -> Reply:
     return int(number), f"{enhanced} {refusal_reason(report)}"
 
 
-@dataclass
-class Rewritten:
-    data: bytes | None
-    """The rewritten message, or None: use ``rewrite_fallback``."""
-    fields: dict[str, object] = field(default_factory=dict)
-
-
 def rewrite(
     raw: bytes, report: Report, engine: Engine, envelope: Envelope, scoring: Scoring,
     rewrite_to: str = "undisclosed",
-) -> Rewritten:  # fmt: skip
-    """The milter's rewrite on bytes; re-checked, and refused if it would not cure."""
+) -> tuple[bytes | None, dict[str, object]]:  # fmt: skip
+    """The milter's rewrite (:func:`mailguard.remedy.rewrite_message`) on the bytes, re-checked
+    with the same engine and envelope: the message to relay (None: use the fallback) and
+    the counts for the log line, as the milter logs them."""
     level = "block" if report.verdict == "block" else "warn"
-    plan = plan_rewrite(fields_of(raw), report, level=level, scoring=scoring, rewrite_to=rewrite_to)
-    if not plan.possible:
-        return Rewritten(None, {"rewrite": "impossible"})
-    new = apply_to_bytes(raw, plan.edits)
-    again = engine.check(new, envelope=envelope, source="proxy")
+    done = rewrite_message(
+        raw, report, level=level, scoring=scoring, rewrite_to=rewrite_to,
+        recheck=lambda data: engine.check(data, envelope=envelope, source="proxy"),
+    )  # fmt: skip
     info: dict[str, object] = {
-        "visible_before": plan.visible_before, "visible_after": plan.visible_after,
+        "visible_before": done.plan.visible_before, "visible_after": done.plan.visible_after,
     }  # fmt: skip
-    if at_level(again, level):
-        return Rewritten(None, {**info, "rewrite": "not-cured"})
-    return Rewritten(new, info)
+    if not done.ok:
+        info["would"] = f"rewrite({done.why})"
+    return done.data if done.ok else None, info
 
 
 @dataclass

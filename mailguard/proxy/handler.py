@@ -200,7 +200,10 @@ class Gateway:
         # thread instead of two (a third of the hand-offs of a one-recipient message); its
         # answer to MAIL, if not 250, is the answer to that RCPT and every later one.
         await self._release(session)
-        session.upstream = await self.relay.acquire()
+        try:
+            session.upstream = await self.relay.acquire()
+        except UpstreamError as exc:
+            return format_reply(exc.reply)
         session.mail_reply = None
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -303,14 +306,14 @@ class Gateway:
             return (554, f"5.6.0 {actions.refusal_reason(report)}"), fields
         action = actions.configured(report, self.settings)
         if action == "rewrite":
-            done = await asyncio.get_running_loop().run_in_executor(
+            data, info = await asyncio.get_running_loop().run_in_executor(
                 self.decide_pool, actions.rewrite, raw, report, self.engine, env, self.scoring,
                 self.settings.rewrite_to,
             )  # fmt: skip
-            fields.update(done.fields)
-            if done.data is not None:
+            fields.update(info)
+            if data is not None:
                 fields["action"] = "rewrite"
-                return await self._relay(upstream, done.data), fields
+                return await self._relay(upstream, data), fields
             action = self.settings.rewrite_fallback
             fields["fallback"] = action
         fields["action"] = action

@@ -35,6 +35,7 @@ T = TypeVar("T")
 Reply = tuple[int, str]
 """An SMTP reply: code and text (the text may span lines, joined with newlines)."""
 
+BUSY: Reply = (451, "4.4.5 mailguard: every upstream connection is busy; try again later")
 DISCONNECTED: Reply = (451, "4.4.2 mailguard: the upstream server closed the connection")
 
 
@@ -239,8 +240,14 @@ class Relay:
         return await asyncio.get_running_loop().run_in_executor(self.pool, func, *args)
 
     async def acquire(self) -> Upstream:
-        """A connection for one transaction: a pooled one if fresh enough, else a new one."""
-        await self._slots.acquire()
+        """A connection for one transaction: a pooled one if fresh enough, else a new one.
+
+        With every connection busy, a client waits up to ``relay_timeout`` for one, then
+        gets a temporary refusal rather than waiting without end."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.settings.relay_timeout)
+        except TimeoutError:
+            raise UpstreamError(BUSY) from None
         now = time.monotonic()
         while self._idle:
             upstream = self._idle.pop()
