@@ -12,6 +12,7 @@ import email.policy
 import email.utils
 import smtplib
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from mailguard.approval import sign
+from mailguard.approval_keys import Keyring, new_key
 from mailguard.proxy.settings import ProxySettings
+from mailguard.services import Services
 from tests.conftest import EXAMPLES, eml
 from tests.support.postfix import PostfixInstance, SinkMessage, ensure_postfix_installed
 from tests.support.proxy import RunningProxy
@@ -271,12 +275,6 @@ def test_split_with_three_of_twenty_refused_at_rcpt_then_retried(postfix, tmp_pa
 
 
 def test_an_approved_mailout_passes_without_its_approval_field(postfix, tmp_path):
-    import time
-
-    from mailguard.approval import sign
-    from mailguard.approval_keys import Keyring, new_key
-    from mailguard.services import Services
-
     key = new_key("ops-2026")
     rcpts = [f"committee{i}@gmail.com" for i in range(30)]
     raw = eml(f"From: {SENDER}\nTo: {', '.join(rcpts)}\nSubject: minutes", "Agreed to share.")

@@ -176,3 +176,55 @@ def test_the_fast_path_parses_smtp_paths_as_aiosmtpd_does(arg):
         )
     finally:
         loop.close()
+
+
+class _Transport:
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.peer if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("peer", "clear_text_auth"), [("127.0.0.1", True), ("::1", True),
+                                                       ("192.0.2.7", False)])  # fmt: skip
+def test_plain_and_login_without_tls_only_from_loopback(peer, clear_text_auth):
+    import asyncio
+
+    from mailguard.proxy.handler import ProxySMTP
+
+    loop = asyncio.new_event_loop()
+    try:
+        smtp = ProxySMTP(object(), loop=loop, auth_require_tls=True)
+        smtp.connection_made(_Transport((peer, 40000)))  # type: ignore[arg-type]
+        # aiosmtpd then advertises AUTH without STARTTLS, or answers 538 to AUTH.
+        assert smtp._auth_require_tls is not clear_text_auth
+        smtp._timeout_handle.cancel()
+        smtp._handler_coroutine.cancel()
+        loop.run_until_complete(asyncio.sleep(0))  # let the cancelled client task finish
+    finally:
+        loop.close()
+
+
+def test_a_split_sends_one_copy_per_person(tmp_path):
+    from mailguard.proxy.actions import split
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send_copy(self, sender, options, recipient, data):
+            self.sent.append(recipient)
+            return 250, "ok"
+
+    upstream = Recorder()
+    raw = b"From: a@b.example\r\nTo: x@y.example, X@Y.example\r\n\r\nhi\r\n"
+    result = split(upstream, Journal(tmp_path / "j"), raw, "a@b.example", (),  # type: ignore[arg-type]
+                   ["x@y.example", "X@Y.example", "z@y.example"], "b.example")  # fmt: skip
+    assert upstream.sent == ["x@y.example", "z@y.example"] and result.reply()[0] == 250

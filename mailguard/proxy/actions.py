@@ -127,6 +127,11 @@ def split(
     failures that the client's retry (after our 451) sends. A copy the upstream refuses is
     counted and the next one tried.
     """
+    # One copy per person: a recipient given twice (in any case) gets one copy, not two.
+    first: dict[str, str] = {}
+    for recipient in recipients:
+        first.setdefault(recipient.lower(), recipient)
+    recipients = list(first.values())
     result = SplitResult(copies=len(recipients))
     key = journal.message_key(mail_from, raw)
     earlier = journal.delivered(key, recipients)
