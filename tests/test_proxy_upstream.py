@@ -198,3 +198,40 @@ def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_
     ((code, text),) = refused.value.recipients.values()
     assert code == 451 and text.startswith(b"4.4.1 mailguard: cannot reach the upstream")
     assert not any("Traceback" in line for line in proxy.log.lines)
+
+
+def test_garbage_and_abandoned_sessions_leave_the_proxy_serving(tls, tmp_path):
+    import random
+    import socket
+
+    rng = random.Random(12)
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none")
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            for _ in range(3):  # clients that give up half-way, with an upstream transaction open
+                sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+                file = sock.makefile("rb")
+                file.readline()
+                for line in (b"EHLO x", f"MAIL FROM:<{SENDER}>".encode(),
+                             b"RCPT TO:<partner@othercorp.example>"):  # fmt: skip
+                    sock.sendall(line + b"\r\n")
+                    while (reply := file.readline())[3:4] == b"-":
+                        pass
+                sock.close()
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            file = sock.makefile("rb")
+            file.readline()
+            for _ in range(200):  # random bytes, random lengths, some NULs and 8-bit
+                line = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+                sock.sendall(line.replace(b"\n", b"") + b"\r\n")
+                reply = file.readline()
+                assert reply[:3].isdigit() and reply[3:4] in (b" ", b"-"), reply
+                while reply[3:4] == b"-":
+                    reply = file.readline()
+                if reply.startswith(b"502"):  # too many unknown commands: closed
+                    break
+            sock.close()
+            send(proxy, ["partner@othercorp.example"], clean("after the garbage"))
+    assert len(up.received) == 1
+    assert len(up.handler.peers) == 1  # the abandoned transactions' connection was reused
+    assert not any("Traceback" in line or "internal error" in line for line in proxy.log.lines)
