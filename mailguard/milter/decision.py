@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailguard.milter import protocol as p
-from mailguard.milter.rewrite import Rewrite
 from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
-from mailguard.remedy import ACTION_FIELD, Edit
+from mailguard.remedy import ACTION_FIELD, Edit, Rewritten
 from mailguard.report import Report
 from mailguard.rules import MOVE_TO_BCC
 
@@ -38,7 +37,7 @@ class Outcome:
     """In monitor mode: the action enforce mode would have taken. After a rewrite: the
     action the message would have got without one (``rewrite_fallback``)."""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    rewrite: Rewrite | None = None
+    rewrite: Rewritten | None = None
     """When ``rewrite`` was the configured action: what it came to (for the log line)."""
 
 
@@ -90,7 +89,7 @@ def outcome_for(
 
 
 def _rewrite_or_fallback(
-    rewrite: Rewrite | None, settings: MilterSettings, caps: Capabilities
+    rewrite: Rewritten | None, settings: MilterSettings, caps: Capabilities
 ) -> str:
     """``rewrite`` if the plan held up under the re-check and the MTA lets us edit headers."""
     if rewrite is None or not rewrite.ok:
@@ -101,7 +100,11 @@ def _rewrite_or_fallback(
 
 
 def _rewritten(
-    rewrite: Rewrite, after: Report, settings: MilterSettings, caps: Capabilities, txn: Transaction
+    rewrite: Rewritten,
+    after: Report,
+    settings: MilterSettings,
+    caps: Capabilities,
+    txn: Transaction,
 ) -> Outcome:
     """The edits of the plan, then our headers as the rewritten message earned them.
 
