@@ -277,3 +277,31 @@ def test_rewrite_message_applies_and_rechecks_or_says_why(tmp_path: Path):
     refused = rewrite_message(raw, engine.check(raw), level="block", scoring=SCORING,
                               recheck=recheck)  # fmt: skip
     assert not refused.ok and refused.why == custom_rule.CODE and calls == []
+
+
+EDITS = st.lists(
+    st.builds(
+        Edit,
+        st.sampled_from(["delete", "add"]),
+        NAMES,
+        st.sampled_from(["", UNDISCLOSED, "x\r\ny"]),
+        st.integers(min_value=-1, max_value=4),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), EDITS)
+def test_any_bytes_and_any_edits_never_raise_and_no_edits_change_nothing(raw, edits):
+    assert apply_to_bytes(raw, []) == raw
+    out = apply_to_bytes(raw, edits)
+    fields_of(raw)
+    fields_of(out)
+    if not any(e.action == "add" for e in edits):
+        assert len(out) <= len(raw)
+    for i, edit in enumerate(edits):
+        later = {e.name.lower() for e in edits[i:] if e.action == "delete"}
+        if edit.action == "add" and edit.name.lower() not in later:
+            # An added field is one line, whatever its value held.
+            assert f"{edit.name}: {edit.value}".replace("\r\n", "").encode() in out
