@@ -112,7 +112,7 @@ def _rewritten(
     added; see :mod:`mailguard.remedy` for why each name is deleted from its highest index.
     """
     headers = _headers(after, settings, "rewrite", "rewrite")
-    frames = _remove_forged(txn, skip=ACTION_FIELD) if headers else []
+    frames = _remove_forged(txn, skip=ACTION_FIELD)  # we always add X-Mailguard-Action
     frames += [_frame(edit, caps) for edit in rewrite.plan.edits]
     frames += [_frame(Edit("add", name, text), caps) for name, text in headers]
     frames.append(p.SIMPLE[p.CONTINUE])
