@@ -153,6 +153,11 @@ def rewrite_message(
     )  # fmt: skip
     if not plan.possible:
         return Rewritten(False, plan, why=",".join(plan.uncured) or "nothing-to-cure")
+    if raw.find(b"\n", 0, 4096) < 0 and raw.find(b"\r", 0, 4096) >= 0:
+        # Bare-CR line ends: the engine reads them as lines (mailguard.message), the byte
+        # edits do not, and the LF of an added field would change how the re-check reads
+        # the rest. A mail client may show those lines: no rewrite, never a pretend one.
+        return Rewritten(False, plan, why="bare-cr-line-ends")
     data = apply_to_bytes(raw, plan.edits)
     after = recheck(data)
     if at_level(after, level):
@@ -282,7 +287,8 @@ def apply_to_bytes(raw: bytes, edits: Iterable[Edit]) -> bytes:
 
     Deleted fields go with all their continuation lines; added fields take the message's
     own line ending and are appended after the last field, as an MTA adds them. Lines of
-    the header block that are not fields are kept as they are.
+    the header block that are not fields are kept as they are. Lines end at LF (CRLF
+    included); :func:`rewrite_message` refuses messages with bare-CR line ends.
     """
     head, sep, body = _split(raw)
     first = head.find(b"\n")
