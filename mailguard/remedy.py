@@ -153,6 +153,11 @@ def rewrite_message(
     )  # fmt: skip
     if not plan.possible:
         return Rewritten(False, plan, why=",".join(plan.uncured) or "nothing-to-cure")
+    if raw.find(b"\n", 0, 4096) < 0 and raw.find(b"\r", 0, 4096) >= 0:
+        # Bare-CR line ends: the engine reads them as lines (mailguard.message), the byte
+        # edits do not, and the LF of an added field would change how the re-check reads
+        # the rest. A mail client may show those lines: no rewrite, never a pretend one.
+        return Rewritten(False, plan, why="bare-cr-line-ends")
     data = apply_to_bytes(raw, plan.edits)
     after = recheck(data)
     if at_level(after, level):
@@ -282,16 +287,19 @@ def apply_to_bytes(raw: bytes, edits: Iterable[Edit]) -> bytes:
 
     Deleted fields go with all their continuation lines; added fields take the message's
     own line ending and are appended after the last field, as an MTA adds them. Lines of
-    the header block that are not fields are kept as they are.
+    the header block that are not fields are kept as they are. Lines end at LF (CRLF
+    included); :func:`rewrite_message` refuses messages with bare-CR line ends.
     """
     head, sep, body = _split(raw)
     first = head.find(b"\n")
     eol = b"\r\n" if first > 0 and head[first - 1] == 13 else b"\n"
     spans = _units(head)
     block = _Block([key for key, _, _ in spans], [head[a:b] for _, a, b in spans])
-    if spans and not head.endswith(b"\n"):  # all header block, no line end after the last
-        block.units[-1] = head[spans[-1][1] :] + eol
+    last = len(spans) - 1  # the only unit that can lack a line end: the block's last line
     for edit in edits:
+        tail = block.units[last] if edit.action == "add" and last >= 0 else None
+        if tail is not None and not tail.endswith(b"\n"):
+            block.units[last] = tail + eol
         block.apply(edit, _field_bytes(edit.name, edit.value, eol))
     return b"".join(block.live()) + sep + body
 
@@ -346,6 +354,8 @@ def _units(head: bytes) -> list[tuple[str | None, int, int]]:
     One regex pass finds the line starts that are not continuations: a 300-line folded Cc
     is one unit found in C, not 300 turns of a Python loop.
     """
+    if not head:
+        return []
     first = _UNIT.match(b"\n" + head[:1000])  # the first line, as if a line ended before it
     starts = [(0, first.group(1))] if first else []
     starts += [(m.start() + 1, m.group(1)) for m in _UNIT.finditer(head) if m.end() < len(head)]

@@ -75,9 +75,9 @@ def delivered(headers: list[tuple[str, str]], frames: list[bytes]) -> list[tuple
 
 
 def test_enforce_rewrite_moves_everybody_out_of_the_header_block() -> None:
-    outcome, fields = decide(RISKY)
+    outcome, fields = decide([*RISKY, ("X-Mailguard-Verdict", " pass")])  # forged: goes too
     assert outcome.action == "rewrite" and outcome.frames[-1] == p.SIMPLE[p.CONTINUE]
-    after = delivered(RISKY, outcome.frames)
+    after = delivered([*RISKY, ("X-Mailguard-Verdict", " pass")], outcome.frames)
     assert [n for n, _ in after] == ["From", "Subject", "To", "X-Mailguard-Action"]
     assert dict(after)["To"] == " undisclosed-recipients:;"
     assert "@gmail" not in repr(after)

@@ -9,6 +9,7 @@ plan under both semantics and against the bytes.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from mailguard.config import Config
 from mailguard.engine import Engine
+from mailguard.message import parse_message
 from mailguard.recipients import Envelope
 from mailguard.remedy import (
     ACTION_FIELD,
@@ -216,6 +218,9 @@ def test_bytes_postfix_and_sendmail_agree_on_every_plan(message, level, rewrite_
 
     expected = norm(apply_to_fields(fields, plan.edits))
     assert norm(fields_of(new)) == expected
+    # ... and the engine's own parser reads the rewritten header block the same way.
+    engine_view = parse_message(new).headers
+    assert {n: len(v) for n, v in engine_view.items()} == dict(Counter(n for n, _ in expected))
     assert norm(sendmail_apply(fields, plan.edits)) == expected
     visible = ("to", "cc", "resent-to", "resent-cc", "bcc", "resent-bcc")
     if plan.visible_after == 0 and any(e.name == "To" for e in plan.edits):
@@ -277,3 +282,44 @@ def test_rewrite_message_applies_and_rechecks_or_says_why(tmp_path: Path):
     refused = rewrite_message(raw, engine.check(raw), level="block", scoring=SCORING,
                               recheck=recheck)  # fmt: skip
     assert not refused.ok and refused.why == custom_rule.CODE and calls == []
+
+
+EDITS = st.lists(
+    st.builds(
+        Edit,
+        st.sampled_from(["delete", "add"]),
+        NAMES,
+        st.sampled_from(["", UNDISCLOSED, "x\r\ny"]),
+        st.integers(min_value=-1, max_value=4),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), EDITS)
+def test_any_bytes_and_any_edits_never_raise_and_no_edits_change_nothing(raw, edits):
+    assert apply_to_bytes(raw, []) == raw
+    out = apply_to_bytes(raw, edits)
+    fields_of(raw)
+    fields_of(out)
+    if not any(e.action == "add" for e in edits):
+        assert len(out) <= len(raw)
+    for i, edit in enumerate(edits):
+        later = {e.name.lower() for e in edits[i:] if e.action == "delete"}
+        if edit.action == "add" and edit.name.lower() not in later:
+            # An added field is one line, whatever its value held.
+            assert f"{edit.name}: {edit.value}".replace("\r\n", "").encode() in out
+
+
+def test_a_message_the_edits_cannot_reach_is_refused_by_the_recheck():
+    """Bare-CR line ends (classic Mac files): the engine reads them as lines, the byte edits
+    see one long line, and an added LF field would make the re-check read it as one too
+    (and pass it). Such a message is not rewritten."""
+    raw = mailout(60).replace(b"\r\n", b"\r")
+    report = ENGINE.check(raw, envelope=envelope(mailout(60)))
+    assert report.verdict == "block"
+    result = rewrite_message(
+        raw, report, level="block", scoring=SCORING, recheck=lambda data: ENGINE.check(data)
+    )
+    assert not result.ok and result.data is None and result.why == "bare-cr-line-ends"

@@ -14,10 +14,9 @@ from mailguard.approval import HEADER as APPROVAL_HEADER
 from mailguard.approval import TAG_INVALID as APPROVAL_INVALID
 from mailguard.approval import header_indexes as approval_indexes
 from mailguard.milter import protocol as p
-from mailguard.milter.rewrite import Rewrite
 from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
-from mailguard.remedy import ACTION_FIELD, Edit
+from mailguard.remedy import ACTION_FIELD, Edit, Rewritten
 from mailguard.report import Report
 from mailguard.rules import MOVE_TO_BCC
 
@@ -41,7 +40,7 @@ class Outcome:
     """In monitor mode: the action enforce mode would have taken. After a rewrite: the
     action the message would have got without one (``rewrite_fallback``)."""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    rewrite: Rewrite | None = None
+    rewrite: Rewritten | None = None
     """When ``rewrite`` was the configured action: what it came to (for the log line)."""
 
 
@@ -97,7 +96,7 @@ def outcome_for(
 
 
 def _rewrite_or_fallback(
-    rewrite: Rewrite | None, settings: MilterSettings, caps: Capabilities
+    rewrite: Rewritten | None, settings: MilterSettings, caps: Capabilities
 ) -> str:
     """``rewrite`` if the plan held up under the re-check and the MTA lets us edit headers."""
     if rewrite is None or not rewrite.ok:
@@ -108,7 +107,11 @@ def _rewrite_or_fallback(
 
 
 def _rewritten(
-    rewrite: Rewrite, after: Report, settings: MilterSettings, caps: Capabilities, txn: Transaction
+    rewrite: Rewritten,
+    after: Report,
+    settings: MilterSettings,
+    caps: Capabilities,
+    txn: Transaction,
 ) -> Outcome:
     """The edits of the plan, then our headers as the rewritten message earned them.
 
@@ -116,7 +119,7 @@ def _rewritten(
     added; see :mod:`mailguard.remedy` for why each name is deleted from its highest index.
     """
     headers = _headers(after, settings, "rewrite", "rewrite")
-    frames = _remove_forged(txn, skip=ACTION_FIELD) if headers else []
+    frames = _remove_forged(txn, skip=ACTION_FIELD)  # we always add X-Mailguard-Action
     frames += [_frame(edit, caps) for edit in rewrite.plan.edits]
     frames += [_frame(Edit("add", name, text), caps) for name, text in headers]
     frames.append(p.SIMPLE[p.CONTINUE])

@@ -23,10 +23,6 @@ if TYPE_CHECKING:
     from mailguard.milter.session import Transaction
 
 
-Rewrite = Rewritten
-"""What ``rewrite`` came to for one message (:class:`mailguard.remedy.Rewritten`)."""
-
-
 def judge(
     engine: Engine, txn: Transaction, leading_space: bool, source: str, deadline: float
 ) -> Report:
@@ -69,7 +65,7 @@ def attempt(
     envelope: Envelope,
     deadline: float | None,
     complete: bool = True,
-) -> Rewrite | None:
+) -> Rewritten | None:
     """Plan and re-check a rewrite when the configured action is ``rewrite``; else ``None``.
 
     ``names`` are the header field names in the order the MTA sent them (the indexes of the
@@ -83,7 +79,7 @@ def attempt(
     fields = [(name.decode("latin-1"), "") for name in names]
     if not complete:
         plan = plan_rewrite(fields, report, level=level, scoring=engine.config.scoring)
-        return Rewrite(False, plan, why="header-block-not-read")
+        return Rewritten(False, plan, why="header-block-not-read")
     return rewrite_message(
         raw, report, level=level, scoring=engine.config.scoring, rewrite_to=settings.rewrite_to,
         fields=fields,

@@ -19,14 +19,11 @@ Rules this machine keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from mailguard.milter import protocol as p
 from mailguard.milter.settings import FIELD_COST, MilterSettings
 from mailguard.recipients import Envelope
-
-if TYPE_CHECKING:
-    from mailguard.milter.rewrite import Rewrite
+from mailguard.remedy import Rewritten
 
 #: What we would like; each is only requested if the MTA offers it.
 WANTED_PROTOCOL = (
@@ -97,7 +94,7 @@ class Transaction:
     keep_body: bool = True
     """Whether any rule reads the body (``reads`` in the rule files); if none does, the
     body is counted but not kept."""
-    rewrite: Rewrite | None = None
+    rewrite: Rewritten | None = None
     """What the ``rewrite`` action came to, when it is the configured one (set by the judge)."""
 
     @property
