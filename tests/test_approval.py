@@ -309,3 +309,12 @@ def test_canonical_body_of_many_empty_lines_builds_no_line_list():
     finally:
         tracemalloc.stop()
     assert peak < 4 * len(body)  # a list of 2 million lines alone would be 16 MB
+
+
+def test_a_body_cut_short_is_named_as_such():
+    out = signed(mailout(body="line\r\n" * 1000))
+    cut = out[: len(out) - 3000]
+    reason = verify(cut, RING, NOW).reason
+    assert "body changed since approval" in reason and "approved body bytes arrived" in reason
+    edited = out.replace(b"line\r\nline", b"lime\r\nline", 1)
+    assert "arrived" not in verify(edited, RING, NOW).reason
