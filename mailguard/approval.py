@@ -357,7 +357,7 @@ def review(
 ) -> Verification:
     """The approval of a message the engine is judging: outgoing mail only (an archived
     copy's approval expired long ago and says nothing about the exposure)."""
-    if mode != "outgoing" or not message.get(HEADER):
+    if mode != "outgoing" or not message.get_all(HEADER):  # an empty field is there too
         return ABSENT
     clock = services.clock or time.time
     visible = None if recipients is None else (recipients.visible.keys(), recipients.truncated)
