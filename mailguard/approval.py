@@ -135,7 +135,11 @@ class Approved:
 
 
 def iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    """UTC time as ISO 8601; a time past what the platform can show stays a number."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:.0f} (Unix time)"
 
 
 # ------------------------------------------------------------------ what is bound
