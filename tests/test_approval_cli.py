@@ -327,3 +327,23 @@ def test_the_milter_deletes_the_approval_field_at_its_index_and_logs_the_key():
     # An MTA that did not grant header changes gets no deletion frames.
     _, outcome = _milter_frames(fields, body, Keyring([key]), actions=p.SMFIF_ADDHDRS)
     assert not [f for f in outcome.frames if f[4:5] == p.CHGHEADER]
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('keys = ["missing.key"]', "cannot read approval key"),
+        ('keys = "ops.key"', "approval.keys must be a list"),
+        ('keys = ["ops.key", "copy.key"]', "two approval keys have the id 'ops-2026a'"),
+        ('key = ["ops.key"]', "unknown key(s) ['key']"),
+    ],
+)
+def test_approval_section_errors_are_config_errors(setup, table, words):
+    key, config, message = setup
+    copy = key.with_name("copy.key")
+    copy.write_bytes(key.read_bytes())
+    copy.chmod(0o600)
+    config.write_text(f"[approval]\n{table}\n")
+    result = run("check", str(message), "--config", str(config))
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert_no_key(result.output, key)
