@@ -3,7 +3,8 @@
 ``mailguard approve`` checks a message, shows the report, and adds one header field::
 
     X-Mailguard-Approval: v=1; key=20261201-a1b2c3d4; t=1796083200; exp=1796169600;
-     rcpt=<digest>; from=<digest>; subj=<digest>; body=<digest>; mac=<HMAC-SHA256>
+     rcpt=<digest>; from=<digest>; subj=<digest>; body=<digest>; len=<bytes>;
+     mac=<HMAC-SHA256>
 
 It binds the key id, the issue and expiry times (Unix seconds), and SHA-256 digests
 (unpadded base64url) of what the approver saw:
@@ -16,7 +17,8 @@ It binds the key id, the issue and expiry times (Unix seconds), and SHA-256 dige
 ``body``  the body (everything after the blank line) canonicalised so that transport does
           not change it but any content change does: line ends (CRLF, LF, CR) made LF,
           spaces and tabs at line ends removed, blank lines at the end removed (Postfix and
-          SMTP clients change exactly these: CRLF, and the final line end).
+          SMTP clients change exactly these: CRLF, and the final line end); ``len`` is
+          its length, so that a body cut short on the way is named as such.
 
 ``mac`` is HMAC-SHA256 with the key over the other tags in that order; it is compared in
 constant time. The field itself is never part of what is hashed, so signing, folding the
@@ -73,7 +75,7 @@ MAX_FIELD_CHARS = 2048
 
 _VISIBLE = tuple(h for h in ADDRESS_HEADERS if not h.endswith("bcc"))
 _DIGEST_TAGS = ("rcpt", "from", "subj", "body")
-_TAGS = ("v", "key", "t", "exp", *_DIGEST_TAGS, "mac")
+_TAGS = ("v", "key", "t", "exp", *_DIGEST_TAGS, "len", "mac")
 _B64 = re.compile(r"[A-Za-z0-9_-]{43}")
 _TIME = re.compile(r"[0-9]{1,12}")
 _CHANGED = {
@@ -133,7 +135,11 @@ class Approved:
 
 
 def iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    """UTC time as ISO 8601; a time past what the platform can show stays a number."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:.0f} (Unix time)"
 
 
 # ------------------------------------------------------------------ what is bound
@@ -193,11 +199,13 @@ def bindings(
         recipients, truncated = sorted(set(visible[0])), visible[1]
     senders, cut = _addresses(message, ("from",), message.limits)
     subject = _words(" ".join(decode_rfc2047(s) for s in message.get_all("subject")))
+    body = canonical_body(message.raw[message.body_offset :])
     digests = {
         "rcpt": _digest("\n".join(recipients).encode("utf-8", "surrogateescape")),
         "from": _digest("\n".join(senders).encode("utf-8", "surrogateescape")),
         "subj": _digest(subject.encode("utf-8", "surrogateescape")),
-        "body": _digest(canonical_body(message.raw[message.body_offset :])),
+        "body": _digest(body),
+        "len": str(len(body)),
     }
     return digests, truncated or cut
 
@@ -294,6 +302,13 @@ def verify(
     if truncated:
         reasons.append("more addresses than mailguard counts: the recipients cannot be verified")
     reasons += [words for tag, words in _CHANGED.items() if digests[tag] != tags[tag]]
+    if digests["body"] != tags["body"] and int(digests["len"]) < int(tags["len"]):
+        # Most likely cut on the way (the milter keeps at most max_body_bytes of a body).
+        got, approved = int(digests["len"]), int(tags["len"])
+        reasons.append(
+            f"only {got:,} of the {approved:,} approved body bytes arrived (cut short, e.g. by "
+            "the milter's max_body_bytes?)"
+        )
     if reasons:
         return _invalid("; ".join(reasons), key_id, expires, issued)
     return Verification("valid", key_id, expires, issued)
@@ -329,6 +344,8 @@ def _parse(value: str) -> tuple[dict[str, str] | None, str]:
         return None, "the key id is not a valid key id"
     if not (_TIME.fullmatch(tags["t"]) and _TIME.fullmatch(tags["exp"])):
         return None, "t and exp must be Unix times"
+    if not _TIME.fullmatch(tags["len"]):
+        return None, "len must be a byte count"
     for name in (*_DIGEST_TAGS, "mac"):
         if not _B64.fullmatch(tags[name]):
             return None, f"{name} is not a SHA-256 value in base64url"
@@ -344,7 +361,7 @@ def review(
 ) -> Verification:
     """The approval of a message the engine is judging: outgoing mail only (an archived
     copy's approval expired long ago and says nothing about the exposure)."""
-    if mode != "outgoing" or not message.get(HEADER):
+    if mode != "outgoing" or not message.get_all(HEADER):  # an empty field is there too
         return ABSENT
     clock = services.clock or time.time
     visible = None if recipients is None else (recipients.visible.keys(), recipients.truncated)

@@ -443,6 +443,9 @@ def approve(
         Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (scripts).")] = False,
+    show_addresses: Annotated[
+        bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
+    ] = False,
     config_path: ConfigOption = None,
     no_config: NoConfigOption = False,
 ) -> None:
@@ -450,7 +453,12 @@ def approve(
     from mailguard.commands.approval import run_approve
 
     source = _source(config_path, no_config, None)
-    _run(lambda: run_approve(message, key, source, valid_for=valid_for, output=output, yes=yes))
+    _run(
+        lambda: run_approve(
+            message, key, source, valid_for=valid_for, output=output, yes=yes,
+            show_addresses=show_addresses,
+        )
+    )  # fmt: skip
 
 
 @app.command("rules")

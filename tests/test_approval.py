@@ -309,3 +309,31 @@ def test_canonical_body_of_many_empty_lines_builds_no_line_list():
     finally:
         tracemalloc.stop()
     assert peak < 4 * len(body)  # a list of 2 million lines alone would be 16 MB
+
+
+def test_a_body_cut_short_is_named_as_such():
+    out = signed(mailout(body="line\r\n" * 1000))
+    cut = out[: len(out) - 3000]
+    reason = verify(cut, RING, NOW).reason
+    assert "body changed since approval" in reason and "approved body bytes arrived" in reason
+    edited = out.replace(b"line\r\nline", b"lime\r\nline", 1)
+    assert "arrived" not in verify(edited, RING, NOW).reason
+
+
+def test_an_empty_approval_field_is_malformed_not_absent():
+    raw = mailout(3).replace(b"Subject:", HEADER.encode() + b":\r\nSubject:")
+    report = Engine(services=Services(approval=RING, clock=lambda: NOW)).check(raw)
+    assert "MG701" in report.codes and report.verdict == "block"
+
+
+def test_random_approval_fields_never_raise_and_never_pass():
+    import random
+
+    rng = random.Random(7)
+    good = signed().split(HEADER.encode() + b": ")[1].split(b"\r\n\r\n")[0].decode()
+    pieces = [*good.replace("\r\n", "").split(";"), "v=1", "key=", "=", ";", " ", "\u00e9", "mac"]
+    for _ in range(2000):
+        value = ";".join(rng.choice(pieces) for _ in range(rng.randrange(0, 14)))
+        raw = mailout(3).replace(b"Subject:", f"{HEADER}: {value}\r\nSubject:".encode())
+        result = verify(raw, RING, NOW)
+        assert result.status == "invalid", value

@@ -166,6 +166,33 @@ def test_check_names_what_changed_and_blocks(setup, tmp_path):
     assert unconfigured.exit_code == 1 and "no approval keys are configured" in unconfigured.output
 
 
+def test_approve_lists_the_addresses_only_when_asked(setup, tmp_path):
+    key, _, message = setup
+    out = str(tmp_path / "out.eml")
+    quiet = run("approve", str(message), "--key", str(key), "--yes", "-o", out)
+    listed = run("approve", str(message), "--key", str(key), "--yes", "--show-addresses",
+                 "-o", out)  # fmt: skip
+    assert "contact7@partner7.example" not in quiet.output
+    assert "contact7@partner7.example" in listed.output and listed.exit_code == 0
+
+
+def test_an_output_that_is_no_regular_file_is_written_into_not_replaced(setup, tmp_path):
+    """A FIFO stands in for /dev/null or /dev/stdout: renaming over it would replace it."""
+    import threading
+
+    key, _, message = setup
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run("approve", str(message), "--key", str(key), "--yes", "-o", str(fifo))
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and HEADER.encode() in got[0]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_approve_writes_to_stdout_and_reads_stdin_only_with_yes(setup):
     key, _, message = setup
     result = run("approve", "-", "--key", str(key), input=message.read_bytes())
@@ -300,3 +327,23 @@ def test_the_milter_deletes_the_approval_field_at_its_index_and_logs_the_key():
     # An MTA that did not grant header changes gets no deletion frames.
     _, outcome = _milter_frames(fields, body, Keyring([key]), actions=p.SMFIF_ADDHDRS)
     assert not [f for f in outcome.frames if f[4:5] == p.CHGHEADER]
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('keys = ["missing.key"]', "cannot read approval key"),
+        ('keys = "ops.key"', "approval.keys must be a list"),
+        ('keys = ["ops.key", "copy.key"]', "two approval keys have the id 'ops-2026a'"),
+        ('key = ["ops.key"]', "unknown key(s) ['key']"),
+    ],
+)
+def test_approval_section_errors_are_config_errors(setup, table, words):
+    key, config, message = setup
+    copy = key.with_name("copy.key")
+    copy.write_bytes(key.read_bytes())
+    copy.chmod(0o600)
+    config.write_text(f"[approval]\n{table}\n")
+    result = run("check", str(message), "--config", str(config))
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert_no_key(result.output, key)

@@ -218,3 +218,22 @@ def test_strip_is_what_the_milter_delivers(keys: dict[str, Key]) -> None:
     raw = mailout("strip")
     assert strip(sign(raw, keys["current"], 60, time.time())) == raw
     assert Path(keys["current"].path or "").stat().st_mode & 0o077 == 0
+
+
+def test_a_body_over_max_body_bytes_is_named_and_the_knob_fixes_it(
+    postfix: PostfixInstance, milter: MilterProcess, keys: dict[str, Key]
+) -> None:
+    raw = mailout("big statement").replace(
+        b"Dear partners,", b"Dear partners,\r\n" + b"An annex line of the statement.\r\n" * 50_000
+    )
+    signed = sign(raw, keys["current"], 3600, time.time())
+    reply = refused(postfix, signed)
+    assert "body changed since approval" in reply and "approved body bytes arrived" in reply
+    bigger = config_for(keys["current"]) + "\n[milter]\nmax_body_bytes = 4194304\n"
+    milter.restart(bigger)
+    try:
+        send(postfix, signed)
+        postfix.wait_idle()
+        assert "approved=ops-current" in milter.decisions()[-1]
+    finally:
+        milter.restart(config_for(keys["current"]))

@@ -65,6 +65,7 @@ def run_approve(
     valid_for: str = "24h",
     output: Path | None = None,
     yes: bool = False,
+    show_addresses: bool = False,
 ) -> int:
     """Check ``message``, show the report, confirm, write it with an approval field.
 
@@ -81,7 +82,8 @@ def run_approve(
         reason = report.findings[0].message if report.findings else "it could not be checked"
         raise CommandError(f"cannot approve {message}: {reason}")
     color = sys.stderr.isatty()
-    echo(render_text([report], RenderOptions(), color=color).rstrip("\n"), err=True)
+    shown = render_text([report], RenderOptions(show_addresses), color=color)
+    echo(shown.rstrip("\n"), err=True)
     configured = settings.approval.ids
     if configured and key.id not in configured:
         listed = ", ".join(configured)
@@ -127,11 +129,25 @@ def _read_message(message: str, max_bytes: int) -> bytes:
 
 
 def _write(data: bytes, output: Path | None) -> None:
-    """The signed message to ``output`` (replaced whole, never half written) or stdout."""
+    """The signed message to ``output`` or stdout.
+
+    A regular file (or a new one) is replaced whole through a temporary file beside it, so
+    it is never half written. Anything else that exists (``/dev/stdout``, a FIFO, a
+    device) is written into, never replaced: renaming over ``/dev/null`` would put a
+    regular file in its place for every other program.
+    """
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    try:
+        special = output.exists() and not output.is_file()
+        if special:
+            with output.open("wb") as stream:
+                stream.write(data)
+            return
+    except OSError as exc:
+        raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
     temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
         temp.write_bytes(data)
