@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -235,3 +236,36 @@ def test_garbage_and_abandoned_sessions_leave_the_proxy_serving(tls, tmp_path):
     assert len(up.received) == 1
     assert len(up.handler.peers) == 1  # the abandoned transactions' connection was reused
     assert not any("Traceback" in line or "internal error" in line for line in proxy.log.lines)
+
+
+def test_a_dns_lookup_never_holds_the_event_loop(tls, tmp_path):
+    """With [dns] on and a DNS server that never answers, the message is decided on a
+    worker thread; meanwhile the loop keeps serving another client."""
+    import socket
+    import threading
+
+    from mailguard.resolver import DnsService
+    from mailguard.services import Services
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # receives, never answers
+    silent.bind(("127.0.0.1", 0))
+    dns = DnsService((f"127.0.0.1:{silent.getsockname()[1]}",), timeout=1.0, deadline=1.5)
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none")
+        with RunningProxy(settings, journal=tmp_path / "j", services=Services(dns=dns)) as proxy:
+            done: list[float] = []
+            sender = threading.Thread(
+                target=lambda: (send(proxy, ["partner@othercorp.example"], clean()),
+                                done.append(time.monotonic())),
+            )  # fmt: skip
+            sender.start()
+            time.sleep(0.3)  # the message is waiting for DNS by now
+            with smtplib.SMTP("127.0.0.1", proxy.port) as other:
+                started = time.monotonic()
+                assert other.noop()[0] == 250
+                answered = time.monotonic()
+            sender.join(20)
+    silent.close()
+    assert done and answered - started < 0.5 and answered < done[0]
+    assert len(up.received) == 1
+    assert "MG402" not in proxy.messages()[0]  # unknown is never a finding

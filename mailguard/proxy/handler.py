@@ -5,8 +5,9 @@ once and its answer returned (a recipient the provider refuses is refused to the
 as a direct connection would do). At the end of DATA the message is judged by the same
 engine and config as ``mailguard check`` and the milter, with the real envelope, and
 :mod:`mailguard.proxy.actions` decides what reaches the upstream. Nothing blocking runs on
-the event loop: upstream commands go through :meth:`Relay.call` (threads); a check whose
-header block is over 64 KB goes to a decision thread.
+the event loop: upstream commands go through :meth:`Relay.call` (threads); a check of a
+message over 64 KB, or one that takes over 50 ms or needs a DNS answer not cached yet, goes
+to a decision thread, as in the milter.
 
 aiosmtpd's ``mail.log`` logger writes every sender and recipient address at INFO, so the
 proxy raises it to WARNING (:func:`quiet_aiosmtpd`); and its default exception handler
@@ -39,11 +40,14 @@ from mailguard.proxy.relay import Relay, Reply, Upstream, UpstreamError
 from mailguard.proxy.settings import ProxySettings, is_loopback
 from mailguard.recipients import Envelope
 from mailguard.report import Report
+from mailguard.resolver import no_waiting
 from mailguard.scoring import Scoring
 
 log = logging.getLogger("mailguard.proxy")
 INLINE_BYTES = 64 * 1024
-"""Messages up to this size are checked on the event loop (well under a millisecond)."""
+"""Messages up to this size are checked on the event loop first (well under a millisecond)."""
+INLINE_SECONDS = 0.05
+"""The longest a check may hold the event loop (the milter's ``inline_time_limit``)."""
 _PLAIN_PATH = re.compile(
     r"\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
     r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(.*)\Z",
@@ -343,17 +347,24 @@ class Gateway:
     async def _judge(
         self, raw: bytes, envelope: Envelope, started: float
     ) -> tuple[Report | None, str]:
+        """As the milter decides: a small message on the event loop, for at most
+        :data:`INLINE_SECONDS` and never waiting for DNS (``no_waiting``); one that is big,
+        slow or needs a lookup not cached yet is decided again on a worker thread, all
+        within ``decision_timeout``."""
         deadline = started + self.settings.decision_timeout
 
-        def run() -> Report:
-            return self.engine.check(raw, envelope=envelope, source="proxy", deadline=deadline)
+        def run(until: float) -> Report:
+            return self.engine.check(raw, envelope=envelope, source="proxy", deadline=until)
 
+        if len(raw) <= INLINE_BYTES:
+            with no_waiting():
+                report = run(min(deadline, time.monotonic() + INLINE_SECONDS))
+            if not ran_out_of_time(report):
+                return report, ""
+        remaining = deadline - time.monotonic()
+        future = asyncio.get_running_loop().run_in_executor(self.decide_pool, run, deadline)
         try:
-            if len(raw) <= INLINE_BYTES:
-                report = run()
-            else:
-                future = asyncio.get_running_loop().run_in_executor(self.decide_pool, run)
-                report = await asyncio.wait_for(future, self.settings.decision_timeout)
+            report = await asyncio.wait_for(future, max(0.0, remaining))
         except TimeoutError:
             return None, "decision exceeded its time budget"
         if ran_out_of_time(report):
