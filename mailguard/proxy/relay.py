@@ -86,6 +86,8 @@ class Upstream:
                 smtp.starttls(context=tls_context(s))
                 smtp.ehlo()
             if s.relay_user:
+                if not smtp.has_extn("auth"):
+                    raise UpstreamError((451, "4.7.0 mailguard: the upstream offers no AUTH"))
                 smtp.login(s.relay_user, os.environ.get(PASSWORD_ENV, ""))
         except UpstreamError:
             self.close()
