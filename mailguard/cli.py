@@ -235,49 +235,32 @@ def milter(
     )
 
 
-def _opt(*names: str, help: str) -> typer.models.OptionInfo:
-    return typer.Option(*names, help=help)
-
-
+# fmt: off
 @app.command()
 def proxy(
-    listen: Annotated[
-        str | None,
-        _opt("--listen", help="HOST:PORT to accept clients on (default 127.0.0.1:2525)."),
-    ] = None,
-    relay: Annotated[
-        str | None, _opt("--relay", help="Upstream submission server HOST:PORT.")
-    ] = None,
-    relay_security: Annotated[
-        str | None, _opt("--relay-security", help="starttls (default), tls or none.")
-    ] = None,
-    relay_ca: Annotated[
-        str | None, _opt("--relay-ca", help="PEM file of CAs to verify the upstream.")
-    ] = None,
-    relay_user: Annotated[
-        str | None,
-        _opt("--relay-user", help="Upstream login; password from MAILGUARD_RELAY_PASSWORD."),
-    ] = None,
-    tls_cert: Annotated[
-        str | None, _opt("--tls-cert", help="Certificate (PEM) for client STARTTLS.")
-    ] = None,
-    tls_key: Annotated[
-        str | None, _opt("--tls-key", help="Private key (PEM) for --tls-cert.")
-    ] = None,
-    journal: Annotated[
-        str | None, _opt("--journal", help="SQLite retry journal for split copies.")
-    ] = None,
-    hash_password: Annotated[
-        str | None,
-        _opt(
-            "--hash-password",
-            help="Print a users-file line for USER (password from stdin) and exit.",
-        ),
-    ] = None,
+    listen: Annotated[str | None, typer.Option(
+        "--listen", help="HOST:PORT to accept clients on (default 127.0.0.1:2525).")] = None,
+    relay: Annotated[str | None, typer.Option(
+        "--relay", help="Upstream submission server HOST:PORT.")] = None,
+    relay_security: Annotated[str | None, typer.Option(
+        "--relay-security", help="starttls (default), tls or none.")] = None,
+    relay_ca: Annotated[str | None, typer.Option(
+        "--relay-ca", help="PEM file of CAs to verify the upstream.")] = None,
+    relay_user: Annotated[str | None, typer.Option(
+        "--relay-user", help="Upstream login; password from MAILGUARD_RELAY_PASSWORD.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(
+        "--tls-cert", help="Certificate (PEM) for client STARTTLS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(
+        "--tls-key", help="Private key (PEM) for --tls-cert.")] = None,
+    journal: Annotated[str | None, typer.Option(
+        "--journal", help="SQLite retry journal for split copies.")] = None,
+    hash_password: Annotated[str | None, typer.Option(
+        "--hash-password", help="Print a users-file line for USER (password from stdin).")] = None,
     config_path: ConfigOption = None,
     no_config: NoConfigOption = False,
     internal_domain: InternalDomainOption = None,
-    log_level: Annotated[str, _opt("--log-level", help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        "--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Pre-send gateway: check each message a script sends, then relay, split or refuse it."""
     from mailguard.commands.proxy import hash_password_line, run_proxy
@@ -286,9 +269,10 @@ def proxy(
         _run(lambda: hash_password_line(hash_password))
     options = {"listen": listen, "relay": relay, "relay_security": relay_security,
                "relay_ca": relay_ca, "relay_user": relay_user, "tls_cert": tls_cert,
-               "tls_key": tls_key, "journal": journal}  # fmt: skip
-    source = _source(config_path, no_config, internal_domain)
-    _run(lambda: run_proxy(source, options, log_level=log_level))
+               "tls_key": tls_key, "journal": journal}
+    _run(lambda: run_proxy(_source(config_path, no_config, internal_domain), options,
+                           log_level=log_level))
+# fmt: on
 
 
 class ScanFormat(enum.StrEnum):
