@@ -228,3 +228,24 @@ def test_a_split_sends_one_copy_per_person(tmp_path):
     result = split(upstream, Journal(tmp_path / "j"), raw, "a@b.example", (),  # type: ignore[arg-type]
                    ["x@y.example", "X@Y.example", "z@y.example"], "b.example")  # fmt: skip
     assert upstream.sent == ["x@y.example", "z@y.example"] and result.reply()[0] == 250
+
+
+def test_a_split_stops_when_its_journal_cannot_be_written(tmp_path):
+    from mailguard.proxy.actions import split
+
+    class Recorder:
+        sent: list[str] = []  # noqa: RUF012
+
+        def send_copy(self, sender, options, recipient, data):
+            self.sent.append(recipient)
+            return 250, "ok"
+
+    journal = Journal(tmp_path / "j")
+    journal.close()  # every write now fails
+    raw = b"From: a@b.example\r\nTo: x@y.example\r\n\r\nhi\r\n"
+    journal.delivered = lambda key, rcpts: set()  # type: ignore[method-assign]
+    result = split(Recorder(), journal, raw, "a@b.example", (), ["x@y.example", "z@y.example"],  # type: ignore[arg-type]
+                   "b.example")  # fmt: skip
+    assert Recorder.sent == ["x@y.example"]  # not a second copy that could not be recorded
+    code, text = result.reply()
+    assert code == 451 and "1 of 2 copies delivered" in text

@@ -23,6 +23,7 @@ next is sent, so the client's retry of the same message delivers only the missin
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from mailguard.engine import Engine
@@ -149,8 +150,14 @@ def split(
             result.first_failure = result.first_failure or exc.reply
             break
         if 200 <= reply[0] < 300:
-            journal.record(key, recipient)
             result.sent += 1
+            try:
+                journal.record(key, recipient)
+            except sqlite3.Error:
+                # Unrecorded copies would go out again on the retry: stop here instead.
+                result.temporary = result.copies - result.sent - result.earlier - result.permanent
+                result.first_failure = (451, "4.3.0 mailguard: the retry journal cannot be written")
+                break
         else:
             result.first_failure = result.first_failure or reply
             if reply[0] >= 500:
