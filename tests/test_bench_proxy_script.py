@@ -26,7 +26,11 @@ def test_proxy_benchmark_quick_run_reports_every_figure():
     assert figures["quick"] is True and figures["sessions"] == 10
     assert len(figures["direct_msg_per_s"]) == len(figures["proxy_msg_per_s"]) == 1
     assert min(figures["direct_msg_per_s"] + figures["proxy_msg_per_s"]) > 0
-    assert figures["ratio_median"] > 0 and figures["proxy_cpu_ms_per_msg"] > 0
+    assert (
+        figures["ratio_median"] > 0
+        and figures["ratio_best"] > 0
+        and figures["proxy_cpu_ms_per_msg"] > 0
+    )
     assert figures["split_recipients"] == 300 and all(s > 0 for s in figures["split_s"])
     assert [t["met"] in (True, False) for t in figures["targets"]] == [True, True]
     assert "x direct" in result.stderr  # the side-by-side table
