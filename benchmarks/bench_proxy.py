@@ -203,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "quick": args.quick, "sessions": SESSIONS, "messages_per_phase": messages,
         "rounds": rounds, "direct_msg_per_s": direct, "proxy_msg_per_s": proxied,
-        "ratio_median": share, "ratio_best": best_share, "proxy_cpu_ms_per_msg": cpu_ms, "split_recipients": SPLIT_RECIPIENTS,
-        "split_s": split_s, "targets": targets,
+        "ratio_median": share, "ratio_best": best_share, "proxy_cpu_ms_per_msg": cpu_ms,
+        "split_recipients": SPLIT_RECIPIENTS, "split_s": split_s, "targets": targets,
     }  # fmt: skip
     output.finish(figures)
     return 0
