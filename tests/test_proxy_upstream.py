@@ -205,6 +205,8 @@ def test_garbage_and_abandoned_sessions_leave_the_proxy_serving(tls, tmp_path):
     import random
     import socket
 
+    from tests.support.procs import wait_until
+
     rng = random.Random(12)
     with UpstreamServer(tls, mode="none") as up:
         settings = settings_for(up, tls, relay_security="none")
@@ -218,7 +220,10 @@ def test_garbage_and_abandoned_sessions_leave_the_proxy_serving(tls, tmp_path):
                     sock.sendall(line + b"\r\n")
                     while (reply := file.readline())[3:4] == b"-":
                         pass
+                file.close()  # (the socket stays open while a file object holds it)
                 sock.close()
+                # Its upstream connection goes back to the pool (after RSET), not lost.
+                assert wait_until(lambda: proxy.server.relay.idle == 1, 10)
             sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
             file = sock.makefile("rb")
             file.readline()

@@ -147,8 +147,9 @@ class ProxySMTP(SMTP):
             self._reset_timeout()
             return
         transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-            transport.write(b"421 4.4.2 mailguard: idle too long, closing\r\n")
+        write = getattr(transport, "write", None)  # uvloop's transports are not asyncio's
+        if transport is not None and write is not None and not transport.is_closing():
+            write(b"421 4.4.2 mailguard: idle too long, closing\r\n")
         super()._timeout_cb()
 
     def _create_session(self) -> ProxySession:

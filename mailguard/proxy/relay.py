@@ -238,6 +238,11 @@ class Relay:
         self.opened = 0
         """Upstream connections opened so far (tests and the benchmark read it)."""
 
+    @property
+    def idle(self) -> int:
+        """Connections waiting in the pool for the next transaction."""
+        return len(self._idle)
+
     async def call(self, func: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, func, *args)
 

@@ -83,7 +83,7 @@ class RunningProxy:
             finally:
                 await self.server.close()
 
-        asyncio.run(main())
+        asyncio.run(main())  # the loop the real command runs on (see proxy/server.run)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
