@@ -82,7 +82,7 @@ def phase(pf: PostfixInstance, port: int, messages: int, sessions: int) -> float
 class Proxy:
     """``mailguard proxy`` as a user runs it, relaying to the sink."""
 
-    def __init__(self, workdir: Path, sink_port: int) -> None:
+    def __init__(self, workdir: Path, sink_port: int, workers: int) -> None:
         self.port = free_ports(1)[0]
         config = workdir / "mailguard.toml"
         config.write_text('[proxy]\non_block = "split"\non_warn = "split"\n')
@@ -91,6 +91,7 @@ class Proxy:
             sys.executable, "-m", "mailguard", "proxy", "--config", str(config),
             "--listen", f"127.0.0.1:{self.port}", "--relay", f"127.0.0.1:{sink_port}",
             "--relay-security", "none", "--journal", str(workdir / "journal.sqlite"),
+            "--workers", str(workers),
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -101,7 +102,12 @@ class Proxy:
             raise RuntimeError("the proxy exited:\n" + self.log.read_text()[-2000:])
 
     def cpu(self) -> float:
-        return h.process_cpu(self.proc.pid)
+        """CPU seconds of the proxy and its worker processes (with --workers)."""
+        pids = [self.proc.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and h.parent_of(int(entry.name)) == self.proc.pid:
+                pids.append(int(entry.name))
+        return sum(h.process_cpu(pid) for pid in pids)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -132,10 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     h.common_arguments(ap, "200 messages, 1 round: a smoke run", seed=False)
     ap.add_argument("--rounds", type=int, help=f"A/B rounds (default {ROUNDS}; --quick 1)")
     ap.add_argument("--messages", type=int, help=f"messages per phase (default {MESSAGES:,})")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="proxy processes (mailguard proxy --workers; default: 2 or the cores)",
+    )
     args = ap.parse_args(argv)
     quick = QUICK if args.quick else {}
     rounds = args.rounds or quick.get("rounds", ROUNDS)
     messages = args.messages or quick.get("messages", MESSAGES)
+    workers = max(1, args.workers)
     output = h.Output(args.json)
     say = output.say
     if os.geteuid() != 0:
@@ -144,13 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_postfix_installed()
     say(f"mailguard proxy benchmark - {h.machine()}, load average {os.getloadavg()[0]:.2f}")
     say(f"smtp-source: {SESSIONS} sessions, {messages:,} clean 2 KB messages per phase, "
-        f"{rounds} round(s) alternating direct / through the proxy"
+        f"{rounds} round(s) alternating direct / through the proxy ({workers} worker(s))"
         + ("; QUICK run" if args.quick else ""))  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="mailguard-bench-proxy-"))
     direct: list[float] = []
     proxied: list[float] = []
     with PostfixInstance() as pf:
-        proxy = Proxy(workdir, pf.sink_port)
+        proxy = Proxy(workdir, pf.sink_port, workers)
         try:
             smtp_source(proxy.port, 20, 2)  # warm-up: imports, the first upstream connections
             cpu_before, proxied_messages = proxy.cpu(), 0
@@ -202,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     h.print_targets(say, targets, note="shared 2-core VM" if os.cpu_count() == 2 else "")
     figures: dict[str, Any] = {
         "quick": args.quick, "sessions": SESSIONS, "messages_per_phase": messages,
-        "rounds": rounds, "direct_msg_per_s": direct, "proxy_msg_per_s": proxied,
+        "rounds": rounds, "workers": workers, "direct_msg_per_s": direct,
+        "proxy_msg_per_s": proxied,
         "ratio_median": share, "ratio_best": best_share, "proxy_cpu_ms_per_msg": cpu_ms,
         "split_recipients": SPLIT_RECIPIENTS, "split_s": split_s, "targets": targets,
     }  # fmt: skip

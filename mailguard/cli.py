@@ -254,6 +254,8 @@ def proxy(
         "--tls-key", help="Private key (PEM) for --tls-cert.")] = None,
     journal: Annotated[str | None, typer.Option(
         "--journal", help="SQLite retry journal for split copies.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Processes serving the port (default 1; one per core).")] = None,
     hash_password: Annotated[str | None, typer.Option(
         "--hash-password", help="Print a users-file line for USER (password from stdin).")] = None,
     config_path: ConfigOption = None,
@@ -269,7 +271,7 @@ def proxy(
         _run(lambda: hash_password_line(hash_password))
     options = {"listen": listen, "relay": relay, "relay_security": relay_security,
                "relay_ca": relay_ca, "relay_user": relay_user, "tls_cert": tls_cert,
-               "tls_key": tls_key, "journal": journal}
+               "tls_key": tls_key, "journal": journal, "workers": workers}
     _run(lambda: run_proxy(_source(config_path, no_config, internal_domain), options,
                            log_level=log_level))
 # fmt: on

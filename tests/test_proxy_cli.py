@@ -72,3 +72,28 @@ def test_the_real_command_relays_and_stops_on_sigterm(tmp_path):
     assert "message verdict=pass" in log and "action=accept reply=250" in log
     assert "@" not in log.split("listening on", 1)[1]  # no address in any line after start
     assert Path(tmp_path / "journal.sqlite").exists()
+
+
+def test_workers_share_one_port_and_stop_together(tmp_path):
+    port = free_ports(1)[0]
+    with UpstreamServer(make_test_ca(tmp_path / "ca"), mode="none") as up:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailguard", "proxy", "--no-config", "--workers", "2",
+             "--listen", f"127.0.0.1:{port}", "--relay", f"127.0.0.1:{up.port}",
+             "--relay-security", "none", "--journal", str(tmp_path / "journal.sqlite")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            assert wait_until(lambda: port_open(port), 20), proc.stderr
+            time.sleep(0.5)  # both workers listening
+            raw = eml("From: ops@serviceco.example\nTo: partner@othercorp.example\nSubject: x")
+            for _ in range(6):
+                with smtplib.SMTP("127.0.0.1", port) as client:
+                    client.sendmail("ops@serviceco.example", ["partner@othercorp.example"], raw)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert len(up.received) == 6
+    log = err.decode()
+    assert log.count("listening on") == 2 and log.count("stopped") == 2

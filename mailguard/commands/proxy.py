@@ -18,6 +18,7 @@ from mailguard.commands import CommandError
 from mailguard.commands.common import echo
 from mailguard.commands.settings import ConfigSource
 from mailguard.proxy import settings as proxy_settings
+from mailguard.proxy.settings import parse_hostport
 
 LOG_FORMAT = "%(asctime)s mailguard-proxy[%(process)d] %(levelname)s %(message)s"
 
@@ -29,7 +30,7 @@ def run_proxy(
     log_level: str = "info",
 ) -> int:
     """Serve until SIGTERM/SIGINT; ``overrides`` are ``[proxy]`` keys from the command line."""
-    from mailguard.proxy.server import ProxyServer, run
+    from mailguard.proxy.server import ProxyServer, run, run_workers
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -38,6 +39,15 @@ def run_proxy(
     settings = (source or ConfigSource()).load((source or ConfigSource()).locate())
     table = {**asdict(settings.proxy), **{k: v for k, v in (overrides or {}).items() if v}}
     proxy = proxy_settings.from_mapping(table, "command line")
+    if proxy.workers > 1:
+        if parse_hostport(proxy.listen, "--listen")[1] == 0:
+            raise CommandError("proxy: --workers needs a fixed --listen port, not 0")
+        # Fails here, once, if the settings cannot run; its journal is closed before the fork.
+        ProxyServer(settings.config, proxy).journal.close()
+        return run_workers(
+            lambda: ProxyServer(settings.config, proxy, services=settings.services()),
+            proxy.workers,
+        )
     server = ProxyServer(settings.config, proxy, services=settings.services())
     try:
         run(server)

@@ -23,6 +23,7 @@ next is sent, so the client's retry of the same message delivers only the missin
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass
 
@@ -50,9 +51,14 @@ def configured(report: Report, settings: ProxySettings) -> str:
     return "accept"
 
 
+@functools.lru_cache(maxsize=4)
+def _policy(add_headers: str) -> MilterSettings:
+    return MilterSettings(add_headers=add_headers)  # built once: its defaults parse networks
+
+
 def verdict_headers(report: Report, settings: ProxySettings) -> list[tuple[str, str]]:
     """The milter's monitor-style headers, under the same ``add_headers`` policy."""
-    return milter_headers(report, MilterSettings(add_headers=settings.add_headers), "", "")
+    return milter_headers(report, _policy(settings.add_headers), "", "")
 
 
 def refusal(code: str, report: Report) -> Reply:

@@ -134,17 +134,25 @@ class ProxySMTP(SMTP):
             return super()._getaddr(arg)
         return match.group(1), match.group(2)
 
+    _heard = 0.0
+    """When the client last sent anything (loop time)."""
+
     def data_received(self, data: bytes) -> None:
         """Idle means nothing received: a 50 MB message on a slow link is not idle (aiosmtpd
-        restarts its timer only per command, so it would cut such an upload off)."""
+        restarts its timer only per command, so it would cut such an upload off). Only a
+        timestamp here; the timer checks it when it fires."""
+        self._heard = self.loop.time()
         super().data_received(data)
-        self._reset_timeout()
 
     def _timeout_cb(self) -> None:
         """``421`` before closing, as RFC 5321 asks; never while we are delivering."""
         session = self.session
+        quiet = self.loop.time() - self._heard
         if isinstance(session, ProxySession) and session.busy:
             self._reset_timeout()
+            return
+        if quiet < self._timeout_duration:
+            self._reset_timeout(self._timeout_duration - quiet)
             return
         transport = self.transport
         write = getattr(transport, "write", None)  # uvloop's transports are not asyncio's

@@ -52,7 +52,10 @@ class Journal:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._key = _load_key(path.with_name(path.name + ".key"))
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # timeout: with --workers, processes take turns writing (WAL: readers never wait).
+            self._db = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
             with contextlib.suppress(OSError):
                 path.chmod(0o600)
             self._db.execute("PRAGMA journal_mode=WAL")

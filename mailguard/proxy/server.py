@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from mailguard.config import Config
@@ -97,7 +100,9 @@ class ProxyServer:
             )  # fmt: skip
 
         try:
-            self._server = await loop.create_server(protocol, self.host, self.port, backlog=256)
+            self._server = await loop.create_server(
+                protocol, self.host, self.port, backlog=256, reuse_port=settings.workers > 1
+            )
         except OSError as exc:
             raise ConfigError(
                 f"proxy: cannot listen on {settings.listen}: {exc.strerror}"
@@ -134,6 +139,38 @@ class ProxyServer:
             await stop.wait()
         finally:
             await self.close()
+
+
+def run_workers(make: Callable[[], ProxyServer], workers: int) -> int:
+    """``workers`` processes on one port (SO_REUSEPORT), each with its own event loop, relay
+    pool and engine; SIGTERM/SIGINT to this parent stops them all. Each is forked before
+    it builds anything (no threads, sockets or SQLite handles cross a fork)."""
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                run(make())
+            except BaseException as exc:  # a worker's failure is its exit status, logged
+                log.error("worker failed: %s", exc if isinstance(exc, ConfigError) else
+                          type(exc).__name__)  # fmt: skip
+                code = 2
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return status
 
 
 def run(server: ProxyServer) -> None:

@@ -81,6 +81,9 @@ class ProxySettings:
     """How long a split is remembered for retries (Postfix's default queue lifetime)."""
     log_addresses: bool = False
     """Put the envelope sender in the log line. Off: counts only."""
+    workers: int = 1
+    """Processes serving the one port (``SO_REUSEPORT``; the kernel spreads connections):
+    one event loop is one core, so set it to the cores the proxy may use."""
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -94,7 +97,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _PATHS = ("relay_ca", "tls_cert", "tls_key", "users_file", "journal")
 _SECONDS = ("relay_timeout", "relay_idle", "idle_timeout", "decision_timeout", "journal_days")
-_COUNTS = ("relay_connections", "max_message_bytes", "max_recipients")
+_COUNTS = ("relay_connections", "max_message_bytes", "max_recipients", "workers")
 
 
 def from_file(file: ConfigFile) -> ProxySettings:
