@@ -183,3 +183,31 @@ def test_sendmail_t_keeps_every_recipient_the_headers_named(postfix: PostfixInst
     assert sorted(r.split()[0].strip("<>") for r in delivery.rcpt_to) == sorted(people)
     head, _ = split(delivery.data)
     assert b"@gmail.com" not in head and b"\nTo: undisclosed-recipients:;\n" in head
+
+
+def test_milter_header_checks_see_the_fields_the_rewrite_adds(postfix: PostfixInstance) -> None:
+    """The README's caveat, shown: Postfix applies milter_header_checks to the added fields.
+    IGNORE on the new To drops it (the message still goes out, To-less, nobody visible);
+    REJECT on X-Mailguard-Action refuses the message."""
+    table = postfix.etc / "milter_header_checks"
+    people = [f"person{i}@gmail.com" for i in range(40)]
+    raw = eml(f"From: {SENDER}\nTo: {', '.join(people)}\nSubject: checked", "B")
+    try:
+        table.write_text("/^To: undisclosed-recipients:;/ IGNORE\n")
+        postfix.configure({"milter_header_checks": f"regexp:{table}"})
+        with postfix.smtp() as smtp:
+            smtp.sendmail(SENDER, people, raw)
+        head, _ = split(only_delivery(postfix).data)
+        assert b"\nTo:" not in head and b"@gmail.com" not in head
+        assert b"\nX-Mailguard-Action: rewritten; " in head
+
+        postfix.clear_sink()
+        table.write_text("/^X-Mailguard-Action: rewritten/ REJECT held back by policy\n")
+        postfix.configure({"milter_header_checks": f"regexp:{table}"})
+        with postfix.smtp() as smtp, pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail(SENDER, people, raw)
+        assert refused.value.smtp_code == 550 and b"held back by policy" in refused.value.smtp_error
+        postfix.wait_idle()
+        assert postfix.sink_files() == []
+    finally:
+        postfix.configure({"milter_header_checks": ""})
