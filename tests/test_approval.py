@@ -337,3 +337,16 @@ def test_random_approval_fields_never_raise_and_never_pass():
         raw = mailout(3).replace(b"Subject:", f"{HEADER}: {value}\r\nSubject:".encode())
         result = verify(raw, RING, NOW)
         assert result.status == "invalid", value
+
+
+def test_canonical_body_of_many_lines_with_blanks_stays_bounded():
+    import tracemalloc
+
+    body = b"x \t\n" + b"ab \n" * 1_000_000
+    tracemalloc.start()
+    try:
+        assert canonical_body(body) == b"x\n" + b"ab\n" * 1_000_000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * len(body)  # a list of the million lines would take 10x the body
