@@ -48,15 +48,20 @@ def test_configuration_errors_are_exit_status_2_with_a_message(tmp_path):
     assert result.exit_code == 2 and "expected one of starttls, tls, none" in result.output
 
 
+def start(tmp_path: Path, port: int, relay_port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """The real command, as a user starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailguard", "proxy", "--no-config", *extra,
+         "--listen", f"127.0.0.1:{port}", "--relay", f"127.0.0.1:{relay_port}",
+         "--relay-security", "none", "--journal", str(tmp_path / "journal.sqlite")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+
+
 def test_the_real_command_relays_and_stops_on_sigterm(tmp_path):
     port = free_ports(1)[0]
     with UpstreamServer(make_test_ca(tmp_path / "ca"), mode="none") as up:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailguard", "proxy", "--no-config",
-             "--listen", f"127.0.0.1:{port}", "--relay", f"127.0.0.1:{up.port}",
-             "--relay-security", "none", "--journal", str(tmp_path / "journal.sqlite")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-        )  # fmt: skip
+        proc = start(tmp_path, port, up.port)
         try:
             assert wait_until(lambda: port_open(port), 20), proc.stderr
             raw = eml("From: ops@serviceco.example\nTo: partner@othercorp.example\nSubject: x")
@@ -77,12 +82,7 @@ def test_the_real_command_relays_and_stops_on_sigterm(tmp_path):
 def test_workers_share_one_port_and_stop_together(tmp_path):
     port = free_ports(1)[0]
     with UpstreamServer(make_test_ca(tmp_path / "ca"), mode="none") as up:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailguard", "proxy", "--no-config", "--workers", "2",
-             "--listen", f"127.0.0.1:{port}", "--relay", f"127.0.0.1:{up.port}",
-             "--relay-security", "none", "--journal", str(tmp_path / "journal.sqlite")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-        )  # fmt: skip
+        proc = start(tmp_path, port, up.port, "--workers", "2")
         try:
             assert wait_until(lambda: port_open(port), 20), proc.stderr
             time.sleep(0.5)  # both workers listening
