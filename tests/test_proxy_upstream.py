@@ -274,3 +274,24 @@ def test_a_dns_lookup_never_holds_the_event_loop(tls, tmp_path):
     assert done and answered - started < 0.5 and answered < done[0]
     assert len(up.received) == 1
     assert "MG402" not in proxy.messages()[0]  # unknown is never a finding
+
+
+def test_rewrite_that_cannot_cure_falls_back_and_never_pretends(tls, tmp_path):
+    import mailguard
+    from tests.support import custom_rule
+
+    rules = custom_rule.write_rule(tmp_path / "rules")
+    (tmp_path / "mailguard.toml").write_text(f'rule_paths = ["{rules}"]\n')
+    config = mailguard.load_config(tmp_path / "mailguard.toml")
+    people = [f"p{i}@gmail.com" for i in range(60)]
+    raw = custom_rule.payslip_message(", ".join(people))
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none", on_block="rewrite")
+        with (
+            RunningProxy(settings, config, journal=tmp_path / "j") as proxy,
+            pytest.raises(smtplib.SMTPDataError) as refused,
+        ):
+            send(proxy, people, raw)
+    assert refused.value.smtp_code == 550 and up.received == []
+    (line,) = proxy.messages()
+    assert f"rewrite=fallback:{custom_rule.CODE}" in line and "action=reject" in line

@@ -78,12 +78,10 @@ def rewrite(
         raw, report, level=level, scoring=scoring, rewrite_to=rewrite_to,
         recheck=lambda data: engine.check(data, envelope=envelope, source="proxy"),
     )  # fmt: skip
-    info: dict[str, object] = {
-        "visible_before": done.plan.visible_before, "visible_after": done.plan.visible_after,
-    }  # fmt: skip
-    if not done.ok:
-        info["would"] = f"rewrite({done.why})"
-    return done.data if done.ok else None, info
+    if not done.ok:  # logged as the milter does: rewrite=fallback:<codes>
+        return None, {"rewrite": f"fallback:{done.why}"}
+    plan = done.plan
+    return done.data, {"visible_before": plan.visible_before, "visible_after": plan.visible_after}
 
 
 @dataclass

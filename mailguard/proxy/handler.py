@@ -328,7 +328,6 @@ class Gateway:
                 fields["action"] = "rewrite"
                 return await self._relay(upstream, data), fields
             action = self.settings.rewrite_fallback
-            fields["fallback"] = action
         fields["action"] = action
         if action in ("reject", "tempfail"):
             await self.relay.call(upstream.rset)
