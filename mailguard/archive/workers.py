@@ -49,6 +49,9 @@ class Unit:
     inputs: tuple[Input, ...] = ()
     size: int = 0
     """Bytes of mail in the unit, for progress."""
+    label: str = ""
+    """What an mbox's messages are reported as instead of ``path`` (a PST folder unpacked
+    into a temporary file is ``file.pst:Sent Items``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,7 @@ def judge_unit(spec: WorkSpec, unit: Unit) -> Tally:
 
 def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
     if unit.kind == "mbox":
-        yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes)
+        yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes, unit.label)
     elif unit.kind == "files":
         for name in unit.files:
             yield read_file(Path(name), max_bytes)
