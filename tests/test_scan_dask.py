@@ -48,12 +48,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         for argv, log in zip(argvs, logs, strict=True):
             with log.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        argv, cwd=home, stdout=out, stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )  # fmt: skip
+                proc = subprocess.Popen(
+                    argv, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                 )
+                procs.append(proc)
         with Client(address, timeout=60, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=120)
         yield address
