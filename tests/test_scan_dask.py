@@ -113,6 +113,17 @@ def test_cluster_register_is_the_local_pools(cluster: str, tmp_path: Path) -> No
     assert comparable(remote_data) == comparable(local_data)
 
 
+def test_pst_folders_on_a_cluster_are_the_local_scans(cluster: str, tmp_path: Path) -> None:
+    """A PST is unpacked by the scanning process; its messages reach the workers in batches."""
+    pst = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "go-pst" / "support.pst"
+    local = cli(str(pst), "-f", "json", "-o", str(tmp_path / "local.json"))
+    remote = cli(str(pst), "--scheduler", cluster, "-f", "json", "-o", str(tmp_path / "d.json"))
+    assert local.returncode == remote.returncode == 0, remote.stderr
+    remote_data = json.loads((tmp_path / "d.json").read_text())
+    assert remote_data["summary"]["messages"] == 17
+    assert comparable(remote_data) == comparable(json.loads((tmp_path / "local.json").read_text()))
+
+
 def big_units(tmp_path: Path, copies: int, parts: int) -> tuple[Path, list[Unit]]:
     one = write_mbox(tmp_path / "one.mbox").read_bytes()
     path = tmp_path / "big.mbox"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -105,11 +106,33 @@ def _unpack(source: str, out: Path, timeout: float) -> list[Folder]:
         raise PstError(f"not a readable PST/OST file ({TOOL}: {why})")
     folders = []
     for mbox in sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink()):
+        _steady_boundaries(mbox)
         parts = mbox.relative_to(out).parent.parts
         # readpst writes <store name>/<folder>/.../mbox; the store's own name is no folder.
         name = "/".join(parts[1:]) if len(parts) > 1 else (parts[0] if parts else mbox.name)
         folders.append(Folder(label(source, name), mbox))
     return folders
+
+
+_RANDOM = re.compile(rb"LibPST-iamunique-(\d+)_-_-")
+
+
+def _steady_boundaries(mbox: Path) -> None:
+    """readpst draws each MIME boundary at random, so two unpackings of one PST differ in
+    length and positions: the incremental store finds a PST's incidents again by their byte
+    offsets. Each random number becomes its order of first appearance, ten digits wide
+    (distinct numbers stay distinct, so nested boundaries still differ)."""
+    numbers: dict[bytes, bytes] = {}
+
+    def steady(match: re.Match[bytes]) -> bytes:
+        number = numbers.setdefault(match.group(1), b"%010d" % len(numbers))
+        return b"LibPST-iamunique-" + number + b"_-_-"
+
+    steady_path = mbox.with_name(mbox.name + ".steady")
+    with mbox.open("rb") as src, steady_path.open("wb") as dst:
+        for line in src:
+            dst.write(_RANDOM.sub(steady, line) if b"LibPST-iamunique-" in line else line)
+    steady_path.replace(mbox)
 
 
 def select(

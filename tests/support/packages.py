@@ -39,6 +39,8 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
     ),
     "openssl": (Path("/usr/bin/openssl"),),
     "unbound": (Path("/usr/sbin/unbound"),),
+    "pst-utils": (Path("/usr/bin/readpst"),),
+    "libemail-outlook-message-perl": (Path("/usr/bin/msgconvert"),),
 }
 
 #: debconf answers given before installing: Postfix's postinst would otherwise configure an
@@ -55,6 +57,8 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl"),
     "test_dns": ("unbound",),
     "test_bench_dns_script": ("unbound",),
+    "test_scan_outlook": ("pst-utils", "libemail-outlook-message-perl"),
+    "test_scan_dask": ("pst-utils",),
 }
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
