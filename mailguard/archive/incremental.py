@@ -4,34 +4,50 @@ For each source the planner compares what is there now with the :mod:`state
 <mailguard.archive.state>` record of the last scan and decides, saying which and why:
 
 * **first scan**: no record (or a new state file);
-* **full re-scan**: the rules or the configuration changed (the fingerprint differs); an
-  mbox is shorter than the offset reached (truncated), its first or last 64 KB before that
-  offset changed, or the offset is no longer at a ``From_`` line (rewritten); a file read
-  last time is gone or renamed; a PST file's hash changed;
+* **full re-scan**: the rules or the configuration changed (the fingerprint differs), or
+  the key file is another one; an mbox is shorter than the offset reached (truncated), its
+  first or last 64 KB before that offset changed, or the offset is no longer at a
+  ``From_`` line (rewritten); a file read last time is gone or renamed; a PST file's hash
+  changed;
 * **incremental**: the counts of the old mail come from the record; only the mbox bytes
-  after the offset, or the files not seen before, are judged; and the messages at the
-  stored positions (incidents, unreadable messages) are read again for their records.
+  after the offset, or the files not seen before, are judged. Stored incidents get their
+  sender, subject and Message-ID back from their header blocks (the store keeps none);
+  unreadable messages, incidents stored without a record, and every incident when the
+  addresses are to be shown, are judged again.
 
-A re-read message that is no longer what was recorded (an mbox or file changed in place)
-makes the register incomplete, with an error saying so, and the source's record is
-dropped: the next run re-scans it in full.
+A stored incident whose message is no longer what was recorded (an mbox or a file changed
+in place) is judged again; if it is no longer an incident, the register is incomplete with
+an error saying so, and the source's record is dropped: its next scan is a full one.
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from mailguard.archive.mbox import is_from_line
-from mailguard.archive.register import MESSAGE, SOURCE, Register, Tally
+from mailguard.archive.mbox import is_from_line, iter_mbox
+from mailguard.archive.register import INCIDENT_VERDICTS, MESSAGE, SOURCE, Incident, Register, Tally
 from mailguard.archive.scanner import file_units, mbox_units
 from mailguard.archive.state import Record, StateStore, add_counts, edge_hashes
 from mailguard.archive.workers import Unit
+from mailguard.config import Config
+from mailguard.engine import Engine, _message_id, _subject
+from mailguard.errors import InputError
+from mailguard.message import parse_message
+from mailguard.recipients import _sender
+from mailguard.sources import Input, read_file
 
 BATCH = 64
+_HEADERS = {b"from", b"sender", b"subject", b"message-id"}
+
+Reader = Callable[[str], Input | None]
+"""A stored position -> the message there now (None: no longer there)."""
 
 
 @dataclass(slots=True)
@@ -41,27 +57,43 @@ class _Source:
     key_of: dict[str, str] = field(default_factory=dict)
     """A file's path -> its key in the record (``files`` sources)."""
     expected: int = 0
-    """Positions to re-read; each must come back as an incident or an unreadable message."""
+    """Stored positions; each must come back as an incident or an unreadable message."""
     got: int = 0
     new: int = 0
     carried: int = 0
+    stored: list[tuple[str, str]] = field(default_factory=list)
+    """(position, record) of incidents rebuilt from the store, not judged again."""
+    reader: Reader | None = None
 
 
 class Incremental:
-    """Plans one scan against the store and records what it found, source by source."""
+    """Plans one scan against the store and records what it found, source by source.
 
-    def __init__(self, store: StateStore, fingerprint: str, jobs: int) -> None:
+    ``addresses``: the output lists addresses (``--show-addresses``, ``--redact``), so
+    stored incidents are judged again; otherwise every incident's address lists are
+    replaced by their keyed hashes before they are merged, so the register's count of
+    distinct people spans old and new incidents alike.
+    """
+
+    def __init__(
+        self, store: StateStore, fingerprint: str, jobs: int, config: Config, *, addresses: bool
+    ) -> None:
         self.store = store
         self.fingerprint = fingerprint
         self.jobs = jobs
+        self.config = config
+        self.addresses = addresses
         self.changed: str | None = None
         if store.fingerprint not in (None, fingerprint):
             self.changed = "the rules or the configuration changed since the last scan"
+        elif store.key_changed:
+            self.changed = "the state's key file is not the one it was written with"
         self.carried = Tally()
         """Counts of the mail read by earlier scans: merged into the register at the end."""
         self._sources: dict[str, _Source] = {}
         self._reread: dict[int, Unit] = {}
-        """Units that re-read stored positions, by id (kept alive here: ids stay unique)."""
+        """Units that judge stored positions again, by id (kept alive here: ids stay unique)."""
+        self._engine: Engine | None = None
 
     # ------------------------------------------------------------------ planning
 
@@ -85,15 +117,15 @@ class Incremental:
         self, label: str, path: Path, units: list[Unit], pst_hash: str | None = None
     ) -> list[Unit]:
         """``units`` are the full scan's; returns what to judge (maybe fewer)."""
-        size = path.stat().st_size
-        head, tail = edge_hashes(path, size)
-        record = Record(label, "mbox", {"size": size, "mtime_ns": path.stat().st_mtime_ns,
-                                        "offset": size, "head": head, "tail": tail,
+        info = path.stat()
+        head, tail = edge_hashes(path, info.st_size)
+        record = Record(label, "mbox", {"size": info.st_size, "mtime_ns": info.st_mtime_ns,
+                                        "offset": info.st_size, "head": head, "tail": tail,
                                         "pst": pst_hash})  # fmt: skip
         old = self._old(label, "mbox")
         if old is None:
             return self._full(record, old, "", units)
-        offset = int(old.meta["offset"])
+        size, offset = info.st_size, int(old.meta["offset"])
         if pst_hash is not None or old.meta.get("pst") is not None:
             if pst_hash != old.meta.get("pst"):
                 return self._full(record, old, "the PST file changed since the last scan", units)
@@ -110,12 +142,19 @@ class Incremental:
             return self._full(record, old, why, units)
         unit_label = units[0].label if units else ""
         new = mbox_units(path, self.jobs, offset, unit_label) if size > offset else []
-        offsets = sorted({int(p.rsplit("@", 1)[1]) for p in old.found if "@" in p})
-        again = [
+        again, stored = self._split(old)
+        offsets = sorted({_offset(p) for p in again})
+        again_units = [
             Unit("mbox", path=str(path), offsets=tuple(offsets[i : i + BATCH]), label=unit_label)
             for i in range(0, len(offsets), BATCH)
         ]
-        return self._carry(record, old, len(offsets), new, again)
+        max_bytes = self.config.limits.max_message_bytes
+
+        def reader(position: str) -> Input | None:
+            at = _offset(position)
+            return next(iter_mbox(path, at, at + 1, max_bytes, unit_label), None)
+
+        return self._carry(record, old, new, again_units, stored, reader)
 
     def plan_files(self, label: str, root: Path, units: list[Unit], maildir: bool) -> list[Unit]:
         files = [Path(f) for u in units for f in u.files]
@@ -123,32 +162,40 @@ class Incremental:
         by_key = {k: Path(p) for p, k in key_of.items()}
         record = Record(label, "files", {"maildir": maildir}, seen=set(by_key))
         old = self._old(label, "files")
-        if old is None:
-            self._full(record, old, "", units)
-            self._sources[label].key_of = key_of
-            return units
-        gone = old.seen - by_key.keys()
-        if gone:
+        gone = old.seen - by_key.keys() if old is not None else set()
+        if old is None or gone:
             why = f"{len(gone):,} file(s) read last time are gone or were renamed"
-            self._full(record, old, why, units)
-            self._sources[label].key_of = key_of
-            return units
-        new = file_units([by_key[k] for k in sorted(by_key.keys() - old.seen)])
-        positions = [by_key[k] for k in old.found if k in by_key]
-        again = file_units(positions)
-        planned = self._carry(record, old, len(old.found), new, again)
+            planned = self._full(record, old, why, units)
+        else:
+            new = file_units([by_key[k] for k in sorted(by_key.keys() - old.seen)])
+            again, stored = self._split(old)
+            max_bytes = self.config.limits.max_message_bytes
+
+            def reader(position: str) -> Input | None:
+                return read_file(by_key[position], max_bytes) if position in by_key else None
+
+            again_units = file_units([by_key[k] for k in again])
+            planned = self._carry(record, old, new, again_units, stored, reader)
         self._sources[label].key_of = key_of
         return planned
 
+    def _split(self, old: Record) -> tuple[list[str], list[tuple[str, str]]]:
+        """Positions to judge again, and incidents to rebuild from their stored records."""
+        if self.addresses:
+            return [p for p, _ in old.found], []
+        return [p for p, r in old.found if r is None], [(p, r) for p, r in old.found if r]
+
     def _carry(
-        self, record: Record, old: Record, expected: int, new: list[Unit], again: list[Unit]
-    ) -> list[Unit]:
+        self, record: Record, old: Record, new: list[Unit], again: list[Unit],
+        stored: list[tuple[str, str]], reader: Reader,
+    ) -> list[Unit]:  # fmt: skip
         add_counts(record.counts, old.counts)
         add_counts(self.carried, old.counts)
         self._reread.update((id(u), u) for u in again)
         self._sources[record.label] = _Source(
-            record, "incremental", expected=expected, carried=old.counts.messages
-        )
+            record, "incremental", expected=len(old.found), carried=old.counts.messages,
+            stored=stored, reader=reader,
+        )  # fmt: skip
         return again + new
 
     # ------------------------------------------------------------------ scanning
@@ -159,16 +206,19 @@ class Incremental:
             self._reread[id(new)] = new
 
     def on_tally(self, label: str, unit: Unit, tally: Tally) -> Tally:
-        """Record a unit's findings; a re-read unit gives records only, its counts are old."""
+        """Record a unit's findings; a unit judging stored positions again gives records
+        only (its messages were counted by the scan that first read them)."""
         source = self._sources.get(label)
         if source is None:
             return tally
-        found = [i.source for i in tally.incidents]
-        found += [e.source for e in tally.errors if e.kind == MESSAGE]
-        positions = [source.key_of.get(p, p) for p in found]
-        source.record.found += positions
+        for incident in tally.incidents:
+            position = source.key_of.get(incident.source, incident.source)
+            source.record.found.append((position, self._record(incident)))
+        for error in tally.errors:
+            if error.kind == MESSAGE:
+                source.record.found.append((source.key_of.get(error.source, error.source), None))
         if id(unit) in self._reread:
-            source.got += len(positions)
+            source.got += len(tally.incidents) + sum(e.kind == MESSAGE for e in tally.errors)
             records = Tally(incidents=tally.incidents)
             records.errors = [e for e in tally.errors if e.kind == MESSAGE]
             return records
@@ -176,34 +226,129 @@ class Incremental:
         add_counts(source.record.counts, tally)
         return tally
 
+    def _record(self, incident: Incident) -> str | None:
+        """The stored form of an incident: no address, subject or Message-ID; the address
+        lists as keyed hashes (which also replace the lists unless addresses are shown)."""
+        exposed = [self.store.hash(a) for a in incident.exposed]
+        personal = [self.store.hash(a) for a in incident.personal]
+        if not self.addresses:
+            incident.exposed, incident.personal = exposed, personal
+        findings = json.dumps(incident.findings, sort_keys=True, default=str)
+        if "@" in findings:
+            return None  # a finding quoting an address: judged again on the next run
+        return json.dumps({
+            "date": incident.date.isoformat() if incident.date else None,
+            "verdict": incident.verdict, "score": incident.score,
+            "findings": json.loads(findings), "recipients": incident.recipients,
+            "exposed": exposed, "personal": personal, "domains": incident.domains,
+            "sensitive": incident.sensitive, "exposed_count": incident.exposed_count,
+            "personal_count": incident.personal_count,
+            "check": self._check(incident.message_id, incident.sender, incident.subject),
+        }, sort_keys=True)  # fmt: skip
+
+    def _check(self, message_id: str | None, sender: str | None, subject: str | None) -> str:
+        return self.store.hash(json.dumps([message_id, sender, subject]))
+
+    def _rebuild(self, item: Input, stored: str) -> Incident | None:
+        """The incident from its stored record and the header block of its message now."""
+        if item.data is None:
+            return None
+        try:
+            message = parse_message(_header_fields(item.data), self.config.limits)
+        except InputError:
+            return None
+        message_id = _message_id(message.get("message-id"))
+        subject = _subject(message.get("subject"))
+        found = _sender(message, None)
+        sender = found.addr if found is not None else None
+        r: dict[str, Any] = json.loads(stored)
+        if r["check"] != self._check(message_id, sender, subject):
+            return None
+        return Incident(
+            source=item.source, message_id=message_id,
+            date=datetime.fromisoformat(r["date"]) if r["date"] else None, sender=sender,
+            subject=subject, verdict=r["verdict"], score=r["score"], findings=r["findings"],
+            recipients=r["recipients"], exposed=r["exposed"], personal=r["personal"],
+            domains=r["domains"], sensitive=r["sensitive"], exposed_count=r["exposed_count"],
+            personal_count=r["personal_count"],
+        )  # fmt: skip
+
+    def _judge(self, item: Input) -> Incident | None:
+        """A stored incident whose message changed: judged again, here."""
+        if item.data is None:
+            return None
+        self._engine = self._engine or Engine(self.config)
+        report = self._engine.check(item.data, source=item.source, mode="archived")
+        if report.verdict not in INCIDENT_VERDICTS:
+            return None
+        tally = Tally()
+        tally.add_report(report, len(item.data))
+        return tally.incidents[0]
+
     def finish(self, register: Register, say: Callable[[str], None]) -> None:
-        """Merge the carried counts, say per source what happened, update the store."""
+        """Rebuild the stored incidents, merge the carried counts, say per source what
+        happened, update the store (unless the scan was interrupted)."""
         register.merge(self.carried)
         keep: list[Record] = []
         dropped: list[str] = []
         for label, s in self._sources.items():
+            rebuilt = Tally()
+            for position, stored in s.stored:
+                item = s.reader(position) if s.reader is not None else None
+                incident = self._rebuild(item, stored) if item is not None else None
+                record: str | None = stored
+                if incident is None and item is not None:
+                    incident = self._judge(item)
+                    record = self._record(incident) if incident is not None else None
+                if incident is not None:
+                    s.got += 1
+                    rebuilt.incidents.append(incident)
+                    s.record.found.append((position, record))
+            register.merge(rebuilt)
             if s.note == "incremental":
                 say(f"mailguard: state: {label}: incremental: {s.new:,} new message(s) read, "
                     f"{s.carried:,} carried over from the last scan")  # fmt: skip
             else:
                 say(f"mailguard: state: {label}: {s.note}: {s.new:,} message(s) read")
-            if s.got != s.expected:
-                lost = Tally()
-                lost.add_error(
-                    label,
-                    f"{s.expected - s.got:,} incident(s) or unreadable message(s) recorded by "
-                    "the last scan were not found again: the source changed in place; its "
-                    "next scan with this state is a full one",
-                    SOURCE,
-                )
-                register.merge(lost)
-                dropped.append(label)
-            else:
+            if s.got == s.expected:
                 keep.append(s.record)
+                continue
+            lost = Tally()
+            lost.add_error(
+                label,
+                f"{s.expected - s.got:,} incident(s) or unreadable message(s) recorded by the "
+                "last scan were not found again: the source changed in place; its next scan "
+                "with this state is a full one",
+                SOURCE,
+            )
+            register.merge(lost)
+            dropped.append(label)
         if register.interrupted:
             say("mailguard: state: not updated, the scan was interrupted")
             return
         self.store.save(self.fingerprint, keep, dropped)
+
+
+def _offset(position: str) -> int:
+    return int(position.rsplit("@", 1)[1])
+
+
+def _header_fields(data: bytes) -> bytes:
+    """Only the header fields an incident's record lacks (From, Sender, Subject,
+    Message-ID), with their continuation lines: a 300-address Cc is not parsed again."""
+    ends = [i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n")) if i >= 0]
+    block = data[: min(ends)] if ends else data
+    out: list[bytes] = []
+    keep = False
+    for line in block.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                out.append(line)
+            continue
+        keep = line.split(b":", 1)[0].strip().lower() in _HEADERS
+        if keep:
+            out.append(line)
+    return b"\n".join(out) + b"\n\n" if out else b"X-Mailguard-None: 1\n\n"
 
 
 def _from_line_at(path: Path, offset: int) -> bool:

@@ -8,26 +8,31 @@ Per source it keeps where the last scan stopped and what it counted:
   part of its name, so a flag change or the move from ``new/`` to ``cur/`` is no new mail);
 * PST folders: the SHA-256 of the PST file;
 * the counts of the messages read (messages, verdicts, bytes, first and last date);
-* where each incident and each unreadable message is (``archive.mbox@1234``, a file name):
-  its *position*, not its content;
+* where each incident and each unreadable message is (``archive.mbox@1234``, a file name),
+  and for an incident what judging it found: verdict, score, date, findings, recipient
+  counts, exposed domains, and the exposed addresses **as keyed hashes** only (HMAC-SHA256
+  under a key kept in a separate file, ``PATH.key``), for the count of distinct people;
 
 plus a fingerprint of everything that decides a verdict (mailguard version, rule files and
 options, thresholds, internal domains, date window, file pattern).
 
-**No addresses, subjects or findings are stored.** A re-run re-reads the messages at the
-stored positions (incidents are few: the judged messages at ``warn`` or above) and so gets
-their full records back, exactly as a full scan would write them. That keeps the store free
-of personal data beyond file names, and keeps ``--show-addresses`` and ``--redact`` honest:
-the addresses they print were read from the mail in this run, never reconstructed from a
-hash. The cost is re-judging the incident messages on each run.
+No address, subject or Message-ID is stored. A re-run reads those back from the header
+block at each incident's position (cheap: no re-judging), checked against a keyed hash of
+the message's first 64 KB, so the register is the one a full scan writes. A finding whose
+text holds an ``@`` is not stored either; that incident is judged again. With
+``--show-addresses`` or ``--redact`` the addresses themselves are needed: every stored
+incident is then judged again from the mail, so what is printed was read in this run,
+never reconstructed from a hash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,8 +56,9 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
     counts: Tally = field(default_factory=Tally)
     seen: set[str] = field(default_factory=set)
-    found: list[str] = field(default_factory=list)
-    """Positions of the incidents and unreadable messages (mbox offsets, file keys)."""
+    found: list[tuple[str, str | None]] = field(default_factory=list)
+    """(position, record): incidents and unreadable messages by position (``x.mbox@12``, a
+    file key), with an incident's stored record (JSON) when it could be stored."""
 
 
 class StateError(Exception):
@@ -77,7 +83,8 @@ class StateStore:
                     meta TEXT NOT NULL, counts TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS seen (label TEXT NOT NULL, name TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS seen_label ON seen (label);
-                CREATE TABLE IF NOT EXISTS found (label TEXT NOT NULL, position TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS found (
+                    label TEXT NOT NULL, position TEXT NOT NULL, record TEXT);
                 CREATE INDEX IF NOT EXISTS found_label ON found (label);
                 """
             )
@@ -86,6 +93,16 @@ class StateStore:
             raise StateError(f"cannot use {path} as the scan state: {exc}") from None
         if schema is not None and schema != str(SCHEMA):
             raise StateError(f"{path} was written by another mailguard (schema {schema})")
+        self.key = _key(path.with_name(path.name + ".key"))
+        self.key_check = self.hash("mailguard state key check")
+        self.key_changed = self._meta("key_check") not in (None, self.key_check)
+
+    def hash(self, text: str) -> str:
+        """The keyed hash an address is stored as (128 bits, hex)."""
+        return self.hash_bytes(text.encode("utf-8", "surrogateescape"))
+
+    def hash_bytes(self, data: bytes) -> str:
+        return hmac.new(self.key, data, "sha256").hexdigest()[:32]
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -102,9 +119,8 @@ class StateStore:
         if row is None:
             return None
         seen = {r[0] for r in self.db.execute("SELECT name FROM seen WHERE label = ?", (label,))}
-        found = [
-            r[0] for r in self.db.execute("SELECT position FROM found WHERE label = ?", (label,))
-        ]
+        query = "SELECT position, record FROM found WHERE label = ?"
+        found = [(r[0], r[1]) for r in self.db.execute(query, (label,))]
         return Record(label, row[0], json.loads(row[1]), _tally(json.loads(row[2])), seen, found)
 
     def save(self, fingerprint: str, records: list[Record], dropped: list[str]) -> None:
@@ -114,7 +130,9 @@ class StateStore:
             if self.fingerprint != fingerprint:
                 for table in ("sources", "seen", "found"):
                     self.db.execute(f"DELETE FROM {table}")
-            for key, value in (("schema", str(SCHEMA)), ("fingerprint", fingerprint)):
+            meta = (("schema", str(SCHEMA)), ("fingerprint", fingerprint),
+                    ("key_check", self.key_check))  # fmt: skip
+            for key, value in meta:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
             for label in [*dropped, *(r.label for r in records)]:
                 for table in ("sources", "seen", "found"):
@@ -128,12 +146,34 @@ class StateStore:
                     "INSERT INTO seen VALUES (?, ?)", ((r.label, n) for n in r.seen)
                 )
                 self.db.executemany(
-                    "INSERT INTO found VALUES (?, ?)", ((r.label, p) for p in r.found)
+                    "INSERT INTO found VALUES (?, ?, ?)", ((r.label, p, rec) for p, rec in r.found)
                 )
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
+
+
+def _key(path: Path) -> bytes:
+    """The hashing key, in its own private file: the store alone cannot be used to test
+    whether a guessed address was exposed. Made on first use; with another key the stored
+    hashes mean nothing, and the next scan is a full one."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        try:
+            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        except (OSError, ValueError) as exc:
+            raise StateError(f"cannot read the state's key file {path}: {exc}") from None
+        if len(key) < 16:
+            raise StateError(f"the state's key file {path} holds no key") from None
+        return key
+    except OSError as exc:
+        raise StateError(f"cannot create the state's key file {path}: {exc}") from None
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key.hex() + "\n")
+    return key
 
 
 def _counts(t: Tally) -> dict[str, Any]:

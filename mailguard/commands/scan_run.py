@@ -101,7 +101,9 @@ def _run(
     scanner = Scanner(config, jobs=jobs, window=window, executor=executor, dns=dns)
     incremental = None
     if state is not None:
-        incremental = _incremental(stack, state, config, window, dns, pattern, scanner.jobs)
+        incremental = _incremental(
+            stack, state, config, window, dns, pattern, scanner.jobs, show_addresses or redact
+        )
     planned: list[tuple[str, Iterable[Unit]]] = []
     failed: list[ErrorEntry] = []
     total_bytes: int | None = 0
@@ -192,7 +194,7 @@ def _cluster(stack: contextlib.ExitStack, scheduler: str, paths: list[str]) -> o
 
 def _incremental(
     stack: contextlib.ExitStack, path: Path, config: Config, window: Window,
-    dns: DnsSettings | None, pattern: str, jobs: int,
+    dns: DnsSettings | None, pattern: str, jobs: int, addresses: bool,
 ) -> Incremental:  # fmt: skip
     from mailguard.archive.incremental import Incremental
     from mailguard.archive.state import StateError, StateStore, fingerprint
@@ -203,7 +205,7 @@ def _incremental(
         raise _Stop(str(exc)) from None
     stack.callback(store.close)
     made = provenance(config, mode="archived", since=window.since, until=window.until, dns=dns)
-    return Incremental(store, fingerprint(made, pattern), jobs)
+    return Incremental(store, fingerprint(made, pattern), jobs, config, addresses=addresses)
 
 
 def _plan_incremental(incremental: Incremental, source: str, units: list[Unit]) -> list[Unit]:
