@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,10 +45,10 @@ from mailguard.recipients import _sender
 from mailguard.sources import Input, read_file
 
 BATCH = 64
-_HEADERS = {b"from", b"sender", b"subject", b"message-id"}
 
-Reader = Callable[[str], Input | None]
-"""A stored position -> the message there now (None: no longer there)."""
+Reader = Callable[[str, bool], Input | None]
+"""(a stored position, whole message?) -> its header block or whole message now (None: no
+longer there)."""
 
 
 @dataclass(slots=True)
@@ -148,13 +149,14 @@ class Incremental:
             Unit("mbox", path=str(path), offsets=tuple(offsets[i : i + BATCH]), label=unit_label)
             for i in range(0, len(offsets), BATCH)
         ]
-        max_bytes = self.config.limits.max_message_bytes
-
-        def reader(position: str) -> Input | None:
-            at = _offset(position)
-            return next(iter_mbox(path, at, at + 1, max_bytes, unit_label), None)
-
-        return self._carry(record, old, new, again_units, stored, reader)
+        return self._carry(
+            record,
+            old,
+            new,
+            again_units,
+            stored,
+            _MboxReader(path, unit_label, self.config.limits.max_message_bytes),
+        )
 
     def plan_files(self, label: str, root: Path, units: list[Unit], maildir: bool) -> list[Unit]:
         files = [Path(f) for u in units for f in u.files]
@@ -171,7 +173,7 @@ class Incremental:
             again, stored = self._split(old)
             max_bytes = self.config.limits.max_message_bytes
 
-            def reader(position: str) -> Input | None:
+            def reader(position: str, whole: bool) -> Input | None:
                 return read_file(by_key[position], max_bytes) if position in by_key else None
 
             again_units = file_units([by_key[k] for k in again])
@@ -294,11 +296,11 @@ class Incremental:
         for label, s in self._sources.items():
             rebuilt = Tally()
             for position, stored in s.stored:
-                item = s.reader(position) if s.reader is not None else None
+                item = s.reader(position, False) if s.reader is not None else None
                 incident = self._rebuild(item, stored) if item is not None else None
                 record: str | None = stored
-                if incident is None and item is not None:
-                    incident = self._judge(item)
+                if incident is None and item is not None and s.reader is not None:
+                    incident = self._judge(s.reader(position, True) or item)
                     record = self._record(incident) if incident is not None else None
                 if incident is not None:
                     s.got += 1
@@ -326,6 +328,10 @@ class Incremental:
         if register.interrupted:
             say("mailguard: state: not updated, the scan was interrupted")
             return
+        if not dropped and all(
+            s.note == "incremental" and not s.new for s in self._sources.values()
+        ):
+            return  # nothing new anywhere: the store already says all of it
         self.store.save(self.fingerprint, keep, dropped)
 
 
@@ -333,21 +339,41 @@ def _offset(position: str) -> int:
     return int(position.rsplit("@", 1)[1])
 
 
+class _MboxReader:
+    """Messages of one mbox by offset, from one memory map: a header block is found with
+    two ``find`` calls, without walking to the message's end (a 2 MB attachment)."""
+
+    def __init__(self, path: Path, label: str, max_bytes: int) -> None:
+        self.path, self.label, self.max_bytes = path, label, max_bytes
+
+    def __call__(self, position: str, whole: bool) -> Input | None:
+        at = _offset(position)
+        if whole:
+            return next(iter_mbox(self.path, at, at + 1, self.max_bytes, self.label), None)
+        name = f"{self.label or self.path}@{at}"
+        try:
+            with self.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                start = mm.find(b"\n", at, at + 1000) + 1
+                if start <= 0 or not is_from_line(mm[at : start - 1]):
+                    return None
+                ends = [i for i in (mm.find(b"\n\n", start), mm.find(b"\r\n\r\n", start)) if i >= 0]
+                return Input(name, mm[start : min(ends)] if ends else mm[start:])
+        except (OSError, ValueError):
+            return None
+
+
+_FIELDS = re.compile(
+    rb"^(?:from|sender|subject|message-id)[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 def _header_fields(data: bytes) -> bytes:
     """Only the header fields an incident's record lacks (From, Sender, Subject,
     Message-ID), with their continuation lines: a 300-address Cc is not parsed again."""
     ends = [i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n")) if i >= 0]
     block = data[: min(ends)] if ends else data
-    out: list[bytes] = []
-    keep = False
-    for line in block.split(b"\n"):
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                out.append(line)
-            continue
-        keep = line.split(b":", 1)[0].strip().lower() in _HEADERS
-        if keep:
-            out.append(line)
+    out = [m.group() for m in _FIELDS.finditer(block)]
     return b"\n".join(out) + b"\n\n" if out else b"X-Mailguard-None: 1\n\n"
 
 
