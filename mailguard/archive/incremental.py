@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.mbox import is_from_line, iter_mbox
 from mailguard.archive.register import INCIDENT_VERDICTS, MESSAGE, SOURCE, Incident, Register, Tally
 from mailguard.archive.scanner import file_units, mbox_units
@@ -65,6 +66,14 @@ class _Source:
     stored: list[tuple[str, str]] = field(default_factory=list)
     """(position, record) of incidents rebuilt from the store, not judged again."""
     reader: Reader | None = None
+    imap: ImapResume | None = None
+    """An IMAP folder: decided only once it is open, while it is read."""
+    old: Record | None = None
+
+    def position(self, source: str) -> str:
+        if self.imap is not None:
+            return source.rsplit(";UID=", 1)[-1]
+        return self.key_of.get(source, source)
 
 
 class Incremental:
@@ -200,6 +209,39 @@ class Incremental:
         )  # fmt: skip
         return again + new
 
+    def plan_imap(self, label: str) -> ImapResume:
+        """Where the folder's scan resumes; it decides once the folder is open."""
+        old = self._old(label, "imap")
+        resume = ImapResume()
+        if old is not None:
+            resume.uidvalidity = old.meta["uidvalidity"]
+            resume.last_uid, resume.count = int(old.meta["last_uid"]), int(old.meta["count"])
+            resume.again = tuple(int(p) for p, _ in old.found)
+        self._sources[label] = _Source(Record(label, "imap"), "", imap=resume, old=old)
+        return resume
+
+    def mark_reread(self, unit: Unit) -> None:
+        """``unit`` holds messages of stored positions (an IMAP folder's first batches)."""
+        self._reread[id(unit)] = unit
+
+    def _imap_outcome(self, s: _Source, register: Register) -> bool:
+        """Settle an IMAP folder's note and counts; False if it was never opened."""
+        r = s.imap
+        if r is None or r.full is None:
+            return r is None
+        s.record.meta = {"uidvalidity": r.seen_uidvalidity, "last_uid": r.highest,
+                         "count": r.seen_count}  # fmt: skip
+        if r.full or s.old is None:
+            first = s.old is None and self.changed is None
+            s.note = "first scan" if first else f"full re-scan: {self.changed or r.reason}"
+            return True
+        s.note, s.expected, s.carried = "incremental", len(s.old.found), s.old.counts.messages
+        add_counts(s.record.counts, s.old.counts)
+        register.merge(Tally(messages=s.old.counts.messages, verdicts=s.old.counts.verdicts,
+                             first=s.old.counts.first, last=s.old.counts.last,
+                             bytes=s.old.counts.bytes))  # fmt: skip
+        return True
+
     # ------------------------------------------------------------------ scanning
 
     def alias(self, old: Unit, new: Unit) -> None:
@@ -214,11 +256,11 @@ class Incremental:
         if source is None:
             return tally
         for incident in tally.incidents:
-            position = source.key_of.get(incident.source, incident.source)
+            position = source.position(incident.source)
             source.record.found.append((position, self._record(incident)))
         for error in tally.errors:
             if error.kind == MESSAGE:
-                source.record.found.append((source.key_of.get(error.source, error.source), None))
+                source.record.found.append((source.position(error.source), None))
         if id(unit) in self._reread:
             source.got += len(tally.incidents) + sum(e.kind == MESSAGE for e in tally.errors)
             records = Tally(incidents=tally.incidents)
@@ -294,6 +336,8 @@ class Incremental:
         keep: list[Record] = []
         dropped: list[str] = []
         for label, s in self._sources.items():
+            if not self._imap_outcome(s, register):
+                continue  # a folder never opened (login refused): its record stays
             rebuilt = Tally()
             for position, stored in s.stored:
                 item = s.reader(position, False) if s.reader is not None else None

@@ -31,6 +31,7 @@ from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
 
 if TYPE_CHECKING:
+    from mailguard.archive.imap_resume import ImapResume
     from mailguard.archive.imap_url import ImapTarget
     from mailguard.archive.incremental import Incremental
 
@@ -118,7 +119,10 @@ def _run(
                 # The message names the URL with any password masked; the raw one may hold it.
                 say(f"mailguard: error: {exc}")
                 return EXIT_ERROR
-            planned.append((target.label(), _imap_units(target, password, config, window, failed)))
+            resume = incremental.plan_imap(target.label()) if incremental is not None else None
+            mark = incremental.mark_reread if incremental is not None else None
+            fetched = _imap_units(target, password, config, window, failed, resume, mark)
+            planned.append((target.label(), fetched))
             total_bytes = None
             continue
         if pst.is_pst(source):
@@ -278,7 +282,8 @@ def _errors(entries: list[ErrorEntry]) -> Tally:
 
 def _imap_units(
     target: ImapTarget, password: str, config: Config, window: Window,
-    failed: list[ErrorEntry],
+    failed: list[ErrorEntry], resume: ImapResume | None = None,
+    mark: Callable[[Unit], None] | None = None,
 ) -> Iterator[Unit]:  # fmt: skip
     """Batches of fetched messages; bodies only for messages whose verdict could need one.
 
@@ -293,13 +298,24 @@ def _imap_units(
     from mailguard.archive import imap
 
     batch: list[Input] = []
+    read = 0
+
+    def unit() -> Unit:
+        """A batch; the stored positions come first and in batches of their own (``mark``)."""
+        made = _inputs_unit(batch)
+        if mark is not None and resume is not None and read <= resume.again_count:
+            mark(made)
+        return made
+
     try:
         for item in imap.iter_imap(
-            target, password, since=window.since, until=window.until, needs_body=needs_body
-        ):
+            target, password, since=window.since, until=window.until, needs_body=needs_body,
+            resume=resume,
+        ):  # fmt: skip
             batch.append(item)
-            if len(batch) >= IMAP_UNIT:
-                yield _inputs_unit(batch)
+            read += 1
+            if len(batch) >= IMAP_UNIT or (resume is not None and read == resume.again_count):
+                yield unit()
                 batch = []
     except imap.ImapError as exc:
         failed.append(ErrorEntry(target.label(), str(exc), SOURCE))
@@ -307,10 +323,10 @@ def _imap_units(
         # Ctrl-C while waiting on the server: the messages already fetched are still
         # judged (the scanner takes no unit after this one), so the register keeps them.
         if batch:
-            yield _inputs_unit(batch)
+            yield unit()
         raise
     if batch:
-        yield _inputs_unit(batch)
+        yield unit()
 
 
 def _inputs_unit(batch: list[Input]) -> Unit:

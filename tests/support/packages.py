@@ -59,6 +59,7 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_bench_dns_script": ("unbound",),
     "test_scan_outlook": ("pst-utils", "libemail-outlook-message-perl"),
     "test_scan_dask": ("pst-utils",),
+    "test_scan_state_imap": ("dovecot-imapd", "openssl"),
 }
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
