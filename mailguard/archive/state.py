@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailguard.archive.register import Tally, isoformat_utc
+from mailguard.archive.register import Register, Tally, isoformat_utc
 
 SCHEMA = 1
 EDGE = 64 * 1024
@@ -200,14 +200,13 @@ def _tally(data: dict[str, Any]) -> Tally:
 
 
 def add_counts(into: Tally, tally: Tally) -> None:
-    """``tally``'s counts (not its incidents or errors) added to ``into``."""
-    into.messages += tally.messages
-    into.verdicts.update(tally.verdicts)
-    into.bytes += tally.bytes
-    for when in (tally.first, tally.last):
-        if when is not None:
-            into.first = when if into.first is None or when < into.first else into.first
-            into.last = when if into.last is None or when > into.last else into.last
+    """``tally``'s counts (not its incidents or errors) added to ``into``, the way the
+    register adds them up (its own merge, on a register whose total is ``into``)."""
+    register = Register()
+    register.total = into
+    register.merge(
+        Tally(tally.messages, tally.verdicts, tally.first, tally.last, bytes=tally.bytes)
+    )
 
 
 def edge_hashes(path: Path, offset: int) -> tuple[str, str]:
