@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mailparser
 
 from tests.conftest import ROOT
-from tests.scan_archive import write_mbox
+from tests.scan_archive import cpu_seconds, write_mbox
+from tests.support.procs import processes
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 PST = CORPUS / "go-pst" / "support.pst"
@@ -131,3 +134,29 @@ def test_msgconvert_missing_names_the_package(tmp_path: Path) -> None:
     result = run("check", "--no-config", str(MSG), tmp=tmp_path, path=str(empty))
     assert result.returncode == 2
     assert "install the Debian package libemail-outlook-message-perl" in result.stderr
+
+
+def test_ctrl_c_removes_the_unpacked_pst(tmp_path: Path) -> None:
+    """The PST's private folder lives while the scan does; Ctrl-C still removes it."""
+    one = write_mbox(tmp_path / "one.mbox").read_bytes()
+    big = tmp_path / "big.mbox"
+    big.write_bytes(one * 4000)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailguard", "scan", "--no-config", "-q", str(PST), str(big),
+         "--jobs", "2", "-f", "json", "-o", str(tmp_path / "partial.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(temp)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        unpacked = [p for p in temp.iterdir() if p.name.startswith("mailguard-pst-")]
+        if unpacked and all(cpu_seconds(pid) >= 0.3 for pid in processes(ppid=proc.pid)):
+            break
+        time.sleep(0.05)
+    assert unpacked and proc.poll() is None, "the scan ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr.decode()[-2000:]
+    assert not [p for p in temp.iterdir() if p.name.startswith("mailguard-pst-")]
+    assert json.loads((tmp_path / "partial.json").read_text())["summary"]["interrupted"] is True

@@ -400,8 +400,10 @@ class _MboxReader:
                 start = mm.find(b"\n", at, at + 1000) + 1
                 if start <= 0 or not is_from_line(mm[at : start - 1]):
                     return None
-                ends = [i for i in (mm.find(b"\n\n", start), mm.find(b"\r\n\r\n", start)) if i >= 0]
-                return Input(name, mm[start : min(ends)] if ends else mm[start:])
+                stop = start + self.max_bytes  # a message without a blank line: bounded
+                blank = (mm.find(b"\n\n", start, stop), mm.find(b"\r\n\r\n", start, stop))
+                ends = [i for i in blank if i >= 0]
+                return Input(name, mm[start : min(ends)] if ends else mm[start:stop])
         except (OSError, ValueError):
             return None
 
