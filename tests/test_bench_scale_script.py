@@ -26,7 +26,9 @@ def test_scale_benchmark_quick_run_reports_every_figure(tmp_path):
     assert figures["messages"] == 500
     cluster, rescan = figures["cluster"], figures["rescan"]
     assert cluster["pool_msg_s"] > 0 and cluster["dask_msg_s"] > 0
-    assert cluster["dask_share"] == round(cluster["dask_msg_s"] / cluster["pool_msg_s"], 3)
+    # The share is of the unrounded rates: equal to the printed ones' to within rounding.
+    share = cluster["dask_msg_s"] / cluster["pool_msg_s"]
+    assert abs(cluster["dask_share"] - share) <= 0.01 * share
     assert rescan["rescan_s"] > 0 and rescan["startup_s"] > 0
     assert [t["target"] for t in figures["targets"]] == [
         "Dask cluster >= 85 % of the pool's throughput",
