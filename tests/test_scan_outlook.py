@@ -160,3 +160,10 @@ def test_ctrl_c_removes_the_unpacked_pst(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr.decode()[-2000:]
     assert not [p for p in temp.iterdir() if p.name.startswith("mailguard-pst-")]
     assert json.loads((tmp_path / "partial.json").read_text())["summary"]["interrupted"] is True
+
+
+def test_pst_folder_without_a_pst_is_a_usage_error(tmp_path: Path) -> None:
+    mbox = write_mbox(tmp_path / "archive.mbox")
+    result = run("scan", "--no-config", "-q", str(mbox), "--pst-folder", "Sent", tmp=tmp_path)
+    assert result.returncode == 2
+    assert "--pst-folder names folders of .pst/.ost files, and no source is one" in result.stderr

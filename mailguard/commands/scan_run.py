@@ -108,6 +108,8 @@ def _run(
     planned: list[tuple[str, Iterable[Unit]]] = []
     failed: list[ErrorEntry] = []
     total_bytes: int | None = 0
+    if pst_folders and not any(not is_imap_url(s) and pst.is_pst(s) for s in sources):
+        raise _Stop("--pst-folder names folders of .pst/.ost files, and no source is one")
     for source in sources:
         if is_imap_url(source):  # any case of the scheme: IMAPS:// is no local path
             from mailguard.archive import imap
