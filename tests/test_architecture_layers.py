@@ -33,6 +33,7 @@ CORE_MODULES = {
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
     "sources",
     "remedy",
+    "sources", "msgfile",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.
