@@ -380,6 +380,46 @@ def domains(
     )
 
 
+@app.command()
+def keygen(
+    keyfile: Annotated[Path, typer.Argument(help="Key file to create (never overwritten).")],
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="Key id (default: date-random).")
+    ] = None,
+) -> None:
+    """Create an approval key (32 random bytes, mode 0600) for `mailguard approve`."""
+    from mailguard.commands.approval import run_keygen
+
+    _run(lambda: run_keygen(keyfile, key_id))
+
+
+@app.command()
+def approve(
+    message: Annotated[str, typer.Argument(help="Message file to approve, or - for stdin.")],
+    key: Annotated[Path, typer.Option("--key", help="Approval key file (mailguard keygen).")],
+    valid_for: Annotated[str, typer.Option("--valid-for", help="How long: 24h, 90m, 7d.")] = "24h",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (scripts).")] = False,
+    show_addresses: Annotated[
+        bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
+    ] = False,
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+) -> None:
+    """Check a message, show the report and, once confirmed, sign it as approved."""
+    from mailguard.commands.approval import run_approve
+
+    source = _source(config_path, no_config, None)
+    _run(
+        lambda: run_approve(
+            message, key, source, valid_for=valid_for, output=output, yes=yes,
+            show_addresses=show_addresses,
+        )
+    )  # fmt: skip
+
+
 @app.command("rules")
 def list_rules(config_path: ConfigOption = None, no_config: NoConfigOption = False) -> None:
     """List every rule (with custom ones from rule_paths): code, name, severity, weight."""

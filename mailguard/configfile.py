@@ -29,7 +29,7 @@ from mailguard.errors import ConfigError
 
 CONFIG_FILE = "mailguard.toml"
 
-SECTIONS = ("milter", "dns")
+SECTIONS = ("milter", "dns", "approval")
 """Top-level tables owned outside the decision config: what the mail server does with a
 verdict, and ``[dns]`` (:mod:`mailguard.resolver`). (The pre-send proxy and history
 settings join here when they exist.)"""

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mailguard import approval_keys, configfile, resolver
 from mailguard import config as config_mod
-from mailguard import configfile, resolver
+from mailguard.approval_keys import Keyring
 from mailguard.config import Config
 from mailguard.configfile import ConfigFile
 from mailguard.milter import settings as milter_settings
@@ -33,12 +34,19 @@ class Settings:
     """What ``mailguard milter`` does with a decision."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     """``[dns]`` with ``--dns``/``--dns-server`` applied."""
+    approval: Keyring = field(default_factory=Keyring)
+    """The keys of ``[approval] keys``, read and checked (mode 0600) at every load."""
+
+    @property
+    def approval_keys(self) -> Keyring | None:
+        """The approval service: ``None`` when no key is configured."""
+        return self.approval if len(self.approval) else None
 
     def services(self) -> Services:
         """The engine's services: a DNS resolver only when DNS is enabled (off by default)."""
         if not self.dns.enabled:
-            return Services()
-        return Services(dns=DnsService.from_settings(self.dns))
+            return Services(approval=self.approval_keys)
+        return Services(dns=DnsService.from_settings(self.dns), approval=self.approval_keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,7 @@ class ConfigSource:
         config = config_mod.from_file(file)
         milter = milter_settings.from_file(file)
         dns = resolver.from_file(file)
+        keys = approval_keys.from_file(file)[1]
         if self.internal_domains:
             config = config.with_overrides(internal_domains=self.internal_domains)
         if self.milter_mode is not None:
@@ -79,7 +88,7 @@ class ConfigSource:
             dns = replace(dns, servers=self.dns_servers)
         if self.dns is not None:
             dns = replace(dns, enabled=self.dns)
-        return Settings(config, milter, dns)
+        return Settings(config, milter, dns, keys)
 
     def loader(self) -> Callable[[], Settings]:
         """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailguard.approval import HEADER as APPROVAL_HEADER
+from mailguard.approval import TAG_INVALID as APPROVAL_INVALID
+from mailguard.approval import header_indexes as approval_indexes
 from mailguard.milter import protocol as p
 from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
@@ -66,6 +69,10 @@ def outcome_for(
     action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
     headers = _headers(report, settings, action, planned)
     frames: list[bytes] = []
+    if txn is not None and action in ("accept", "quarantine") and caps.can_change_headers:
+        # The approval token is for this gate, not for the recipients: it goes (valid or
+        # not), deleted before any field is added.
+        frames += [p.delete_header(i, APPROVAL_HEADER) for i in approval_indexes(txn.headers)]
     if headers and action in ("accept", "quarantine") and caps.can_add_headers:
         if txn is not None and caps.can_change_headers:
             frames += _remove_forged(txn)
@@ -178,7 +185,10 @@ def refusal_reason(report: Report) -> str:
     """
     r = report.recipients
     sender = next((f.rule.sender for f in report.findings if f.rule and f.rule.sender), "")
-    if any(f.remedy == MOVE_TO_BCC for f in report.findings):
+    approval = next((f for f in report.findings if APPROVAL_INVALID in f.tags), None)
+    if approval is not None:  # the sender tried to get it approved: say why that failed
+        text = f"{approval.message} - have it approved again as it is now"
+    elif any(f.remedy == MOVE_TO_BCC for f in report.findings):
         n = int(r.get("visible_external", 0))
         text = f"would expose {n:,} external recipient{'s' if n != 1 else ''} in To/Cc"
         personal = int(r.get("personal", 0))
@@ -208,6 +218,8 @@ def log_fields(report: Report | None, outcome: Outcome) -> dict[str, object]:
             fields["rewrite"] = f"fallback:{rewrite.why}"
     if report is None:
         return fields
+    if report.approval is not None:
+        fields["approved"] = report.approval.key_id
     r = report.recipients
     fields.update(
         verdict=report.verdict,

@@ -72,7 +72,7 @@ class MilterServer:
         socket_mode: int = 0o660,
         socket_group: str | None = None,
         settings: MilterSettings | None = None,
-        reload: Callable[[], tuple[Config, MilterSettings]] | None = None,
+        reload: Callable[[], tuple[Config, MilterSettings, Services]] | None = None,
         workers: int = 4,
         services: Services | None = None,
     ) -> None:
