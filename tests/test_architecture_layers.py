@@ -32,6 +32,7 @@ CORE_MODULES = {
     "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
     "sources",
+    "attachments",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.

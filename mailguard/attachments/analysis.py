@@ -10,8 +10,9 @@ stopped reading is said in words that quote nothing from the file (``attachment 
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +20,7 @@ from mailguard.attachments import columns
 from mailguard.attachments.columns import People, Table, TableFacts, Vocabularies
 from mailguard.attachments.mime import Part
 from mailguard.attachments.sheets import workbook_rows
-from mailguard.attachments.tables import (
-    RowCap,
-    decode_lines,
-    delimited_rows,
-    sniff,
-    vcards,
-)
+from mailguard.attachments.tables import RowCap, decode_lines, delimited_rows, sniff, vcards
 from mailguard.attachments.zipsafe import Refused, members, open_zip
 from mailguard.limits import Limits
 
@@ -35,9 +30,11 @@ _SHEET_EXT = {"xlsx": "xlsx", "xlsm": "xlsx", "xltx": "xlsx", "xltm": "xlsx",
               "ods": "ods", "ots": "ods"}  # fmt: skip
 _TEXT_EXT = {"csv": "csv", "tsv": "csv", "tab": "csv", "txt": "text", "text": "text",
              "dat": "text", "lst": "text", "vcf": "vcard", "vcard": "vcard"}  # fmt: skip
-_TEXT_TYPES = {"text/csv": "csv", "application/csv": "csv", "text/comma-separated-values": "csv",
-               "text/tab-separated-values": "csv", "text/vcard": "vcard",
-               "text/x-vcard": "vcard", "text/directory": "vcard", "text/plain": "text"}  # fmt: skip
+_TEXT_TYPES = {
+    "text/csv": "csv", "application/csv": "csv", "text/comma-separated-values": "csv",
+    "text/tab-separated-values": "csv", "text/vcard": "vcard", "text/x-vcard": "vcard",
+    "text/directory": "vcard", "text/plain": "text",
+}  # fmt: skip
 LABELS = {"csv": "CSV", "text": "text", "vcard": "vCard", "xlsx": "XLSX", "ods": "ODS",
           "zip": "ZIP", "xls": "XLS"}  # fmt: skip
 _TICK = 256
@@ -50,6 +47,8 @@ class FileResult:
 
     name: str
     format: str
+    label: str = ""
+    """How reports name it without quoting its name: ``attachment 2``."""
     facts: TableFacts = field(default_factory=TableFacts)
     problem: str | None = None
     """Why it could not be inspected (encrypted, corrupt, over a limit); quotes nothing."""
@@ -101,7 +100,7 @@ class _Budget:
     def start_file(self) -> None:
         self.file_until = min(self.until, time.monotonic() + self.limits.max_attachment_ms / 1000)
 
-    def rows(self, rows: Iterable[Sequence[Any]], facts: TableFacts) -> Iterator[Sequence[Any]]:
+    def rows(self, rows: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
         """The rows, until a cap: then :class:`RowCap` with the reason."""
         max_rows = self.limits.max_attachment_rows
         for n, row in enumerate(rows, 1):
@@ -118,48 +117,37 @@ class _Budget:
         now = time.monotonic()
         if now >= self.file_until:
             which = "message" if now >= self.until else "attachment"
-            ms = self.limits.max_attachments_ms if which == "message" else self.limits.max_attachment_ms
+            limits = self.limits
+            ms = limits.max_attachments_ms if which == "message" else limits.max_attachment_ms
             raise RowCap(f"stopped after {ms:,} ms per {which}")
 
+    def ticking(self, lines: Iterator[str]) -> Iterator[str]:
+        """The lines, looking at the clock every few hundred."""
+        for n, line in enumerate(lines, 1):
+            if not n % _TICK:
+                self.clock()
+            yield line
 
-def analyse(parts: Sequence[Part], limits: Limits, vocab: Vocabularies,
-            reached: Sequence[str] = ()) -> Analysis:  # fmt: skip
+
+def analyse(
+    parts: Sequence[Part], limits: Limits, vocab: Vocabularies, reached: Sequence[str] = ()
+) -> Analysis:
     """Read each attached file within the caps; never raises for what a file holds."""
-    result = Analysis(limits=list(reached))
-    people = People()
-    budget = _Budget(limits)
+    reader = _Reader(limits, vocab, list(reached))
+    files: list[FileResult] = []
+    budget = reader.budget
     for index, part in enumerate(parts, 1):
         if index > limits.max_attachments:
-            result.limits.append(f"attachments after the first {limits.max_attachments} not read")
+            reader.reached.append(f"attachments after the first {limits.max_attachments} not read")
             break
         if budget.bytes <= 0 or time.monotonic() >= budget.until:
-            result.limits.append(f"attachments from number {index} on not read (message caps)")
+            reader.reached.append(f"attachments from number {index} on not read (message caps)")
             break
         budget.start_file()
-        label = f"attachment {index}"
         cap = min(limits.max_attachment_bytes, budget.bytes)
-        result.files += _read_part(part, label, cap, budget, people, vocab, result.limits)
+        files += reader.part(part, f"attachment {index}", cap)
         budget.bytes -= min(cap, part.encoded_size)
-    result.people = people.count
-    return result
-
-
-def _read_part(part: Part, label: str, cap: int, budget: _Budget, people: People,
-               vocab: Vocabularies, reached: list[str]) -> list[FileResult]:  # fmt: skip
-    head = next(part.chunks(min(cap, 8)), b"")
-    fmt = _format(part.filename, part.ctype, head)
-    if fmt is None:
-        return []
-    if fmt in ("csv", "text", "vcard"):
-        file = FileResult(part.filename, fmt)
-        _read_text(part.chunks(cap), file, label, cap, budget, people, vocab, reached)
-        return [file]
-    data, complete = part.read(cap)
-    if not complete:
-        why = f"{label} ({LABELS.get(fmt, fmt)}): larger than {cap:,} bytes, not read"
-        reached.append(why)
-        return [FileResult(part.filename, fmt, problem=why.partition(": ")[2], over_limit=True)]
-    return _read_binary(part.filename, fmt, data, label, budget, people, vocab, reached, True)
+    return Analysis(files, reader.people.count, reader.reached)
 
 
 def _format(name: str, ctype: str, head: bytes) -> str | None:
@@ -175,42 +163,136 @@ def _format(name: str, ctype: str, head: bytes) -> str | None:
     return _TEXT_TYPES.get(ctype)
 
 
-def _read_binary(name: str, fmt: str, data: bytes, label: str, budget: _Budget, people: People,
-                 vocab: Vocabularies, reached: list[str], outer: bool) -> list[FileResult]:  # fmt: skip
-    file = FileResult(name, fmt)
-    try:
-        if fmt == "xls":
-            _ole(data)
-        if fmt == "zip":
-            fmt = file.format = _zip_kind(data, budget.limits)
+def _in_zip(name: str) -> bool:
+    """Whether a file inside a ZIP archive is worth inflating (by its name)."""
+    return _format(name, "", b"") is not None or name.lower().endswith((".zip", ".xls"))
+
+
+class _Reader:
+    """Reads the files of one message: the caps, the people seen, the caps reached."""
+
+    def __init__(self, limits: Limits, vocab: Vocabularies, reached: list[str]) -> None:
+        self.budget = _Budget(limits)
+        self.limits = limits
+        self.vocab = vocab
+        self.people = People()
+        self.reached = reached
+
+    def part(self, part: Part, label: str, cap: int) -> list[FileResult]:
+        head = next(part.chunks(min(cap, 8)), b"")
+        fmt = _format(part.filename, part.ctype, head)
+        if fmt is None:
+            return []
+        if fmt in ("csv", "text", "vcard"):
+            file = FileResult(part.filename, fmt, label)
+            self.text(part.chunks(cap), file, cap)
+            return [file]
+        data, complete = part.read(cap)
+        if not complete:
+            why = f"larger than {cap:,} bytes, not read"
+            self.reached.append(f"{label} ({LABELS.get(fmt, fmt)}): {why}")
+            return [FileResult(part.filename, fmt, label, problem=why, over_limit=True)]
+        return self.binary(part.filename, fmt, data, label, outer=True)
+
+    def binary(self, name: str, fmt: str, data: bytes, label: str, outer: bool) -> list[FileResult]:
+        file = FileResult(name, fmt, label)
+        try:
+            if fmt == "xls":
+                _ole(data)
             if fmt == "zip":
-                if not outer:
-                    raise Refused("an archive inside an archive (only one level is opened)")
-                return _read_zip(name, data, label, budget, people, vocab, reached)
-            if fmt == "other":
-                return []
+                fmt = file.format = _zip_kind(data, self.limits)
+                if fmt == "zip":
+                    if not outer:
+                        raise Refused("an archive inside an archive (only one level is opened)")
+                    return self.archive(name, data, label)
+                if fmt == "other":
+                    return []
+            self.workbook(file, data, fmt)
+        except Refused as exc:
+            file.problem, file.encrypted, file.over_limit = str(exc), exc.encrypted, exc.limit
+            if exc.limit:
+                self.reached.append(f"{label} ({LABELS.get(fmt, fmt)}): {exc}")
+        return [file]
+
+    def workbook(self, file: FileResult, data: bytes, fmt: str) -> None:
         facts = file.facts
-        columns.names(name, "file name", vocab, facts)
-        table: Table | None = None
+        columns.names(file.name, "file name", self.vocab, facts)
+        table = Table(self.vocab, self.people, facts)
 
         def on_sheet(sheet: str) -> None:
             nonlocal table
-            columns.names(sheet, f"sheet name '{sheet}'", vocab, facts)
-            if any("sheet name" in p for places in facts.special.values() for p in places):
-                facts.quoted = True
-            table = Table(vocab, people, facts)
+            before = len(facts.special)
+            columns.names(sheet, f"sheet name '{sheet}'", self.vocab, facts)
+            facts.quoted = facts.quoted or len(facts.special) > before
+            table = Table(self.vocab, self.people, facts)
 
         try:
-            for row in budget.rows(workbook_rows(data, fmt, budget.limits, on_sheet), facts):
-                assert table is not None
+            for row in self.budget.rows(workbook_rows(data, fmt, self.limits, on_sheet)):
                 table.row(row)
         except RowCap as cap:
-            reached.append(f"{label} ({LABELS[fmt]}): {cap}")
-    except Refused as exc:
-        file.problem, file.encrypted, file.over_limit = str(exc), exc.encrypted, exc.limit
-        if exc.limit:
-            reached.append(f"{label} ({LABELS.get(fmt, fmt)}): {exc}")
-    return [file]
+            self.reached.append(f"{file.label} ({LABELS[fmt]}): {cap}")
+
+    def archive(self, name: str, data: bytes, label: str) -> list[FileResult]:
+        found: list[FileResult] = []
+        for n, (inner, body) in enumerate(members(data, self.limits, _in_zip), 1):
+            where = f"{label}, file {n} inside it"
+            path = f"{name}/{inner}"
+            if isinstance(body, Refused):
+                problem = FileResult(path, "zip", where, problem=str(body))
+                problem.encrypted, problem.over_limit = body.encrypted, body.limit
+                found.append(problem)
+                if body.limit:
+                    self.reached.append(f"{where}: {body}")
+                continue
+            fmt = _format(inner, "", body[:8])
+            if fmt in ("csv", "text", "vcard"):
+                file = FileResult(path, fmt, where)
+                self.text([body], file, len(body) + 1)
+                found.append(file)
+            elif fmt is not None:
+                found += self.binary(path, fmt, body, where, outer=False)
+        return found
+
+    def text(self, chunks: Iterable[bytes], file: FileResult, cap: int) -> None:
+        facts = file.facts
+        columns.names(file.name, "file name", self.vocab, facts)
+        seen = 0
+
+        def counted(source: Iterable[bytes]) -> Iterator[bytes]:
+            nonlocal seen
+            for chunk in source:
+                seen += len(chunk)
+                yield chunk
+
+        lines = decode_lines(counted(chunks))
+        try:
+            if file.format == "vcard":
+                vcards(
+                    self.budget.ticking(lines), self.people, facts, self.limits.max_attachment_rows
+                )
+            else:
+                self.delimited(lines, file)
+        except RowCap as exc:
+            reason = str(exc) or f"stopped after {self.limits.max_attachment_rows:,} cards"
+            self.reached.append(f"{file.label} ({LABELS[file.format]}): {reason}")
+            return
+        if seen >= cap:
+            self.reached.append(
+                f"{file.label} ({LABELS[file.format]}): only the first {cap:,} bytes read"
+            )
+
+    def delimited(self, lines: Iterator[str], file: FileResult) -> None:
+        sample = [line for _, line in zip(range(200), lines, strict=False)]
+        delimiter = sniff(sample)
+        rest = itertools.chain(sample, lines)
+        if delimiter is None:
+            file.format = "text"
+            for line in self.budget.ticking(rest):
+                columns.free_text(line, self.vocab, self.people, file.facts)
+        else:
+            table = Table(self.vocab, self.people, file.facts)
+            for row in self.budget.rows(delimited_rows(rest, delimiter)):
+                table.row(row)
 
 
 def _ole(data: bytes) -> None:
@@ -228,74 +310,3 @@ def _zip_kind(data: bytes, limits: Limits) -> str:
     if "[Content_Types].xml" in names or "mimetype" in names:
         return "other"  # a Word or PowerPoint document: not a list of people
     return "zip"
-
-
-def _read_zip(name: str, data: bytes, label: str, budget: _Budget, people: People,
-              vocab: Vocabularies, reached: list[str]) -> list[FileResult]:  # fmt: skip
-    found: list[FileResult] = []
-    wanted: Callable[[str], bool] = lambda inner: _format(inner, "", b"") is not None or inner.lower().endswith((".zip", ".xls"))  # noqa: E731
-    for n, (inner, body) in enumerate(members(data, budget.limits, wanted), 1):
-        where = f"{label}, file {n} inside"
-        path = f"{name}/{inner}"
-        if isinstance(body, Refused):
-            found.append(FileResult(path, "zip", problem=str(body), encrypted=body.encrypted,
-                                    over_limit=body.limit))  # fmt: skip
-            if body.limit:
-                reached.append(f"{where}: {body}")
-            continue
-        fmt = _format(inner, "", body[:8])
-        if fmt in ("csv", "text", "vcard"):
-            file = FileResult(path, fmt)
-            _read_text([body], file, where, len(body), budget, people, vocab, reached)
-            found.append(file)
-        elif fmt is not None:
-            found += _read_binary(path, fmt, body, where, budget, people, vocab, reached, False)
-    return found
-
-
-def _read_text(chunks: Iterable[bytes], file: FileResult, label: str, cap: int, budget: _Budget,
-               people: People, vocab: Vocabularies, reached: list[str]) -> None:  # fmt: skip
-    facts = file.facts
-    columns.names(file.name, "file name", vocab, facts)
-    seen = 0
-
-    def counted(source: Iterable[bytes]) -> Iterator[bytes]:
-        nonlocal seen
-        for chunk in source:
-            seen += len(chunk)
-            yield chunk
-
-    lines = decode_lines(counted(chunks))
-    try:
-        if file.format == "vcard":
-            vcards(_ticking(lines, budget), people, facts, budget.limits.max_attachment_rows)
-        else:
-            sample = [line for _, line in zip(range(200), lines, strict=False)]
-            delimiter = sniff(sample)
-            rest = _chain(sample, lines)
-            if delimiter is None:
-                file.format = "text"
-                for line in _ticking(rest, budget):
-                    columns.free_text(line, vocab, people, facts)
-            else:
-                table = Table(vocab, people, facts)
-                for row in budget.rows(delimited_rows(rest, delimiter), facts):
-                    table.row(row)
-    except RowCap as exc:
-        reason = str(exc) or f"stopped after {budget.limits.max_attachment_rows:,} cards"
-        reached.append(f"{label} ({LABELS[file.format]}): {reason}")
-        return
-    if seen >= cap:
-        reached.append(f"{label} ({LABELS[file.format]}): only the first {cap:,} bytes read")
-
-
-def _chain(first: list[str], rest: Iterator[str]) -> Iterator[str]:
-    yield from first
-    yield from rest
-
-
-def _ticking(lines: Iterator[str], budget: _Budget) -> Iterator[str]:
-    for n, line in enumerate(lines, 1):
-        if not n % _TICK:
-            budget.clock()
-        yield line

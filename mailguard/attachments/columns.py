@@ -22,7 +22,9 @@ from mailguard.attachments.identifiers import CANDIDATE, VALIDATORS
 from mailguard.rules import data_path
 from mailguard.sensitive import Category, Vocabulary
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}")
+EMAIL = re.compile(
+    r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"
+)
 _DIGITS = re.compile(r"\D")
 HEADER_ROWS = 5
 """Rows at the top of a table searched for its header (titles and blank rows come first)."""
@@ -56,7 +58,8 @@ def vocabularies(extra_terms: tuple[str, ...] = ()) -> Vocabularies:
             [*spec.get("exclude", []), *extra.get("exclude", [])],
         ))  # fmt: skip
     if extra_terms:
-        special.append((Category("custom", "organisation-defined", "configured"), list(extra_terms), []))
+        custom = Category("custom", "organisation-defined", "configured")
+        special.append((custom, list(extra_terms), []))
     groups = {key: spec["group"] for key, spec in columns["kinds"].items()}
     return Vocabularies(Vocabulary(kinds), Vocabulary(special), groups)
 

@@ -152,7 +152,8 @@ def _children(
             body = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
             parts.append((body, part_end, _Headers(None, None, None)))
         else:
-            found = find_header_end(raw, part_start, min(part_end, part_start + limits.body_scan_bytes))
+            stop = min(part_end, part_start + limits.body_scan_bytes)
+            found = find_header_end(raw, part_start, stop)
             if found is not None:
                 h = parse_header_block(raw[part_start : found[0]], limits, [])
                 first = {k: v[0] for k, v in h.items() if v}
@@ -188,7 +189,12 @@ def _filename(params: dict[str, str]) -> str:
             _charset, _, rest = star.partition("'")
             _lang, _, value = rest.partition("'")
             return urllib.parse.unquote(value or star, errors="replace")[:255]
-        pieces = [params[k] for k in sorted(params) if k.startswith(key + "*") and k[len(key) + 1 :].rstrip("*").isdigit()]
+        numbered = {}
+        for k, v in params.items():  # RFC 2231 continuations: filename*0*, filename*1*, ...
+            index = k[len(key) + 1 :].rstrip("*")
+            if k.startswith(key + "*") and index.isdigit():
+                numbered[int(index)] = v
+        pieces = [numbered[i] for i in sorted(numbered)]
         if pieces:
             joined = "".join(pieces)
             if "''" in joined:

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from mailguard import sensitive
+from mailguard.attachments import Analysis, analyse_message
 from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
@@ -48,6 +49,18 @@ class CheckContext:
     notes: list[Skipped] = field(default_factory=list)
     """Checks that ran but could not finish (DNS unanswered): the report lists them under
     ``skipped``, because they are neither a finding nor an error."""
+    _attachments: Analysis | None = field(default=None, init=False, repr=False)
+
+    @property
+    def attachments(self) -> Analysis:
+        """The attachment analysis (reads attachments): computed on first use, once."""
+        if self._attachments is None:
+            m = self.message
+            self._attachments = analyse_message(
+                m.raw, m.body_offset, m.get, self.config.limits,
+                self.config.sensitive_settings.extra_terms,
+            )  # fmt: skip
+        return self._attachments
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:
