@@ -285,14 +285,24 @@ class _Reader:
         sample = [line for _, line in zip(range(200), lines, strict=False)]
         delimiter = sniff(sample)
         rest = itertools.chain(sample, lines)
-        if delimiter is None:
+        rows: Iterable[list[str]]
+        if delimiter is not None:
+            rows = delimited_rows(rest, delimiter)
+        elif self._one_column(sample):
+            rows = ([line.strip()] for line in rest)
+        else:
             file.format = "text"
             for line in self.budget.ticking(rest):
                 columns.free_text(line, self.vocab, self.people, file.facts)
-        else:
-            table = Table(self.vocab, self.people, file.facts)
-            for row in self.budget.rows(delimited_rows(rest, delimiter)):
-                table.row(row)
+            return
+        table = Table(self.vocab, self.people, file.facts)
+        for row in self.budget.rows(rows):
+            table.row(row)
+
+    def _one_column(self, sample: list[str]) -> bool:
+        """A list with a header and one value a line ("Email", then addresses)."""
+        first = next((line.strip() for line in sample if line.strip()), "")
+        return len(first) <= 40 and bool(self.vocab.kinds.find(first))
 
 
 def _ole(data: bytes) -> None:
