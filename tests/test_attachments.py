@@ -147,10 +147,9 @@ def test_csv_dialects_and_encodings_are_sniffed():
 def test_redacted_findings_do_not_quote_file_or_column_names():
     data = fx.message([("ward 7 patients.xlsx", fx.XLSX_TYPE, fx.xlsx(fx.patient_rows(5)))])
     for finding in check(data).findings:
-        text = (finding.redacted.message if finding.redacted else finding.message) + str(
-            finding.redacted.evidence if finding.redacted and finding.redacted.evidence
-            else finding.evidence  # fmt: skip
-        )
+        shown = finding.redacted
+        text = shown.message if shown else finding.message
+        text += str(shown.evidence if shown and shown.evidence else finding.evidence)
         assert "ward 7" not in text and "Diagnosis" not in text, finding
 
 

@@ -26,11 +26,12 @@ def message(
         parts.append(
             f'Content-Type: {ctype}; name="{name}"\r\n'
             f'Content-Disposition: attachment; filename="{name}"\r\n'
-            "Content-Transfer-Encoding: base64\r\n\r\n".encode() + body
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode()
+            + body
         )
     head = (
         f"From: Office <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"BOUNDARY\"\r\n\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="BOUNDARY"\r\n\r\n'
     ).encode()
     return head + b"".join(b"--BOUNDARY\r\n" + p for p in parts) + b"--BOUNDARY--\r\n"
 
@@ -117,8 +118,9 @@ def vcards(n: int) -> bytes:
 
 
 def price_list() -> bytes:
-    return csv_bytes([["Product", "Size", "Price"], ["Widget", "S", "4.50"], ["Widget", "L", "6"],
-                      ["Gadget", "-", "12"], ["Gizmo", "-", "3"], ["Doohickey", "XL", "9.99"]])  # fmt: skip
+    rows: list[list[object]] = [["Product", "Size", "Price"], ["Widget", "S", "4.50"]]
+    rows += [["Widget", "L", "6"], ["Gadget", "-", "12"], ["Gizmo", "-", "3"], ["Bolt", "M8", "1"]]
+    return csv_bytes(rows)
 
 
 # ------------------------------------------------------------------ hostile files
@@ -127,11 +129,13 @@ def price_list() -> bytes:
 def zip_bomb(size: int = 1 << 28) -> bytes:
     """One entry that inflates ``size`` bytes of zeros from about a thousandth of that."""
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        with z.open("people.csv", "w", force_zip64=True) as entry:
-            block = b"\0" * (1 << 20)
-            for _ in range(size >> 20):
-                entry.write(block)
+    block = b"\0" * (1 << 20)
+    with (
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z,
+        z.open("people.csv", "w", force_zip64=True) as entry,
+    ):
+        for _ in range(size >> 20):
+            entry.write(block)
     return out.getvalue()
 
 
