@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,16 +66,16 @@ def vocabularies(extra_terms: tuple[str, ...] = ()) -> Vocabularies:
 
 @dataclass
 class People:
-    """Distinct people across the attachments of one message (keys are hashes)."""
+    """Distinct people across the attachments of one message."""
 
-    seen: set[int] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
     count: int = 0
 
-    def add(self, keys: Sequence[str]) -> bool:
+    def add(self, keys: list[str]) -> bool:
         """Count a row with these identifying values unless one was seen before."""
-        hashes = [hash(k) for k in keys]
-        new = not any(h in self.seen for h in hashes)
-        self.seen.update(hashes)
+        seen = self.seen
+        new = seen.isdisjoint(keys)
+        seen.update(keys)
         if new:
             self.count += 1
         return new
@@ -115,18 +115,23 @@ class Table:
         self.columns: dict[int, str] = {}
         self.header_seen = False
         self._looked = 0
+        self._phone: list[int] = []
+        self._address: list[int] = []
+        self._name: list[int] = []
+        self._dob: list[int] = []
+        self._ids: list[tuple[int, str, Callable[[str], bool]]] = []
 
     def row(self, cells: Sequence[Any]) -> None:
         """One row of cells (strings, numbers, dates or ``None``)."""
-        values = [_text(c) for c in cells]
-        if not any(values):
-            return
+        values = [c.strip() if type(c) is str else _text(c) for c in cells]
         if not self.header_seen and self._looked < HEADER_ROWS:
+            if not any(values):
+                return
             self._looked += 1
             if self._header(values):
                 return
-        self.facts.rows += 1
         keys = self._identifiers(values)
+        self.facts.rows += 1
         if keys and self.people.add(keys):
             self.facts.people += 1
 
@@ -148,6 +153,11 @@ class Table:
             return False
         self.header_seen = True
         self.columns = columns
+        self._phone = [i for i, k in columns.items() if k == "phone"]
+        self._address = [i for i, k in columns.items() if k == "address"]
+        self._name = [i for i, k in columns.items() if k == "name"]
+        self._dob = [i for i, k in columns.items() if k == "date_of_birth"]
+        self._ids = [(i, k, VALIDATORS[k]) for i, k in columns.items() if k in VALIDATORS]
         for key, where in special:
             self.facts.mark(key, where)
             self.facts.quoted = True
@@ -156,41 +166,34 @@ class Table:
     def _identifiers(self, values: list[str]) -> list[str]:
         keys: list[str] = []
         kinds = self.facts.kinds
-        name = dob = ""
-        for i, kind in self.columns.items():
-            value = values[i] if i < len(values) else ""
-            if not value:
-                continue
-            if kind == "email":
-                continue  # found below with every other cell
-            if kind == "phone":
-                digits = _DIGITS.sub("", value)
+        n = len(values)
+        for i in self._phone:
+            if i < n:
+                digits = _DIGITS.sub("", values[i])
                 if 7 <= len(digits) <= 15:
                     keys.append("p" + digits[-9:])
-                    kinds.add(kind)
-            elif kind == "address":
-                if len(value) >= 3:
-                    keys.append("a" + value.lower())
-                    kinds.add(kind)
-            elif kind == "name":
-                name += value.lower() + " "
-            elif kind == "date_of_birth":
-                dob = value
-            else:
-                check = VALIDATORS.get(kind)
-                if check is not None and check(value):
-                    keys.append("i" + value.replace(" ", "").upper())
-                    kinds.add(kind)
-        for value in values:
-            if "@" in value:
-                for m in EMAIL.finditer(value):
-                    keys.append("e" + m.group().lower())
-                    kinds.add("email")
-        if name and dob:
-            keys.append("n" + name + dob)
-            kinds.update(("name", "date_of_birth"))
-        elif name and keys:
-            kinds.add("name")
+                    kinds.add("phone")
+        for i in self._address:
+            if i < n and len(values[i]) >= 3:
+                keys.append("a" + values[i].lower())
+                kinds.add("address")
+        for i, kind, check in self._ids:
+            if i < n and values[i] and check(values[i]):
+                keys.append("i" + values[i].replace(" ", "").upper())
+                kinds.add(kind)
+        joined = "\x00".join(values)
+        if "@" in joined:
+            for m in EMAIL.finditer(joined):
+                keys.append("e" + m.group().lower())
+                kinds.add("email")
+        if self._name:
+            name = " ".join(values[i] for i in self._name if i < n).strip().lower()
+            dob = next((values[i] for i in self._dob if i < n and values[i]), "")
+            if name and dob:
+                keys.append("n" + name + dob)
+                kinds.update(("name", "date_of_birth"))
+            elif name and keys:
+                kinds.add("name")
         return keys
 
 

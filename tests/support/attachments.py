@@ -194,3 +194,43 @@ def csv_rows(n: int) -> bytes:
     lines = ["Name,Email,Mobile\r\n"]
     lines += [f"Person {i},person{i}@example.org,07700 {i % 1000000:06d}\r\n" for i in range(n)]
     return "".join(lines).encode()
+
+
+def hostile_message(case: str, size: int) -> bytes:
+    """The hostile attachments of tests/test_attachments_hostile.py, as messages."""
+    zip_type, ods_type = "application/zip", "application/vnd.oasis.opendocument.spreadsheet"
+    if case == "zip_bomb":
+        return message([("people.zip", zip_type, zip_bomb(size))])
+    if case == "zip_bomb_ratio":
+        return message([("people.zip", zip_type, zip_bomb(size))])
+    if case == "xlsx_bomb":
+        bomb = _replace_entry(xlsx([["Email"]]), "xl/worksheets/sheet1.xml", b"\0" * size)
+        return message([("people.xlsx", XLSX_TYPE, bomb)])
+    if case == "billion_laughs":
+        return message([("people.xlsx", XLSX_TYPE, billion_laughs_xlsx())])
+    if case == "claims_2gb":
+        return message([("people.zip", zip_type, lying_zip(csv_rows(20_000), size))])
+    if case == "lies_small":
+        lines = b"a@b.example\r\n" * (size // 13)
+        return message([("people.zip", zip_type, lying_zip(lines, 1024))])
+    if case == "far_cell":
+        return message([("people.xlsx", XLSX_TYPE, far_cell_xlsx())])
+    if case == "ods_repeat":
+        return message([("people.ods", ods_type, repeated_ods())])
+    if case == "csv_rows":
+        return message([("people.csv", "text/csv", csv_rows(size))])
+    raise ValueError(case)
+
+
+def repeated_ods() -> bytes:
+    """An ODS whose one non-empty cell is repeated 1,000 wide on 100,000 rows."""
+    cell = (
+        '<table:table-row table:number-rows-repeated="100000"><table:table-cell '
+        'office:value-type="string" table:number-columns-repeated="1000"><text:p>x</text:p>'
+        "</table:table-cell></table:table-row>"
+    )
+    content = ods([["Email"]]).replace(b"", b"")
+    source = zipfile.ZipFile(io.BytesIO(content))
+    xml = source.read("content.xml")
+    xml = xml.replace(b"</table:table>", cell.encode() + b"</table:table>", 1)
+    return _replace_entry(content, "content.xml", xml)
