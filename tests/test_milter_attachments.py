@@ -58,9 +58,10 @@ def test_messages_with_files_are_judged_on_a_worker_small_plain_ones_inline() ->
 @pytest.fixture(scope="module")
 def postfix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostfixInstance]:
     ensure_postfix_installed()
-    with MilterProcess() as milter, PostfixInstance(
-        tmp_path_factory.mktemp("postfix"), milter=milter.spec
-    ) as instance:
+    with (
+        MilterProcess() as milter,
+        PostfixInstance(tmp_path_factory.mktemp("postfix"), milter=milter.spec) as instance,
+    ):
         yield instance
 
 
