@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Iterable
 from typing import Literal
 
+from mailguard.attachments import might_attach
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
 from mailguard.deadline import DeadlineExceeded, checkpoint, limit
@@ -87,7 +88,11 @@ class Engine:
         report = self.check(headers, mode=mode)
         if report.analysis is None:
             return False  # unreadable headers: the body cannot make them readable
-        return any(gate_open(self._gates[s.code], report.recipients) for s in rules)
+        rules = [s for s in rules if gate_open(self._gates[s.code], report.recipients)]
+        if any("body" in s.rule.reads for s in rules):
+            return True
+        # Rules that read only attachments: not for a message whose type carries no file.
+        return bool(rules) and might_attach(parse_message(_to_bytes(headers)).get("content-type"))
 
     def check(
         self,

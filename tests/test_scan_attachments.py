@@ -69,3 +69,14 @@ def test_scan_command_reads_attachments_in_an_mbox(tmp_path):
     assert result.exit_code in (0, 1), result.output
     summary = json.loads(out.read_text())["summary"]
     assert summary["people_listed_in_attachments"] == 120
+
+
+def test_imap_fetches_a_body_for_attachments_only_when_the_type_can_carry_files():
+    engine = Engine(from_mapping({"rules": {"MG301": {"enabled": False}}}))
+    head = b"From: a@ours.example\r\nTo: b@theirs.example\r\nSubject: x\r\n"
+    assert not engine.needs_body(head + b"Content-Type: text/plain\r\n\r\n")
+    assert not engine.needs_body(head + b"\r\n")
+    assert engine.needs_body(head + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n')
+    no_files = {"rules": {c: {"enabled": False} for c in ("MG301", "MG601", "MG602", "MG603")}}
+    multipart = head + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    assert not Engine(from_mapping(no_files)).needs_body(multipart)
