@@ -179,7 +179,7 @@ class _Reader:
         self.reached = reached
 
     def part(self, part: Part, label: str, cap: int) -> list[FileResult]:
-        head = next(part.chunks(min(cap, 8)), b"")
+        head = part.head(8)
         fmt = _format(part.filename, part.ctype, head)
         if fmt is None:
             return []

@@ -53,6 +53,12 @@ class Part:
             left -= len(chunk)
             yield chunk
 
+    def head(self, n: int = 8) -> bytes:
+        """The first ``n`` decoded bytes, decoding only a few encoded ones (what a file is
+        is told by its first bytes: a 2 MB PDF is not decoded to learn it is a PDF)."""
+        stop = min(self.end, self.start + 4 * n + 256)  # room for line breaks and padding
+        return b"".join(_decode(self.raw, self.start, stop, self.cte))[:n]
+
     def read(self, cap: int) -> tuple[bytes, bool]:
         """``(data, complete)``: up to ``cap`` decoded bytes, and whether that is all."""
         data = b"".join(self.chunks(cap + 1))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mailguard.attachments import LABELS, Analysis
+from mailguard.attachments import EMPTY, LABELS, Analysis
 from mailguard.attachments.columns import vocabularies
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
@@ -29,7 +29,7 @@ def attachment_people(ctx: CheckContext, settings: RuleSettings) -> Iterable[Hit
     """MG601: an attachment lists people; points by band, kinds of data and recipients."""
     found = ctx.attachments
     n = found.people
-    if not n:
+    if not n:  # (EMPTY, the analysis of a message without files, has none)
         return _NONE
     opts = settings.options
     if n >= opts["block_people"]:
@@ -62,8 +62,10 @@ def special_category(ctx: CheckContext, settings: RuleSettings) -> Iterable[Hit]
     """MG602: a column, sheet name or file name of an attachment listing people marks
     special-category data (health, religion, ethnicity, ...)."""
     found = ctx.attachments
+    if found is EMPTY or found.people < settings.options["min_people"]:
+        return _NONE
     special = found.special
-    if not special or found.people < settings.options["min_people"]:
+    if not special:
         return _NONE
     categories = {c.key: c for c in vocabulary().categories}
     labels = sorted(categories[k].label if k in categories else "organisation-defined"
@@ -90,6 +92,8 @@ def special_category(ctx: CheckContext, settings: RuleSettings) -> Iterable[Hit]
 def uninspected(ctx: CheckContext, settings: RuleSettings) -> Iterable[Hit]:
     """MG603: an attachment that could not be read is said, never passed over in silence."""
     found = ctx.attachments
+    if found is EMPTY:
+        return _NONE
     files = found.uninspected
     if not files:
         return _NONE
@@ -134,7 +138,7 @@ def attachment_limits(ctx: CheckContext) -> list[str]:
     if not _reads_attachments(ctx.config.rule_settings, ctx.config.derived):
         return []
     found: Analysis = ctx.attachments
-    return found.limits
+    return found.limits if found is not EMPTY else []
 
 
 def _reads_attachments(rules: Mapping[str, RuleSettings], derived: dict[str, Any]) -> bool:

@@ -54,13 +54,10 @@ class CheckContext:
     @property
     def attachments(self) -> Analysis:
         """The attachment analysis (reads attachments): computed on first use, once."""
-        if self._attachments is None:
-            m = self.message
-            self._attachments = analyse_message(
-                m.raw, m.body_offset, m.get, self.config.limits,
-                self.config.sensitive_settings.extra_terms,
-            )  # fmt: skip
-        return self._attachments
+        found = self._attachments
+        if found is None:
+            found = self._attachments = analyse_message(self.message, self.config)
+        return found
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:
