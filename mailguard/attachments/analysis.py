@@ -36,7 +36,7 @@ _TEXT_TYPES = {
     "text/directory": "vcard", "text/plain": "text",
 }  # fmt: skip
 LABELS = {"csv": "CSV", "text": "text", "vcard": "vCard", "xlsx": "XLSX", "ods": "ODS",
-          "zip": "ZIP", "xls": "XLS"}  # fmt: skip
+          "zip": "ZIP", "ole": "Office"}  # fmt: skip
 _TICK = 256
 """Rows between two looks at the clock."""
 
@@ -155,7 +155,7 @@ def _format(name: str, ctype: str, head: bytes) -> str | None:
     if head.startswith(_ZIP):
         return _SHEET_EXT.get(ext, "zip")
     if head.startswith(_OLE):
-        return "xls" if ext in ("xls", "xlt", *_SHEET_EXT) else None
+        return "ole" if ext in ("xls", "xlt", *_SHEET_EXT) else None
     if ext in _TEXT_EXT:
         return _TEXT_EXT[ext]
     if head.lstrip().upper().startswith(b"BEGIN:VCARD"):
@@ -197,7 +197,7 @@ class _Reader:
     def binary(self, name: str, fmt: str, data: bytes, label: str, outer: bool) -> list[FileResult]:
         file = FileResult(name, fmt, label)
         try:
-            if fmt == "xls":
+            if fmt == "ole":
                 _ole(data)
             if fmt == "zip":
                 fmt = file.format = _zip_kind(data, self.limits)
