@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailguard.attachments.analysis import EMPTY, LABELS, Analysis, FileResult
-from mailguard.attachments.columns import vocabularies
-from mailguard.attachments.mime import attachments, might_attach
+from mailguard.attachments.mime import might_attach
+from mailguard.attachments.model import EMPTY, LABELS, Analysis, FileResult
 
 if TYPE_CHECKING:
     from mailguard.config import Config
@@ -29,6 +28,8 @@ def analyse_message(message: Message, config: Config) -> Analysis:
     if not types or not might_attach(types[0]):
         return EMPTY  # the common case, in well under a microsecond
     from mailguard.attachments.analysis import analyse
+    from mailguard.attachments.columns import vocabularies
+    from mailguard.attachments.mime import attachments
 
     parts, reached = attachments(message.raw, message.body_offset, message.get, config.limits)
     if not parts and not reached:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from mailguard.attachments import columns
-from mailguard.attachments.columns import People, Table, TableFacts, Vocabularies
+from mailguard.attachments.columns import People, Table, Vocabularies
 from mailguard.attachments.mime import Part
+from mailguard.attachments.model import LABELS, Analysis, FileResult
 from mailguard.attachments.sheets import workbook_rows
 from mailguard.attachments.tables import RowCap, decode_lines, delimited_rows, sniff, vcards
 from mailguard.attachments.zipsafe import Refused, members, open_zip
@@ -35,56 +35,8 @@ _TEXT_TYPES = {
     "text/tab-separated-values": "csv", "text/vcard": "vcard", "text/x-vcard": "vcard",
     "text/directory": "vcard", "text/plain": "text",
 }  # fmt: skip
-LABELS = {"csv": "CSV", "text": "text", "vcard": "vCard", "xlsx": "XLSX", "ods": "ODS",
-          "zip": "ZIP", "ole": "Office"}  # fmt: skip
 _TICK = 256
 """Rows between two looks at the clock."""
-
-
-@dataclass
-class FileResult:
-    """One file: an attachment, or a file inside an attached ZIP archive."""
-
-    name: str
-    format: str
-    label: str = ""
-    """How reports name it without quoting its name: ``attachment 2``."""
-    facts: TableFacts = field(default_factory=TableFacts)
-    problem: str | None = None
-    """Why it could not be inspected (encrypted, corrupt, over a limit); quotes nothing."""
-    encrypted: bool = False
-    over_limit: bool = False
-
-
-@dataclass
-class Analysis:
-    """The attachments of one message, as the rules read them."""
-
-    files: list[FileResult] = field(default_factory=list)
-    people: int = 0
-    """Distinct people across all files (a person in two files counts once)."""
-    limits: list[str] = field(default_factory=list)
-    """Caps reached, for the limits finding: what was skipped, naming no file."""
-
-    @property
-    def kinds(self) -> set[str]:
-        return columns.kinds_in(f.facts for f in self.files)
-
-    @property
-    def special(self) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
-        for f in self.files:
-            for key, places in f.facts.special.items():
-                found.setdefault(key, set()).update(f"{p} of {f.name or 'an attachment'}"
-                                                    for p in places)  # fmt: skip
-        return found
-
-    @property
-    def uninspected(self) -> list[FileResult]:
-        return [f for f in self.files if f.problem is not None]
-
-
-EMPTY = Analysis()
 
 
 class _Budget:

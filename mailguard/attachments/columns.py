@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailguard.attachments.identifiers import CANDIDATE, VALIDATORS
+from mailguard.attachments.model import TableFacts
 from mailguard.rules import data_path
 from mailguard.sensitive import Category, Vocabulary
 
@@ -79,30 +80,6 @@ class People:
         if new:
             self.count += 1
         return new
-
-
-@dataclass
-class TableFacts:
-    """What one table (a sheet, a CSV file, a vCard file) was found to hold."""
-
-    people: int = 0
-    rows: int = 0
-    kinds: set[str] = field(default_factory=set)
-    special: dict[str, set[str]] = field(default_factory=dict)
-    """Category key -> where it was seen ("column 'Diagnosis'", "sheet name", "file name")."""
-    quoted: bool = False
-    """Whether ``special`` quotes column or sheet names (withheld under ``--redact``)."""
-
-    def mark(self, category: str, where: str) -> None:
-        self.special.setdefault(category, set()).add(where)
-
-    def merge(self, other: TableFacts) -> None:
-        self.people += other.people
-        self.rows += other.rows
-        self.kinds |= other.kinds
-        for key, places in other.special.items():
-            self.special.setdefault(key, set()).update(places)
-        self.quoted = self.quoted or other.quoted
 
 
 class Table:
@@ -233,10 +210,3 @@ def _text(cell: Any) -> str:
 
 def _looks_numeric(value: str) -> bool:
     return value.replace(".", "", 1).replace(",", "").replace("-", "").replace(" ", "").isdigit()
-
-
-def kinds_in(facts: Iterable[TableFacts]) -> set[str]:
-    found: set[str] = set()
-    for f in facts:
-        found |= f.kinds
-    return found

@@ -18,7 +18,8 @@ import csv
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from mailguard.attachments.columns import EMAIL, People, TableFacts
+from mailguard.attachments.columns import EMAIL, People
+from mailguard.attachments.model import TableFacts
 from mailguard.deadline import checkpoint
 
 SNIFF_BYTES = 64 * 1024

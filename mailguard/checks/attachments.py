@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mailguard.attachments import EMPTY, LABELS, Analysis
-from mailguard.attachments.columns import vocabularies
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
 from mailguard.domains import registrable_domain
@@ -151,6 +150,8 @@ def _reads_attachments(rules: Mapping[str, RuleSettings], derived: dict[str, Any
 
 
 def _groups(kinds: list[str]) -> dict[str, list[str]]:
+    from mailguard.attachments.columns import vocabularies  # loaded with the first file
+
     group_of = vocabularies().groups
     groups: dict[str, list[str]] = {}
     for g in _GROUP_ORDER:
@@ -161,5 +162,7 @@ def _groups(kinds: list[str]) -> dict[str, list[str]]:
 
 
 def _kind_labels(kinds: list[str]) -> list[str]:
+    from mailguard.attachments.columns import vocabularies
+
     labels = {c.key: c.label for c in vocabularies().kinds.categories}
     return [labels.get(k, k) for k in kinds]
