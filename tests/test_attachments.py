@@ -173,3 +173,26 @@ def test_bands_and_internal_weight_are_configurable():
     internal = fx.message([("v.vcf", "text/vcard", fx.vcards(30))], to="gp@clinic.example")
     config = {**CONFIG, "rules": {"MG601": {"internal_percent": 25}}}
     assert codes(check(internal, config))["MG601"].weight == 10
+
+
+def test_sheet_names_file_names_and_extra_terms_mark_special_categories():
+    rows = [["Name", "Email"], ["Ann", "ann@example.net"]]
+    sheet = fx.message([("list.xlsx", fx.XLSX_TYPE, fx.xlsx(rows, sheet="HIV clinic"))])
+    assert "sheet name 'HIV clinic' of list.xlsx" in codes(check(sheet))["MG602"].evidence["places"]
+    custom = fx.message([("nightingale cohort.csv", "text/csv", fx.csv_bytes(rows))])
+    assert "MG602" not in codes(check(custom))
+    config = {**CONFIG, "sensitive": {"extra_terms": ["nightingale"]}}
+    assert codes(check(custom, config))["MG602"].evidence["labels"] == ["organisation-defined"]
+
+
+def test_rfc2231_file_names_and_inline_text_parts():
+    body = fx.csv_bytes([["Email"], ["ann@example.net"], ["bob@example.org"]])
+    raw = fx.message([("x.csv", "text/csv", body)]).replace(
+        b'filename="x.csv"', b"filename*0*=utf-8''HIV%20clinic%20;\r\n filename*1*=list.csv"
+    )
+    report = check(raw)
+    assert "file name of HIV clinic list.csv" in codes(report)["MG602"].evidence["places"]
+    inline = (
+        b"From: a@clinic.example\r\nTo: b@partner.example\r\nSubject: x\r\n\r\nann@example.net\r\n"
+    )
+    assert "MG601" not in codes(check(inline))  # the message's own text is no attachment
