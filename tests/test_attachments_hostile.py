@@ -34,7 +34,6 @@ CHILD = textwrap.dedent(
     import json, resource, sys, time, tracemalloc
     sys.path.insert(0, ".")
     from mailguard import Engine
-from mailguard.config import from_mapping
     from tests.support import attachments as fx
     case, size = sys.argv[1], int(sys.argv[2])
     data = fx.hostile_message(case, size)
