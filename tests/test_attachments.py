@@ -196,3 +196,30 @@ def test_rfc2231_file_names_and_inline_text_parts():
         b"From: a@clinic.example\r\nTo: b@partner.example\r\nSubject: x\r\n\r\nann@example.net\r\n"
     )
     assert "MG601" not in codes(check(inline))  # the message's own text is no attachment
+
+
+@pytest.mark.parametrize(
+    ("name", "ctype", "make"),
+    [
+        ("p.xlsx", fx.XLSX_TYPE, lambda: fx.xlsx(fx.patient_rows(40))),
+        ("p.ods", "application/vnd.oasis.opendocument.spreadsheet",
+         lambda: fx.ods(fx.patient_rows(40))),
+        ("p.vcf", "text/vcard", lambda: fx.vcards(40)),
+        ("p.csv", "text/csv", lambda: fx.csv_bytes(fx.patient_rows(40))),
+    ],
+)  # fmt: skip
+def test_damaged_files_never_make_an_error_verdict(name, ctype, make):
+    import random
+
+    data = make()
+    rng = random.Random(7)
+    engine = Engine(from_mapping(CONFIG))
+    for cut in (1, 2, 30, len(data) // 3, len(data) // 2, len(data) - 1):
+        report = engine.check(fx.message([(name, ctype, data[:cut])]))
+        assert report.verdict != "error" and "MG001" not in codes(report), report.findings
+    for _ in range(40):
+        damaged = bytearray(data)
+        for _ in range(8):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        report = engine.check(fx.message([(name, ctype, bytes(damaged))]))
+        assert report.verdict != "error", report.findings

@@ -111,4 +111,7 @@ def workbook_rows(
         except Exception as exc:
             raise Refused(f"corrupt {fmt.upper()} sheet ({type(exc).__name__})") from None
         on_sheet(name)
-        yield from rows
+        try:
+            yield from rows
+        except Exception as exc:  # a cell or row calamine cannot convert
+            raise Refused(f"corrupt {fmt.upper()} sheet ({type(exc).__name__})") from None
