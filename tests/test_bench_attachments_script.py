@@ -18,5 +18,5 @@ def test_attachment_benchmark_quick_run_reports_every_figure():
     figures = json.loads(result.stdout)
     # What was timed found what it should: every row of both files is a person.
     assert figures["people"] == {"XLSX, 300 rows": 300, "CSV, 10,000 rows": 10_000}
-    assert len(figures["analysis"]) == 4 and len(figures["engine"]) == 4
+    assert len(figures["analysis"]) == 4 and len(figures["engine"]) == 6
     assert [t["threshold"] for t in figures["targets"]] == [20, 100, 2, 1.1]
