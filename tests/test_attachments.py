@@ -223,3 +223,13 @@ def test_damaged_files_never_make_an_error_verdict(name, ctype, make):
             damaged[rng.randrange(len(damaged))] = rng.randrange(256)
         report = engine.check(fx.message([(name, ctype, bytes(damaged))]))
         assert report.verdict != "error", report.findings
+
+
+def test_special_categories_follow_the_sensitive_section():
+    data = fx.message([("patients.xlsx", fx.XLSX_TYPE, fx.xlsx(fx.patient_rows(5)))])
+    assert "MG602" in codes(check(data))
+    only_hiv = {**CONFIG, "sensitive": {"categories": ["hiv"]}}
+    assert "MG602" not in codes(check(data, only_hiv))
+    off = {**CONFIG, "sensitive": {"enabled": False}}
+    assert "MG602" not in codes(check(data, off))
+    assert "MG601" in codes(check(data, off))

@@ -63,8 +63,10 @@ def special_category(ctx: CheckContext, settings: RuleSettings) -> Iterable[Hit]
     found = ctx.attachments
     if found is EMPTY or found.people < settings.options["min_people"]:
         return _NONE
-    special = found.special
-    if not special:
+    sensitive = ctx.config.sensitive_settings  # the same switches as the message's context
+    wanted = set(sensitive.categories) | {"custom"} if sensitive.categories else None
+    special = {k: v for k, v in found.special.items() if wanted is None or k in wanted}
+    if not special or not sensitive.enabled:
         return _NONE
     categories = {c.key: c for c in vocabulary().categories}
     labels = sorted(categories[k].label if k in categories else "organisation-defined"
@@ -79,7 +81,7 @@ def special_category(ctx: CheckContext, settings: RuleSettings) -> Iterable[Hit]
     shown = "; ".join(places[:5]) + (f"; +{len(places) - 5} more" if len(places) > 5 else "")
     evidence = {"categories": sorted(special), "labels": labels, "legal_basis": legal,
                 "people": found.people, "internal_only": internal, "points": points}  # fmt: skip
-    safe_places = sorted({f.label for f in found.files if f.facts.special})
+    safe_places = sorted({f.label for f in found.files if special.keys() & f.facts.special})
     return (Hit(
         f"{head} — {', '.join(labels)} ({shown})",
         {**evidence, "places": places},
