@@ -233,3 +233,10 @@ def test_special_categories_follow_the_sensitive_section():
     off = {**CONFIG, "sensitive": {"enabled": False}}
     assert "MG602" not in codes(check(data, off))
     assert "MG601" in codes(check(data, off))
+
+
+def test_a_file_cut_short_by_the_end_of_the_message_says_so():
+    data = fx.message([("patients.xlsx", fx.XLSX_TYPE, fx.xlsx(fx.patient_rows(200)))])
+    cut = data[: len(data) // 2]  # as a server that keeps the first part of a body
+    found = codes(check(cut))["MG603"]
+    assert "cut short, the message ends inside it" in found.message

@@ -144,7 +144,11 @@ class _Reader:
             why = f"larger than {cap:,} bytes, not read"
             self.reached.append(f"{label} ({LABELS.get(fmt, fmt)}): {why}")
             return [FileResult(part.filename, fmt, label, problem=why, over_limit=True)]
-        return self.binary(part.filename, fmt, data, label, outer=True)
+        files = self.binary(part.filename, fmt, data, label, outer=True)
+        for file in files:
+            if part.cut and file.problem and not file.encrypted:
+                file.problem = f"cut short, the message ends inside it ({file.problem})"
+        return files
 
     def binary(self, name: str, fmt: str, data: bytes, label: str, outer: bool) -> list[FileResult]:
         file = FileResult(name, fmt, label)

@@ -37,6 +37,9 @@ class Part:
     cte: str
     filename: str
     ctype: str
+    cut: bool = False
+    """The message ends inside this part (no closing delimiter): a mail server that keeps
+    only the first megabyte of a body (the milter's ``max_body_bytes``) cuts files short."""
 
     @property
     def encoded_size(self) -> int:
@@ -135,6 +138,7 @@ class _Headers:
     ctype: str | None
     disposition: str | None
     cte: str | None
+    cut: bool = False
 
 
 def _children(
@@ -156,7 +160,7 @@ def _children(
             break
         if raw[part_start : part_start + 1] in (b"\r", b"\n"):
             body = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
-            parts.append((body, part_end, _Headers(None, None, None)))
+            parts.append((body, part_end, _Headers(None, None, None, nxt < 0)))
         else:
             stop = min(part_end, part_start + limits.body_scan_bytes)
             found = find_header_end(raw, part_start, stop)
@@ -165,7 +169,7 @@ def _children(
                 first = {k: v[0] for k, v in h.items() if v}
                 parts.append((found[1], part_end, _Headers(
                     first.get("content-type"), first.get("content-disposition"),
-                    first.get("content-transfer-encoding"),
+                    first.get("content-transfer-encoding"), nxt < 0,
                 )))  # fmt: skip
         pos = nxt
     return parts
@@ -183,7 +187,7 @@ def _attached(
     if end > start and raw[end - 1 : end] == b"\n":  # the line break before the delimiter
         end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
     cte = (headers.cte or "").strip().lower()
-    return Part(raw, start, end, cte, filename, ctype)
+    return Part(raw, start, end, cte, filename, ctype, headers.cut)
 
 
 def _filename(params: dict[str, str]) -> str:
