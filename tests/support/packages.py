@@ -51,6 +51,7 @@ PRESEED: dict[str, str] = {"postfix": "postfix postfix/main_mailer_type select N
 #: Test modules (by file stem) and the packages they use.
 NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_milter_postfix": ("postfix",),
+    "test_milter_attachments": ("postfix",),
     "test_postfix_harness": ("postfix",),
     "test_bench_milter_script": ("postfix",),
     "test_milter_miltertest": ("miltertest",),
