@@ -335,6 +335,18 @@ def scan(
     ] = False,
     dns_server: DnsServerOption = None,
     glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Run on a Dask cluster: its scheduler, tcp://HOST:8786."),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Incremental store (SQLite): re-runs read only new mail."),
+    ] = None,
+    pst_folder: Annotated[
+        list[str] | None,
+        typer.Option("--pst-folder", help="Only this folder of .pst/.ost files (repeatable)."),
+    ] = None,
 ) -> None:
     """Audit archived mail for past exposures and write an incident register.
 
@@ -359,6 +371,9 @@ def scan(
             show_addresses=show_addresses,
             fail_on=fail_on.value,
             pattern=glob,
+            scheduler=scheduler,
+            state=state,
+            pst_folders=tuple(pst_folder or ()),
         ),
     )
 

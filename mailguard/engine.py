@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from mailguard.approval import settle
+from mailguard.attachments import might_attach
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
 from mailguard.deadline import DeadlineExceeded, checkpoint, limit
@@ -53,6 +54,7 @@ class Engine:
         settings = self.config.rule_settings
         (self._unreadable,) = (s for s in settings.values() if TAG_ENGINE_ERROR in s.rule.tags)
         self._rules: dict[str, list[RuleSettings]] = {}
+        self._plain: dict[str, list[RuleSettings]] = {}
         self._skipped: dict[str, list[Skipped]] = {}
         self._gates: dict[str, Gate] = {
             code: gate(s.rule.scoring, s.options) for code, s in settings.items()
@@ -70,6 +72,12 @@ class Engine:
             ]
             skipped = {s.code for s in active if self.services.missing(s.rule.needs)}
             self._rules[mode] = [s for s in active if s.code not in skipped]
+            # Rules that read attachments and not the body find nothing in a message that
+            # cannot carry a file: not run for those (deciding that is one header look).
+            self._plain[mode] = [
+                s for s in self._rules[mode]
+                if "attachments" not in s.rule.reads or "body" in s.rule.reads
+            ]  # fmt: skip
 
     def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
         """The message parts the rules that run in ``mode`` read (``headers``, ``body``, …)."""
@@ -88,7 +96,11 @@ class Engine:
         report = self.check(headers, mode=mode)
         if report.analysis is None:
             return False  # unreadable headers: the body cannot make them readable
-        return any(gate_open(self._gates[s.code], report.recipients) for s in rules)
+        rules = [s for s in rules if gate_open(self._gates[s.code], report.recipients)]
+        if any("body" in s.rule.reads for s in rules):
+            return True
+        # Rules that read only attachments: not for a message whose type carries no file.
+        return bool(rules) and might_attach(parse_message(_to_bytes(headers)).get("content-type"))
 
     def check(
         self,
@@ -155,7 +167,8 @@ class Engine:
         counts = recipients.summary()
         ctx = CheckContext(message, recipients, self.config, envelope, mode, self.services)
         findings: list[Finding] = []
-        for settings in self._rules[mode]:
+        files = might_attach(message.get("content-type"))
+        for settings in self._rules[mode] if files else self._plain[mode]:
             checkpoint()
             if not gate_open(self._gates[settings.code], counts):
                 continue  # cannot score: not even run (its body reading is saved)

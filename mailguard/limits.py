@@ -33,6 +33,27 @@ class Limits:
     max_message_bytes: int = 100 * 1024 * 1024
     """Largest message file (or mbox message) ``check`` and ``scan`` read; a bigger one is
     an error entry naming this cap, never read into memory."""
+    max_attachments: int = 64
+    """Attached files read per message (files inside a ZIP count too)."""
+    max_attachment_bytes: int = 32 * 1024 * 1024
+    """Decoded bytes read per attached file (and inflated per ZIP archive)."""
+    max_attachments_bytes: int = 64 * 1024 * 1024
+    """Decoded bytes read from all attached files of a message."""
+    max_attachment_rows: int = 100_000
+    """Rows (or vCards) read per file; counts beyond are lower bounds."""
+    max_attachment_cells: int = 1_000_000
+    """Cells of a spreadsheet's used rectangle; a sheet spanning more is not opened."""
+    max_attachments_cells: int = 2_000_000
+    """Cells read from all attached files of a message."""
+    max_attachment_ms: int = 2_000
+    """Milliseconds spent reading one attached file."""
+    max_attachments_ms: int = 5_000
+    """Milliseconds spent reading all attached files of a message."""
+    max_zip_entries: int = 10_000
+    """Entries in a ZIP-based file (XLSX, ODS, .zip) before it is refused unopened."""
+    max_zip_ratio: int = 200
+    """Compression ratio of a ZIP entry (above 64 KiB) before the file is refused as a
+    zip bomb."""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> Limits:

@@ -73,6 +73,9 @@ TAG_PARTIAL = "partial-read"
 """The finding says reading stopped at a limit: counts in the report are lower bounds."""
 TAG_SENSITIVE = "sensitive-context"
 """The finding's evidence names the sensitive categories (``labels``, ``legal_basis``)."""
+TAG_ATTACHMENT = "attachment-data"
+"""The finding is about personal data in attachments: its evidence counts the ``people``
+listed and names the ``data`` found (kinds and special categories), for the register."""
 TAG_OPT_IN = "opt-in"
 """The rule needs a service that is off unless asked for (DNS): without it the rule is off,
 not "skipped", so reports do not list it on every message."""

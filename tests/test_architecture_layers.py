@@ -31,9 +31,7 @@ CORE_MODULES = {
     "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
     "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
-    "sources",
-    "remedy",
-    "approval", "approval_keys",
+    "sources", "msgfile", "remedy", "approval", "approval_keys", "attachments",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.

@@ -167,7 +167,11 @@ def test_milter_session_keeps_the_body_and_refuses_with_the_rule_s_wording(
 
 
 def test_milter_keeps_no_body_when_no_rule_reads_it() -> None:
-    body_readers = {r.code: {"enabled": False} for r in Config().catalog if "body" in r.reads}
+    body_readers = {
+        r.code: {"enabled": False}
+        for r in Config().catalog
+        if {"body", "attachments"} & set(r.reads)
+    }
     cfg = Config(rules=body_readers)
     server = MilterServer(cfg, ListenSpec.parse("inet:127.0.0.1:0"), workers=1)
     try:

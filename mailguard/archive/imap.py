@@ -33,6 +33,7 @@ from imapclient import IMAPClient, imap_utf7
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_response
 
+from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.imap_url import (
     DEFAULT_PORTS,
     PASSWORD_ENV,
@@ -53,6 +54,7 @@ __all__ = [
     "PASSWORD_ENV",
     "SENT",
     "ImapError",
+    "ImapResume",
     "ImapTarget",
     "is_imap_url",
     "iter_imap",
@@ -85,6 +87,7 @@ def iter_imap(
     batch: int = 200,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 60,
+    resume: ImapResume | None = None,
 ) -> Iterator[Input]:
     """Yield every message of the folder (``since``/``until`` inclusive, by internal date).
 
@@ -104,7 +107,7 @@ def iter_imap(
         raise ValueError(f"since ({since}) is after until ({until})")
     with _secret_kept_out_of_logs(password, target.user):
         yield from _iter_folder(target, password, since, until, needs_body, batch, ssl_context,
-                                timeout)  # fmt: skip
+                                timeout, resume)  # fmt: skip
 
 
 def _iter_folder(
@@ -116,6 +119,7 @@ def _iter_folder(
     batch: int,
     ssl_context: ssl.SSLContext | None,
     timeout: float,
+    resume: ImapResume | None = None,
 ) -> Iterator[Input]:
     where = f"{target.host}:{target.port}"
     client = _connect(target, ssl_context, timeout)
@@ -123,8 +127,11 @@ def _iter_folder(
         _login(client, target, password)
         with _imap_errors(where, "opening the folder"):
             folder = target.folder if target.folder is not None else _find_sent(client, target)
-            _examine(client, target, folder)
+            opened = _examine(client, target, folder)
             uids = sorted(client.search(_search_criteria(since, until)))
+        if resume is not None:
+            validity = opened.get(b"UIDVALIDITY")
+            uids = resume.choose(int(validity) if validity is not None else None, uids)
         label = replace(target, folder=folder).label()
         for start in range(0, len(uids), batch):
             chunk = uids[start : start + batch]
@@ -304,7 +311,7 @@ def _with_flag(folders: Sequence[tuple[Sequence[bytes], Any, str]], flag: bytes)
     return None
 
 
-def _examine(client: Any, target: ImapTarget, folder: str) -> None:
+def _examine(client: Any, target: ImapTarget, folder: str) -> dict[bytes, Any]:
     """Open the folder with EXAMINE and make sure the server really made it read-only."""
     try:
         response = client.select_folder(folder, readonly=True)
@@ -321,6 +328,7 @@ def _examine(client: Any, target: ImapTarget, folder: str) -> None:
             f"{target.host}:{target.port} opened {folder!r} read-write although it was asked "
             "for read-only access (EXAMINE); not scanning it"
         )
+    return dict(response)
 
 
 def _example(target: ImapTarget, names: list[str]) -> str:

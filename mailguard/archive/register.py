@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from mailguard.report import Report
-from mailguard.rules import TAG_SENSITIVE
+from mailguard.rules import TAG_ATTACHMENT, TAG_SENSITIVE
 
 INCIDENT_VERDICTS = ("warn", "block")
 WORST = 10
@@ -57,6 +57,11 @@ class Incident:
     personal_count: int = 0
     """``len(exposed)`` and ``len(personal)``, kept when the lists are dropped (see
     :class:`Register`)."""
+    listed: int = 0
+    """People listed in the message's attachments: counted apart from those exposed in its
+    headers (they are other people, and nobody's address in To/Cc)."""
+    listed_data: list[str] = field(default_factory=list)
+    """What the attachments hold about them: kinds of data and special categories."""
 
     @property
     def codes(self) -> list[str]:
@@ -77,9 +82,13 @@ class Incident:
             personal = [key for key in exposed if key in r.personal]
             domains = dict(r.domains)
         sensitive: list[str] = []
+        listed, listed_data = 0, []
         for f in report.findings:
             if TAG_SENSITIVE in f.tags:
                 sensitive = list(f.evidence.get("labels", []))
+            if TAG_ATTACHMENT in f.tags:
+                listed = max(listed, int(f.evidence.get("people", 0)))
+                listed_data += f.evidence.get("data", []) + f.evidence.get("labels", [])
         sender = r.sender.addr if r is not None and r.sender is not None else None
         return cls(
             source=report.source,
@@ -97,6 +106,8 @@ class Incident:
             sensitive=sensitive,
             exposed_count=len(exposed),
             personal_count=len(personal),
+            listed=listed,
+            listed_data=list(dict.fromkeys(listed_data)),
         )
 
 
@@ -170,6 +181,9 @@ class Register:
         self.exposed: set[str] = set()
         self.personal: set[str] = set()
         self.domains: Counter[str] = Counter()
+        self.listed = 0
+        """People listed in attachments of incidents, summed over incidents (no address of
+        theirs is kept, so one person in two files sent twice counts twice)."""
         """Registrable domain -> addresses exposed at it, summed over incidents (one person
         in two incidents counts twice; distinct people per domain follow from ``exposed``)."""
         self.interrupted = False
@@ -197,6 +211,7 @@ class Register:
             self.exposed.update(incident.exposed)
             self.personal.update(incident.personal)
             self.domains.update(incident.domains)
+            self.listed += incident.listed
             if not self.keep_addresses:
                 incident.exposed, incident.personal = [], []
 
@@ -262,6 +277,7 @@ class Register:
             "unique_exposed_addresses": len(self.exposed),
             "unique_exposed_personal_addresses": len(self.personal),
             "exposed_domains": len(self.domains),
+            **({"people_listed_in_attachments": self.listed} if self.listed else {}),
             "first_date": isoformat_utc(t.first),
             "last_date": isoformat_utc(t.last),
             "bytes": t.bytes,

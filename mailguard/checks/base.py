@@ -9,6 +9,7 @@ from typing import Any
 
 from mailguard import sensitive
 from mailguard.approval import Verification, review
+from mailguard.attachments import Analysis, analyse_message
 from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
@@ -49,6 +50,15 @@ class CheckContext:
     notes: list[Skipped] = field(default_factory=list)
     """Checks that ran but could not finish (DNS unanswered): the report lists them under
     ``skipped``, because they are neither a finding nor an error."""
+    _attachments: Analysis | None = field(default=None, init=False, repr=False)
+
+    @property
+    def attachments(self) -> Analysis:
+        """The attachment analysis (reads attachments): computed on first use, once."""
+        found = self._attachments
+        if found is None:
+            found = self._attachments = analyse_message(self.message, self.config)
+        return found
 
     @cached_property
     def sensitive(self) -> list[sensitive.Match]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from mailguard.checks.attachments import attachment_limits
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
 from mailguard.headers import decode_words
@@ -27,6 +28,7 @@ def limits_reached(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     limit_hit = ctx.message.body_text.limit_hit
     if limit_hit:
         others.append(limit_hit)
+    others += attachment_limits(ctx)
     reasons += others
     safe += others
     if reasons:

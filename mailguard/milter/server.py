@@ -35,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mailguard.attachments import might_attach
 from mailguard.config import Config
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import protocol as p
@@ -120,6 +121,7 @@ class MilterServer:
             )  # fmt: skip
         self.config, self.settings, self.engine = config, settings, engine
         self.keep_body = bool(engine.reads("outgoing") & BODY_PARTS)
+        self.reads_files = "attachments" in engine.reads("outgoing")
         self.max_connections = cap
 
     async def start(self) -> None:
@@ -302,7 +304,9 @@ class MilterConnection(asyncio.Protocol):
         if txn is not None:
             started = time.monotonic()
             settings = txn.settings
-            if txn.header_bytes <= settings.inline_header_bytes and settings.inline_time_limit:
+            inline = txn.header_bytes <= settings.inline_header_bytes and settings.inline_time_limit
+            # Attached files take milliseconds to read, not microseconds: always a worker's.
+            if inline and not (self.server.reads_files and might_attach(_content_type(txn))):
                 self._decide_inline(txn, started)
             else:
                 self._offload(txn, started)
@@ -466,3 +470,11 @@ def run(server: MilterServer) -> None:
         log.info("uvloop is not installed; using asyncio's own event loop")
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(_serve_until_signalled(server))
+
+
+def _content_type(txn: Transaction) -> str | None:
+    """The message's top-level Content-Type, as the MTA passed it (first one wins)."""
+    for name, value in txn.headers:
+        if name.lower() == b"content-type":
+            return value.decode("latin-1")
+    return None

@@ -53,6 +53,11 @@ METHOD_NOTES = (
     "sender's name and address, the subject and the opening text, using the vocabulary "
     "shipped with mailguard. It indicates special category (Art. 9), criminal offence "
     "(Art. 10) or vulnerable-group data; confirm it by reading the message.",
+    "<strong>People listed in attachments</strong> are the distinct rows or cards of "
+    "attached spreadsheets, CSV exports and contact files that carry a person's email "
+    "address, phone number, postal address, name with date of birth or national "
+    "identifier. They are counted apart from the people exposed in To/Cc, per incident "
+    "(mailguard keeps none of their details).",
     "<strong>Dates</strong> are in UTC, from each message's Date header. Messages without "
     "a readable date are shown as <em>undated</em>; a date filter never excludes them.",
     "<strong>Addresses</strong> are listed only on request. When redacted, each is shown "
@@ -78,6 +83,23 @@ def art33_rows(incident: Incident) -> list[tuple[str, str]]:
 
 
 def _nature(incident: Incident) -> str:
+    if not incident.listed:
+        return _header_nature(incident)
+    r = incident.recipients
+    external = int_of(r, "visible_external") + int_of(r, "bcc")
+    text = (
+        f"Confidentiality breach (unauthorised disclosure): files attached to the message list "
+        f"{count(incident.listed, 'person', 'people')} "
+        f"({', '.join(incident.listed_data) or 'personal data'}); the message was addressed "
+        f"to {count(int_of(r, 'visible') + int_of(r, 'bcc'), 'recipient')} in To/Cc/Bcc"
+        f"{f', {external:,} of them external' if external else ''}."
+    )
+    if int_of(r, "exposed_parties") >= 2:
+        text += " " + _header_nature(incident)
+    return text
+
+
+def _header_nature(incident: Incident) -> str:
     r = incident.recipients
     external = int_of(r, "visible_external")
     if external == 0:
@@ -127,7 +149,10 @@ def _data_subjects(incident: Incident) -> str:
 
 def _approximate(incident: Incident) -> str:
     n = subjects(incident)
-    return f"{'at least ' if incident.tagged(TAG_PARTIAL) else ''}{n:,}"
+    text = f"{'at least ' if incident.tagged(TAG_PARTIAL) else ''}{n:,}"
+    if incident.listed:
+        text += f", and {incident.listed:,} people listed in attachments"
+    return text
 
 
 def _data_records(incident: Incident) -> str:
@@ -141,6 +166,11 @@ def _data_records(incident: Incident) -> str:
         items.append(
             f"Being on a list about {', '.join(incident.sensitive)} (inferred from the "
             f"context): {n:,}, one per data subject; {_legal_phrase(incident)}"
+        )
+    if incident.listed:
+        items.append(
+            f"Attached files listing {incident.listed:,} people, with: "
+            f"{', '.join(incident.listed_data) or 'personal data'}"
         )
     return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>"
 

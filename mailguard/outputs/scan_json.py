@@ -31,6 +31,8 @@ def incident_dict(incident: Incident, options: Privacy) -> dict[str, Any]:
         "exposed_domains": incident.domains,
         "findings": [options.finding(f) for f in incident.findings],
     }
+    if incident.listed:
+        item["attachments"] = {"people": incident.listed, "data": incident.listed_data}
     if options.list_addresses:
         item["exposed_addresses"] = [options.address(a) for a in incident.exposed]
         item["exposed_personal_addresses"] = [options.address(a) for a in incident.personal]

@@ -24,6 +24,8 @@ def render_text(register: Register, options: Privacy) -> str:
         )
         if incident.sensitive:
             line += f"  sensitive: {', '.join(incident.sensitive)}"
+        if incident.listed:
+            line += f"  attachments list {incident.listed:,}: {', '.join(incident.listed_data)}"
         lines.append(line)
         message_id = options.message_id(incident.message_id) or "(no Message-ID)"
         lines.append(f"       {options.source(incident.source)}  {message_id}")
@@ -103,4 +105,9 @@ def summary_lines(register: Register) -> list[str]:
         f"({s['unique_exposed_personal_addresses']:,} at personal mailboxes), "
         f"{count(s['exposed_domains'], 'domain')}, in {register.elapsed:.1f} s"
     )
+    if s.get("people_listed_in_attachments"):
+        lines.append(
+            f"{count(s['people_listed_in_attachments'], 'person', 'people')} listed in "
+            "attachments of incidents (not counted above: no address of theirs was in To/Cc)"
+        )
     return lines

@@ -40,6 +40,8 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
     "openssl": (Path("/usr/bin/openssl"),),
     "unbound": (Path("/usr/sbin/unbound"),),
     "opendkim": (Path("/usr/sbin/opendkim"),),
+    "pst-utils": (Path("/usr/bin/readpst"),),
+    "libemail-outlook-message-perl": (Path("/usr/bin/msgconvert"),),
 }
 
 #: debconf answers given before installing: Postfix's postinst would otherwise configure an
@@ -49,6 +51,7 @@ PRESEED: dict[str, str] = {"postfix": "postfix postfix/main_mailer_type select N
 #: Test modules (by file stem) and the packages they use.
 NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_milter_postfix": ("postfix",),
+    "test_milter_attachments": ("postfix",),
     "test_postfix_harness": ("postfix",),
     "test_bench_milter_script": ("postfix",),
     "test_milter_miltertest": ("miltertest",),
@@ -59,6 +62,9 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_milter_dkim": ("postfix", "opendkim", "openssl"),
     "test_milter_rewrite_postfix": ("postfix",),
     "test_postfix_header_index": ("postfix",),
+    "test_scan_outlook": ("pst-utils", "libemail-outlook-message-perl"),
+    "test_scan_dask": ("pst-utils",),
+    "test_scan_state_imap": ("dovecot-imapd", "openssl"),
     "test_proxy_postfix": ("postfix",),
     "test_proxy_upstream": ("openssl",),
     "test_bench_proxy_script": ("postfix",),

@@ -1,0 +1,213 @@
+"""Find a message's attachments and decode them in bounded chunks.
+
+Walks the MIME tree iteratively by byte offsets into the original message, as the body
+reader does (:mod:`mailguard.body`): no copies of what is not an attachment, no recursion,
+the same depth and sibling limits. An attachment is decoded chunk by chunk, so a table
+can be read row by row and stop at its row cap without ever holding the whole file.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from mailguard.body import _find_delimiter, content_type
+from mailguard.charsets import decode_base64
+from mailguard.deadline import checkpoint
+from mailguard.headers import decode_rfc2047, find_header_end, parse_header_block
+from mailguard.limits import Limits
+
+CHUNK = 1 << 20
+"""Encoded bytes decoded at a time."""
+_B64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
+_INLINE_TEXT = ("text/plain", "text/html", "text/enriched", "text/richtext")
+_NOT_ATTACHED = ("multipart/", "message/")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One attached file: where its encoded bytes are and how they are encoded."""
+
+    raw: bytes
+    start: int
+    end: int
+    cte: str
+    filename: str
+    ctype: str
+    cut: bool = False
+    """The message ends inside this part (no closing delimiter): a mail server that keeps
+    only the first megabyte of a body (the milter's ``max_body_bytes``) cuts files short."""
+
+    @property
+    def encoded_size(self) -> int:
+        return self.end - self.start
+
+    def chunks(self, cap: int) -> Iterator[bytes]:
+        """Decoded bytes, at most ``cap`` of them, a chunk at a time."""
+        left = cap
+        for chunk in _decode(self.raw, self.start, self.end, self.cte):
+            if left <= 0:
+                return
+            if len(chunk) > left:
+                chunk = chunk[:left]
+            left -= len(chunk)
+            yield chunk
+
+    def head(self, n: int = 8) -> bytes:
+        """The first ``n`` decoded bytes, decoding only a few encoded ones (what a file is
+        is told by its first bytes: a 2 MB PDF is not decoded to learn it is a PDF)."""
+        stop = min(self.end, self.start + 4 * n + 256)  # room for line breaks and padding
+        return b"".join(_decode(self.raw, self.start, stop, self.cte))[:n]
+
+    def read(self, cap: int) -> tuple[bytes, bool]:
+        """``(data, complete)``: up to ``cap`` decoded bytes, and whether that is all."""
+        data = b"".join(self.chunks(cap + 1))
+        return data[:cap], len(data) <= cap
+
+
+def _decode(raw: bytes, start: int, end: int, cte: str) -> Iterator[bytes]:
+    if cte == "base64":
+        carry = b""
+        for pos in range(start, end, CHUNK):
+            checkpoint()
+            clean = carry + _B64_ALPHABET.sub(b"", raw[pos : min(end, pos + CHUNK)])
+            usable = len(clean) - len(clean) % 4
+            carry = clean[usable:]
+            if usable:
+                yield decode_base64(clean[:usable], partial=True)[0]
+        if carry:
+            yield decode_base64(carry)[0]
+    elif cte == "quoted-printable":
+        pos = start
+        while pos < end:
+            checkpoint()
+            stop = raw.find(b"\n", min(end, pos + CHUNK), end)
+            stop = end if stop < 0 else stop + 1
+            yield binascii.a2b_qp(raw[pos:stop])
+            pos = stop
+    else:
+        for pos in range(start, end, CHUNK):
+            checkpoint()
+            yield raw[pos : min(end, pos + CHUNK)]
+
+
+def might_attach(ctype_value: str | None) -> bool:
+    """Whether a message with this top-level Content-Type can carry a file at all: the
+    test that lets a plain text message skip the attachment analysis (and the milter keep
+    it on its fast path)."""
+    if not ctype_value:
+        return False
+    ctype = ctype_value.partition(";")[0].strip().lower()
+    return ctype not in _INLINE_TEXT and ctype != "multipart/alternative"
+
+
+def attachments(
+    raw: bytes, body_offset: int, get: Callable[[str], str | None], limits: Limits
+) -> tuple[list[Part], list[str]]:
+    """Every attached file of the message, and the MIME limits reached on the way."""
+    found: list[Part] = []
+    reached: list[str] = []
+    top = _Headers(get("content-type"), get("content-disposition"),
+                   get("content-transfer-encoding"))  # fmt: skip
+    stack = [(body_offset, len(raw), top, 0)]
+    while stack:
+        checkpoint()
+        start, end, headers, depth = stack.pop()
+        ctype, params = content_type(headers.ctype)
+        if ctype.startswith("multipart/"):
+            if depth >= limits.max_mime_depth:
+                reached.append(f"attachments below MIME depth {limits.max_mime_depth} not read")
+                continue
+            boundary = params.get("boundary")
+            if boundary:
+                children = _children(raw, start, end, boundary.encode("utf-8", "replace"),
+                                     limits, reached)  # fmt: skip
+                stack.extend((s, e, h, depth + 1) for s, e, h in reversed(children))
+            continue
+        part = _attached(raw, start, end, headers, ctype, params)
+        if part is not None:
+            found.append(part)
+    return found, reached
+
+
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    ctype: str | None
+    disposition: str | None
+    cte: str | None
+    cut: bool = False
+
+
+def _children(
+    raw: bytes, start: int, end: int, boundary: bytes, limits: Limits, reached: list[str]
+) -> list[tuple[int, int, _Headers]]:
+    delimiter = b"--" + boundary
+    pos = _find_delimiter(raw, delimiter, start, end)
+    parts: list[tuple[int, int, _Headers]] = []
+    while pos >= 0:
+        checkpoint()
+        line_end = raw.find(b"\n", pos, end)
+        if line_end < 0 or raw.startswith(b"--", pos + len(delimiter)):
+            break
+        part_start = line_end + 1
+        nxt = _find_delimiter(raw, delimiter, part_start, end)
+        part_end = nxt if nxt >= 0 else end
+        if len(parts) >= limits.max_mime_parts:
+            reached.append(f"attachments after {limits.max_mime_parts} parts not read")
+            break
+        if raw[part_start : part_start + 1] in (b"\r", b"\n"):
+            body = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
+            parts.append((body, part_end, _Headers(None, None, None, nxt < 0)))
+        else:
+            stop = min(part_end, part_start + limits.body_scan_bytes)
+            found = find_header_end(raw, part_start, stop)
+            if found is not None:
+                h = parse_header_block(raw[part_start : found[0]], limits, [])
+                first = {k: v[0] for k, v in h.items() if v}
+                parts.append((found[1], part_end, _Headers(
+                    first.get("content-type"), first.get("content-disposition"),
+                    first.get("content-transfer-encoding"), nxt < 0,
+                )))  # fmt: skip
+        pos = nxt
+    return parts
+
+
+def _attached(
+    raw: bytes, start: int, end: int, headers: _Headers, ctype: str, params: dict[str, str]
+) -> Part | None:
+    disposition, dparams = content_type(headers.disposition) if headers.disposition else ("", {})
+    filename = _filename(dparams) or _filename(params)
+    if ctype.startswith(_NOT_ATTACHED):
+        return None
+    if ctype in _INLINE_TEXT and disposition != "attachment" and not filename:
+        return None  # the text of the message, not a file
+    if end > start and raw[end - 1 : end] == b"\n":  # the line break before the delimiter
+        end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
+    cte = (headers.cte or "").strip().lower()
+    return Part(raw, start, end, cte, filename, ctype, headers.cut)
+
+
+def _filename(params: dict[str, str]) -> str:
+    for key in ("filename", "name"):
+        if key in params:
+            return decode_rfc2047(params[key])[:255]
+        star = params.get(key + "*")
+        if star is not None:
+            _charset, _, rest = star.partition("'")
+            _lang, _, value = rest.partition("'")
+            return urllib.parse.unquote(value or star, errors="replace")[:255]
+        numbered = {}
+        for k, v in params.items():  # RFC 2231 continuations: filename*0*, filename*1*, ...
+            index = k[len(key) + 1 :].rstrip("*")
+            if k.startswith(key + "*") and index.isdigit():
+                numbered[int(index)] = v
+        pieces = [numbered[i] for i in sorted(numbered)]
+        if pieces:
+            joined = "".join(pieces)
+            if "''" in joined:
+                joined = joined.split("''", 1)[1]
+            return urllib.parse.unquote(joined, errors="replace")[:255]
+    return ""

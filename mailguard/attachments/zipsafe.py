@@ -1,0 +1,133 @@
+"""Open ZIP-based files (XLSX, ODS, a .zip of exports) without trusting what they claim.
+
+Everything is decided from the central directory *before* anything is inflated: the
+number of entries, each entry's declared size against the byte cap, its compression ratio
+(a zip bomb inflates a few KB to gigabytes), encryption. Then each entry is inflated with
+a bounded read, so an entry that lies about its size stops at the cap rather than at the
+end of memory. XML in an office file may not declare entities (billion laughs, external
+entities): such a file is refused, not parsed.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from collections.abc import Callable
+
+from mailguard.deadline import checkpoint
+from mailguard.limits import Limits
+
+SMALL_ENTRY = 64 * 1024
+"""Entries that inflate to less than this are not held to the compression ratio: tiny XML
+files of repeated markup legitimately compress 500:1."""
+_DTD = (b"<!DOCTYPE", b"<!ENTITY")
+
+
+class Refused(Exception):
+    """The file cannot be inspected safely or at all; the text says why (no content)."""
+
+    def __init__(self, reason: str, *, limit: bool = False, encrypted: bool = False) -> None:
+        super().__init__(reason)
+        self.limit = limit
+        self.encrypted = encrypted
+
+
+def open_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
+    """The archive, after its central directory passed the checks."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise Refused(f"corrupt ZIP container ({type(exc).__name__})") from None
+    if len(infos) > limits.max_zip_entries:
+        raise Refused(f"{len(infos):,} entries in the archive (limit {limits.max_zip_entries:,})",
+                      limit=True)  # fmt: skip
+    declared = 0
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise Refused("encrypted (password-protected) archive", encrypted=True)
+        declared += info.file_size
+        if info.file_size > limits.max_attachment_bytes:
+            raise Refused(
+                f"an entry claims {info.file_size:,} bytes uncompressed "
+                f"(limit {limits.max_attachment_bytes:,})", limit=True,
+            )  # fmt: skip
+        if info.file_size > SMALL_ENTRY and info.file_size > limits.max_zip_ratio * max(
+            info.compress_size, 1
+        ):
+            raise Refused(
+                f"an entry inflates {info.file_size // max(info.compress_size, 1):,}:1 "
+                f"(limit {limits.max_zip_ratio}:1): a zip bomb", limit=True,
+            )  # fmt: skip
+    if declared > limits.max_attachment_bytes:
+        raise Refused(f"entries claim {declared:,} bytes uncompressed in total "
+                      f"(limit {limits.max_attachment_bytes:,})", limit=True)  # fmt: skip
+    return archive
+
+
+def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """Inflate one entry, never past its declared size nor ``budget`` bytes."""
+    cap = min(info.file_size, budget)
+    out = bytearray()
+    try:
+        with archive.open(info) as stream:
+            while len(out) <= cap:
+                checkpoint()
+                piece = stream.read(min(1 << 20, cap + 1 - len(out)))
+                if not piece:
+                    break
+                out += piece
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error,
+            NotImplementedError, RuntimeError) as exc:  # fmt: skip
+        raise Refused(f"corrupt ZIP entry ({type(exc).__name__})") from None
+    if len(out) > cap:
+        raise Refused("an entry inflates beyond its declared size or the byte cap", limit=True)
+    return bytes(out)
+
+
+def office_copy(data: bytes, limits: Limits) -> tuple[bytes, dict[str, bytes]]:
+    """An uncompressed copy of an office file's ZIP, and its XML parts by name.
+
+    The spreadsheet reader only ever sees this copy, whose every entry was inflated under
+    the caps and checked for entity declarations: it cannot be made to inflate or expand
+    more than was checked here.
+    """
+    archive = open_zip(data, limits)
+    out = io.BytesIO()
+    xml: dict[str, bytes] = {}
+    budget = limits.max_attachment_bytes
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            body = read_entry(archive, info, budget)
+            budget -= len(body)
+            if info.filename.endswith((".xml", ".rels")) or info.filename == "mimetype":
+                if any(marker in body for marker in _DTD):
+                    raise Refused("XML with a DOCTYPE or entity declarations (refused unparsed)",
+                                  limit=True)  # fmt: skip
+                xml[info.filename] = body
+            copy.writestr(info.filename, body)
+    return out.getvalue(), xml
+
+
+def members(
+    data: bytes, limits: Limits, wanted: Callable[[str], bool]
+) -> list[tuple[str, bytes | Refused]]:
+    """Files of a plain ZIP archive that ``wanted`` names, one level down: each one's
+    bytes, or why not. Other files are not inflated at all."""
+    archive = open_zip(data, limits)
+    found: list[tuple[str, bytes | Refused]] = []
+    budget = limits.max_attachment_bytes
+    for info in archive.infolist():
+        if info.is_dir() or not wanted(info.filename):
+            continue
+        try:
+            body = read_entry(archive, info, budget)
+        except Refused as exc:
+            found.append((info.filename, exc))
+            continue
+        budget -= len(body)
+        found.append((info.filename, body))
+    return found
