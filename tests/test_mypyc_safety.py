@@ -12,7 +12,9 @@ test still green:
 * a test that monkeypatches a compiled module's function: compiled callers call it directly,
   so the patch is ignored and the test asserts nothing (``tests/support/faults.py`` has the
   seams that work in both builds);
-* ``__dict__`` on an instance: compiled (native) classes have none.
+* ``__dict__`` on an instance: compiled (native) classes have none;
+* a dataclass ``field(init=False, default=...)``: mypyc leaves it unset, and the first read
+  raises ``AttributeError`` (found by the compiled-wheel step of ``.ci/run``).
 
 The last tests build wheels: a one-module compiled build, the fallback when the compiler
 fails, and an editable build, and check that none leaves a file in the work tree.
@@ -113,6 +115,21 @@ def test_compiled_modules_use_no_instance_dict():
         if isinstance(node, ast.Attribute) and node.attr == "__dict__"
     ]
     assert found == [], "compiled classes have no __dict__"
+
+
+def test_compiled_dataclasses_have_no_init_false_fields():
+    found = [
+        _where(p, node)
+        for p in COMPILED
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Call)
+        and ast.unparse(node.func).endswith("field")
+        and any(
+            k.arg == "init" and isinstance(k.value, ast.Constant) and k.value.value is False
+            for k in node.keywords
+        )
+    ]
+    assert found == [], "mypyc leaves an init=False field unset (AttributeError on first read)"
 
 
 def _module_aliases(tree: ast.AST) -> dict[str, str]:
