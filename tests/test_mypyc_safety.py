@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import pickle
 import subprocess
 import sys
 import sysconfig
@@ -130,6 +131,20 @@ def test_compiled_dataclasses_have_no_init_false_fields():
         )
     ]
     assert found == [], "mypyc leaves an init=False field unset (AttributeError on first read)"
+
+
+def test_a_config_pickles_without_its_derived_objects():
+    """Scan workers get the Config pickled; what it derived (some of it compiled objects,
+    which do not unpickle) is derived again there, the same."""
+    from mailguard.config import _LAZY, Config
+
+    config = Config(internal_domains=("serviceco.example",))
+    _ = config.internal_set, config.personal_set, config.catalog
+    state = config.__getstate__()
+    assert all(state[name] is None for name in _LAZY) and state["derived"] == {}
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and again.rule_settings == config.rule_settings
+    assert "mail.serviceco.example" in again.internal_set
 
 
 def _module_aliases(tree: ast.AST) -> dict[str, str]:
