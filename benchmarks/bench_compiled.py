@@ -130,12 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, help="alternating rounds (default 3; --quick 1)")
     ap.add_argument("--repeat", type=int, default=3, help="passes per tree per round (best)")
     ap.add_argument("--baseline-ref", default="main", help="git ref of 'today' (default main)")
+    ap.add_argument("--scale", type=int, help="divide the mix by this (default 1; --quick 10)")
     ap.add_argument(
         "--modules", nargs="*", default=[], help="compile only these (default: all of COMPILED)"
     )
     args = ap.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
-    scale = 10 if args.quick else 1
+    scale = args.scale or (10 if args.quick else 1)
     out = h.Output(args.json)
     work = Path(tempfile.mkdtemp(prefix="mailguard-bench-compiled-"))
     try:
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs[name].append(measure(trees[name], args.seed, scale, args.repeat, compiled))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return report(out, runs, quick=args.quick, ref=args.baseline_ref)
+    return report(out, runs, quick=args.quick or scale > 1, ref=args.baseline_ref)
 
 
 def report(out: h.Output, runs: dict[str, list[dict[str, Any]]], *, quick: bool, ref: str) -> int:

@@ -14,43 +14,22 @@ import email
 import email.policy
 import smtplib
 import time
-from collections.abc import Iterator
 
 import pytest
 
+from tests import test_milter_postfix as _base
 from tests.conftest import eml
 from tests.support.milter_process import MilterProcess
-from tests.support.postfix import PostfixInstance, ensure_postfix_installed
+from tests.support.postfix import PostfixInstance
+
+# The same private Postfix + milter per module, fresh queues and default milter per test.
+milter, postfix, _fresh = _base.milter, _base.postfix, _base._fresh
 
 SENDER = "hr@serviceco.example"
 PARTNER = "partner@othercorp.example"
 BODY = "Agenda for Tuesday.\r\n" * 40
 NO_BODY_RULES = "".join(f"[rules.{c}]\nenabled = false\n" for c in ("MG101", "MG102", "MG301"))
 """No enabled rule reads the body: the milter asks Postfix not to send it."""
-
-
-@pytest.fixture(scope="module")
-def milter() -> Iterator[MilterProcess]:
-    with MilterProcess() as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def postfix(
-    tmp_path_factory: pytest.TempPathFactory, milter: MilterProcess
-) -> Iterator[PostfixInstance]:
-    ensure_postfix_installed()
-    with PostfixInstance(tmp_path_factory.mktemp("postfix"), milter=milter.spec) as instance:
-        yield instance
-
-
-@pytest.fixture(autouse=True)
-def _fresh(postfix: PostfixInstance, milter: MilterProcess) -> Iterator[None]:
-    yield
-    if milter.proc is None or milter.proc.poll() is not None or milter.customised:
-        milter.restart()
-    postfix.delete_queued()
-    postfix.clear_sink()
 
 
 def delivered(postfix: PostfixInstance) -> dict[str, email.message.Message]:

@@ -212,6 +212,8 @@ class Session:
         """Steps whose reply the MTA waived."""
         self._decide_at_headers = False
         """End-of-headers was agreed with a reply: a message may be decided there."""
+        self._network_verdict: tuple[MilterSettings, str, bool] | None = None
+        """(settings, client address, in outgoing_networks): a connection's, computed once."""
         self._reset_connection()
 
     def _reset_connection(self) -> None:
@@ -382,11 +384,20 @@ class Session:
             # The second: given up under scope "all" before a reload; without the client's
             # address, checking is the safe side.
             return True
+        if self.client_family == "L":  # local socket: a program on this host
+            return True
+        # Cheapest first (all are alternatives): the client's network, known at CONNECT and
+        # judged once per connection and settings, before the macros, which are parsed here.
+        address = self.client_address
+        if address:
+            known = self._network_verdict
+            if known is None or known[0] is not s or known[1] != address:
+                known = (s, address, s.is_outgoing_network(address))
+                self._network_verdict = known
+            if known[2]:
+                return True
         if s.authenticated and self.macro("auth_authen"):
             return True
         if s.outgoing_daemons and self.macro("daemon_name") in s.outgoing_daemons:
             return True
-        if self.client_family == "L":  # local socket: a program on this host
-            return True
-        address = self.client_address or self.macro("client_addr")
-        return s.is_outgoing_network(address)
+        return not address and s.is_outgoing_network(self.macro("client_addr"))
