@@ -321,10 +321,11 @@ def test_miltertest_is_installed():
 def test_negotiation_asks_for_what_it_needs(milters):
     run = milters("early").run("negotiate_default.lua", decisions=1)
     wanted_actions = {"SMFIF_ADDHDRS", "SMFIF_CHGHDRS", "SMFIF_QUARANTINE", "SMFIF_SETSYMLIST"}
-    # End-of-headers keeps its reply: it is where a settled message is decided.
+    # End-of-headers keeps its reply: it is where a settled message is decided, and where
+    # out-of-scope mail is accepted, so MAIL needs none.
     wanted_options = {
         "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA", "SMFIP_NR_CONN", "SMFIP_NR_HELO",
-        "SMFIP_NR_RCPT", "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR",
+        "SMFIP_NR_MAIL", "SMFIP_NR_RCPT", "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR",
         "SMFIP_NR_BODY", "SMFIP_HDR_LEADSPC",
     }  # fmt: skip
     seen = {}
@@ -336,8 +337,6 @@ def test_negotiation_asks_for_what_it_needs(milters):
     assert len(seen) == 29, run.stdout
     requested = {name for name, on in seen.items() if on}
     assert requested == wanted_actions | wanted_options
-    # MAIL keeps its reply: that is how out-of-scope mail is accepted early.
-    assert seen["SMFIP_NR_MAIL"] is False
     run.expect_lines("clean accept at end of headers", "PASS negotiate_default")
     assert actions(run) == [("QNEG1", "accept")]
     assert run.decisions[0]["at"] == "headers"

@@ -112,10 +112,13 @@ def test_negotiation_with_everything_offered_asks_for_no_reply_flags_and_macros(
     s = Session(MilterSettings())
     reply = s.handle(p.OPTNEG, optneg()).replies[0]
     _, actions, steps = struct.unpack_from("!III", reply, 5)
-    assert steps == WANTED_PROTOCOL
+    # End-of-headers is answered, so inbound mail is accepted there: MAIL needs no reply.
+    assert steps == WANTED_PROTOCOL | p.SMFIP_NR_MAIL
     assert actions & p.SMFIF_QUARANTINE and actions & p.SMFIF_ADDHDRS
     assert b"{auth_authen}" in reply and b"{daemon_name}" in reply
-    assert not steps & p.SMFIP_NR_MAIL  # MAIL must be answerable: it is where we skip inbound
+    eom_only = Session(MilterSettings(decide_at_headers=False)).handle(p.OPTNEG, optneg())
+    # Without it, MAIL must be answerable: it is where we skip inbound mail.
+    assert not struct.unpack_from("!III", eom_only.replies[0], 5)[2] & p.SMFIP_NR_MAIL
 
 
 def test_older_protocol_version_is_answered_in_kind() -> None:
@@ -226,10 +229,10 @@ def test_scope(settings: dict[str, object], address: str, macros: bytes, in_scop
     if macros.startswith(b"M"):
         s.handle(p.MACRO, macros)
     reply = s.handle(p.MAIL, b"<hr@serviceco.example>\0").replies
-    if settings.get("scope") == "all":  # never skipped: the MAIL reply was waived
-        assert s.caps.protocol & p.SMFIP_NR_MAIL and reply == ()
-    else:
-        assert reply == (p.SIMPLE[p.CONTINUE if in_scope else p.ACCEPT],)
+    # The MAIL reply is waived (end-of-headers is answered): inbound is accepted there.
+    assert s.caps.protocol & p.SMFIP_NR_MAIL and reply == ()
+    eoh = s.handle(p.EOH, b"")
+    assert eoh.replies == (p.SIMPLE[p.ACCEPT],) if not in_scope else eoh.decide is s.txn
     assert (s.txn is not None) is in_scope
     if not in_scope:  # nothing streamed afterwards is kept or judged
         s.handle(p.HEADER, header("Cc", ", ".join(PERSONAL)))
@@ -240,7 +243,8 @@ def test_local_socket_clients_are_outgoing() -> None:
     s = Session(MilterSettings(outgoing_networks=()))
     s.handle(p.OPTNEG, optneg())
     s.handle(p.CONNECT, b"localhost\0L\0\0/var/run/sendmail.sock\0")
-    assert s.handle(p.MAIL, b"<a@b>\0").replies == (p.SIMPLE[p.CONTINUE],)
+    s.handle(p.MAIL, b"<a@b>\0")
+    assert s.txn is not None and not s.skipping
 
 
 # ------------------------------------------------------------------ decisions
@@ -358,10 +362,12 @@ def _agreed(settings: MilterSettings, keep_body: bool = True) -> int:
 
 def test_steps_the_settings_do_not_use_are_negotiated_away() -> None:
     default = _agreed(MilterSettings())
-    # Outgoing scope needs the client's address and a MAIL reply (to accept inbound there);
-    # end-of-headers is answered (it may be the decision); the body is read.
-    assert not default & (p.SMFIP_NOCONNECT | p.SMFIP_NR_MAIL | p.SMFIP_NOBODY)
+    # Outgoing scope needs the client's address; end-of-headers is answered (it may be the
+    # decision, and inbound mail is accepted there, so MAIL needs no reply); the body is read.
+    assert not default & (p.SMFIP_NOCONNECT | p.SMFIP_NOBODY)
     assert not default & (p.SMFIP_NOEOH | p.SMFIP_NR_EOH)
+    assert default & p.SMFIP_NR_MAIL
+    assert not _agreed(MilterSettings(decide_at_headers=False)) & p.SMFIP_NR_MAIL
     everything = _agreed(MilterSettings(scope="all"), keep_body=False)
     assert everything & p.SMFIP_NOCONNECT and everything & p.SMFIP_NR_MAIL
     assert everything & p.SMFIP_NOBODY

@@ -12,8 +12,9 @@ Rules this machine keeps:
   ``MAIL``, and once the end-of-message reply is out. Nothing else carries over.
 * A step gets a reply unless the MTA agreed to a no-reply flag for it (SMFIP_NR_*), and
   we only ask for flags and actions the MTA offered.
-* Out-of-scope mail (inbound, not submitted by our users) is accepted at ``MAIL`` so the
-  MTA stops streaming it to us; it is never altered.
+* Out-of-scope mail (inbound, not submitted by our users) is accepted at ``MAIL`` (or at
+  end-of-headers, when the MAIL reply was waived) so the MTA stops streaming it to us; it
+  is never altered.
 * Every step the session does not use is negotiated away (:meth:`Session.wanted_protocol`):
   the connection step and the MAIL reply when ``scope = "all"``, the body when no rule reads
   it, end-of-headers when no decision can be made there. Settings reloaded (SIGHUP) during a
@@ -356,9 +357,10 @@ class Session:
 
         Each frame costs the MTA a write and us a wake-up, and a reply costs a round trip.
         Given up here when the current settings do not use them: the connection step (the
-        client address) and the MAIL reply (an out-of-scope accept) with ``scope = "all"``;
-        the body when no rule reads it; end-of-headers when no decision can be made there
-        (else it is kept *with* its reply, which is then the decision or a continue).
+        client address) with ``scope = "all"``; the MAIL reply (an out-of-scope accept) with
+        ``scope = "all"`` or when end-of-headers is answered (out-of-scope mail is accepted
+        there); the body when no rule reads it; end-of-headers when no decision can be made
+        there (else it is kept *with* its reply, which is then the decision or a continue).
         """
         wanted = WANTED_PROTOCOL
         if self.settings.scope == "all":
@@ -367,6 +369,10 @@ class Session:
             wanted |= p.SMFIP_NOBODY
         if not self._settle_at_headers():
             wanted |= p.SMFIP_NOEOH | p.SMFIP_NR_EOH
+        elif offered & p.SMFIP_NR_MAIL:
+            # End-of-headers is answered: out-of-scope mail is accepted there instead, and
+            # every message in scope saves the MAIL round trip.
+            wanted |= p.SMFIP_NR_MAIL
         return wanted & offered
 
     # ------------------------------------------------------------------ scope

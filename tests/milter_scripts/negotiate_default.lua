@@ -1,8 +1,8 @@
 -- Case 1a: miltertest offers everything libmilter knows. The milter must ask for the
 -- header-add, header-change (to remove forged X-Mailguard-* fields) and quarantine
 -- actions, the macro list, and waive every reply it can do
--- without -- except MAIL, whose reply is how it accepts out-of-scope mail early, and end of
--- headers, whose reply is the decision for a message its header block settles.
+-- without -- except end of headers, whose reply is the decision for a message its header
+-- block settles (and the accept of out-of-scope mail).
 dofile(scripts .. "/common.lua")
 
 run("negotiate_default", function()
