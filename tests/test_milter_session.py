@@ -393,6 +393,17 @@ def test_end_of_headers_decides_a_single_text_part_and_reads_the_body_of_others(
         assert s.handle(p.BODYEOB, b"").decide is not None
 
 
+@pytest.mark.parametrize("ours", ["X-Mailguard-Approval", "x-mailguard-verdict"])
+def test_a_message_carrying_our_fields_is_read_whole(ours: str) -> None:
+    # An approval is checked against the body (it can turn a block into a pass) and deleted
+    # at the end; a forged verdict is removed there: neither can be settled early.
+    s = new_session()
+    s.handle(p.MAIL, b"<hr@serviceco.example>\0")
+    for name, value in [*CLEAN, (ours, " v=1")]:
+        s.handle(p.HEADER, header(name, value))
+    assert s.handle(p.EOH, b"").decide is None
+
+
 def test_a_header_block_over_the_cap_is_never_decided_early() -> None:
     s = new_session(MilterSettings(max_header_bytes=300))
     s.handle(p.MAIL, b"<hr@serviceco.example>\0")

@@ -153,9 +153,13 @@ class Transaction:
         Only a single text part: a multipart body is where the limits rule finds MIME
         nesting and part counts over ``[limits]``, which the headers cannot rule out. All
         the header fields must have been kept, and the block must be small enough to be
-        decided inline.
+        decided inline. No ``X-Mailguard-*`` field: those are ours to edit at the end of the
+        message (forged verdicts removed, a signed approval deleted), and an approval is
+        checked against the body, which may turn a ``block`` into a ``pass``.
         """
         if self.dropped_fields or self.header_bytes > self.settings.inline_header_bytes:
+            return False
+        if any(name[:12].lower() == b"x-mailguard-" for name, _ in self.headers):
             return False
         ctype = next((v for n, v in self.headers if n.lower() == b"content-type"), b"text/")
         return ctype.partition(b";")[0].strip().lower().startswith(b"text/")
