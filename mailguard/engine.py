@@ -103,9 +103,12 @@ class Engine:
             return True
         ceiling = report.score
         for s in self._rules[mode]:
-            if BODY_PARTS & set(s.rule.reads):
+            parts = BODY_PARTS & set(s.rule.reads)
+            if "body" in parts:
                 if gate_open(self._gates[s.code], report.recipients):
                     return True
+            elif parts:
+                continue  # attachments only: a single text part carries none
             elif TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
                 ceiling += s.weight
         return verdict(min(ceiling, 100), self.config.scoring) != report.verdict

@@ -14,6 +14,7 @@ otherwise by the server about once a second and at exit. The line keeps going th
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sys
@@ -91,6 +92,13 @@ def flush() -> None:
     """Write out what the buffered handlers hold (the server calls this about once a second)."""
     for handler in _buffered():
         handler.flush()
+
+
+async def flush_every(interval: float) -> None:
+    """The server's task: buffered lines are written out within ``interval`` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        flush()
 
 
 def _buffered() -> list[BufferedHandler]:

@@ -145,7 +145,7 @@ class MilterServer:
                 reuse_address=True,
             )
         self._sweeper = loop.create_task(self._close_idle())
-        self._flusher = loop.create_task(self._flush_log())
+        self._flusher = loop.create_task(logline.flush_every(1.0))
         log.info(
             "listening on %s (mode=%s, on_block=%s, on_error=%s, scope=%s, max_connections=%d)",
             self.bound, self.settings.mode, self.settings.on_block, self.settings.on_error,
@@ -210,13 +210,6 @@ class MilterServer:
                 )  # fmt: skip
             for conn in idle:
                 conn.close()
-
-    @staticmethod
-    async def _flush_log(interval: float = 1.0) -> None:
-        """Decision lines are buffered (:mod:`mailguard.milter.logline`): out within a second."""
-        while True:
-            await asyncio.sleep(interval)
-            logline.flush()
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening; let decisions under way finish (up to ``grace`` s), then close."""
