@@ -28,7 +28,14 @@ from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
-from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN
+from mailguard.rules import (
+    BODY_PARTS,
+    TAG_APPROVAL,
+    TAG_ENGINE_ERROR,
+    TAG_INPUT,
+    TAG_OPT_IN,
+    TAG_PARTIAL,
+)
 from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
 from mailguard.services import Services
 
@@ -102,6 +109,32 @@ class Engine:
         # Rules that read only attachments: not for a message whose type carries no file.
         return bool(rules) and might_attach(parse_message(_to_bytes(headers)).get("content-type"))
 
+    def body_could_change(self, report: Report, mode: Mode = "outgoing") -> bool:
+        """Whether the body of a single-text-part message could change the verdict of
+        ``report``, made from its header block alone (the milter then answers at
+        end-of-headers and the MTA stops streaming the body).
+
+        It could when a rule that reads the body or attachments has its gate open, or when
+        the input rules (tag ``input``: limits reached, undecodable text, which read what
+        the body walk found) could add enough weight to reach the next verdict. The MIME
+        limits (tag ``partial-read``) cannot be reached by a single text part.
+        """
+        if report.analysis is None:
+            return True
+        ceiling = report.score
+        for s in self._rules[mode]:
+            if TAG_APPROVAL in s.rule.tags:
+                continue  # needs an X-Mailguard-Approval field: such mail is never decided early
+            parts = BODY_PARTS & set(s.rule.reads)
+            if "body" in parts:
+                if gate_open(self._gates[s.code], report.recipients):
+                    return True
+            elif parts:
+                continue  # attachments only: a single text part carries none
+            elif TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
+                ceiling += s.weight
+        return verdict(min(ceiling, 100), self.config.scoring) != report.verdict
+
     def check(
         self,
         data: MessageInput,
@@ -124,8 +157,8 @@ class Engine:
             raise ValueError(f"mode must be 'outgoing' or 'archived', not {mode!r}")
         try:
             raw = _to_bytes(data)
-        except InputError as exc:
-            return self.error_report(source, str(exc))
+        except InputError as bad:
+            return self.error_report(source, str(bad))
         try:
             with limit(deadline):
                 return self._judge(raw, envelope, source, smtp_data, mode, incomplete)
@@ -133,8 +166,8 @@ class Engine:
             return self.error_report(
                 source, OUT_OF_TIME, private=False, evidence={"deadline": True}
             )
-        except InputError as exc:
-            return self.error_report(source, str(exc))
+        except InputError as bad:  # not `exc`: mypyc types a name by its first handler
+            return self.error_report(source, str(bad))
         except Exception as exc:  # a bug must not take the mail flow down with it
             where = traceback.extract_tb(exc.__traceback__)[-1]
             # Type and code location only: an exception's text may quote message content, and
