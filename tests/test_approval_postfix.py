@@ -20,7 +20,7 @@ import pytest
 
 from mailguard.approval import HEADER, sign, strip
 from mailguard.approval_keys import Key, new_key, write_key
-from tests.support.milter_process import MilterProcess
+from tests.support.milter_process import MilterProcess, with_log_flush
 from tests.support.postfix import PostfixInstance, ensure_postfix_installed
 
 SENDER = "partners@acme.example"
@@ -185,7 +185,7 @@ def test_a_reload_rotates_keys(
 
 def reload(milter: MilterProcess, config: str, expect: str) -> str:
     """Rewrite the milter's config, SIGHUP it, and return its log lines since."""
-    (milter.dir / "mailguard.toml").write_text(config)
+    (milter.dir / "mailguard.toml").write_text(with_log_flush(config))
     mark = len(milter.log())
     assert milter.proc is not None
     milter.proc.send_signal(signal.SIGHUP)

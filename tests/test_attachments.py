@@ -7,6 +7,7 @@ import pytest
 
 from mailguard import Engine, Envelope
 from mailguard.attachments.identifiers import iban, nhs_number, payment_card, uk_ni_number
+from mailguard.checks.base import CheckContext
 from mailguard.config import from_mapping
 from tests.support import attachments as fx
 
@@ -154,12 +155,11 @@ def test_redacted_findings_do_not_quote_file_or_column_names():
 
 
 def test_no_attachment_rule_enabled_means_no_analysis(monkeypatch):
-    import mailguard.checks.base as base
-
-    def boom(*args, **kwargs):
+    def boom(self):
         raise AssertionError("analysed although no rule reads attachments")
 
-    monkeypatch.setattr(base, "analyse_message", boom)
+    # The provider itself (a property: looked up at run time, compiled build or not).
+    monkeypatch.setattr(CheckContext, "attachments", property(boom))
     config = {**CONFIG, "rules": {c: {"enabled": False} for c in ("MG601", "MG602", "MG603")}}
     data = fx.message([("patients.xlsx", fx.XLSX_TYPE, fx.xlsx(fx.patient_rows(5)))])
     assert check(data, config).verdict == "pass"

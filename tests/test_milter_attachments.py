@@ -28,8 +28,9 @@ def headers_and_body(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
 
 
 def test_messages_with_files_are_judged_on_a_worker_small_plain_ones_inline() -> None:
+    # Decided with the body (not at end of headers), so both messages reach the judge.
     server = MilterServer(Config(), ListenSpec.parse("inet:127.0.0.1:0"),
-                          settings=MilterSettings())  # fmt: skip
+                          settings=MilterSettings(decide_at_headers=False))  # fmt: skip
     where: list[str] = []
     judge = server.judge
 
