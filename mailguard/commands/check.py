@@ -35,6 +35,7 @@ def run_check(
     redact: bool = False,
     mode: Mode = "outgoing",
     pattern: str = "*.eml",
+    pretty: bool = False,
 ) -> int:
     """Check every input, write one report, return the exit status.
 
@@ -67,7 +68,7 @@ def run_check(
     if fmt == "text":
         text = render_text(reports, options, color=color, quiet=quiet)
     else:
-        text = render(reports, fmt, options, color=color, rules=cfg.catalog)
+        text = render(reports, fmt, options, color=color, rules=cfg.catalog, pretty=pretty)
     if output is not None:
         write_report(output, text)
     else:

@@ -31,6 +31,7 @@ def run_scan(
     show_addresses: bool = False,
     fail_on: str = "warn",
     pattern: str = "*.eml",
+    pretty: bool = False,
 ) -> int:
     """Scan, write the register, return the exit status.
 
@@ -50,5 +51,5 @@ def run_scan(
         list(sources), cfg, fmt=fmt or format_for(output, FORMATS, "text"), output=output,
         jobs=jobs, since=window[0], until=window[1], redact=redact,
         show_addresses=show_addresses, fail_on=fail_on, pattern=pattern, quiet=quiet,
-        dns=settings.dns if settings.dns.enabled else None,
+        dns=settings.dns if settings.dns.enabled else None, pretty=pretty,
     )  # fmt: skip

@@ -51,6 +51,7 @@ def run_scan(
     quiet: bool = False,
     executor: Executor | None = None,
     dns: DnsSettings | None = None,
+    pretty: bool = False,
 ) -> int:
     """Scan, render, write; return the exit status.
 
@@ -91,7 +92,7 @@ def run_scan(
         register.merge(_errors(failed))
 
     options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
-    text = render_register(register, fmt, options)
+    text = render_register(register, fmt, options, pretty=pretty)
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")
