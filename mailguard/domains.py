@@ -3,20 +3,26 @@
 "Who is a stranger to whom" is decided on registrable domains (the Public Suffix List's
 "private suffix": ``mail.nhs.uk`` and ``x.y.example.co.uk`` are different organisations
 from ``nhs.uk`` and ``co.uk``). The list comes from ``publicsuffixlist``, which ships it
-inside the package: nothing is fetched at run time.
+inside the package: nothing is fetched at run time. It is parsed on first use (about
+30 ms), not at import: ``mailguard --help`` or a run that never asks for a registrable
+domain does not pay for it; after that the one parsed list is reused.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import idna
-from publicsuffixlist import PublicSuffixList
 
-_PSL = PublicSuffixList()
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
+_psl: PublicSuffixList | None = None
+_psl_lock = threading.Lock()
 _R = TypeVar("_R")
 _ASCII_DOMAIN = re.compile(r"^[a-z0-9_.-]+$")
 _LITERAL = re.compile(r"^\[[^\[\]]*\]$")
@@ -63,18 +69,32 @@ def normalise_domain(domain: str) -> str | None:
         return domain
 
 
+def public_suffix_list() -> PublicSuffixList:
+    """The parsed Public Suffix List, built once on first use and shared by every thread."""
+    global _psl
+    psl = _psl
+    if psl is None:
+        with _psl_lock:  # the milter's worker threads may ask at once: parse it only once
+            if _psl is None:
+                from publicsuffixlist import PublicSuffixList
+
+                _psl = PublicSuffixList()
+            psl = _psl
+    return psl
+
+
 @_cached_if_short(65536)
 def registrable_domain(domain: str) -> str:
     """The organisation-level domain (eTLD+1); the domain itself when the PSL has no answer."""
     if domain.startswith("["):
         return domain
-    return _PSL.privatesuffix(domain) or domain
+    return public_suffix_list().privatesuffix(domain) or domain
 
 
 @_cached_if_short(65536)
 def suffix_of(domain: str) -> str:
     """The public suffix (``co.uk``, ``com``) the registrable domain sits under."""
-    return _PSL.publicsuffix(domain) or ""
+    return public_suffix_list().publicsuffix(domain) or ""
 
 
 class DomainSet:
