@@ -20,7 +20,7 @@ import functools
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailguard.deadline import checkpoint
@@ -109,6 +109,9 @@ class _Term:
     words: tuple[str, ...]
     prefix: bool  # the last word is a prefix
     exclude: bool
+    order: int = 0
+    """Rank among terms starting with the same word, as the careful matcher visits them:
+    a tie at one position (``patient`` and ``patient group``) goes to the same term."""
 
     def matches_at(self, words: list[str], i: int) -> bool:
         n = len(self.words)
@@ -132,21 +135,97 @@ class Vocabulary:
         self.categories = tuple(c for c, _, _ in categories)
         self._exact: dict[str, list[_Term]] = {}
         self._prefix: dict[str, list[_Term]] = {}
+        self._anchored: dict[str, list[tuple[int, _Term]]] = {}
+        """Exact terms by their rarest word (the longest one that is no prefix) and its
+        offset in the term: ``dear patient`` is looked for where ``patient`` is, so the
+        common words that start many terms (``in``, ``on``, ``dear``) select nothing."""
+        count = 0
         for index, (_category, terms, excludes) in enumerate(categories):
             for text, exclude in [(t, False) for t in terms] + [(t, True) for t in excludes]:
                 term = _parse_term(index, text, exclude)
                 if term is None:
                     continue
+                count += 1
                 first = term.words[0]
                 if term.prefix and len(term.words) == 1:
                     if len(first) < _KEY:
                         raise ValueError(f"prefix term {text!r} needs at least {_KEY} letters")
+                    term = replace(term, order=_PREFIX_RANK + count)  # after the exact ones
                     self._prefix.setdefault(first[:_KEY], []).append(term)
                 else:
+                    term = replace(term, order=count)
                     self._exact.setdefault(first, []).append(term)
+                    anchor = _anchor(term)
+                    self._anchored.setdefault(term.words[anchor], []).append((anchor, term))
+        # The fast matcher keys prefixes by as many letters as the shortest one has (4 in
+        # the shipped list): three letters ("con", "dis", "off") start everyday words.
+        prefixes = [t for terms in self._prefix.values() for t in terms]
+        self._key = min((len(t.words[0]) for t in prefixes), default=_KEY)
+        self._long_prefix: dict[str, list[_Term]] = {}
+        for term in sorted(prefixes, key=lambda t: t.order):
+            self._long_prefix.setdefault(term.words[0][: self._key], []).append(term)
 
     def find(self, text: str) -> list[tuple[Category, str]]:
-        """(category, matched words) pairs, first match per category, excludes applied."""
+        """(category, matched words) pairs, first match per category, excludes applied.
+
+        Same answer as :meth:`find_careful` (tests/test_fast_paths.py proves it on random
+        texts): a candidate is found by its term's rarest word instead of its first word.
+        """
+        words = _words(text)
+        present = set(words)
+        size = self._key
+        keys = {w[:size] for w in present} & self._long_prefix.keys()
+        found_terms: list[tuple[_Term, list[int]]] = []
+        for word in present & self._anchored.keys():
+            positions = _positions(words, word)
+            for anchor, term in self._anchored[word]:
+                checkpoint()
+                if len(term.words) == 1:
+                    found_terms.append((term, positions))
+                    continue
+                starts = [
+                    i for p in positions if (i := p - anchor) >= 0 and term.matches_at(words, i)
+                ]
+                if starts:
+                    found_terms.append((term, starts))
+        if keys:
+            for word in present:
+                if word[:size] in keys:
+                    for term in self._long_prefix[word[:size]]:
+                        if word.startswith(term.words[0]):
+                            found_terms.append((term, _positions(words, word)))
+        if not found_terms:
+            return []
+        return self._first_per_category(words, found_terms)
+
+    def _first_per_category(
+        self, words: list[str], found_terms: list[tuple[_Term, list[int]]]
+    ) -> list[tuple[Category, str]]:
+        """The first match per category in reading order, excluded spans left out."""
+        excluded: dict[int, set[int]] = {}
+        hits: list[tuple[int, int, _Term]] = []
+        for term, starts in found_terms:
+            if term.exclude:
+                spans = excluded.setdefault(term.category, set())
+                for i in starts:
+                    spans.update(range(i, i + len(term.words)))
+            else:
+                hits.extend((i, term.order, term) for i in starts)
+        hits.sort(key=lambda hit: hit[:2])
+        found: dict[int, str] = {}
+        for i, _order, term in hits:
+            category = term.category
+            if category in found:
+                continue
+            span = range(i, i + len(term.words))
+            if excluded.get(category) and any(p in excluded[category] for p in span):
+                continue
+            found[category] = " ".join(words[p] for p in span)
+        return [(self.categories[c], phrase) for c, phrase in found.items()]
+
+    def find_careful(self, text: str) -> list[tuple[Category, str]]:
+        """The reference matcher: every term tried where its first word is. Kept for the
+        property tests of :meth:`find`."""
         words = _words(text)
         present = set(words)
         # Terms that could start at each word present: most texts have none.
@@ -187,6 +266,15 @@ class Vocabulary:
                 continue
             found[category] = " ".join(words[p] for p in span)
         return [(self.categories[c], phrase) for c, phrase in found.items()]
+
+
+_PREFIX_RANK = 1 << 30
+
+
+def _anchor(term: _Term) -> int:
+    """Index of the word a term is looked up by: its longest exact word (first on ties)."""
+    exact = len(term.words) - 1 if term.prefix else len(term.words)
+    return max(range(exact), key=lambda k: len(term.words[k]))
 
 
 def _positions(words: list[str], word: str) -> list[int]:
