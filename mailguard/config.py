@@ -92,6 +92,21 @@ class Config:
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     """What a check derives from these settings once and reuses for every message (an
     index), keyed by the check; a copy made by :meth:`with_overrides` starts empty."""
+    # Lazy attributes behind the properties below, filled on first use. Explicit rather than
+    # functools.cached_property, which a mypyc-compiled class turns into a plain property
+    # (recomputed at every access; tests/test_mypyc_safety.py forbids it).
+    _catalog: tuple[Rule, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _sensitive: SensitiveSettings | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _rule_settings: dict[str, RuleSettings] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _override_map: dict[str, Mapping[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _internal_set: DomainSet | None = field(default=None, init=False, repr=False, compare=False)
+    _personal_set: DomainSet | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _TOP_KEYS:
@@ -101,13 +116,15 @@ class Config:
         # Validate rule overrides now so that errors surface at load time, not per message.
         _ = self.rule_settings, self.sensitive_settings
 
-    @functools.cached_property
+    @property
     def catalog(self) -> tuple[Rule, ...]:
         """Every rule: the shipped ones and those in :attr:`rule_paths`.
 
         A custom rule file that is malformed, or whose check cannot be imported, is a
         configuration error, reported when the configuration is loaded.
         """
+        if self._catalog is not None:
+            return self._catalog
         try:
             catalog = load_catalog(tuple(self.rule_paths))
             for rule in catalog:
@@ -115,30 +132,38 @@ class Config:
                     _ = rule.check
         except RuleDefinitionError as exc:
             raise ConfigError(str(exc)) from None
+        self._catalog = catalog
         return catalog
 
-    @functools.cached_property
+    @property
     def sensitive_settings(self) -> SensitiveSettings:
         """The sensitive-context detection's settings. Options that moved here from a rule
         (``moved_to = "sensitive.…"`` in its file) are still read where the section is silent."""
+        if self._sensitive is not None:
+            return self._sensitive
         moved: dict[str, Any] = {}
         for code, override in self._overrides.items():
             for name, spec in self.rule_settings[code].rule.options.items():
                 section, _, key = (spec.moved_to or "").partition(".")
                 if section == "sensitive" and name in override:
                     moved[key] = override[name]
-        return SensitiveSettings.from_mapping(self.sensitive, "sensitive", moved)
+        self._sensitive = SensitiveSettings.from_mapping(self.sensitive, "sensitive", moved)
+        return self._sensitive
 
-    @functools.cached_property
+    @property
     def rule_settings(self) -> dict[str, RuleSettings]:
         """Effective settings of every rule, keyed by code."""
-        overrides = self._overrides
-        return {
-            rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in self.catalog
-        }
+        if self._rule_settings is None:
+            overrides = self._overrides
+            self._rule_settings = {
+                rule.code: _settle_rule(rule, overrides.get(rule.code, {})) for rule in self.catalog
+            }
+        return self._rule_settings
 
-    @functools.cached_property
+    @property
     def _overrides(self) -> dict[str, Mapping[str, Any]]:
+        if self._override_map is not None:
+            return self._override_map
         overrides: dict[str, Mapping[str, Any]] = {}
         for key, value in self.rules.items():
             rule = find_rule(key, self.catalog)
@@ -147,18 +172,23 @@ class Config:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"rules.{key}: expected a table")
             overrides[rule.code] = value
+        self._override_map = overrides
         return overrides
 
-    @functools.cached_property
+    @property
     def internal_set(self) -> DomainSet:
-        return DomainSet(self.internal_domains)
+        if self._internal_set is None:
+            self._internal_set = DomainSet(self.internal_domains)
+        return self._internal_set
 
-    @functools.cached_property
+    @property
     def personal_set(self) -> DomainSet:
-        base = self.personal_domains
-        if base is None:
-            base = tuple(_shipped_personal_domains())
-        return DomainSet((*base, *self.extra_personal_domains))
+        if self._personal_set is None:
+            base = self.personal_domains
+            if base is None:
+                base = tuple(_shipped_personal_domains())
+            self._personal_set = DomainSet((*base, *self.extra_personal_domains))
+        return self._personal_set
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with fields replaced (used for CLI flags that override the file)."""

@@ -111,8 +111,8 @@ class Engine:
             raise ValueError(f"mode must be 'outgoing' or 'archived', not {mode!r}")
         try:
             raw = _to_bytes(data)
-        except InputError as exc:
-            return self.error_report(source, str(exc))
+        except InputError as bad:
+            return self.error_report(source, str(bad))
         try:
             with limit(deadline):
                 return self._judge(raw, envelope, source, smtp_data, mode, incomplete)
@@ -120,8 +120,8 @@ class Engine:
             return self.error_report(
                 source, OUT_OF_TIME, private=False, evidence={"deadline": True}
             )
-        except InputError as exc:
-            return self.error_report(source, str(exc))
+        except InputError as bad:  # not `exc`: mypyc types a name by its first handler
+            return self.error_report(source, str(bad))
         except Exception as exc:  # a bug must not take the mail flow down with it
             where = traceback.extract_tb(exc.__traceback__)[-1]
             # Type and code location only: an exception's text may quote message content, and

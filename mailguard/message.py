@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from mailguard.body import BodyText, first_text
 from mailguard.errors import InputError
@@ -30,6 +29,8 @@ class Message:
     body_offset: int
     limits: Limits
     problems: list[HeaderProblem] = field(default_factory=list)
+    _body_text: BodyText | None = field(default=None, init=False, repr=False, compare=False)
+    """Lazy: no functools.cached_property, which mypyc compiles to a plain property."""
 
     def get(self, name: str) -> str | None:
         """First value of a header (case-insensitive name), or ``None``."""
@@ -40,10 +41,12 @@ class Message:
         """Every instance of a header: several ``To:`` lines all count."""
         return self.headers.get(name.lower(), [])
 
-    @cached_property
+    @property
     def body_text(self) -> BodyText:
         """The first text part, decoded and cut to ``limits.body_text_chars``."""
-        return first_text(self.raw, self.body_offset, self.get, self.limits)
+        if self._body_text is None:
+            self._body_text = first_text(self.raw, self.body_offset, self.get, self.limits)
+        return self._body_text
 
 
 def decode_smtp_data(data: bytes) -> bytes:

@@ -186,22 +186,35 @@ class Rule:
         """The one line for the person who sent the message (SMTP replies); may be empty."""
         return self.doc.get("sender", "")
 
-    @functools.cached_property
+    _check: tuple[Callable[..., Iterable[Any]] | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """The resolved check, boxed (it may be ``None``); lazy by hand because mypyc compiles
+    functools.cached_property to a plain property."""
+
+    @property
     def check(self) -> Callable[..., Iterable[Any]] | None:
         """The detection function; ``None`` for findings the engine itself raises."""
+        if self._check is None:
+            object.__setattr__(self, "_check", (self._load_check(),))
+            assert self._check is not None
+        return self._check[0]
+
+    def _load_check(self) -> Callable[..., Iterable[Any]] | None:
         if self.check_ref == "engine":
             return None
         module, _, attr = self.check_ref.partition(":")
         try:
             _import_beside(module, self.path.parent if self.path else None)
-            return getattr(importlib.import_module(module), attr)
+            check: Callable[..., Iterable[Any]] = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise RuleDefinitionError(f"{self.code}: cannot load check {self.check_ref!r}") from exc
+        return check
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the resolved check: a worker process resolves it again."""
         state = dict(self.__dict__)
-        state.pop("check", None)
+        state["_check"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import mailguard
 from tests.conftest import eml
+from tests.support.faults import exploding_limits
 
 
 def test_check_accepts_an_email_message_object():
@@ -125,14 +126,10 @@ def test_outlook_msg_file_gets_a_clear_error():
     assert "export it as .eml" in report.findings[0].message
 
 
-def test_internal_error_while_parsing_becomes_error_report(monkeypatch):
-    from mailguard import engine as engine_mod
-
-    def broken(data, limits):
-        raise RecursionError("maximum recursion depth exceeded")
-
-    monkeypatch.setattr(engine_mod, "parse_message", broken)
-    report = mailguard.Engine().check(eml("From: a@b.example\nTo: c@d.example"))
+def test_internal_error_while_parsing_becomes_error_report():
+    limits = exploding_limits(RecursionError("maximum recursion depth exceeded"))
+    engine = mailguard.Engine(mailguard.Config(limits=limits))
+    report = engine.check(eml("From: a@b.example\nTo: c@d.example"))
     assert report.verdict == "error"
     assert "internal error (RecursionError)" in report.findings[0].message
 

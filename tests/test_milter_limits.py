@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-import mailguard.engine
 from mailguard.config import Config
 from mailguard.deadline import DeadlineExceeded, checkpoint, limit, remaining
 from mailguard.engine import OUT_OF_TIME, Engine, ran_out_of_time
@@ -30,7 +29,7 @@ from mailguard.milter import server as server_mod
 from mailguard.milter.server import MilterServer, fd_budget
 from mailguard.milter.session import Session
 from mailguard.milter.settings import FIELD_COST, MilterSettings, from_mapping
-from mailguard.recipients import analyse
+from tests.support.faults import before_every_check
 from tests.support.milter_client import MilterClient
 from tests.test_milter_server import CLEAN, RISKY, Running, start
 
@@ -86,7 +85,7 @@ def test_engine_incomplete_input_is_an_mg002_finding() -> None:
 
 
 class SlowStep:
-    """Replaces the engine's recipient analysis: slow for a message whose Subject is "slow".
+    """Runs before the rules' checks: slow for a message whose Subject is "slow".
 
     It waits in small sleeps and calls :func:`checkpoint` like the engine's own loops, so a
     deadline stops it; without one it gives up after ``SLOW_FOR`` seconds.
@@ -96,8 +95,8 @@ class SlowStep:
         self.began = threading.Event()
         self.ended_at: float | None = None
 
-    def __call__(self, message, config, envelope=None):  # type: ignore[no-untyped-def]
-        if message.get("subject") == "slow":
+    def __call__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        if ctx.message.get("subject") == "slow":
             self.began.set()
             try:
                 end = time.monotonic() + SLOW_FOR
@@ -106,13 +105,12 @@ class SlowStep:
                     time.sleep(0.002)
             finally:
                 self.ended_at = time.monotonic()
-        return analyse(message, config, envelope)
 
 
 @pytest.fixture
 def slow(monkeypatch: pytest.MonkeyPatch) -> SlowStep:
     step = SlowStep()
-    monkeypatch.setattr(mailguard.engine, "analyse", step)
+    before_every_check(monkeypatch, step)
     return step
 
 

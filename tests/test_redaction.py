@@ -23,6 +23,7 @@ from mailguard.cli import app
 from mailguard.outputs.scan import ScanRenderOptions, render_csv, render_json, render_text
 from mailguard.outputs.scan_html import render_html
 from mailguard.redact import REASON_WITHHELD, Privacy, Redactor
+from tests.support.faults import before_every_check
 
 runner = CliRunner()
 
@@ -303,10 +304,10 @@ def test_internal_error_log_names_no_file(monkeypatch, caplog):
     """The one thing the library logs: an internal error, by type and code location. Not
     by source, which may be a file named after a person."""
 
-    def broken(*args: object) -> None:
+    def broken(ctx: object) -> None:
         raise RuntimeError(f"boom {FILE_ADDRESS}")
 
-    monkeypatch.setattr("mailguard.engine.analyse", broken)
+    before_every_check(monkeypatch, broken)
     caplog.set_level(logging.DEBUG)
     source = f"/mail/2024_{FILE_ADDRESS}.eml"
     report = mailguard.check(_message(CLUB, SUBJECTS[0], "<a@b>"), source=source)

@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import ROOT
 
-TARGETS = ["mailguard", "tests", "benchmarks", "examples"]
+TARGETS = ["mailguard", "tests", "benchmarks", "examples", "hatch_build.py"]
 
 
 def test_ruff_check():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from mailguard import sensitive
@@ -48,17 +47,25 @@ class CheckContext:
     notes: list[Skipped] = field(default_factory=list)
     """Checks that ran but could not finish (DNS unanswered): the report lists them under
     ``skipped``, because they are neither a finding nor an error."""
+    _sensitive: list[sensitive.Match] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """Lazy: no functools.cached_property, which mypyc compiles to a plain property."""
 
-    @cached_property
+    @property
     def sensitive(self) -> list[sensitive.Match]:
         """Sensitive-context matches (reads the body): the ``[sensitive]`` provider."""
+        if self._sensitive is not None:
+            return self._sensitive
         settings = self.config.sensitive_settings
         if not settings.enabled:
+            self._sensitive = []
             return []
         wanted = frozenset(settings.categories) if settings.categories else None
-        return sensitive.detect(
+        self._sensitive = sensitive.detect(
             self._context_texts(), sensitive.vocabulary(settings.extra_terms), wanted
         )
+        return self._sensitive
 
     def _context_texts(self) -> dict[str, str]:
         texts: dict[str, str] = {}
