@@ -14,8 +14,8 @@ from __future__ import annotations
 import email.message
 import logging
 import traceback
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Literal, NamedTuple
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
@@ -26,7 +26,7 @@ from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
-from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN
+from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN, ScoringSpec
 from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
 from mailguard.services import Services
 
@@ -69,6 +69,16 @@ class Engine:
             ]
             skipped = {s.code for s in active if self.services.missing(s.rule.needs)}
             self._rules[mode] = [s for s in active if s.code not in skipped]
+        self._plan: dict[str, tuple[_Step, ...]] = {
+            mode: tuple(
+                _Step(s, self._gates[s.code], check, s.rule.scoring)
+                for s in rules
+                if (check := s.rule.check) is not None
+            )
+            for mode, rules in self._rules.items()
+        }
+        """Per mode, each rule that runs with its gate, check and scoring, resolved once:
+        the per-message loop does no lookups by code."""
 
     def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
         """The message parts the rules that run in ``mode`` read (``headers``, ``body``, …)."""
@@ -154,14 +164,12 @@ class Engine:
         counts = recipients.summary()
         ctx = CheckContext(message, recipients, self.config, envelope, mode, self.services)
         findings: list[Finding] = []
-        for settings in self._rules[mode]:
-            checkpoint()
-            if not gate_open(self._gates[settings.code], counts):
+        checkpoint()  # once for the rules: the loops inside them that the input controls check
+        for settings, gate_, check_, scoring in self._plan[mode]:
+            if gate_ is not None and not gate_open(gate_, counts):
                 continue  # cannot score: not even run (its body reading is saved)
-            for hit in _run(settings, ctx):
-                weight = points(
-                    settings.rule.scoring, settings.weight, settings.options, hit.evidence, counts
-                )
+            for hit in check_(ctx, settings):
+                weight = points(scoring, settings.weight, settings.options, hit.evidence, counts)
                 if weight is not None:
                     findings.append(self._finding(settings, hit, weight))
         score = total(f.weight for f in findings)
@@ -214,10 +222,13 @@ def ran_out_of_time(report: Report) -> bool:
     )
 
 
-def _run(settings: RuleSettings, ctx: CheckContext) -> Iterable[Hit]:
-    check = settings.rule.check
-    assert check is not None
-    return check(ctx, settings)
+class _Step(NamedTuple):
+    """One rule of an engine's plan for a mode (see ``Engine._plan``)."""
+
+    settings: RuleSettings
+    gate: Gate
+    check: Callable[[CheckContext, RuleSettings], Iterable[Hit]]
+    scoring: ScoringSpec | None
 
 
 def _to_bytes(data: MessageInput) -> bytes:
