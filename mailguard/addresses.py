@@ -145,14 +145,29 @@ def _parse_simple(
     m = _SIMPLE_FIRST.match(value)
     pos = 0
     match_next = _SIMPLE_NEXT.match
+    plain_domain = _plain_domain
     while m is not None:
         if not len(found) & 63:  # every 64 addresses: a deadline check costs ~3 % per address
             checkpoint()
         bare, name, angle = m.groups()
         if bare is None:
-            addr = _make_address(angle, name or "", header, None)
+            spec, name = angle, name or ""
         else:
-            addr = _make_address(bare, "", header, None)
+            spec, name = bare, ""
+        # _make_address's common case, inlined: this runs once per recipient. The subset
+        # keeps "@" out of both halves; an ASCII printable local part has none of the
+        # characters _LOCAL_PLAIN refuses, so the regex runs only for the others.
+        local, _at, domain = spec.rpartition("@")
+        if (local.isascii() and local.isprintable()) or _LOCAL_PLAIN.match(local):
+            normal = plain_domain(domain)
+            if normal is not None:
+                addr: Address | None = _new_tuple(
+                    Address, (f"{local.lower()}@{normal}", normal, name, header, None)
+                )
+            else:
+                addr = _make_address_slow(spec, name, header, None)
+        else:
+            addr = _make_address_slow(spec, name, header, None)
         if addr is None:
             return None  # the careful path describes the entry
         pos = m.end()

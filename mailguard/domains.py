@@ -30,6 +30,7 @@ _LITERAL = re.compile(r"^\[[^\[\]]*\]$")
 # a hostile 400 KB "domain" is still judged, but is not kept in a cache for the life of
 # the milter process.
 CACHED_LENGTH = 512
+CLASSIFIED_ENTRIES = 65536
 
 
 def _cached_if_short(
@@ -100,13 +101,30 @@ def suffix_of(domain: str) -> str:
 class DomainSet:
     """A set of domains that also matches their subdomains (``x.example`` ⊂ ``example``)."""
 
-    __slots__ = ("_domains", "_labels", "_match", "_sorted")
+    __slots__ = ("_classified", "_domains", "_labels", "_match", "_sorted")
 
     def __init__(self, domains: Iterable[str]) -> None:
         self._domains = frozenset(d for d in (normalise_domain(x) for x in domains) if d)
         self._sorted = tuple(sorted(self._domains))
         self._labels = max((d.count(".") + 1 for d in self._domains), default=0)
         self._match = _cached_if_short(16384)(self._uncached_match)
+        self._classified: dict[str, tuple[str, bool]] = {}
+
+    def classify(self, domain: str) -> tuple[str, bool]:
+        """``(registrable domain, in this set)`` for a normalised domain, from one dict.
+
+        A recipient analysis asks both for every domain of every message; this answers
+        from a per-set table instead of two cached calls each. The table is emptied when
+        it reaches :data:`CLASSIFIED_ENTRIES`, and long names are never kept in it.
+        """
+        found = self._classified.get(domain)
+        if found is None:
+            found = (registrable_domain(domain), domain in self)
+            if len(domain) <= CACHED_LENGTH:
+                if len(self._classified) >= CLASSIFIED_ENTRIES:
+                    self._classified = {}  # a new table: readers of the old one are unharmed
+                self._classified[domain] = found
+        return found
 
     def __contains__(self, domain: object) -> bool:
         return isinstance(domain, str) and self._match(domain)

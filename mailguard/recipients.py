@@ -145,6 +145,8 @@ def analyse(
     parties: dict[str, list[str]] = {}
     domains: Counter[str] = Counter()
     own = sender.addr if sender else None
+    own_domain = sender.domain if sender else None
+    classify = personal_set.classify
     # Classify per domain, not per address: big lists repeat a few domains many times.
     by_domain: dict[str, list[str]] = {}
     for key, addr in visible.items():
@@ -156,10 +158,10 @@ def analyse(
         if is_internal(domain):
             internal.update(keys)
             continue
-        if own in keys:
+        if domain == own_domain and own in keys:
             internal.add(own)
             keys = [k for k in keys if k != own]
-        org = registrable_domain(domain)
+        org, is_personal = classify(domain)
         domains[org] += len(keys)
         if check_lists:
             found = [k for k in keys if k in list_addrs or _matches_list(k, list_patterns)]
@@ -167,7 +169,7 @@ def analyse(
             keys = [k for k in keys if k not in lists]
         if not keys:
             continue
-        if domain in personal_set:
+        if is_personal:
             personal.update(keys)
             parties.update((k, [k]) for k in keys)
         else:
