@@ -10,6 +10,7 @@ decoded. Each limit reached is reported, never raised.
 from __future__ import annotations
 
 import binascii
+import functools
 import html
 import re
 from collections.abc import Callable
@@ -38,9 +39,24 @@ class BodyText:
 
 
 def content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    """Split a Content-Type value into lower-case type and parameters (no RFC 2231)."""
+    """Split a Content-Type value into lower-case type and parameters (no RFC 2231).
+
+    Short values repeat from message to message (``text/plain; charset="utf-8"``) and are
+    answered from a cache: the parameters are then a shared dict, which callers only read.
+    """
     if not value:
         return "text/plain", {}
+    if len(value) <= 256:
+        return _content_type_cached(value)
+    return _content_type(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type_cached(value: str) -> tuple[str, dict[str, str]]:
+    return _content_type(value)
+
+
+def _content_type(value: str) -> tuple[str, dict[str, str]]:
     main, _, _rest = value.partition(";")
     params = {
         m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))

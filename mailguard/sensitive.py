@@ -38,10 +38,23 @@ def _separator_table() -> dict[int, str]:
 
 
 _SEPARATORS = _separator_table()
+_ASCII_SEPARATORS = bytes(ord(_SEPARATORS.get(cp, chr(cp))) for cp in range(256))
 
 
 def _words(text: str) -> list[str]:
-    """Lower-case words: ``str.translate`` + ``split`` run in C, 3x faster than ``\\w+``."""
+    """Lower-case words: ``translate`` + ``split`` run in C, 3x faster than ``\\w+``.
+
+    ASCII text (most mail) goes through ``bytes.translate`` with a 256-byte table, several
+    times faster than ``str.translate`` with a dict; the table maps exactly the ASCII
+    characters that :data:`_SEPARATORS` maps (tests/test_fast_paths.py compares them).
+    """
+    if text.isascii():
+        return text.lower().encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii").split()
+    return _words_careful(text)
+
+
+def _words_careful(text: str) -> list[str]:
+    """:func:`_words` for any text: the reference for its ASCII path."""
     return text.lower().translate(_SEPARATORS).split()
 
 

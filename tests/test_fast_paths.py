@@ -103,3 +103,18 @@ def test_walk_from_current_folder_names_files_as_path_does(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert find_names(".", "*.eml")[0] == ["a.eml", "sub/b.eml"]
     assert find_names("./sub/", "*.eml")[0] == ["sub/b.eml"]
+
+
+# ------------------------------------------------------------------ words of a text
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60))
+def test_ascii_words_equal_careful(text):
+    assert sensitive._words(text) == sensitive._words_careful(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_words_equal_careful_on_any_text(text):
+    assert sensitive._words(text) == sensitive._words_careful(text)
