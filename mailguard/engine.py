@@ -12,6 +12,7 @@ is missing is not run and the report lists it under ``skipped``.
 from __future__ import annotations
 
 import email.message
+import gc
 import logging
 import traceback
 from collections.abc import Callable, Iterable
@@ -213,6 +214,23 @@ class Engine:
             evidence or {}, safe, s.rule,
         )  # fmt: skip
         return Report(source, "error", total([s.weight]), [finding], dict(EMPTY_RECIPIENTS))
+
+
+BATCH_GC_THRESHOLD = 50_000
+
+
+def tune_gc_for_batch() -> None:
+    """Let the cyclic garbage collector run less often in a process that judges a batch.
+
+    Judging a message allocates thousands of short-lived dicts, lists and tuples that
+    reference counting frees; with the default threshold (700) the collector still walks
+    them every few hundred allocations, and every live object (the rules, the reports so
+    far) now and then: about 7 % of a ``check`` over 5,000 files. Objects alive now are
+    frozen out of its walks, and it runs every 50,000 allocations instead. For the CLI's
+    batch commands and scan workers only: a library caller's process is left as it is.
+    """
+    gc.freeze()
+    gc.set_threshold(BATCH_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def ran_out_of_time(report: Report) -> bool:

@@ -17,10 +17,12 @@ prefix (``diagnos*``).
 from __future__ import annotations
 
 import functools
+import operator
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import compress, repeat
 from typing import Any
 
 from mailguard.deadline import checkpoint
@@ -174,6 +176,7 @@ class Vocabulary:
         # the shipped list): three letters ("con", "dis", "off") start everyday words.
         prefixes = [t for terms in self._prefix.values() for t in terms]
         self._key = min((len(t.words[0]) for t in prefixes), default=_KEY)
+        self._cut = operator.itemgetter(slice(0, self._key))
         self._long_prefix: dict[str, list[_Term]] = {}
         for term in sorted(prefixes, key=lambda t: t.order):
             self._long_prefix.setdefault(term.words[0][: self._key], []).append(term)
@@ -186,8 +189,6 @@ class Vocabulary:
         """
         words = _words(text)
         present = set(words)
-        size = self._key
-        keys = {w[:size] for w in present} & self._long_prefix.keys()
         found_terms: list[tuple[_Term, list[int]]] = []
         for word in present & self._anchored.keys():
             positions = _positions(words, word)
@@ -201,12 +202,14 @@ class Vocabulary:
                 ]
                 if starts:
                     found_terms.append((term, starts))
-        if keys:
-            for word in present:
-                if word[:size] in keys:
-                    for term in self._long_prefix[word[:size]]:
-                        if word.startswith(term.words[0]):
-                            found_terms.append((term, _positions(words, word)))
+        # Prefix terms: the words' first letters are cut and compared in C (map), and only
+        # the words under a key some prefix has are looked at one by one.
+        listed = list(present)
+        for key in set(map(self._cut, listed)) & self._long_prefix.keys():
+            for word in compress(listed, map(str.startswith, listed, repeat(key))):
+                for term in self._long_prefix[key]:
+                    if word.startswith(term.words[0]):
+                        found_terms.append((term, _positions(words, word)))
         if not found_terms:
             return []
         return self._first_per_category(words, found_terms)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mailguard.commands.common import echo, format_for, write_report
 from mailguard.commands.settings import ConfigSource, load_settings
-from mailguard.engine import Engine, Mode
+from mailguard.engine import Engine, Mode, tune_gc_for_batch
 from mailguard.outputs import RenderOptions, render
 from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
@@ -46,6 +46,7 @@ def run_check(
     cfg = settings.config
     envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
     engine = Engine(cfg, services=settings.services())
+    tune_gc_for_batch()
     reports: list[Report] = []
     unread = False
     for item in iter_inputs(list(paths), pattern=pattern, max_bytes=cfg.limits.max_message_bytes):

@@ -20,7 +20,7 @@ from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
 from mailguard.config import Config
-from mailguard.engine import Engine
+from mailguard.engine import Engine, tune_gc_for_batch
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
 from mailguard.redact import Redactor
 from mailguard.resolver import DnsSettings
@@ -84,6 +84,7 @@ def run_scan(
         if total_bytes is not None:
             total_bytes += sum(u.size for u in units)
 
+    tune_gc_for_batch()  # --jobs 1 judges here; the register's objects are many and long-lived
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
     register.provenance = provenance(config, mode="archived", since=since, until=until, dns=dns)
     with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
