@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailguard import sensitive
-from mailguard.sources import find_files, find_names
+from mailguard.sources import find_files, find_names, read_file
 
 # ------------------------------------------------------------------ sensitive-context matcher
 
@@ -118,3 +118,22 @@ def test_ascii_words_equal_careful(text):
 @given(st.text(max_size=60))
 def test_words_equal_careful_on_any_text(text):
     assert sensitive._words(text) == sensitive._words_careful(text)
+
+
+# ------------------------------------------------------------------ reading a file
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([0, 1, 2, 1000, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, 300_000]))
+def test_read_file_equals_plain_read(tmp_path_factory, size):
+    path = tmp_path_factory.mktemp("read") / "m.eml"
+    path.write_bytes(os.urandom(size))
+    assert read_file(path).data == path.read_bytes()
+    assert read_file(str(path), max_bytes=size).data == path.read_bytes()
+    if size:
+        assert read_file(path, max_bytes=size - 1).data is None  # over the cap: not read
+
+
+def test_read_file_of_a_size_zero_proc_file_reads_it_whole():
+    data = read_file("/proc/self/status").data
+    assert data is not None and data.startswith(b"Name:")
