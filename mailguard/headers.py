@@ -54,7 +54,7 @@ def find_header_end(data: bytes, start: int, stop: int) -> tuple[int, int] | Non
     return newline, body
 
 
-def _decode_block(block: bytes, problems: list[HeaderProblem]) -> str:
+def decode_block(block: bytes, problems: list[HeaderProblem]) -> str:
     """Header bytes as text with LF line ends; 8-bit lines that are not UTF-8 as Latin-1."""
     block = block.replace(b"\r\n", b"\n")
     try:
@@ -82,7 +82,7 @@ def parse_header_block(
     One regex pass finds each field with its continuation lines, so a 300-line folded Cc
     costs one match rather than 300 iterations of a Python loop.
     """
-    text = _decode_block(block, problems)
+    text = decode_block(block, problems)
     headers: dict[str, list[str]] = {}
     fields = _FIELD.findall(text)  # tuples built in C: no match objects
     covered = len(fields)

@@ -13,6 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailguard import sensitive
+from mailguard.body import part_fields
+from mailguard.headers import parse_header_block
+from mailguard.limits import Limits
 from mailguard.sources import find_files, find_names, read_file
 
 # ------------------------------------------------------------------ sensitive-context matcher
@@ -137,3 +140,56 @@ def test_read_file_equals_plain_read(tmp_path_factory, size):
 def test_read_file_of_a_size_zero_proc_file_reads_it_whole():
     data = read_file("/proc/self/status").data
     assert data is not None and data.startswith(b"Name:")
+
+
+# ------------------------------------------------------------------ a MIME part's fields
+
+_PART_PIECES = st.sampled_from(
+    [
+        "Content-Type",
+        "content-type",
+        "CONTENT-TYPE",
+        "Content-Disposition",
+        "Content-Transfer-Encoding",
+        "content-transfer-encoding",
+        "X-Other",
+        "Content-Typex",
+        "Content-Type-X",
+        "Content-Di\u017fposition",
+        "ContEnt-TYPE",
+        " Content-Type",
+        "\tContent-Type",
+        ":",
+        " :",
+        "\t:",
+        ": ",
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "\n ",
+        "\n\t",
+        "\r",
+        "text/plain",
+        'multipart/alternative; boundary="b"',
+        "attachment",
+        "base64",
+        ";",
+        "=",
+        "é",
+        "\x00",
+    ]
+)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PART_PIECES, max_size=25), st.booleans())
+def test_part_fields_equal_full_header_parse(pieces, latin1):
+    block = "".join(pieces).encode("latin-1" if latin1 else "utf-8", "replace")
+    limits = Limits(max_header_field_bytes=12)
+    careful = parse_header_block(block, limits, [])
+    expected = tuple(
+        careful[name][0] if name in careful else None
+        for name in ("content-type", "content-disposition", "content-transfer-encoding")
+    )
+    assert part_fields(block, limits) == expected
