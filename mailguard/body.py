@@ -184,11 +184,10 @@ def part_fields(block: bytes, limits: Limits) -> tuple[str | None, str | None, s
     splitting the other fields (tests/test_fast_paths.py compares the two on any block).
     """
     found: dict[str, str] = {}
-    longest = limits.max_header_field_bytes
     for name, value in _PART_FIELD.findall(decode_block(block, [])):
         key = name.lower()
         if key not in found:
-            found[key] = value.replace("\n", "").strip()[:longest]
+            found[key] = value.replace("\n", "").strip()[: limits.max_header_field_bytes]
     return (
         found.get("content-type"),
         found.get("content-disposition"),

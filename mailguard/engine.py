@@ -15,7 +15,6 @@ import email.message
 import gc
 import logging
 import traceback
-from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
 
 from mailguard.checks.base import CheckContext, Hit
@@ -27,7 +26,7 @@ from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
-from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN, ScoringSpec
+from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN, Rule, ScoringSpec
 from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
 from mailguard.services import Services
 
@@ -72,14 +71,14 @@ class Engine:
             self._rules[mode] = [s for s in active if s.code not in skipped]
         self._plan: dict[str, tuple[_Step, ...]] = {
             mode: tuple(
-                _Step(s, self._gates[s.code], check, s.rule.scoring)
+                _Step(s, self._gates[s.code], s.rule, s.rule.scoring)
                 for s in rules
-                if (check := s.rule.check) is not None
+                if s.rule.check is not None
             )
             for mode, rules in self._rules.items()
         }
-        """Per mode, each rule that runs with its gate, check and scoring, resolved once:
-        the per-message loop does no lookups by code."""
+        """Per mode, each rule that runs with its gate and scoring, resolved once: the
+        per-message loop does no lookups by code."""
 
     def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
         """The message parts the rules that run in ``mode`` read (``headers``, ``body``, …)."""
@@ -166,9 +165,11 @@ class Engine:
         ctx = CheckContext(message, recipients, self.config, envelope, mode, self.services)
         findings: list[Finding] = []
         checkpoint()  # once for the rules: the loops inside them that the input controls check
-        for settings, gate_, check_, scoring in self._plan[mode]:
+        for settings, gate_, rule, scoring in self._plan[mode]:
             if gate_ is not None and not gate_open(gate_, counts):
                 continue  # cannot score: not even run (its body reading is saved)
+            check_ = rule.check  # read per message: tests inject faults at Rule.check
+            assert check_ is not None
             for hit in check_(ctx, settings):
                 weight = points(scoring, settings.weight, settings.options, hit.evidence, counts)
                 if weight is not None:
@@ -245,7 +246,7 @@ class _Step(NamedTuple):
 
     settings: RuleSettings
     gate: Gate
-    check: Callable[[CheckContext, RuleSettings], Iterable[Hit]]
+    rule: Rule
     scoring: ScoringSpec | None
 
 

@@ -86,7 +86,6 @@ def parse_header_block(
     headers: dict[str, list[str]] = {}
     fields = _FIELD.findall(text)  # tuples built in C: no match objects
     covered = len(fields)
-    longest = limits.max_header_field_bytes
     for n, (name, value) in enumerate(fields):
         if not n & 63:  # every 64 fields: a deadline check per field cost ~3 % of a message
             checkpoint()
@@ -95,7 +94,7 @@ def parse_header_block(
             value = value.replace("\n", "")  # unfold: continuation lines keep their WSP
         value = value.strip()
         key = name.lower()
-        if len(value) > longest:
+        if len(value) > limits.max_header_field_bytes:
             problems.append(
                 HeaderProblem(
                     "oversized-field",
@@ -104,7 +103,7 @@ def parse_header_block(
                 )
             )
             if key not in ADDRESS_HEADERS:  # address lists are bounded by max_addresses
-                value = value[:longest]
+                value = value[: limits.max_header_field_bytes]
         found = headers.get(key)
         if found is None:
             headers[key] = [value]
