@@ -232,9 +232,19 @@ class Vocabulary:
                     spans.update(range(i, i + len(term.words)))
             else:
                 hits.extend((i, term.order, term) for i in starts)
+        return self._first_hits(words, hits, excluded)
+
+    def _first_hits(
+        self,
+        words: list[str],
+        hits: list[tuple[int, int, _Term]],
+        excluded: dict[int, set[int]],
+    ) -> list[tuple[Category, str]]:
+        """From ``(position, rank, term)`` hits: the first per category in reading order
+        (the rank breaks ties at one position), excluded spans left out."""
         hits.sort(key=lambda hit: hit[:2])
         found: dict[int, str] = {}
-        for i, _order, term in hits:
+        for i, _rank, term in hits:
             category = term.category
             if category in found:
                 continue
@@ -276,17 +286,9 @@ class Vocabulary:
                             range(i, i + len(term.words))
                         )
                     else:
-                        hits.append((term.category, i, term))
-        hits.sort(key=lambda hit: hit[1])  # first in the text wins, as a reader sees it
-        found: dict[int, str] = {}
-        for category, i, term in hits:
-            if category in found:
-                continue
-            span = range(i, i + len(term.words))
-            if excluded.get(category) and any(p in excluded[category] for p in span):
-                continue
-            found[category] = " ".join(words[p] for p in span)
-        return [(self.categories[c], phrase) for c, phrase in found.items()]
+                        # Ranked by when it was found: ties at one position keep this order.
+                        hits.append((i, len(hits), term))
+        return self._first_hits(words, hits, excluded)  # first in the text wins
 
 
 _PREFIX_RANK = 1 << 30
