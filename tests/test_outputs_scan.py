@@ -10,7 +10,6 @@ the proof that the split changed no byte. ``MAILGUARD_UPDATE_SNAPSHOTS=1`` rewri
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
