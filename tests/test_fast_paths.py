@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailguard import sensitive
+from mailguard import domains, sensitive
 from mailguard.body import part_fields
 from mailguard.headers import parse_header_block
 from mailguard.limits import Limits
@@ -193,3 +193,18 @@ def test_part_fields_equal_full_header_parse(pieces, latin1):
         for name in ("content-type", "content-disposition", "content-transfer-encoding")
     )
     assert part_fields(block, limits) == expected
+
+
+# ------------------------------------------------------------------ the Public Suffix List
+
+
+def test_public_suffix_list_equals_the_librarys_own():
+    from publicsuffixlist import PublicSuffixList
+
+    careful, fast = PublicSuffixList(), domains._build_psl()
+    assert fast._publicsuffix == careful._publicsuffix
+    assert fast._maxlabel == careful._maxlabel
+    for name in ("a.b.example.co.uk", "x.nhs.uk", "xn--bcher-kva.example", "city.kobe.jp",
+                 "www.ck", "a.b.c.xn--p1ai", "test.xn--fiqs8s", "s3.amazonaws.com"):  # fmt: skip
+        assert fast.privatesuffix(name) == careful.privatesuffix(name), name
+        assert fast.publicsuffix(name) == careful.publicsuffix(name), name
