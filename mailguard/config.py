@@ -108,6 +108,14 @@ class Config:
     _internal_set: DomainSet | None = field(default=None, init=False, repr=False, compare=False)
     _personal_set: DomainSet | None = field(default=None, init=False, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to scan workers) without what is derived from the settings: a worker
+        derives it again. In the compiled build some of it is compiled objects (frozen
+        classes, cached closures), which do not unpickle."""
+        state = dict(self.__dict__)
+        state.update(dict.fromkeys(_LAZY), derived={})
+        return state
+
     def __post_init__(self) -> None:
         for name in _TOP_KEYS:
             # A bare string would be iterated letter by letter: "example.org" as 11 domains.
@@ -193,6 +201,17 @@ class Config:
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with fields replaced (used for CLI flags that override the file)."""
         return replace(self, **changes)
+
+
+_LAZY = (
+    "_catalog",
+    "_sensitive",
+    "_rule_settings",
+    "_override_map",
+    "_internal_set",
+    "_personal_set",
+)
+"""Config's lazy attributes: derived on first use, never pickled."""
 
 
 def _settle_rule(rule: Rule, override: Mapping[str, Any]) -> RuleSettings:

@@ -26,7 +26,15 @@ from mailguard.message import decode_smtp_data, parse_message
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
-from mailguard.rules import BODY_PARTS, TAG_ENGINE_ERROR, TAG_OPT_IN, Rule, ScoringSpec
+from mailguard.rules import (
+    BODY_PARTS,
+    TAG_ENGINE_ERROR,
+    TAG_INPUT,
+    TAG_OPT_IN,
+    TAG_PARTIAL,
+    Rule,
+    ScoringSpec,
+)
 from mailguard.scoring import Gate, gate, gate_open, points, total, verdict
 from mailguard.services import Services
 
@@ -98,6 +106,30 @@ class Engine:
         if report.analysis is None:
             return False  # unreadable headers: the body cannot make them readable
         return any(gate_open(self._gates[s.code], report.recipients) for s in rules)
+
+    def body_could_change(self, report: Report, mode: Mode = "outgoing") -> bool:
+        """Whether the body of a single-text-part message could change the verdict of
+        ``report``, made from its header block alone (the milter then answers at
+        end-of-headers and the MTA stops streaming the body).
+
+        It could when a rule that reads the body or attachments has its gate open, or when
+        the input rules (tag ``input``: limits reached, undecodable text, which read what
+        the body walk found) could add enough weight to reach the next verdict. The MIME
+        limits (tag ``partial-read``) cannot be reached by a single text part.
+        """
+        if report.analysis is None:
+            return True
+        ceiling = report.score
+        for s in self._rules[mode]:
+            parts = BODY_PARTS & set(s.rule.reads)
+            if "body" in parts:
+                if gate_open(self._gates[s.code], report.recipients):
+                    return True
+            elif parts:
+                continue  # attachments only: a single text part carries none
+            elif TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
+                ceiling += s.weight
+        return verdict(min(ceiling, 100), self.config.scoring) != report.verdict
 
     def check(
         self,

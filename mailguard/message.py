@@ -29,8 +29,9 @@ class Message:
     body_offset: int
     limits: Limits
     problems: list[HeaderProblem] = field(default_factory=list)
-    _body_text: BodyText | None = field(default=None, init=False, repr=False, compare=False)
-    """Lazy: no functools.cached_property, which mypyc compiles to a plain property."""
+    _body_text: BodyText | None = field(default=None, repr=False, compare=False)
+    """Lazy: no functools.cached_property, which mypyc compiles to a plain property. (An
+    ``__init__`` argument: mypyc leaves an ``init=False`` field unset.)"""
 
     def get(self, name: str) -> str | None:
         """First value of a header (case-insensitive name), or ``None``."""

@@ -72,17 +72,21 @@ class Setup:
     """Make every decision take this many seconds longer (to see progress frames)."""
 
 
+#: The scripts drive whole messages to their end; ``early`` (true defaults) is where
+#: decisions at end-of-headers are tested (early.lua, negotiate_default.lua).
+EOM = "[milter]\ndecide_at_headers = false\n"
 SETUPS: dict[str, Setup] = {
-    "default": Setup(),
-    "monitor": Setup("# mode from the command line\n", ("--mode", "monitor"), unix=True),
-    "quarantine": Setup('[milter]\non_block = "quarantine"\n'),
-    "tempfail": Setup('[milter]\non_block = "tempfail"\n'),
-    "scope_all": Setup('[milter]\nscope = "all"\n'),
-    "warn_reject": Setup('[milter]\non_warn = "reject"\nadd_headers = "always"\n'),
+    "early": Setup(),
+    "default": Setup(EOM),
+    "monitor": Setup(EOM, ("--mode", "monitor"), unix=True),
+    "quarantine": Setup(EOM + 'on_block = "quarantine"\n'),
+    "tempfail": Setup(EOM + 'on_block = "tempfail"\n'),
+    "scope_all": Setup(EOM + 'scope = "all"\n'),
+    "warn_reject": Setup(EOM + 'on_warn = "reject"\nadd_headers = "always"\n'),
     "monitor_timeout": Setup(
-        '[milter]\nmode = "monitor"\ndecision_timeout = 0.000001\ninline_header_bytes = 0\n'
+        EOM + 'mode = "monitor"\ndecision_timeout = 0.000001\ninline_header_bytes = 0\n'
     ),
-    "slow": Setup("[milter]\nprogress_interval = 0.01\ninline_header_bytes = 0\n", slow=0.06),
+    "slow": Setup(EOM + "progress_interval = 0.01\ninline_header_bytes = 0\n", slow=0.06),
 }
 
 #: Runs the CLI; with a delay, each decision first sleeps (test-only, in this subprocess).
@@ -315,11 +319,13 @@ def test_miltertest_is_installed():
 
 
 def test_negotiation_asks_for_what_it_needs(milters):
-    run = milters("default").run("negotiate_default.lua", decisions=1)
+    run = milters("early").run("negotiate_default.lua", decisions=1)
     wanted_actions = {"SMFIF_ADDHDRS", "SMFIF_CHGHDRS", "SMFIF_QUARANTINE", "SMFIF_SETSYMLIST"}
+    # End-of-headers keeps its reply: it is where a settled message is decided, and where
+    # out-of-scope mail is accepted, so MAIL needs none.
     wanted_options = {
         "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA", "SMFIP_NR_CONN", "SMFIP_NR_HELO",
-        "SMFIP_NR_RCPT", "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR", "SMFIP_NR_EOH",
+        "SMFIP_NR_MAIL", "SMFIP_NR_RCPT", "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR",
         "SMFIP_NR_BODY", "SMFIP_HDR_LEADSPC",
     }  # fmt: skip
     seen = {}
@@ -331,10 +337,9 @@ def test_negotiation_asks_for_what_it_needs(milters):
     assert len(seen) == 29, run.stdout
     requested = {name for name, on in seen.items() if on}
     assert requested == wanted_actions | wanted_options
-    # MAIL keeps its reply: that is how out-of-scope mail is accepted early.
-    assert seen["SMFIP_NR_MAIL"] is False
-    run.expect_lines("eom clean continue", "PASS negotiate_default")
+    run.expect_lines("clean accept at end of headers", "PASS negotiate_default")
     assert actions(run) == [("QNEG1", "accept")]
+    assert run.decisions[0]["at"] == "headers"
 
 
 def test_negotiation_without_no_reply_flags_answers_every_step(milters):
@@ -643,16 +648,16 @@ def test_milter_verdicts_match_mailguard_check(milters, tmp_path):
 def test_sighup_reload_and_sigterm(tmp_path):
     """New settings apply from the next message; a broken edit keeps the old ones; SIGTERM
     with an MTA connection still open ends the milter promptly with status 0."""
-    milter = start_milter("reload", tmp_path / "reload", Setup())
+    milter = start_milter("reload", tmp_path / "reload", Setup(EOM))
     idle = socket.create_connection(("127.0.0.1", int(milter.defines["port"])))
     try:
         assert actions(milter.run("block.lua", decisions=1)) == [("QBLOCK1", "reject")]
-        milter.config_path.write_text('[milter]\non_block = "quarantine"\n', encoding="utf-8")
+        milter.config_path.write_text(EOM + 'on_block = "quarantine"\n', encoding="utf-8")
         milter.proc.send_signal(signal.SIGHUP)
         _wait_for_log(milter, "configuration reloaded")
         run = milter.run("quarantine.lua", decisions=2)
         assert actions(run) == [("QQUAR1", "quarantine"), ("QQUAR2", "accept")]
-        milter.config_path.write_text('[milter]\non_block = "shrug"\n', encoding="utf-8")
+        milter.config_path.write_text(EOM + 'on_block = "shrug"\n', encoding="utf-8")
         milter.proc.send_signal(signal.SIGHUP)
         _wait_for_log(milter, "reload failed, keeping the previous configuration")
         run = milter.run("quarantine.lua", decisions=2)
@@ -673,3 +678,29 @@ def _wait_for_log(milter: Milter, text: str) -> None:
     while text not in milter.log():
         assert time.monotonic() < deadline, f"{text!r} not logged:\n{milter.log()}"
         time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------- end of headers
+
+
+def test_a_message_settled_by_its_headers_is_answered_at_end_of_headers(milters):
+    run = milters("early").run("early.lua", decisions=5)
+    run.expect_lines(
+        "clean accept at end of headers verdict=[nil]",
+        "block replycode at end of headers verdict=[nil]",
+        "warn continue at end of message verdict=[ warn]",
+        "multipart continue at end of message verdict=[nil]",
+        "nested continue at end of message verdict=[ warn]",
+        "PASS early",
+    )
+    stage = {d["queue_id"]: (d["action"], d.get("at", "end")) for d in run.decisions}
+    assert stage == {
+        "QEARLY1": ("accept", "headers"),
+        "QEARLY2": ("reject", "headers"),
+        "QEARLY3": ("accept", "end"),
+        "QEARLY4": ("accept", "end"),
+        "QEARLY5": ("accept", "end"),
+    }
+    # The limits rule is honoured: the nesting it reports is in the body, read to its end.
+    nested = next(d for d in run.decisions if d["queue_id"] == "QEARLY5")
+    assert "MG002" in nested["rules"]

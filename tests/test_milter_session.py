@@ -112,10 +112,13 @@ def test_negotiation_with_everything_offered_asks_for_no_reply_flags_and_macros(
     s = Session(MilterSettings())
     reply = s.handle(p.OPTNEG, optneg()).replies[0]
     _, actions, steps = struct.unpack_from("!III", reply, 5)
-    assert steps == WANTED_PROTOCOL
+    # End-of-headers is answered, so inbound mail is accepted there: MAIL needs no reply.
+    assert steps == WANTED_PROTOCOL | p.SMFIP_NR_MAIL
     assert actions & p.SMFIF_QUARANTINE and actions & p.SMFIF_ADDHDRS
     assert b"{auth_authen}" in reply and b"{daemon_name}" in reply
-    assert not steps & p.SMFIP_NR_MAIL  # MAIL must be answerable: it is where we skip inbound
+    eom_only = Session(MilterSettings(decide_at_headers=False)).handle(p.OPTNEG, optneg())
+    # Without it, MAIL must be answerable: it is where we skip inbound mail.
+    assert not struct.unpack_from("!III", eom_only.replies[0], 5)[2] & p.SMFIP_NR_MAIL
 
 
 def test_older_protocol_version_is_answered_in_kind() -> None:
@@ -127,7 +130,7 @@ def test_waived_replies_are_not_sent_and_others_are() -> None:
     waived = new_session()
     plain = new_session(steps=0)
     for command, payload in [(p.RCPT, b"<x@y>\0"), (p.HEADER, header("To", "x@y")),
-                             (p.EOH, b""), (p.BODY, b"x")]:  # fmt: skip
+                             (p.BODY, b"x")]:  # fmt: skip
         waived.handle(p.MAIL, b"<a@b>\0")
         plain.handle(p.MAIL, b"<a@b>\0")
         assert waived.handle(command, payload).replies == ()
@@ -226,7 +229,10 @@ def test_scope(settings: dict[str, object], address: str, macros: bytes, in_scop
     if macros.startswith(b"M"):
         s.handle(p.MACRO, macros)
     reply = s.handle(p.MAIL, b"<hr@serviceco.example>\0").replies
-    assert reply == (p.SIMPLE[p.CONTINUE if in_scope else p.ACCEPT],)
+    # The MAIL reply is waived (end-of-headers is answered): inbound is accepted there.
+    assert s.caps.protocol & p.SMFIP_NR_MAIL and reply == ()
+    eoh = s.handle(p.EOH, b"")
+    assert eoh.replies == (p.SIMPLE[p.ACCEPT],) if not in_scope else eoh.decide is s.txn
     assert (s.txn is not None) is in_scope
     if not in_scope:  # nothing streamed afterwards is kept or judged
         s.handle(p.HEADER, header("Cc", ", ".join(PERSONAL)))
@@ -237,7 +243,8 @@ def test_local_socket_clients_are_outgoing() -> None:
     s = Session(MilterSettings(outgoing_networks=()))
     s.handle(p.OPTNEG, optneg())
     s.handle(p.CONNECT, b"localhost\0L\0\0/var/run/sendmail.sock\0")
-    assert s.handle(p.MAIL, b"<a@b>\0").replies == (p.SIMPLE[p.CONTINUE],)
+    s.handle(p.MAIL, b"<a@b>\0")
+    assert s.txn is not None and not s.skipping
 
 
 # ------------------------------------------------------------------ decisions
@@ -343,3 +350,76 @@ def test_refusal_reason_for_a_bcc_header() -> None:
 def test_settings_are_strict(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_mapping(table)
+
+
+# ------------------------------------------------------------------ leaner protocol
+
+
+def _agreed(settings: MilterSettings, keep_body: bool = True) -> int:
+    reply = Session(settings, keep_body).handle(p.OPTNEG, optneg()).replies[0]
+    return struct.unpack_from("!III", reply, 5)[2]
+
+
+def test_steps_the_settings_do_not_use_are_negotiated_away() -> None:
+    default = _agreed(MilterSettings())
+    # Outgoing scope needs the client's address; end-of-headers is answered (it may be the
+    # decision, and inbound mail is accepted there, so MAIL needs no reply); the body is read.
+    assert not default & (p.SMFIP_NOCONNECT | p.SMFIP_NOBODY)
+    assert not default & (p.SMFIP_NOEOH | p.SMFIP_NR_EOH)
+    assert default & p.SMFIP_NR_MAIL
+    assert not _agreed(MilterSettings(decide_at_headers=False)) & p.SMFIP_NR_MAIL
+    everything = _agreed(MilterSettings(scope="all"), keep_body=False)
+    assert everything & p.SMFIP_NOCONNECT and everything & p.SMFIP_NR_MAIL
+    assert everything & p.SMFIP_NOBODY
+    for no_early in (MilterSettings(add_headers="always"), MilterSettings(decide_at_headers=False)):
+        assert _agreed(no_early) & p.SMFIP_NOEOH  # nothing to do there: no frame at all
+
+
+def test_end_of_headers_decides_a_single_text_part_and_reads_the_body_of_others() -> None:
+    s = new_session()
+    s.handle(p.MAIL, b"<hr@serviceco.example>\0")
+    for name, value in CLEAN:
+        s.handle(p.HEADER, header(name, value))
+    step = s.handle(p.EOH, b"")
+    assert step.decide is s.txn and step.at_headers and step.replies == ()
+    assert s.conclude([p.SIMPLE[p.ACCEPT]]) == [p.SIMPLE[p.ACCEPT]] and s.txn is None
+
+    for ctype in ("multipart/mixed; boundary=b", "message/rfc822"):
+        s.handle(p.MAIL, b"<hr@serviceco.example>\0")
+        for name, value in [*CLEAN, ("Content-Type", " " + ctype)]:
+            s.handle(p.HEADER, header(name, value))
+        step = s.handle(p.EOH, b"")  # the limits rule may find something in its MIME tree
+        assert step.decide is None and step.replies == (p.SIMPLE[p.CONTINUE],)
+        assert s.handle(p.BODYEOB, b"").decide is not None
+
+
+@pytest.mark.parametrize("ours", ["X-Mailguard-Approval", "x-mailguard-verdict"])
+def test_a_message_carrying_our_fields_is_read_whole(ours: str) -> None:
+    # An approval is checked against the body (it can turn a block into a pass) and deleted
+    # at the end; a forged verdict is removed there: neither can be settled early.
+    s = new_session()
+    s.handle(p.MAIL, b"<hr@serviceco.example>\0")
+    for name, value in [*CLEAN, (ours, " v=1")]:
+        s.handle(p.HEADER, header(name, value))
+    assert s.handle(p.EOH, b"").decide is None
+
+
+def test_a_header_block_over_the_cap_is_never_decided_early() -> None:
+    s = new_session(MilterSettings(max_header_bytes=300))
+    s.handle(p.MAIL, b"<hr@serviceco.example>\0")
+    for i in range(10):
+        s.handle(p.HEADER, header("Comments", "x" * 100 + str(i)))
+    assert s.txn is not None and s.txn.dropped_fields
+    assert s.handle(p.EOH, b"").decide is None
+
+
+def test_a_reload_never_loses_a_step_it_needs() -> None:
+    # Negotiated for scope "all" (no connection step), then reloaded to "outgoing": without
+    # the client's address the message is checked rather than skipped as inbound.
+    s = Session(MilterSettings(scope="all"), keep_body=False)
+    s.handle(p.OPTNEG, optneg())
+    s.reload(MilterSettings(), keep_body=True)
+    s.handle(p.MAIL, b"<a@b>\0")
+    assert s.txn is not None and not s.skipping
+    # The body was given up too, and a rule now reads it: the decision says it is missing.
+    assert "body not received" in s.txn.incomplete

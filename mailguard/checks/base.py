@@ -47,10 +47,9 @@ class CheckContext:
     notes: list[Skipped] = field(default_factory=list)
     """Checks that ran but could not finish (DNS unanswered): the report lists them under
     ``skipped``, because they are neither a finding nor an error."""
-    _sensitive: list[sensitive.Match] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    """Lazy: no functools.cached_property, which mypyc compiles to a plain property."""
+    _sensitive: list[sensitive.Match] | None = field(default=None, repr=False, compare=False)
+    """Lazy: no functools.cached_property, which mypyc compiles to a plain property. (An
+    ``__init__`` argument: mypyc leaves an ``init=False`` field unset.)"""
 
     @property
     def sensitive(self) -> list[sensitive.Match]:

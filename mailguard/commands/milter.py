@@ -11,9 +11,8 @@ import logging
 from mailguard.commands import CommandError
 from mailguard.commands.settings import ConfigSource
 from mailguard.config import Config
+from mailguard.milter.logline import LOG_FORMAT as LOG_FORMAT  # re-exported
 from mailguard.milter.settings import MilterSettings
-
-LOG_FORMAT = "%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
 
 
 def run_milter(
@@ -25,6 +24,7 @@ def run_milter(
     log_level: str = "info",
 ) -> int:
     """Listen on ``listen`` (``unix:/path`` or ``inet:HOST:PORT``) until SIGTERM/SIGINT."""
+    from mailguard.milter import logline
     from mailguard.milter.server import ListenSpec, MilterServer, run
 
     try:
@@ -35,7 +35,6 @@ def run_milter(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise CommandError(f"unknown log level {log_level!r}")
-    logging.basicConfig(level=level, format=LOG_FORMAT)
     source = source or ConfigSource()
     load = source.loader()
 
@@ -44,6 +43,8 @@ def run_milter(
         return settings.config, settings.milter
 
     settings = load()
+    # Buffered, caller-free logging for the per-message line (mailguard.milter.logline).
+    logline.configure(level, flush_each=settings.milter.log_flush)
     server = MilterServer(
         settings.config, spec, settings=settings.milter, socket_mode=perms,
         socket_group=socket_group, reload=reload, services=settings.services(),

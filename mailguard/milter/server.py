@@ -37,8 +37,10 @@ from pathlib import Path
 
 from mailguard.config import Config
 from mailguard.engine import Engine, ran_out_of_time
+from mailguard.milter import logline
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
+from mailguard.milter.early import decide_at_headers
 from mailguard.milter.listen import FD_RESERVE as FD_RESERVE  # re-exported
 from mailguard.milter.listen import ListenSpec, fd_budget, remove_stale_socket
 from mailguard.milter.session import NOTHING, Session, Step, Transaction
@@ -83,6 +85,7 @@ class MilterServer:
         self.connections: set[MilterConnection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._refused = 0
         """Connections refused since the last log line about it."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL
@@ -119,6 +122,7 @@ class MilterServer:
             )  # fmt: skip
         self.config, self.settings, self.engine = config, settings, engine
         self.keep_body = bool(engine.reads("outgoing") & BODY_PARTS)
+        logline.set_flush_each(settings.log_flush)
         self.max_connections = cap
 
     async def start(self) -> None:
@@ -141,6 +145,7 @@ class MilterServer:
                 reuse_address=True,
             )
         self._sweeper = loop.create_task(self._close_idle())
+        self._flusher = loop.create_task(logline.flush_every(1.0))
         log.info(
             "listening on %s (mode=%s, on_block=%s, on_error=%s, scope=%s, max_connections=%d)",
             self.bound, self.settings.mode, self.settings.on_block, self.settings.on_error,
@@ -210,8 +215,9 @@ class MilterServer:
         """Stop listening; let decisions under way finish (up to ``grace`` s), then close."""
         if self._server is not None:
             self._server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._flusher):
+            if task is not None:
+                task.cancel()
         deadline = time.monotonic() + grace
         while any(c.deciding for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -224,6 +230,7 @@ class MilterServer:
                 Path(self.listen.path).unlink()
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
+        logline.flush()
 
     def judge(
         self, txn: Transaction, leading_space: bool, queue_id: str, deadline: float
@@ -303,7 +310,9 @@ class MilterConnection(asyncio.Protocol):
         if step.replies:
             self._write(b"".join(step.replies))
         txn = step.decide
-        if txn is not None:
+        if txn is not None and step.at_headers:
+            decide_at_headers(self, txn)
+        elif txn is not None:
             started = time.monotonic()
             settings = txn.settings
             if txn.header_bytes <= settings.inline_header_bytes and settings.inline_time_limit:
@@ -403,7 +412,7 @@ class MilterConnection(asyncio.Protocol):
             except Exception as exc:
                 report, failure = None, f"internal error ({type(exc).__name__})"
             else:
-                if txn.dropped_fields and report.verdict != "block":
+                if (txn.dropped_fields or txn.body_missing) and report.verdict != "block":
                     # Recipients may sit in the fields not kept: that is "cannot decide".
                     outcome, failure = failure_outcome(settings), txn.incomplete
         # Logged before the MTA hears of it: every action taken has its line in the log.
@@ -419,21 +428,26 @@ class MilterConnection(asyncio.Protocol):
         outcome: Outcome,
         started: float,
         failure: str,
+        stage: str = "",
     ) -> None:
+        """One line per decision, counts and codes only (:mod:`mailguard.milter.logline`)."""
         fields: dict[str, object] = {"queue_id": queue_id, "mode": txn.settings.mode}
         fields.update(log_fields(report, outcome))
-        fields["ms"] = f"{(time.monotonic() - started) * 1000:.2f}"
+        fields["ms"] = f"{(time.monotonic() - started) * 1000:.2f}{stage}"
         if txn.settings.log_addresses:
             fields["from"] = txn.mail_from or "<>"
-        line = " ".join(f"{k}={v}" for k, v in fields.items())
+        line = "decision " + " ".join([f"{k}={v}" for k, v in fields.items()])
         if failure:
-            log.error("decision %s error=%r", line, failure)
+            logline.emit(log, logging.ERROR, f"{line} error={failure!r}")
         else:
-            log.info("decision %s", line)
+            logline.emit(log, logging.INFO, line)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    write = _write  # for mailguard.milter.early
+    log_decision = _log
 
     def _protocol_error(self, exc: p.ProtocolError) -> None:
         # Closing makes the MTA apply milter_default_action (tempfail by default): explicit,

@@ -12,8 +12,17 @@ Rules this machine keeps:
   ``MAIL``, and once the end-of-message reply is out. Nothing else carries over.
 * A step gets a reply unless the MTA agreed to a no-reply flag for it (SMFIP_NR_*), and
   we only ask for flags and actions the MTA offered.
-* Out-of-scope mail (inbound, not submitted by our users) is accepted at ``MAIL`` so the
-  MTA stops streaming it to us; it is never altered.
+* Out-of-scope mail (inbound, not submitted by our users) is accepted at ``MAIL`` (or at
+  end-of-headers, when the MAIL reply was waived) so the MTA stops streaming it to us; it
+  is never altered.
+* Every step the session does not use is negotiated away (:meth:`Session.wanted_protocol`):
+  the connection step and the MAIL reply when ``scope = "all"``, the body when no rule reads
+  it, end-of-headers when no decision can be made there. Settings reloaded (SIGHUP) during a
+  connection are checked against what was agreed: a step given up for the old settings that
+  the new ones need fails closed (the message is checked, or decided as incomplete).
+* A message that is settled by its header block (:meth:`Transaction.may_settle_at_headers`,
+  then the engine: see :mod:`mailguard.milter.server`) is answered at end-of-headers, and the
+  MTA no longer streams its body to us.
 """
 
 from __future__ import annotations
@@ -24,11 +33,12 @@ from mailguard.milter import protocol as p
 from mailguard.milter.settings import FIELD_COST, MilterSettings
 from mailguard.recipients import Envelope
 
-#: What we would like; each is only requested if the MTA offers it.
+#: What we always want; each is only requested if the MTA offers it. More is given up per
+#: connection by :meth:`Session.wanted_protocol`.
 WANTED_PROTOCOL = (
     p.SMFIP_NOHELO | p.SMFIP_NOUNKNOWN | p.SMFIP_NODATA
     | p.SMFIP_NR_CONN | p.SMFIP_NR_HELO | p.SMFIP_NR_RCPT | p.SMFIP_NR_DATA | p.SMFIP_NR_UNKN
-    | p.SMFIP_NR_HDR | p.SMFIP_NR_EOH | p.SMFIP_NR_BODY | p.SMFIP_HDR_LEADSPC
+    | p.SMFIP_NR_HDR | p.SMFIP_NR_BODY | p.SMFIP_HDR_LEADSPC
 )  # fmt: skip
 WANTED_ACTIONS = p.SMFIF_ADDHDRS | p.SMFIF_CHGHDRS | p.SMFIF_QUARANTINE | p.SMFIF_SETSYMLIST
 
@@ -38,6 +48,7 @@ WANTED_MACROS = {
     p.SMFIM_CONNECT: "{daemon_name} {client_addr}",
     p.SMFIM_ENVFROM: "{auth_authen}",
     p.SMFIM_ENVRCPT: "i",  # Postfix sends a macro frame per recipient anyway: keep it small
+    p.SMFIM_EOH: "i",  # the queue ID for a decision made at end-of-headers
     p.SMFIM_EOM: "i",
 }
 
@@ -93,6 +104,9 @@ class Transaction:
     keep_body: bool = True
     """Whether any rule reads the body (``reads`` in the rule files); if none does, the
     body is counted but not kept."""
+    body_missing: bool = False
+    """A rule reads the body but the MTA will not send it: this connection gave the body
+    up (SMFIP_NOBODY) under settings that needed none, before a reload."""
 
     @property
     def envelope(self) -> Envelope:
@@ -114,6 +128,8 @@ class Transaction:
     @property
     def incomplete(self) -> str:
         """What the engine is not given, for its limits finding; empty when nothing."""
+        if self.body_missing:
+            return "body not received: the configuration changed during this SMTP session"
         if not self.dropped_fields:
             return ""
         n = self.dropped_fields
@@ -130,6 +146,23 @@ class Transaction:
         room = self.settings.max_body_bytes - len(self.body)
         if room > 0:
             self.body += chunk[:room]
+
+    def may_settle_at_headers(self) -> bool:
+        """Whether the header block alone may decide this message (the engine then says).
+
+        Only a single text part: a multipart body is where the limits rule finds MIME
+        nesting and part counts over ``[limits]``, which the headers cannot rule out. All
+        the header fields must have been kept, and the block must be small enough to be
+        decided inline. No ``X-Mailguard-*`` field: those are ours to edit at the end of the
+        message (forged verdicts removed, a signed approval deleted), and an approval is
+        checked against the body, which may turn a ``block`` into a ``pass``.
+        """
+        if self.dropped_fields or self.header_bytes > self.settings.inline_header_bytes:
+            return False
+        if any(name[:12].lower() == b"x-mailguard-" for name, _ in self.headers):
+            return False
+        ctype = next((v for n, v in self.headers if n.lower() == b"content-type"), b"text/")
+        return ctype.partition(b";")[0].strip().lower().startswith(b"text/")
 
     def header_count(self, name: str) -> int:
         """Fields of this name the sender put in (case-insensitive)."""
@@ -155,6 +188,9 @@ class Step:
     replies: tuple[bytes, ...] = ()
     decide: Transaction | None = None
     """Judge this message, then send :meth:`Session.conclude`'s frames."""
+    at_headers: bool = False
+    """``decide`` at end-of-headers: conclude only if the headers settle it, else send
+    :meth:`Session.read_body`'s frames and decide at the end of the message."""
     close: bool = False
 
 
@@ -179,6 +215,10 @@ class Session:
         self.caps = Capabilities()
         self._silent: frozenset[bytes] = frozenset()
         """Steps whose reply the MTA waived."""
+        self._decide_at_headers = False
+        """End-of-headers was agreed with a reply: a message may be decided there."""
+        self._network_verdict: tuple[MilterSettings, str, bool] | None = None
+        """(settings, client address, in outgoing_networks): a connection's, computed once."""
         self._reset_connection()
 
     def _reset_connection(self) -> None:
@@ -214,6 +254,11 @@ class Session:
             return _REPLY[p.ACCEPT if self.skipping else p.CONTINUE]
         if command == p.OPTNEG:
             return Step((self._negotiate(payload),))
+        if command == p.EOH and self._decide_at_headers:
+            txn = self.txn
+            if txn is not None and txn.may_settle_at_headers() and self._settle_at_headers():
+                self._collect_macros(txn, (p.MAIL, p.DATA, p.EOH))
+                return Step(decide=txn, at_headers=True)
         if command == p.ABORT:
             self._end_message()
             self._drop_message_macros()
@@ -244,6 +289,8 @@ class Session:
                 self.skipping = True
                 return p.ACCEPT
             self.txn = Transaction(sender, self.settings, keep_body=self.keep_body)
+            # A reload may have turned on a body rule after this connection gave the body up.
+            self.txn.body_missing = self.keep_body and bool(self.caps.protocol & p.SMFIP_NOBODY)
         elif self.txn is not None:
             if command == p.RCPT:
                 args = p.parse_args(payload)
@@ -263,15 +310,28 @@ class Session:
             return _REPLY[p.CONTINUE]
         if payload:
             txn.add_body(payload)
-        for stage in (p.MAIL, p.DATA, p.EOH, p.BODYEOB):
+        self._collect_macros(txn, (p.MAIL, p.DATA, p.EOH, p.BODYEOB))
+        return Step(decide=txn)
+
+    def _collect_macros(self, txn: Transaction, stages: tuple[bytes, ...]) -> None:
+        for stage in stages:
             if stage in self.raw_macros:
                 txn.macros.update(p.parse_macros(self.raw_macros[stage])[1])
-        return Step(decide=txn)
 
     def conclude(self, frames: list[bytes]) -> list[bytes]:
         """The decision's frames for the current message; the message is then over."""
         self._end_message()
         return frames
+
+    def read_body(self) -> list[bytes]:
+        """The reply to end-of-headers when the headers did not settle the message."""
+        return [p.SIMPLE[p.CONTINUE]]
+
+    def _settle_at_headers(self) -> bool:
+        """Whether current settings allow a decision at end-of-headers (no edits needed for
+        a message accepted there: headers are only added at the end of the message)."""
+        s = self.settings
+        return s.decide_at_headers and s.add_headers != "always" and s.inline_time_limit > 0
 
     def _end_message(self) -> None:
         self.txn = None
@@ -289,11 +349,35 @@ class Session:
         if offer.version < 2:
             raise p.ProtocolError(f"milter protocol version {offer.version} is too old")
         actions = WANTED_ACTIONS & offer.actions
-        protocol = WANTED_PROTOCOL & offer.protocol
+        protocol = self.wanted_protocol(offer.protocol)
         self.caps = Capabilities(actions, protocol)
         self._silent = frozenset(c for c in _STEP_COMMANDS if not self.caps.replies_to(c))
+        self._decide_at_headers = not protocol & (p.SMFIP_NOEOH | p.SMFIP_NR_EOH)
         macros = WANTED_MACROS if actions & p.SMFIF_SETSYMLIST else None
         return p.optneg_reply(actions, protocol, macros, min(offer.version, p.VERSION))
+
+    def wanted_protocol(self, offered: int) -> int:
+        """The steps to give up and replies to waive for this connection, of those offered.
+
+        Each frame costs the MTA a write and us a wake-up, and a reply costs a round trip.
+        Given up here when the current settings do not use them: the connection step (the
+        client address) with ``scope = "all"``; the MAIL reply (an out-of-scope accept) with
+        ``scope = "all"`` or when end-of-headers is answered (out-of-scope mail is accepted
+        there); the body when no rule reads it; end-of-headers when no decision can be made
+        there (else it is kept *with* its reply, which is then the decision or a continue).
+        """
+        wanted = WANTED_PROTOCOL
+        if self.settings.scope == "all":
+            wanted |= p.SMFIP_NOCONNECT | p.SMFIP_NR_MAIL
+        if not self.keep_body:
+            wanted |= p.SMFIP_NOBODY
+        if not self._settle_at_headers():
+            wanted |= p.SMFIP_NOEOH | p.SMFIP_NR_EOH
+        elif offered & p.SMFIP_NR_MAIL:
+            # End-of-headers is answered: out-of-scope mail is accepted there instead, and
+            # every message in scope saves the MAIL round trip.
+            wanted |= p.SMFIP_NR_MAIL
+        return wanted & offered
 
     # ------------------------------------------------------------------ scope
 
@@ -306,13 +390,24 @@ class Session:
 
     def _in_scope(self) -> bool:
         s = self.settings
-        if s.scope == "all":
+        if s.scope == "all" or self.caps.protocol & p.SMFIP_NOCONNECT:
+            # The second: given up under scope "all" before a reload; without the client's
+            # address, checking is the safe side.
             return True
+        if self.client_family == "L":  # local socket: a program on this host
+            return True
+        # Cheapest first (all are alternatives): the client's network, known at CONNECT and
+        # judged once per connection and settings, before the macros, which are parsed here.
+        address = self.client_address
+        if address:
+            known = self._network_verdict
+            if known is None or known[0] is not s or known[1] != address:
+                known = (s, address, s.is_outgoing_network(address))
+                self._network_verdict = known
+            if known[2]:
+                return True
         if s.authenticated and self.macro("auth_authen"):
             return True
         if s.outgoing_daemons and self.macro("daemon_name") in s.outgoing_daemons:
             return True
-        if self.client_family == "L":  # local socket: a program on this host
-            return True
-        address = self.client_address or self.macro("client_addr")
-        return s.is_outgoing_network(address)
+        return not address and s.is_outgoing_network(self.macro("client_addr"))

@@ -86,6 +86,13 @@ class MilterSettings:
     and cleanup process (``default_process_limit``, 100 per service)."""
     log_addresses: bool = False
     """Put the envelope sender in the decision log line. Off: logs carry counts only."""
+    decide_at_headers: bool = True
+    """Answer at end-of-headers when the header block settles a message (a single text part
+    whose body no rule could make count, or a refusal): the MTA then sends no body. Off:
+    every message in scope is read whole and decided at its end."""
+    log_flush: bool = False
+    """Write each decision line out at once. Off: buffered, out within about a second
+    (warnings and errors at once), which saves a system call per message."""
 
     def is_outgoing_network(self, address: str) -> bool:
         try:
@@ -127,7 +134,7 @@ def from_mapping(data: Mapping[str, Any], where: str = "milter") -> MilterSettin
             kwargs[key] = tuple(_network(v, path) for v in _strings(value, path))
         elif key == "outgoing_daemons":
             kwargs[key] = tuple(_strings(value, path))
-        elif key in ("authenticated", "log_addresses"):
+        elif key in ("authenticated", "log_addresses", "log_flush", "decide_at_headers"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{path}: expected true or false")
             kwargs[key] = value

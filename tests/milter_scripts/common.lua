@@ -113,6 +113,9 @@ function hello(conn, opts)
   if opts.connect_macros ~= nil then
     ok(mt.macro(conn, SMFIC_CONNECT, table.unpack(opts.connect_macros)), "mt.macro(CONNECT)")
   end
+  if mt.test_option(conn, SMFIP_NOCONNECT) then
+    return -- given up (scope "all"); miltertest refuses to send a step given up
+  end
   ok(mt.conninfo(conn, opts.host or "client.example", opts.ip or "127.0.0.1"), "mt.conninfo")
   step_reply(conn, SMFIP_NR_CONN, "continue", "CONNECT")
   if not mt.test_option(conn, SMFIP_NOHELO) then
@@ -187,7 +190,9 @@ end
 -- MAIL, RCPTs, DATA, header fields and end of headers. m.mail_macros, m.eoh_macros and
 -- (in send_body) m.eom_macros are {name, value, ...} sent just before their stage.
 -- m.mail_reply: the expected MAIL reply (default continue); m.step_reply: the expected reply
--- to the later steps when they are not waived (default continue).
+-- to the later steps when they are not waived (default continue). Without m.step_reply,
+-- the milter may decide at end of headers: that reply is returned (else nil) and
+-- m.at_eoh set.
 function send_headers(conn, m)
   local later = m.step_reply or "continue"
   if m.mail_macros ~= nil then
@@ -210,14 +215,28 @@ function send_headers(conn, m)
   if m.eoh_macros ~= nil then
     ok(mt.macro(conn, STAGE_EOH, table.unpack(m.eoh_macros)), "mt.macro(EOH)")
   end
+  if mt.test_option(conn, SMFIP_NOEOH) then
+    return nil -- given up: no decision is made there
+  end
   ok(mt.eoh(conn), "mt.eoh")
+  if m.step_reply == nil and not mt.test_option(conn, SMFIP_NR_EOH) then
+    local r = reply(conn)
+    if r ~= "continue" then
+      m.at_eoh = true
+      return r
+    end
+    return nil
+  end
   step_reply(conn, SMFIP_NR_EOH, later, "EOH")
+  return nil
 end
 
 -- Body and end of message; returns the end-of-message reply by name.
 function send_body(conn, m)
-  ok(mt.bodystring(conn, m.body), "mt.bodystring")
-  step_reply(conn, SMFIP_NR_BODY, m.step_reply or "continue", "BODY")
+  if not mt.test_option(conn, SMFIP_NOBODY) then
+    ok(mt.bodystring(conn, m.body), "mt.bodystring")
+    step_reply(conn, SMFIP_NR_BODY, m.step_reply or "continue", "BODY")
+  end
   if m.eom_macros ~= nil then
     ok(mt.macro(conn, STAGE_EOM, table.unpack(m.eom_macros)), "mt.macro(EOM)")
   end
@@ -225,8 +244,12 @@ function send_body(conn, m)
   return reply(conn)
 end
 
+-- The reply that ended the message: at end of headers if the milter decided there.
 function send(conn, m)
-  send_headers(conn, m)
+  local early = send_headers(conn, m)
+  if early ~= nil then
+    return early
+  end
   return send_body(conn, m)
 end
 

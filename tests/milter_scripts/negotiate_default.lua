@@ -1,7 +1,8 @@
 -- Case 1a: miltertest offers everything libmilter knows. The milter must ask for the
 -- header-add, header-change (to remove forged X-Mailguard-* fields) and quarantine
 -- actions, the macro list, and waive every reply it can do
--- without -- except MAIL, whose reply is how it accepts out-of-scope mail early.
+-- without -- except end of headers, whose reply is the decision for a message its header
+-- block settles (and the accept of out-of-scope mail).
 dofile(scripts .. "/common.lua")
 
 run("negotiate_default", function()
@@ -24,10 +25,12 @@ run("negotiate_default", function()
 
   -- A whole clean message over what was agreed: no step may be answered that was waived
   -- (miltertest would read a stale reply and fall out of step) and the message passes.
+  -- The clean message is settled by its header block: accepted at end of headers.
   hello(conn)
-  local r = send(conn, message("clean", "QNEG1"))
-  check(r == "continue", "clean message: expected continue, got " .. r)
+  local m = message("clean", "QNEG1")
+  local r = send(conn, m)
+  check(r == "accept" and m.at_eoh, "clean message: expected accept at EOH, got " .. r)
   expect_no_edits(conn, "clean message")
-  mt.echo("eom clean " .. r)
+  mt.echo("clean " .. r .. " at end of headers")
   mt.disconnect(conn)
 end)

@@ -44,7 +44,7 @@ class MilterProcess:
     def start(self, config: str = "", *args: str) -> None:
         self.customised = bool(config or args)
         config_path = self.dir / "mailguard.toml"
-        config_path.write_text(config, encoding="utf-8")
+        config_path.write_text(with_log_flush(config), encoding="utf-8")
         argv = [*MILTER_ARGV, "--listen", self.spec, "--config", str(config_path),
                 "--socket-mode", "666", *args]  # fmt: skip
         log = self.log_path.open("ab")
@@ -109,3 +109,13 @@ class MilterProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def with_log_flush(config: str) -> str:
+    """``config`` with ``[milter] log_flush = true``: the tests read the decision lines as
+    soon as Postfix has answered its client, before a buffered line would be written out."""
+    if "log_flush" in config:
+        return config
+    if "[milter]" in config:
+        return config.replace("[milter]\n", "[milter]\nlog_flush = true\n", 1)
+    return config + "\n[milter]\nlog_flush = true\n"

@@ -1,0 +1,78 @@
+"""Deciding a message at end-of-headers, so that the MTA does not stream its body to us.
+
+Postfix sends a message's body to a milter in 64 KB chunks after the header block, and
+waits for the end-of-message reply before it answers its client. When the header block
+already settles the message, answering at end-of-headers saves that streaming, our
+keeping and parsing of the body, and a round trip. Settled means, with no edit planned
+(headers are added, and fields deleted, only at the end of the message):
+
+* ``pass`` that the body cannot change (:meth:`mailguard.engine.Engine.body_could_change`:
+  every rule that reads the body is shut by its recipient-count gate, and the input rules
+  could not add enough weight to reach ``warn``): accepted;
+* ``block``, refused or deferred with a reply and nothing else: the body can only add
+  findings, never take one away.
+
+Anything else (``warn``, a quarantine, a ``pass`` the body could still change, a multipart
+message: :meth:`mailguard.milter.session.Transaction.may_settle_at_headers`) is decided at
+the end of the message as before.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from mailguard.engine import Engine, ran_out_of_time
+from mailguard.milter import protocol as p
+from mailguard.milter.decision import Outcome, outcome_for
+from mailguard.milter.session import Capabilities, Transaction
+from mailguard.report import Report
+from mailguard.resolver import no_waiting
+
+if TYPE_CHECKING:
+    from mailguard.milter.server import MilterConnection
+
+
+def decide_at_headers(conn: MilterConnection, txn: Transaction) -> None:
+    """Answer end-of-headers on ``conn``: the decision if the headers settle it, else continue.
+
+    Decided inline (on the event loop, within ``inline_time_limit``) or not at all: anything
+    slow, failing or unsure (a DNS answer not cached yet) reads the body and is decided at
+    the end of the message as usual, with its guards; so this only ever saves work.
+    """
+    started = time.monotonic()
+    settings = txn.settings
+    queue_id = txn.macros.get("i", "") or "-"
+    session = conn.session
+    outcome: Outcome | None = None
+    try:
+        with no_waiting():
+            report = conn.server.judge(
+                txn, session.caps.leading_space, queue_id,
+                started + min(settings.inline_time_limit, settings.decision_timeout),
+            )  # fmt: skip
+        if not ran_out_of_time(report):
+            outcome = settle_at_headers(report, txn, session.caps, conn.server.engine)
+    except Exception:  # our glue: the end of the message decides, with the usual guards
+        outcome = None
+    if outcome is None:
+        conn.write(b"".join(session.read_body()))
+        return
+    conn.log_decision(queue_id, txn, report, outcome, started, "", " at=headers")
+    conn.write(b"".join(session.conclude(outcome.frames)))
+    conn.last_seen = time.monotonic()  # the clock of MilterConnection.last_seen
+
+
+def settle_at_headers(
+    report: Report, txn: Transaction, caps: Capabilities, engine: Engine
+) -> Outcome | None:
+    """The outcome to send at end-of-headers, or ``None`` to read the body and decide later."""
+    outcome = outcome_for(report, txn.settings, caps, txn)
+    frames = outcome.frames
+    if report.verdict == "pass" and frames == [p.SIMPLE[p.CONTINUE]]:
+        if engine.body_could_change(report):
+            return None
+        return Outcome("accept", [p.SIMPLE[p.ACCEPT]], outcome.planned)
+    if report.verdict == "block" and len(frames) == 1 and frames[0][4:5] == p.REPLYCODE:
+        return outcome
+    return None
