@@ -10,6 +10,7 @@ decoded. Each limit reached is reported, never raised.
 from __future__ import annotations
 
 import binascii
+import functools
 import html
 import re
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from mailguard.charsets import decode_base64, decode_bytes
 from mailguard.deadline import checkpoint
-from mailguard.headers import find_header_end, parse_header_block
+from mailguard.headers import decode_block, find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL)
@@ -38,9 +39,24 @@ class BodyText:
 
 
 def content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    """Split a Content-Type value into lower-case type and parameters (no RFC 2231)."""
+    """Split a Content-Type value into lower-case type and parameters (no RFC 2231).
+
+    Short values repeat from message to message (``text/plain; charset="utf-8"``) and are
+    answered from a cache: the parameters are then a shared dict, which callers only read.
+    """
     if not value:
         return "text/plain", {}
+    if len(value) <= 256:
+        return _content_type_cached(value)
+    return _content_type(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type_cached(value: str) -> tuple[str, dict[str, str]]:
+    return _content_type(value)
+
+
+def _content_type(value: str) -> tuple[str, dict[str, str]]:
     main, _, _rest = value.partition(";")
     params = {
         m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
@@ -122,17 +138,17 @@ def _pick_part(
             return (0, 0, "", {}, "", f"more than {limits.max_mime_parts} parts in a multipart")
         found = find_header_end(raw, part_start, min(part_end, part_start + limits.body_scan_bytes))
         if raw[part_start : part_start + 1] in (b"\r", b"\n"):
-            headers: dict[str, list[str]] = {}
+            fields: tuple[str | None, str | None, str | None] = (None, None, None)
             body_start = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
         elif found is not None:
-            headers = parse_header_block(raw[part_start : found[0]], limits, [])
+            fields = part_fields(raw[part_start : found[0]], limits)
             body_start = found[1]
         else:
             pos = nxt
             continue
-        ctype, params = content_type(_first(headers, "content-type"))
-        disposition = (_first(headers, "content-disposition") or "").lower()
-        cte = (_first(headers, "content-transfer-encoding") or "").strip().lower()
+        ctype, params = content_type(fields[0])
+        disposition = (fields[1] or "").lower()
+        cte = (fields[2] or "").strip().lower()
         rank = 99
         if not disposition.startswith("attachment"):
             if ctype == "text/plain":
@@ -149,6 +165,34 @@ def _pick_part(
     if best is None:
         return None
     return (*best, None)
+
+
+# The three fields a part's choice depends on, found where parse_header_block would find
+# them: at a line start (a continuation line starts with a blank, so it never matches),
+# the name in any ASCII case, then blanks and a colon, then the value and its continuation
+# lines. re.ASCII: under re.IGNORECASE alone, U+017F (long s) would match "s".
+_PART_FIELD = re.compile(
+    r"^(content-type|content-disposition|content-transfer-encoding)[ \t]*:(.*(?:\n[ \t].*)*)",
+    re.MULTILINE | re.IGNORECASE | re.ASCII,
+)
+
+
+def part_fields(block: bytes, limits: Limits) -> tuple[str | None, str | None, str | None]:
+    """Content-Type, -Disposition and -Transfer-Encoding of a part's header block.
+
+    The first value of each, exactly as :func:`parse_header_block` would give it, without
+    splitting the other fields (tests/test_fast_paths.py compares the two on any block).
+    """
+    found: dict[str, str] = {}
+    for name, value in _PART_FIELD.findall(decode_block(block, [])):
+        key = name.lower()
+        if key not in found:
+            found[key] = value.replace("\n", "").strip()[: limits.max_header_field_bytes]
+    return (
+        found.get("content-type"),
+        found.get("content-disposition"),
+        found.get("content-transfer-encoding"),
+    )
 
 
 def _find_delimiter(raw: bytes, delimiter: bytes, start: int, end: int) -> int:

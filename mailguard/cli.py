@@ -53,6 +53,9 @@ DnsServerOption = Annotated[
         "--dns-server", help="DNS server HOST[:PORT] to ask instead of the system's; repeat."
     ),
 ]
+PrettyOption = Annotated[
+    bool, typer.Option("--pretty", help="Indent JSON and SARIF for reading (default: compact).")
+]
 
 
 class Format(enum.StrEnum):
@@ -162,6 +165,7 @@ def check(
         ),
     ] = Mode.outgoing,
     glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
+    pretty: PrettyOption = False,
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
     from mailguard.commands.check import run_check
@@ -181,6 +185,7 @@ def check(
             redact=redact,
             mode=mode.value,
             pattern=glob,
+            pretty=pretty,
         ),
     )
 
@@ -347,6 +352,7 @@ def scan(
         list[str] | None,
         typer.Option("--pst-folder", help="Only this folder of .pst/.ost files (repeatable)."),
     ] = None,
+    pretty: PrettyOption = False,
 ) -> None:
     """Audit archived mail for past exposures and write an incident register.
 
@@ -374,6 +380,7 @@ def scan(
             scheduler=scheduler,
             state=state,
             pst_folders=tuple(pst_folder or ()),
+            pretty=pretty,
         ),
     )
 
@@ -404,6 +411,7 @@ def domains(
         float, typer.Option("--deadline", help="Seconds for all DNS lookups together.")
     ] = 10.0,
     glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
+    pretty: PrettyOption = False,
 ) -> None:
     """List the recipient domains of some mail; suggest which may be your own (never applied).
 

@@ -10,6 +10,7 @@ exposure at all. Mailing-list addresses hide their members and are not parties.
 from __future__ import annotations
 
 import fnmatch
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -82,7 +83,7 @@ class RecipientAnalysis:
             "malformed_entries": len(self.malformed),
             "envelope_recipients": len(self.envelope_rcpt),
             "envelope_recipients_visible": len(self.envelope_visible),
-            "top_domains": [[d, n] for d, n in self.domains.most_common(5)],
+            "top_domains": [[d, n] for d, n in _top(self.domains, 5)],
             "internal_basis": self.internal_basis,
         }
 
@@ -145,6 +146,8 @@ def analyse(
     parties: dict[str, list[str]] = {}
     domains: Counter[str] = Counter()
     own = sender.addr if sender else None
+    own_domain = sender.domain if sender else None
+    classify = personal_set.classify
     # Classify per domain, not per address: big lists repeat a few domains many times.
     by_domain: dict[str, list[str]] = {}
     for key, addr in visible.items():
@@ -156,10 +159,10 @@ def analyse(
         if is_internal(domain):
             internal.update(keys)
             continue
-        if own in keys:
+        if domain == own_domain and own in keys:
             internal.add(own)
             keys = [k for k in keys if k != own]
-        org = registrable_domain(domain)
+        org, is_personal = classify(domain)
         domains[org] += len(keys)
         if check_lists:
             found = [k for k in keys if k in list_addrs or _matches_list(k, list_patterns)]
@@ -167,7 +170,7 @@ def analyse(
             keys = [k for k in keys if k not in lists]
         if not keys:
             continue
-        if domain in personal_set:
+        if is_personal:
             personal.update(keys)
             parties.update((k, [k]) for k in keys)
         else:
@@ -196,6 +199,17 @@ def analyse(
         envelope_rcpt=envelope_rcpt,
         envelope_visible=envelope_rcpt & visible.keys(),
     )
+
+
+def _top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
+    """``counts.most_common(n)``, which is documented as this ``sorted`` (ties keep their
+    order): for the few domains of most messages a plain sort beats its heap."""
+    if len(counts) > 64:
+        return counts.most_common(n)
+    return sorted(counts.items(), key=_count, reverse=True)[:n]
+
+
+_count = operator.itemgetter(1)
 
 
 def _never(_domain: str) -> bool:

@@ -28,6 +28,7 @@ DEFAULT_PATTERN = "*.eml"
 """Also takes Outlook ``*.msg`` files in folders (converted, see :mod:`mailguard.msgfile`)."""
 MAX_BYTES = Limits().max_message_bytes
 _CHUNK = 1024 * 1024
+_ONE_READ = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,17 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
+    """:func:`find_names` as paths."""
+    names, errors = find_names(root, pattern)
+    return [Path(name) for name in names], errors
+
+
+def find_names(root: Path | str, pattern: str) -> tuple[list[str], list[Input]]:
     """Entries under ``root`` whose name matches ``pattern``, sorted, and what could not be
     walked (as unreadable inputs), so a gap in the tree is reported, not skipped.
+
+    Names are kept as strings and sorted by their components, which is the order of
+    sorting them as ``Path`` objects (``a/b`` before ``a-b/c``) at a third of the cost.
 
     Folders that cannot be listed are such gaps, and so are symbolic links to folders: they
     are not followed (a link to ``/`` would walk the whole machine, a loop forever), and
@@ -64,16 +74,16 @@ def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
     folders are returned whatever their type, so a FIFO or a device named ``x.eml`` is
     reported by :func:`read_file`.
     """
-    found: list[Path] = []
+    found: list[str] = []
     errors: list[Input] = []
-    stack = [root]
+    stack = [os.fspath(Path(root))]  # normalised once, as Path(entry.path) would be
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as entries:
                 listed = list(entries)
         except OSError as exc:
-            errors.append(Input(str(folder), None, _reason(exc), unreadable=True))
+            errors.append(Input(folder, None, _reason(exc), unreadable=True))
             continue
         for entry in listed:
             try:
@@ -84,14 +94,18 @@ def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
             if is_link:
                 errors.append(Input(entry.path, None, _LINKED_FOLDER, unreadable=True))
             elif is_dir:
-                stack.append(Path(entry.path))
+                stack.append(entry.name if folder == "." else entry.path)
             elif matches(entry.name, pattern) or (
                 pattern == DEFAULT_PATTERN and matches(entry.name, "*.msg")
             ):
-                found.append(Path(entry.path))
-    found.sort()
+                found.append(entry.name if folder == "." else entry.path)  # as Path() spells it
+    found.sort(key=_components)
     errors.sort(key=lambda i: i.source)
     return found, errors
+
+
+def _components(name: str) -> list[str]:
+    return name.split(os.sep)  # noqa: PTH206 - Path.parts is what this avoids building
 
 
 _LINKED_FOLDER = "a symbolic link to a folder, not followed; name its target as a source to read it"
@@ -116,7 +130,7 @@ def iter_inputs(
             continue
         path = Path(name)
         if is_folder(path):
-            found, errors = find_files(path, pattern)
+            found, errors = find_names(path, pattern)
             yield from errors
             if not found and not errors:
                 yield Input(name, None, f"no files matching {pattern!r} under {name}")
@@ -126,7 +140,7 @@ def iter_inputs(
             yield read_file(path, max_bytes)
 
 
-def read_file(path: Path, max_bytes: int = MAX_BYTES) -> Input:
+def read_file(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
     """One regular file of at most ``max_bytes`` as an :class:`Input`; anything else (no
     such file, a folder, a FIFO, a device, too large) becomes its ``error``.
 
@@ -146,8 +160,15 @@ def read_file(path: Path, max_bytes: int = MAX_BYTES) -> Input:
             return Input(name, None, not_regular(info.st_mode), unreadable=True)
         if info.st_size > max_bytes:
             return Input(name, None, too_large(info.st_size, max_bytes), unreadable=True)
+        data = b""
+        if 0 < info.st_size <= _ONE_READ:
+            # Most messages: one system call and no buffered reader (half the cost).
+            data = os.read(fd, info.st_size + 1)
+            if len(data) <= info.st_size:
+                return Input(name, data)
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(info.st_size + 1)
+            if not data:
+                data = f.read(info.st_size + 1)
             if len(data) > info.st_size:  # grew since fstat, or a size-0 /proc-like file
                 rest = _read_capped(f, max_bytes - len(data))
                 if rest is None:

@@ -85,7 +85,8 @@ def test_scan_benchmark_quick_run_reports_every_figure(tmp_path):
     assert growth["tree_peak_rss_mb"] > 0
 
     targets = figures["targets"]
-    assert len(targets) == 14
+    assert len(targets) == 16
+    assert sum(t["target"].startswith("issue 10:") for t in targets) == 2
     assert all(isinstance(t["met"], bool) for t in targets)
     assert "PASS" in result.stderr or "MISS" in result.stderr
     # Side by side: one table holds the scans and the loops, each with its ratio.

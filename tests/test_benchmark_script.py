@@ -26,6 +26,13 @@ def test_benchmark_quick_run_reports_every_figure():
     # The engine really decided: the 300-Cc messages are blocked, nothing errored.
     assert figures["verdicts"]["cc300"] == {"block": 40}
     assert runs["mailguard Engine.check"]["errors"] == 0
+    # The whole CLI process over the mix as files, beside mail-parser reading the same files.
+    process = figures["process"]
+    assert set(process) == {"mailguard check (process)", "mail-parser loop (files)"}
+    for name, run in process.items():
+        assert run["recipients_found"] == expected and run["errors"] == 0, name
+    assert process["mail-parser loop (files)"]["x_vs_mailparser"] == 1.0
+    assert any("check --format json" in t["target"] for t in figures["targets"])
     assert "PASS" in result.stderr or "MISS" in result.stderr
     # Side by side: one table holds mailguard and its baselines, with the ratio.
     lines = result.stderr.splitlines()

@@ -8,6 +8,8 @@ them). The redaction key is fixed, so hashes are the same on every run.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mailguard import Engine, Report
@@ -64,7 +66,13 @@ def judged() -> list[Report]:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_check_format_snapshot(judged, fmt, policy):
     options = POLICIES[policy]()
-    assert_snapshot(f"check_{fmt}_{policy}.{EXTENSIONS[fmt]}", render(judged, fmt, options))
+    # Snapshots are the --pretty form, so a diff is readable; the default is compact.
+    text = render(judged, fmt, options, pretty=True)
+    assert_snapshot(f"check_{fmt}_{policy}.{EXTENSIONS[fmt]}", text)
+    if fmt != "text":
+        compact = render(judged, fmt, options)
+        assert "\n" not in compact and len(compact) < len(text)
+        assert json.loads(compact) == json.loads(text)
 
 
 def test_snapshots_cover_every_format():

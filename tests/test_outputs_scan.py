@@ -9,6 +9,7 @@ the proof that the split changed no byte. ``MAILGUARD_UPDATE_SNAPSHOTS=1`` rewri
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -187,9 +188,10 @@ CASES = [("full", policy) for policy in POLICIES] + [
 ]
 
 
-def render(fmt: str, register: Register, show: bool, redact: bool) -> str:
+def render(fmt: str, register: Register, show: bool, redact: bool, pretty: bool = True) -> str:
+    """Snapshots are the ``--pretty`` form, so a diff is readable; the default is compact."""
     privacy = Privacy(show, Redactor(KEY) if redact else None)
-    return render_register(register, fmt, privacy, generated=GENERATED)
+    return render_register(register, fmt, privacy, generated=GENERATED, pretty=pretty)
 
 
 EXTENSIONS = {"text": "txt", "json": "json", "csv": "csv", "html": "html"}
@@ -200,6 +202,10 @@ EXTENSIONS = {"text": "txt", "json": "json", "csv": "csv", "html": "html"}
 def test_scan_format_snapshot(fmt, name, policy):
     text = render(fmt, REGISTERS[name](), *POLICIES[policy])
     assert_snapshot(f"scan_{fmt}_{name}_{policy}.{EXTENSIONS[fmt]}", text)
+    if fmt == "json":
+        compact = render(fmt, REGISTERS[name](), *POLICIES[policy], pretty=False)
+        assert compact.count("\n") == 1 and len(compact) < len(text)
+        assert json.loads(compact) == json.loads(text)
 
 
 def test_snapshots_cover_every_format():

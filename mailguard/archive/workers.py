@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.register import Tally, parse_date
 from mailguard.config import Config
-from mailguard.engine import Engine
+from mailguard.engine import Engine, tune_gc_for_batch
 from mailguard.resolver import DnsService, DnsSettings
 from mailguard.services import Services
 from mailguard.sources import Input, read_file
@@ -216,6 +216,7 @@ def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scanning process handles Ctrl-C
+    tune_gc_for_batch()  # a worker process of ours only judges batches
 
 
 class InlineExecutor(Executor):

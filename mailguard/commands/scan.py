@@ -34,6 +34,7 @@ def run_scan(
     scheduler: str | None = None,
     state: Path | None = None,
     pst_folders: Sequence[str] = (),
+    pretty: bool = False,
 ) -> int:
     """Scan, write the register, return the exit status.
 
@@ -54,5 +55,5 @@ def run_scan(
         jobs=jobs, since=window[0], until=window[1], redact=redact,
         show_addresses=show_addresses, fail_on=fail_on, pattern=pattern, quiet=quiet,
         dns=settings.dns if settings.dns.enabled else None, scheduler=scheduler, state=state,
-        pst_folders=pst_folders,
+        pst_folders=pst_folders, pretty=pretty,
     )  # fmt: skip

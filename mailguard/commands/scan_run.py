@@ -23,7 +23,7 @@ from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import OnTally, Progress, Scanner, Unit, Window, mbox_units, plan
 from mailguard.config import Config
-from mailguard.engine import Engine
+from mailguard.engine import Engine, tune_gc_for_batch
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
 from mailguard.redact import Redactor
 from mailguard.resolver import DnsSettings
@@ -59,6 +59,7 @@ def run_scan(
     scheduler: str | None = None,
     state: Path | None = None,
     pst_folders: Sequence[str] = (),
+    pretty: bool = False,
 ) -> int:
     """Scan, render, write; return the exit status.
 
@@ -73,7 +74,7 @@ def run_scan(
                 stack, sources, config, fmt=fmt, output=output, jobs=jobs, since=since,
                 until=until, redact=redact, show_addresses=show_addresses, fail_on=fail_on,
                 pattern=pattern, say=say, quiet=quiet, executor=executor, dns=dns,
-                scheduler=scheduler, state=state, pst_folders=pst_folders,
+                scheduler=scheduler, state=state, pst_folders=pst_folders, pretty=pretty,
             )  # fmt: skip
         except _Stop as exc:
             say(f"mailguard: error: {exc}")
@@ -90,7 +91,7 @@ def _run(
     redact: bool, show_addresses: bool, fail_on: str, pattern: str,
     say: Callable[[str], None], quiet: bool, executor: Executor | None,
     dns: DnsSettings | None, scheduler: str | None, state: Path | None,
-    pst_folders: Sequence[str],
+    pst_folders: Sequence[str], pretty: bool,
 ) -> int:  # fmt: skip
     window = Window(since, until)
     client = None
@@ -146,6 +147,7 @@ def _run(
         if total_bytes is not None:
             total_bytes += sum(u.size for u in units)
 
+    tune_gc_for_batch()  # --jobs 1 judges here; the register's objects are many and long-lived
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
     register.provenance = provenance(config, mode="archived", since=since, until=until, dns=dns)
     on_tally: OnTally | None = incremental.on_tally if incremental is not None else None
@@ -157,7 +159,7 @@ def _run(
         incremental.finish(register, say)
 
     options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
-    text = render_register(register, fmt, options)
+    text = render_register(register, fmt, options, pretty=pretty)
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")

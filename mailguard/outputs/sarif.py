@@ -5,12 +5,11 @@ The rule list comes from the rule files, like ``mailguard explain``: one source 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from mailguard import __version__
-from mailguard.outputs import RenderOptions
+from mailguard.outputs import RenderOptions, dump_json
 from mailguard.report import Report
 from mailguard.rules import DOC_TITLES, Rule, load_rules
 
@@ -32,7 +31,11 @@ def rule_descriptor(rule: Rule) -> dict[str, Any]:
 
 
 def render_sarif(
-    reports: Sequence[Report], options: RenderOptions, rules: Sequence[Rule] | None = None
+    reports: Sequence[Report],
+    options: RenderOptions,
+    rules: Sequence[Rule] | None = None,
+    *,
+    pretty: bool = False,
 ) -> str:
     """``rules``: the configuration's catalog (custom ``rule_paths`` included); default the
     shipped rules."""
@@ -71,7 +74,7 @@ def render_sarif(
             "results": results,
         }],
     }  # fmt: skip
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return dump_json(doc, pretty)
 
 
 def _suppressions(report: Report) -> dict[str, Any]:

@@ -53,11 +53,17 @@ ScanRenderOptions = Privacy
 
 
 def render_register(
-    register: Register, fmt: str, options: Privacy, *, generated: datetime | None = None
+    register: Register,
+    fmt: str,
+    options: Privacy,
+    *,
+    generated: datetime | None = None,
+    pretty: bool = False,
 ) -> str:
-    """The register in ``fmt``; ``generated`` (HTML only) fixes the time the page states."""
+    """The register in ``fmt``; ``generated`` (HTML only) fixes the time the page states;
+    ``pretty`` indents JSON."""
     if fmt == "json":
-        return render_json(register, options)
+        return render_json(register, options, pretty=pretty)
     if fmt == "csv":
         return render_csv(register, options)
     if fmt == "html":

@@ -6,11 +6,11 @@ keyed hashes under ``--redact``, so "unique people exposed" stays checkable.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mailguard import __version__
 from mailguard.archive.register import Incident, Register, isoformat_utc
+from mailguard.outputs import dump_json
 from mailguard.redact import Privacy
 from mailguard.report import SCHEMA_VERSION
 
@@ -39,7 +39,7 @@ def incident_dict(incident: Incident, options: Privacy) -> dict[str, Any]:
     return item
 
 
-def render_json(register: Register, options: Privacy) -> str:
+def render_json(register: Register, options: Privacy, *, pretty: bool = False) -> str:
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "mailguard", "version": __version__},
@@ -67,4 +67,4 @@ def render_json(register: Register, options: Privacy) -> str:
     }
     if options.list_addresses:
         data["exposed_addresses"] = sorted(str(options.address(a)) for a in register.exposed)
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return dump_json(data, pretty) + "\n"
