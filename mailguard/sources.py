@@ -165,7 +165,7 @@ def read_file(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
             # Most messages: one system call and no buffered reader (half the cost).
             data = os.read(fd, info.st_size + 1)
             if len(data) <= info.st_size:
-                return Input(name, data)
+                return _converted(name, data, max_bytes)
         with os.fdopen(fd, "rb", closefd=False) as f:
             if not data:
                 data = f.read(info.st_size + 1)
