@@ -159,6 +159,9 @@ class Example:
     mode: str = "outgoing"
     smtp_data: bool = False
     weight: int | None = None
+    sent: tuple[str, ...] = ()
+    """Messages the sender sent before (learned into a history store for rules that need
+    ``history``)."""
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,9 @@ _RULE_KEYS = {
 }  # fmt: skip
 _DOC_KEYS = {*DOC_SECTIONS, "sender"}
 _SCORING_KEYS = {"count", "min", "mass", "mass_weight", "floor"}
-_EXAMPLE_KEYS = {"name", "triggers", "message", "config", "envelope", "mode", "smtp_data", "weight"}
+_EXAMPLE_KEYS = {
+    "name", "triggers", "message", "config", "envelope", "mode", "smtp_data", "weight", "sent",
+}  # fmt: skip
 
 
 def _build_rule(data: dict[str, Any], path: Path) -> Rule:
@@ -391,7 +396,7 @@ def _build_rule(data: dict[str, Any], path: Path) -> Rule:
             name=ex.get("name", f"example {i}"), triggers=bool(ex["triggers"]),
             message=ex["message"], config=ex.get("config", {}), envelope=ex.get("envelope"),
             mode=ex.get("mode", "outgoing"), smtp_data=bool(ex.get("smtp_data", False)),
-            weight=ex.get("weight"),
+            weight=ex.get("weight"), sent=tuple(ex.get("sent", ())),
         ))  # fmt: skip
     return Rule(
         code=code,

@@ -1,0 +1,284 @@
+"""Turning sent messages into bounded relationships in the store.
+
+Messages are collected in batches and each batch is folded into counts in memory before
+one transaction writes it (``INSERT … ON CONFLICT DO UPDATE``): a Sent folder writes to
+the same few hundred people again and again, so a batch of thousands of messages becomes
+a few hundred rows. A message already in the store (same hashed Message-ID, or the same
+header block when it has none) is not counted twice, which makes relearning a rewritten
+mbox or a folder whose UIDVALIDITY changed safe.
+
+Bounds: a message to more than ``learn_max_recipients`` is a mass mailing (counted for the
+sender, its thread kept for the reply-all rule, but no relationship learned from it);
+co-recipients come only from messages to at most ``co_max_recipients``; each sender keeps at
+most ``max_per_sender`` relationships and the store ``max_relationships``, the least
+recently used going first; and anything unused for ``expire_days`` before the newest
+learned message is forgotten (:meth:`Learner.finish`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mailguard.history import near
+from mailguard.history.extract import Observation
+from mailguard.history.keys import Hasher
+from mailguard.history.settings import HistorySettings
+from mailguard.history.store import HistoryStore, today
+
+BATCH = 4096
+
+
+@dataclass
+class Tally:
+    """What a learning run did, for the command's summary (counts only)."""
+
+    read: int = 0
+    learned: int = 0
+    duplicates: int = 0
+    mass: int = 0
+    no_sender: int = 0
+    no_recipients: int = 0
+    unreadable: int = 0
+    skipped: int = 0
+    """Messages not read at all because an earlier run had read them (incremental)."""
+    expired: int = 0
+    capped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Learner:
+    def __init__(
+        self, store: HistoryStore, settings: HistorySettings, clock: float | None = None
+    ) -> None:
+        self.store = store
+        self.h = store.hash
+        self.settings = settings
+        self.today = today(clock)
+        self.tally = Tally()
+        self.newest = -1
+        self._batch: list[Observation] = []
+        self._known_addrs: set[int] = set()
+
+    def add(self, obs: Observation) -> None:
+        self.tally.read += 1
+        if obs.sender is None:
+            self.tally.no_sender += 1
+            return
+        if not obs.recipients:
+            self.tally.no_recipients += 1
+            return
+        self._batch.append(obs)
+        if len(self._batch) >= BATCH:
+            self.flush()
+
+    def add_all(self, observations: Iterable[Observation]) -> None:
+        for obs in observations:
+            self.add(obs)
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        h, mid_kind = self.h, Hasher.MESSAGE_ID
+        mids = [h(mid_kind, o.message_id) for o in batch]
+        known = self.store.known_messages(mids)
+        fold = _Fold(self.settings)
+        clear: dict[int, str] = {}
+        for obs, mid in zip(batch, mids, strict=True):
+            if mid in known:
+                self.tally.duplicates += 1
+                continue
+            known.add(mid)
+            day = obs.day if obs.day is not None else self.today
+            self.newest = max(self.newest, day)
+            sender = h(Hasher.ADDRESS, obs.sender or "")
+            root = h(mid_kind, obs.root or obs.message_id)
+            rcpts = [h(Hasher.ADDRESS, r) for r in obs.recipients]
+            mass = len(rcpts) > self.settings.learn_max_recipients
+            self.tally.mass += mass
+            self.tally.learned += 1
+            if not mass:
+                clear.update(zip(rcpts, obs.recipients, strict=True))
+            fold.message(sender, rcpts, mid, root, day, mass)
+        new = {r: a for r, a in clear.items() if r not in self._known_addrs}
+        new_addrs = self._missing(new)
+        with self.store.transaction() as db:
+            fold.write(db)
+            rows = []
+            near_rows = []
+            for rcpt, addr in new_addrs.items():
+                local, domain = near.split_address(addr)
+                rows.append((rcpt, h(Hasher.LOCAL, local), fold.last_of(rcpt)))
+                near_rows += [(v, rcpt) for v in near.variants(h, local, domain)]
+            db.executemany("INSERT OR IGNORE INTO addrs VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT OR IGNORE INTO near VALUES (?, ?)", near_rows)
+            db.executemany(
+                "UPDATE addrs SET last = max(last, ?) WHERE rcpt = ?",
+                [(fold.last_of(r), r) for r in clear if r not in new_addrs],
+            )
+        self._known_addrs.update(clear)
+        if len(self._known_addrs) > 1_000_000:
+            self._known_addrs.clear()
+
+    def _missing(self, candidates: dict[int, str]) -> dict[int, str]:
+        """Those of ``candidates`` the store has no near-miss keys for yet."""
+        if not candidates:
+            return {}
+        keys = list(candidates)
+        present: set[int] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            present.update(
+                r[0]
+                for r in self.store.db.execute(
+                    f"SELECT rcpt FROM addrs WHERE rcpt IN ({marks})", chunk
+                )
+            )
+        self._known_addrs.update(present)
+        return {r: a for r, a in candidates.items() if r not in present}
+
+    def finish(self) -> Tally:
+        """Write what is left, then apply expiry and the caps."""
+        self.flush()
+        newest = self.store.db.execute("SELECT max(last) FROM senders").fetchone()[0]
+        reference = min(self.today, newest if newest is not None else self.today)
+        cutoff = reference - self.settings.expire_days
+        with self.store.transaction() as db:
+            self.tally.expired = _expire(db, cutoff)
+            self.tally.capped = _cap(db, self.settings)
+        return self.tally
+
+
+class _Fold:
+    """One batch folded into the rows it adds to each table."""
+
+    def __init__(self, settings: HistorySettings) -> None:
+        self.settings = settings
+        self.senders: dict[int, list[int]] = {}
+        self.pairs: dict[tuple[int, int], list[int]] = {}
+        self.co: dict[tuple[int, int], list[int]] = {}
+        self.messages: list[tuple[int, int, int]] = []
+        self.members: set[tuple[int, int]] = set()
+        self.threads: dict[int, list[int]] = {}
+        self._last: dict[int, int] = {}
+
+    def last_of(self, rcpt: int) -> int:
+        return self._last[rcpt]
+
+    def message(
+        self, sender: int, rcpts: list[int], mid: int, root: int, day: int, mass: bool
+    ) -> None:
+        s = self.senders.get(sender)
+        if s is None:
+            self.senders[sender] = [1, int(mass), day, day]
+        else:
+            s[0] += 1
+            s[1] += mass
+            s[2] = min(s[2], day)
+            s[3] = max(s[3], day)
+        self.messages.append((mid, root, day))
+        t = self.threads.get(root)
+        if t is None:
+            self.threads[root] = [sender, 1, len(rcpts), day]
+        else:
+            if t[0] != sender:
+                t[1] = 2
+            t[2] = max(t[2], len(rcpts))
+            t[3] = max(t[3], day)
+        if mass:
+            return
+        pairs, last = self.pairs, self._last
+        for who in (sender, 0):
+            for r in rcpts:
+                p = pairs.get((who, r))
+                if p is None:
+                    pairs[(who, r)] = [1, day, day]
+                else:
+                    p[0] += 1
+                    p[1] = min(p[1], day)
+                    p[2] = max(p[2], day)
+        for r in rcpts:
+            last[r] = max(last.get(r, day), day)
+        cap = self.settings.thread_max_members
+        self.members.update((root, m) for m in [sender, *rcpts][:cap])
+        if len(rcpts) <= self.settings.co_max_recipients:
+            ordered = sorted(rcpts)
+            for i, a in enumerate(ordered):
+                for b in ordered[i + 1 :]:
+                    c = self.co.get((a, b))
+                    if c is None:
+                        self.co[(a, b)] = [1, day]
+                    else:
+                        c[0] += 1
+                        c[1] = max(c[1], day)
+
+    def write(self, db: sqlite3.Connection) -> None:
+        execute = db.executemany
+        execute(
+            "INSERT INTO senders VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender) DO UPDATE SET "
+            "messages = messages + excluded.messages, mass = mass + excluded.mass, "
+            "first = min(first, excluded.first), last = max(last, excluded.last)",
+            [(k, *v) for k, v in self.senders.items()],
+        )
+        execute(
+            "INSERT INTO pairs VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender, rcpt) DO UPDATE SET "
+            "n = n + excluded.n, first = min(first, excluded.first), "
+            "last = max(last, excluded.last)",
+            [(s, r, *v) for (s, r), v in self.pairs.items()],
+        )
+        execute(
+            "INSERT INTO co VALUES (?, ?, ?, ?) ON CONFLICT (a, b) DO UPDATE SET "
+            "n = n + excluded.n, last = max(last, excluded.last)",
+            [(a, b, *v) for (a, b), v in self.co.items()],
+        )
+        execute("INSERT OR IGNORE INTO messages VALUES (?, ?, ?)", self.messages)
+        execute(
+            "INSERT INTO threads VALUES (?, ?, ?, ?, ?) ON CONFLICT (root) DO UPDATE SET "
+            "senders = CASE WHEN first_sender = excluded.first_sender "
+            "THEN max(senders, excluded.senders) ELSE 2 END, "
+            "size = max(size, excluded.size), last = max(last, excluded.last)",
+            [(k, *v) for k, v in self.threads.items()],
+        )
+        execute("INSERT OR IGNORE INTO members VALUES (?, ?)", sorted(self.members))
+
+
+def _expire(db: sqlite3.Connection, cutoff: int) -> int:
+    run = db.execute
+    expired = run("DELETE FROM pairs WHERE last < ?", (cutoff,)).rowcount
+    run("DELETE FROM co WHERE last < ?", (cutoff,))
+    run("DELETE FROM messages WHERE day < ?", (cutoff,))
+    gone = run("DELETE FROM threads WHERE last < ?", (cutoff,)).rowcount
+    if gone:
+        run("DELETE FROM members WHERE root NOT IN (SELECT root FROM threads)")
+    stale = run("SELECT count(*) FROM addrs WHERE last < ?", (cutoff,)).fetchone()[0]
+    if stale:
+        run("DELETE FROM near WHERE rcpt IN (SELECT rcpt FROM addrs WHERE last < ?)", (cutoff,))
+        run("DELETE FROM addrs WHERE last < ?", (cutoff,))
+    return int(expired)
+
+
+def _cap(db: sqlite3.Connection, settings: HistorySettings) -> int:
+    """Drop the least recently used relationships over the per-sender and total caps."""
+    run = db.execute
+    dropped = 0
+    over = run(
+        "SELECT sender, count(*) FROM pairs WHERE sender != 0 GROUP BY sender HAVING count(*) > ?",
+        (settings.max_per_sender,),
+    ).fetchall()
+    for sender, n in over:
+        dropped += run(
+            "DELETE FROM pairs WHERE sender = ? AND rcpt IN (SELECT rcpt FROM pairs "
+            "WHERE sender = ? ORDER BY last, n LIMIT ?)",
+            (sender, sender, n - settings.max_per_sender),
+        ).rowcount
+    total = run("SELECT count(*) FROM pairs WHERE sender != 0").fetchone()[0]
+    if total > settings.max_relationships:
+        dropped += run(
+            "DELETE FROM pairs WHERE sender != 0 AND (sender, rcpt) IN (SELECT sender, rcpt "
+            "FROM pairs WHERE sender != 0 ORDER BY last, n LIMIT ?)",
+            (total - settings.max_relationships,),
+        ).rowcount
+    return int(dropped)
