@@ -162,14 +162,22 @@ def check(
         ),
     ] = Mode.outgoing,
     glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
+    history: Annotated[
+        str | None, typer.Option("--history", help="History store (mailguard learn): MG403/MG404.")
+    ] = None,
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
+    from dataclasses import replace
+
     from mailguard.commands.check import run_check
 
     _run(
         lambda: run_check(
             paths,
-            _source(config_path, no_config, internal_domain, None, dns or None, dns_server),
+            replace(
+                _source(config_path, no_config, internal_domain, None, dns or None, dns_server),
+                history=history,
+            ),
             mail_from=mail_from,
             rcpt_to=tuple(rcpt_to or ()),
             smtp_data=smtp_data,
@@ -363,6 +371,49 @@ def domains(
             pattern=glob,
         ),
     )
+
+
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="History store (default: [history] store).")
+]
+history_app = typer.Typer(help="Inspect or upgrade the history store.", no_args_is_help=True)
+app.add_typer(history_app, name="history")
+
+
+@app.command()
+def learn(
+    sources: Annotated[
+        list[str], typer.Argument(help="Sent mail: mbox, Maildir, .eml folder, IMAP URL.")
+    ],
+    store: StoreOption = None,
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+    glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
+) -> None:
+    """Learn who writes to whom from Sent mail (addresses kept only as keyed hashes)."""
+    from mailguard.commands.learn import run_learn
+
+    _run(lambda: run_learn(sources, store, _source(config_path, no_config, None), pattern=glob))
+
+
+@history_app.command("stats")
+def history_stats(
+    store: StoreOption = None, config_path: ConfigOption = None, no_config: NoConfigOption = False
+) -> None:
+    """Sizes and counts of the history store (never an address)."""
+    from mailguard.commands.learn import run_stats
+
+    _run(lambda: run_stats(store, _source(config_path, no_config, None)))
+
+
+@history_app.command("migrate")
+def history_migrate(
+    store: StoreOption = None, config_path: ConfigOption = None, no_config: NoConfigOption = False
+) -> None:
+    """Upgrade the history store's schema to this version of mailguard."""
+    from mailguard.commands.learn import run_migrate
+
+    _run(lambda: run_migrate(store, _source(config_path, no_config, None)))
 
 
 @app.command("rules")

@@ -29,9 +29,10 @@ from mailguard.errors import ConfigError
 
 CONFIG_FILE = "mailguard.toml"
 
-SECTIONS = ("milter", "dns")
+SECTIONS = ("milter", "dns", "history")
 """Top-level tables owned outside the decision config: what the mail server does with a
-verdict, and ``[dns]`` (:mod:`mailguard.resolver`). (The pre-send proxy and history
+verdict, ``[dns]`` (:mod:`mailguard.resolver`) and ``[history]``
+(:mod:`mailguard.history.settings`). (The pre-send proxy and history
 settings join here when they exist.)"""
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024

@@ -85,8 +85,14 @@ def iter_imap(
     batch: int = 200,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 60,
+    uid_from: int = 1,
+    on_folder: Callable[[int], None] | None = None,
 ) -> Iterator[Input]:
     """Yield every message of the folder (``since``/``until`` inclusive, by internal date).
+
+    ``uid_from`` skips messages with a lower UID, and ``on_folder`` is told the folder's
+    UIDVALIDITY when it is opened: an incremental reader (``mailguard learn``) reads only
+    what arrived since its last run, and starts over when the UIDs were renumbered.
 
     Each ``Input`` has source ``<label>;UID=<uid>`` (the label names the folder actually
     scanned, also when it was found by special use) and as data the whole message, or only
@@ -104,7 +110,7 @@ def iter_imap(
         raise ValueError(f"since ({since}) is after until ({until})")
     with _secret_kept_out_of_logs(password, target.user):
         yield from _iter_folder(target, password, since, until, needs_body, batch, ssl_context,
-                                timeout)  # fmt: skip
+                                timeout, uid_from, on_folder)  # fmt: skip
 
 
 def _iter_folder(
@@ -116,6 +122,8 @@ def _iter_folder(
     batch: int,
     ssl_context: ssl.SSLContext | None,
     timeout: float,
+    uid_from: int = 1,
+    on_folder: Callable[[int], None] | None = None,
 ) -> Iterator[Input]:
     where = f"{target.host}:{target.port}"
     client = _connect(target, ssl_context, timeout)
@@ -123,8 +131,14 @@ def _iter_folder(
         _login(client, target, password)
         with _imap_errors(where, "opening the folder"):
             folder = target.folder if target.folder is not None else _find_sent(client, target)
-            _examine(client, target, folder)
-            uids = sorted(client.search(_search_criteria(since, until)))
+            opened = _examine(client, target, folder)
+            if on_folder is not None:
+                on_folder(int(opened.get(b"UIDVALIDITY", 0)))
+            criteria = _search_criteria(since, until)
+            if uid_from > 1:
+                criteria = [*(c for c in criteria if c != b"ALL"), b"UID", f"{uid_from}:*"]
+            # "n:*" always includes the highest UID, even below n: filtered here.
+            uids = sorted(u for u in client.search(criteria) if u >= uid_from)
         label = replace(target, folder=folder).label()
         for start in range(0, len(uids), batch):
             chunk = uids[start : start + batch]
@@ -304,7 +318,7 @@ def _with_flag(folders: Sequence[tuple[Sequence[bytes], Any, str]], flag: bytes)
     return None
 
 
-def _examine(client: Any, target: ImapTarget, folder: str) -> None:
+def _examine(client: Any, target: ImapTarget, folder: str) -> dict[bytes, Any]:
     """Open the folder with EXAMINE and make sure the server really made it read-only."""
     try:
         response = client.select_folder(folder, readonly=True)
@@ -321,6 +335,7 @@ def _examine(client: Any, target: ImapTarget, folder: str) -> None:
             f"{target.host}:{target.port} opened {folder!r} read-write although it was asked "
             "for read-only access (EXAMINE); not scanning it"
         )
+    return dict(response)
 
 
 def _example(target: ImapTarget, names: list[str]) -> str:

@@ -15,8 +15,12 @@ from pathlib import Path
 
 from mailguard import config as config_mod
 from mailguard import configfile, resolver
+from mailguard.commands import CommandError
 from mailguard.config import Config
 from mailguard.configfile import ConfigFile
+from mailguard.history import settings as history_settings
+from mailguard.history.keys import HistoryError
+from mailguard.history.settings import HistorySettings
 from mailguard.milter import settings as milter_settings
 from mailguard.milter.settings import MilterSettings
 from mailguard.resolver import DnsService, DnsSettings
@@ -33,12 +37,25 @@ class Settings:
     """What ``mailguard milter`` does with a decision."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     """``[dns]`` with ``--dns``/``--dns-server`` applied."""
+    history: HistorySettings = field(default_factory=HistorySettings)
+    """``[history]`` with ``--history`` applied."""
 
     def services(self) -> Services:
-        """The engine's services: a DNS resolver only when DNS is enabled (off by default)."""
-        if not self.dns.enabled:
+        """The engine's services: a DNS resolver only when DNS is enabled (off by default),
+        the history store when one is named (opened now: a store that cannot be used is
+        an error at start, exit status 2, never a failure in the middle of the mail)."""
+        dns = DnsService.from_settings(self.dns) if self.dns.enabled else None
+        history = None
+        if self.history.store is not None:
+            from mailguard.history.service import HistoryService
+
+            try:
+                history = HistoryService.open(self.history)
+            except HistoryError as exc:
+                raise CommandError(str(exc)) from None
+        if dns is None and history is None:
             return Services()
-        return Services(dns=DnsService.from_settings(self.dns))
+        return Services(dns=dns, history=history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +75,8 @@ class ConfigSource:
     (``scan`` without ``--dns``); None: the file's ``[dns] enabled``."""
     dns_servers: tuple[str, ...] = ()
     """``--dns-server``: replaces the file's ``[dns] servers`` when given."""
+    history: str | None = None
+    """``--history``: the history store, replacing the file's ``[history] store``."""
 
     def locate(self) -> Path | None:
         """The file to read, found now (a reload reads the same file again)."""
@@ -69,6 +88,9 @@ class ConfigSource:
         config = config_mod.from_file(file)
         milter = milter_settings.from_file(file)
         dns = resolver.from_file(file)
+        history = history_settings.from_file(file)
+        if self.history is not None:
+            history = replace(history, store=self.history)
         if self.internal_domains:
             config = config.with_overrides(internal_domains=self.internal_domains)
         if self.milter_mode is not None:
@@ -79,7 +101,7 @@ class ConfigSource:
             dns = replace(dns, servers=self.dns_servers)
         if self.dns is not None:
             dns = replace(dns, enabled=self.dns)
-        return Settings(config, milter, dns)
+        return Settings(config, milter, dns, history)
 
     def loader(self) -> Callable[[], Settings]:
         """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""

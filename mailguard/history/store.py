@@ -101,6 +101,8 @@ class HistoryStore:
                 uri, uri=True, timeout=busy_timeout, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
+        if mode == "rwc":  # hashes only, yet nobody else's business (-wal/-shm follow it)
+            path.chmod(0o600)
         store = cls(db, hasher, path, mode != "ro")
         try:
             with errors(path, "opening"):
