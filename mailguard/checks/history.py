@@ -160,7 +160,7 @@ def _drift(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     subject = message.get("subject") or ""
     forward = bool(_FORWARD_SUBJECT.match(subject))
     if thread is not None and parties.external:
-        added = [a for a in parties.external if history.address(a) not in thread.members]
+        added = [a for a in parties.external if not history.on_thread(thread, a)]
         quoted = quoted_chars(message.body_text.text)
         sensitive = bool(ctx.sensitive)
         if added and (quoted >= opts["min_quoted_chars"] or sensitive):

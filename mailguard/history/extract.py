@@ -96,8 +96,26 @@ def observe(raw: bytes) -> Observation:
     return Observation(sender, tuple(recipients), message_id, parents, day)
 
 
+_SEEN: dict[str, list[str]] = {}
+_SEEN_MAX = 65536
+
+
 def addresses(value: str, header: str) -> list[str]:
-    """Normalised addr-specs of one address field: plain lists cut by regex, others parsed."""
+    """Normalised addr-specs of one address field: plain lists cut by regex, others parsed.
+
+    A Sent folder repeats the same address fields over and over, so results are kept
+    (bounded) by the field's text.
+    """
+    found = _SEEN.get(value)
+    if found is None:
+        found = _addresses(value, header)
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[value] = found
+    return found
+
+
+def _addresses(value: str, header: str) -> list[str]:
     if '"' in value or "(" in value or ":" in value or "=?" in value or "\\" in value:
         return [a.addr for a in parse_address_list(" ".join(value.split()), header).addresses]
     found = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from mailguard.history import near
 from mailguard.history.extract import Observation
 from mailguard.history.keys import Hasher
+from mailguard.history.schema import pack, short, unpack
 from mailguard.history.settings import HistorySettings
 from mailguard.history.store import HistoryStore, today
 
@@ -82,7 +83,7 @@ class Learner:
         if not batch:
             return
         h, mid_kind = self.h, Hasher.MESSAGE_ID
-        mids = [h(mid_kind, o.message_id) for o in batch]
+        mids = [h(mid_kind, o.message_id) >> 16 for o in batch]  # 48 bits: see the schema
         known = self.store.known_messages(mids)
         fold = _Fold(self.settings)
         clear: dict[int, str] = {}
@@ -94,14 +95,16 @@ class Learner:
             day = obs.day if obs.day is not None else self.today
             self.newest = max(self.newest, day)
             sender = h(Hasher.ADDRESS, obs.sender or "")
-            root = h(mid_kind, obs.root or obs.message_id)
-            rcpts = [h(Hasher.ADDRESS, r) for r in obs.recipients]
-            mass = len(rcpts) > self.settings.learn_max_recipients
+            root = h(mid_kind, obs.root) >> 16 if obs.parents else mid
+            mass = len(obs.recipients) > self.settings.learn_max_recipients
             self.tally.mass += mass
             self.tally.learned += 1
-            if not mass:
-                clear.update(zip(rcpts, obs.recipients, strict=True))
-            fold.message(sender, rcpts, mid, root, day, mass)
+            if mass:  # only counted: its recipients are not hashed, let alone kept
+                fold.message(sender, [], mid, root, day, True, len(obs.recipients))
+                continue
+            rcpts = [h(Hasher.ADDRESS, r) for r in obs.recipients]
+            clear.update(zip(rcpts, obs.recipients, strict=True))
+            fold.message(sender, rcpts, mid, root, day, False, len(rcpts))
         new = {r: a for r, a in clear.items() if r not in self._known_addrs}
         new_addrs = self._missing(new)
         with self.store.transaction() as db:
@@ -160,16 +163,16 @@ class _Fold:
         self.senders: dict[int, list[int]] = {}
         self.pairs: dict[tuple[int, int], list[int]] = {}
         self.co: dict[tuple[int, int], list[int]] = {}
-        self.messages: list[tuple[int, int, int]] = []
-        self.members: set[tuple[int, int]] = set()
+        self.messages: list[tuple[int, int | None, int]] = []
         self.threads: dict[int, list[int]] = {}
+        self.members: dict[int, set[int]] = {}
         self._last: dict[int, int] = {}
 
     def last_of(self, rcpt: int) -> int:
         return self._last[rcpt]
 
     def message(
-        self, sender: int, rcpts: list[int], mid: int, root: int, day: int, mass: bool
+        self, sender: int, rcpts: list[int], mid: int, root: int, day: int, mass: bool, size: int
     ) -> None:
         s = self.senders.get(sender)
         if s is None:
@@ -179,14 +182,14 @@ class _Fold:
             s[1] += mass
             s[2] = min(s[2], day)
             s[3] = max(s[3], day)
-        self.messages.append((mid, root, day))
+        self.messages.append((mid, None if root == mid else root, day))
         t = self.threads.get(root)
         if t is None:
-            self.threads[root] = [sender, 1, len(rcpts), day]
+            self.threads[root] = [sender, 1, size, day]
         else:
             if t[0] != sender:
                 t[1] = 2
-            t[2] = max(t[2], len(rcpts))
+            t[2] = max(t[2], size)
             t[3] = max(t[3], day)
         if mass:
             return
@@ -202,8 +205,9 @@ class _Fold:
                     p[2] = max(p[2], day)
         for r in rcpts:
             last[r] = max(last.get(r, day), day)
-        cap = self.settings.thread_max_members
-        self.members.update((root, m) for m in [sender, *rcpts][:cap])
+        members = self.members.setdefault(root, set())
+        if len(members) < self.settings.thread_max_members:
+            members.update(short(m) for m in [sender, *rcpts])
         if len(rcpts) <= self.settings.co_max_recipients:
             ordered = sorted(rcpts)
             for i, a in enumerate(ordered):
@@ -235,14 +239,36 @@ class _Fold:
             [(a, b, *v) for (a, b), v in self.co.items()],
         )
         execute("INSERT OR IGNORE INTO messages VALUES (?, ?, ?)", self.messages)
-        execute(
-            "INSERT INTO threads VALUES (?, ?, ?, ?, ?) ON CONFLICT (root) DO UPDATE SET "
-            "senders = CASE WHEN first_sender = excluded.first_sender "
-            "THEN max(senders, excluded.senders) ELSE 2 END, "
-            "size = max(size, excluded.size), last = max(last, excluded.last)",
-            [(k, *v) for k, v in self.threads.items()],
-        )
-        execute("INSERT OR IGNORE INTO members VALUES (?, ?)", sorted(self.members))
+        self._write_threads(db)
+
+    def _write_threads(self, db: sqlite3.Connection) -> None:
+        """Merge this batch's threads with the stored ones (members are packed in a row)."""
+        roots = list(self.threads)
+        stored: dict[int, tuple[int, int, int, int, bytes]] = {}
+        for start in range(0, len(roots), 500):
+            chunk = roots[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in db.execute(
+                f"SELECT root, first_sender, senders, size, last, members FROM threads "
+                f"WHERE root IN ({marks})",
+                chunk,
+            ):
+                stored[row[0]] = row[1:]
+        cap = self.settings.thread_max_members
+        rows = []
+        for root, (first, senders, size, last) in self.threads.items():
+            members = self.members.get(root, set())
+            old = stored.get(root)
+            if old is not None:
+                if old[1] == 0 or old[0] != first:
+                    senders = 2 if old[1] != 0 else 0
+                else:
+                    senders = max(senders, old[1])
+                first, size, last = old[0], max(size, old[2]), max(last, old[3])
+                known = unpack(old[4])
+                members = known | set(list(members - known)[: max(0, cap - len(known))])
+            rows.append((root, first, senders, size, last, pack(sorted(members))))
+        db.executemany("INSERT OR REPLACE INTO threads VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 def _expire(db: sqlite3.Connection, cutoff: int) -> int:
@@ -250,9 +276,7 @@ def _expire(db: sqlite3.Connection, cutoff: int) -> int:
     expired = run("DELETE FROM pairs WHERE last < ?", (cutoff,)).rowcount
     run("DELETE FROM co WHERE last < ?", (cutoff,))
     run("DELETE FROM messages WHERE day < ?", (cutoff,))
-    gone = run("DELETE FROM threads WHERE last < ?", (cutoff,)).rowcount
-    if gone:
-        run("DELETE FROM members WHERE root NOT IN (SELECT root FROM threads)")
+    run("DELETE FROM threads WHERE last < ?", (cutoff,))
     stale = run("SELECT count(*) FROM addrs WHERE last < ?", (cutoff,)).fetchone()[0]
     if stale:
         run("DELETE FROM near WHERE rcpt IN (SELECT rcpt FROM addrs WHERE last < ?)", (cutoff,))

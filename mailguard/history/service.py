@@ -24,6 +24,7 @@ from mailguard.history import near
 from mailguard.history.extract import observe
 from mailguard.history.keys import Hasher, HistoryError
 from mailguard.history.learner import Learner
+from mailguard.history.schema import short
 from mailguard.history.settings import HistorySettings
 from mailguard.history.store import HistoryStore, Thread
 
@@ -140,6 +141,9 @@ class HistoryService:
         hashed = [self.hash(Hasher.MESSAGE_ID, i) for i in ids]
         result: Thread | None = self._ask(self.store.thread, hashed)
         return result
+
+    def on_thread(self, thread: Thread, addr: str) -> bool:
+        return short(self.address(addr)) in thread.members
 
     def co_recipients(self, rcpt: str, others: Sequence[str]) -> int:
         return int(

@@ -36,8 +36,9 @@ class Thread:
 
     root: int
     members: frozenset[int]
+    """32-bit forms (:func:`schema.short`) of the hashed addresses on the thread."""
     senders: int
-    """Distinct senders learned in the thread; 0 when unknown (learned before version 2)."""
+    """1: one sender, 2: more than one; 0 when unknown (learned before version 2)."""
     first_sender: int
     size: int
     """Recipients of the largest message learned in the thread."""
@@ -192,26 +193,25 @@ class HistoryStore:
         rows = self.db.execute("SELECT rcpt FROM addrs WHERE local = ? LIMIT ?", (local, limit))
         return [r[0] for r in rows]
 
-    def thread(self, ids: Sequence[int], max_members: int = 1000) -> Thread | None:
+    def thread(self, ids: Sequence[int]) -> Thread | None:
         """The thread one of ``ids`` (hashed Message-IDs) belongs to, if any was learned."""
         root = None
-        for chunk in _chunks(ids):
+        for chunk in _chunks([i >> 16 for i in ids]):
             marks = ",".join("?" * len(chunk))
             row = self.db.execute(
-                f"SELECT root FROM messages WHERE mid IN ({marks}) LIMIT 1", chunk
+                f"SELECT coalesce(root, mid) FROM messages WHERE mid IN ({marks}) LIMIT 1", chunk
             ).fetchone()
             if row:
                 root = row[0]
                 break
         if root is None:
             return None
-        head = self.db.execute(
-            "SELECT first_sender, senders, size FROM threads WHERE root = ?", (root,)
-        ).fetchone() or (0, 0, 0)
-        members = self.db.execute(
-            "SELECT member FROM members WHERE root = ? LIMIT ?", (root, max_members)
-        )
-        return Thread(root, frozenset(r[0] for r in members), *head)
+        row = self.db.execute(
+            "SELECT first_sender, senders, size, members FROM threads WHERE root = ?", (root,)
+        ).fetchone()
+        if row is None:
+            return Thread(root, frozenset(), 0, 0, 0)
+        return Thread(root, frozenset(schema.unpack(row[3])), row[1], row[0], row[2])
 
     def co_recipients(self, rcpt: int, others: Sequence[int]) -> int:
         """How many of ``others`` were ever addressed together with ``rcpt``."""
@@ -227,7 +227,7 @@ class HistoryStore:
 
     def known_messages(self, mids: Iterable[int]) -> set[int]:
         known: set[int] = set()
-        for chunk in _chunks(list(mids)):
+        for chunk in _chunks(list(mids)):  # 48-bit forms (see the schema)
             marks = ",".join("?" * len(chunk))
             known.update(
                 r[0]

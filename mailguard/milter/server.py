@@ -60,6 +60,10 @@ _WARM_UP = (
 )
 
 
+LEARNED = ("pass", "warn")
+"""Verdicts of the accepted mail the milter records when ``[history] learn = true``."""
+
+
 class MilterServer:
     """Listens, hands each connection a :class:`MilterConnection`, owns the engine."""
 
@@ -410,6 +414,20 @@ class MilterConnection(asyncio.Protocol):
         self._log(queue_id, txn, report, outcome, started, failure)
         self._write(b"".join(self.session.conclude(outcome.frames)))
         self.last_seen = self._clock()
+        if report is not None and outcome.action == "accept" and report.verdict in LEARNED:
+            self._learn(txn)
+
+    def _learn(self, txn: Transaction) -> None:
+        """Record accepted mail in the history store (``[history] learn = true``), in a
+        worker thread: a write must not hold up the event loop. Headers only, with the
+        envelope recipients as Bcc so that Bcc'd recipients are learned too."""
+        history = self.server.services.history
+        if history is None or not getattr(getattr(history, "settings", None), "learn", False):
+            return
+        head = b"".join(name + b": " + value.strip() + b"\r\n" for name, value in txn.headers)
+        if txn.rcpt_to:
+            head += b"Bcc: " + ", ".join(txn.rcpt_to).encode("utf-8", "replace") + b"\r\n"
+        self.server.pool.submit(history.learn, head + b"\r\n")
 
     def _log(
         self,
@@ -423,6 +441,9 @@ class MilterConnection(asyncio.Protocol):
         fields: dict[str, object] = {"queue_id": queue_id, "mode": txn.settings.mode}
         fields.update(log_fields(report, outcome))
         fields["ms"] = f"{(time.monotonic() - started) * 1000:.2f}"
+        history = self.server.services.history
+        if history is not None and getattr(history, "state", "ok") != "ok":
+            fields["history"] = history.state  # deciding without the history rules
         if txn.settings.log_addresses:
             fields["from"] = txn.mail_from or "<>"
         line = " ".join(f"{k}={v}" for k, v in fields.items())
