@@ -23,17 +23,20 @@ from pathlib import Path
 
 ORG = "acme.example"
 FIRST = (
-    "anna ben carla dev elif farah george hana ivan jun kofi lena marco nina omar petra quinn "
-    "rosa sam tariq uma vik wen xavi yara zoe"
-).split()
+    "anna", "ben", "carla", "dev", "elif", "farah", "george", "hana", "ivan", "jun", "kofi",
+    "lena", "marco", "nina", "omar", "petra", "quinn", "rosa", "sam", "tariq", "uma", "vik",
+    "wen", "xavi", "yara", "zoe",
+)  # fmt: skip
 LAST = (
-    "smith jones patel garcia kim muller rossi dubois novak silva okafor tanaka larsen "
-    "costa nowak ivanova haddad moreau keller brown"
-).split()
+    "smith", "jones", "patel", "garcia", "kim", "muller", "rossi", "dubois", "novak", "silva",
+    "okafor", "tanaka", "larsen", "costa", "nowak", "ivanova", "haddad", "moreau", "keller",
+    "brown",
+)  # fmt: skip
 PARTNER_WORDS = (
-    "north south river stone bright cedar harbor summit atlas meridian pioneer lumen "
-    "vertex orbit maple quarry falcon beacon delta prism"
-).split()
+    "north", "south", "river", "stone", "bright", "cedar", "harbor", "summit", "atlas",
+    "meridian", "pioneer", "lumen", "vertex", "orbit", "maple", "quarry", "falcon", "beacon",
+    "delta", "prism",
+)  # fmt: skip
 PARTNER_KINDS = ("law", "consult", "health", "supply", "logistics", "finance", "media")
 PROVIDERS = ("gmail.com", "outlook.com", "yahoo.com", "hotmail.co.uk", "gmx.de", "icloud.com")
 TLDS = ("example", "test", "example.com", "example.co.uk")

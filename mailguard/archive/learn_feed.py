@@ -3,9 +3,10 @@
 ``mailguard learn`` is meant to run every night on the same Sent folders, so each source
 remembers (in the store, under a keyed hash of its name) where the last run stopped:
 
-* an **mbox**: the byte offset reached and a keyed hash of the 4 KB before it. A file that
-  is shorter now, or whose bytes before the offset changed (a client compacted or rewrote
-  it), is read again from the start;
+* an **mbox**: the offset of the last message read and a keyed hash of the 4 KB before
+  it. The next run starts there (that message is read again: it may have been half
+  written); a file that is shorter now, or whose bytes before the offset changed (a client
+  compacted or rewrote it), is read again from the start;
 * a **Maildir** or a folder of ``.eml`` files: the (hashed) names of the files read;
   Maildir flags after ``:`` are ignored, since a client renames a file when it is read;
 * an **IMAP** folder: UIDVALIDITY and the last UID read; a new UIDVALIDITY (the server
@@ -114,11 +115,13 @@ def _mbox(path: Path, learner: Learner) -> FeedResult:
         result.note = "the mbox was rewritten since the last run: read again from the start"
         start = 0
     result.skipped = start
-    offset = size
+    # The next run starts at the last message's From_ line and reads it again (the learner
+    # knows it by its Message-ID): it may have been half written when this run read it.
+    offset = start
     for item in iter_mbox(path, start, size):
+        offset = int(item.source.rpartition("@")[2]) if "@" in item.source else offset
         if item.data is None:
-            if "cut off" in (item.error or ""):  # still being written: next run reads it
-                offset = int(item.source.rpartition("@")[2])
+            if "cut off" in (item.error or ""):
                 result.note = "the last message is incomplete; it is read on the next run"
                 break
             result.unreadable += 1

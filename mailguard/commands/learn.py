@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailguard.commands import CommandError
 from mailguard.commands.common import echo
 from mailguard.commands.settings import ConfigSource, load_settings
 from mailguard.history.keys import HistoryError
 from mailguard.history.settings import HistorySettings
-from mailguard.history.store import HistoryStore
+from mailguard.history.store import HistoryStore, errors
 from mailguard.scoring import EXIT_ERROR
+
+if TYPE_CHECKING:
+    from mailguard.history.learner import Learner
 
 
 def _store_path(store: Path | None, settings: HistorySettings) -> Path:
@@ -38,48 +42,25 @@ def run_learn(
     """Learn from every source into the store (created with its key on first use).
 
     Exit status 0, or 2 when a source (or messages in it) could not be read or the store
-    cannot be used.
+    cannot be used (missing key, corrupt, locked by another writer past ``busy_timeout``).
     """
-    from mailguard.archive import imap
-    from mailguard.archive.learn_feed import feed
     from mailguard.history.learner import Learner
 
     settings = load_settings(source).history
     path = _store_path(store, settings)
-    failed = False
     try:
         opened = HistoryStore.open(
             path, write=True, create=True, busy_timeout=settings.busy_timeout
         )
+        try:
+            with errors(path, "learning"):
+                learner = Learner(opened, settings)
+                failed = _learn_all(sources, learner, pattern, say)
+                tally = learner.finish()
+        finally:
+            opened.close()
     except HistoryError as exc:
         raise CommandError(str(exc)) from None
-    try:
-        learner = Learner(opened, settings)
-        for name in sources:
-            try:
-                result = feed(name, learner, pattern=pattern,
-                              password=imap.password_from_env_or_prompt)  # fmt: skip
-            except (OSError, ValueError, imap.ImapError) as exc:
-                say(f"mailguard: error: {_label(name)}: {exc}")
-                failed = True
-                continue
-            if result.error:
-                say(f"mailguard: error: {result.error}")
-                failed = True
-                continue
-            failed = failed or result.unreadable > 0
-            line = (
-                f"{_label(name)} ({result.kind}): {result.read:,} messages read, "
-                f"{result.skipped:,} {result.skipped_unit} skipped (read by an earlier run)"
-            )
-            if result.unreadable:
-                line += f", {result.unreadable:,} unreadable"
-            say(line + (f"; {result.note}" if result.note else ""))
-        tally = learner.finish()
-    except HistoryError as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        opened.close()
     say(
         f"learned {tally.learned:,} messages into {path}: {tally.duplicates:,} already known, "
         f"{tally.mass:,} mass mailings (over {settings.learn_max_recipients} recipients, "
@@ -88,6 +69,37 @@ def run_learn(
         f"{tally.capped:,} dropped over the caps"
     )
     return EXIT_ERROR if failed else 0
+
+
+def _learn_all(
+    sources: Sequence[str], learner: Learner, pattern: str, say: Callable[[str], None]
+) -> bool:
+    """Feed each source, one line each; whether any could not be read (wholly or partly)."""
+    from mailguard.archive import imap
+    from mailguard.archive.learn_feed import feed
+
+    failed = False
+    for name in sources:
+        try:
+            result = feed(name, learner, pattern=pattern,
+                          password=imap.password_from_env_or_prompt)  # fmt: skip
+        except (OSError, ValueError, imap.ImapError) as exc:
+            say(f"mailguard: error: {_label(name)}: {exc}")
+            failed = True
+            continue
+        if result.error:
+            say(f"mailguard: error: {result.error}")
+            failed = True
+            continue
+        failed = failed or result.unreadable > 0
+        line = (
+            f"{_label(name)} ({result.kind}): {result.read:,} messages read, "
+            f"{result.skipped:,} {result.skipped_unit} skipped (read by an earlier run)"
+        )
+        if result.unreadable:
+            line += f", {result.unreadable:,} unreadable"
+        say(line + (f"; {result.note}" if result.note else ""))
+    return failed
 
 
 def _label(source: str) -> str:

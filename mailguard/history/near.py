@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from mailguard.history.keys import Hasher
-from mailguard.typos import skeleton
+from mailguard.typos import skeleton, unicode_form
 
 MAX_PART = 40
 """Longer local parts and domains get no deletion variants (bounds rows per address)."""
@@ -80,8 +80,13 @@ def variants(hasher: Hasher, local: str, domain: str) -> dict[int, str]:
         out[hasher(Hasher.NEAR_LOCAL, f"{v}@{domain}")] = LOCAL_EDIT
     for w in _deletions(domain):
         out[hasher(Hasher.NEAR_DOMAIN, f"{local}@{w}")] = DOMAIN_EDIT
-    out[hasher(Hasher.SKELETON, f"{local}@{skeleton(domain)}")] = HOMOGLYPH
+    out[hasher(Hasher.SKELETON, f"{local}@{_skeleton(domain)}")] = HOMOGLYPH
     return out
+
+
+def _skeleton(domain: str) -> str:
+    """The UTS #39 skeleton of a domain as people see it (an IDN in Unicode, not xn--)."""
+    return skeleton(unicode_form(domain))
 
 
 def split_address(addr: str) -> tuple[str, str]:
@@ -132,8 +137,8 @@ def suggest(
     elif kind == DOMAIN_EDIT:
         candidates = (f"{local}@{w}" for w in _ball(domain, _ALPHABET_DOMAIN))
     elif kind == HOMOGLYPH:
-        wanted = skeleton(domain)
-        candidates = (f"{local}@{d}" for d in known_domains if skeleton(d) == wanted)
+        wanted = _skeleton(domain)
+        candidates = (f"{local}@{d}" for d in known_domains if _skeleton(d) == wanted)
     else:
         candidates = (f"{local}@{d}" for d in known_domains if d != domain)
     for candidate in candidates:

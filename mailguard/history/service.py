@@ -126,7 +126,9 @@ class HistoryService:
                 return None
             mine, org = self.store.familiar(self.address(sender), list(found))
             for rcpt in sorted(found, key=lambda r: _KIND_ORDER[found[r]]):
-                if rcpt in mine or (org_wide and rcpt in org):
+                # The same name at another domain is a near miss only of the sender's own
+                # contacts: common names recur across the organisation's address book.
+                if rcpt in mine or (org_wide and rcpt in org and found[rcpt] != near.SAME_LOCAL):
                     return NearMiss(found[rcpt], rcpt, rcpt in mine)
             return None
 
