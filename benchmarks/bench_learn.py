@@ -61,9 +61,8 @@ def main() -> int:
     org = gen.Organisation(args.seed)
     start = 19723  # 2024-01-01
     held_out = max(200, n // 50)
-    messages = list(org.messages(n + held_out, start, 365))
-    train, test = messages[:n], messages[n:]
-    gen.write_mbox(mbox, iter(train))
+    gen.write_mbox(mbox, org.messages(n, start, 365))  # streamed: a million fit on disk only
+    test = list(org.messages(held_out, start + 365, 30))
     out.progress(f"{n:,} messages, {mbox.stat().st_size / h.MB:,.1f} MB of mbox")
 
     def split_only() -> int:
