@@ -274,22 +274,22 @@ def test_per_sender_cap_and_expiry(tmp_path):
 
 def test_learning_time_grows_linearly(tmp_path):
     org = gen.Organisation(7, users=10)
-    raws = [m.to_bytes(False) for m in org.messages(8000, 19723, 200)]
+    raws = [m.to_bytes(False) for m in org.messages(16000, 19723, 200)]
 
     def best(n: int) -> float:
         times = []
         for attempt in range(3):
             store = HistoryStore.open(tmp_path / f"t{n}-{attempt}.db", create=True)
             learner = Learner(store, HistorySettings())
-            start = time.perf_counter()
+            start = time.process_time()  # CPU time: the machines running the suite are shared
             for raw in raws[:n]:
                 learner.add(observe(raw))
             learner.finish()
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
             store.close()
         return min(times)
 
-    assert best(8000) / best(4000) < 3
+    assert best(16000) / best(8000) < 3
 
 
 # ---------------------------------------------------------------------------- near misses
@@ -348,7 +348,7 @@ def test_check_names_the_familiar_address_only_in_the_senders_own_report(tmp_pat
     assert finding["evidence"]["kind"] == near.LOCAL_EDIT
 
 
-def test_history_from_the_config_file_and_skipped_without_it(tmp_path):
+def test_history_from_the_config_file_and_off_without_it(tmp_path):
     learn_messages(tmp_path / "h.db", REGULAR)
     (tmp_path / "typo.eml").write_text(sent(99, "daev@partner.example"))
     (tmp_path / "mailguard.toml").write_text(
@@ -360,8 +360,10 @@ def test_history_from_the_config_file_and_skipped_without_it(tmp_path):
     code, text = cli("check", str(tmp_path / "typo.eml"))
     assert code == 2 and "lern" in text
     code, text = cli(*CHECK, "--format", "json", str(tmp_path / "typo.eml"))
-    skipped = json.loads(text)["messages"][0]["skipped"]
-    assert {s["code"] for s in skipped} >= {"MG403", "MG404"}
+    # Without a store the history rules are off (opt-in, like DNS), not "skipped" each time.
+    report = json.loads(text)["messages"][0]
+    assert not {s["code"] for s in report["skipped"]} & {"MG403", "MG404"}
+    assert "MG403" not in [f["code"] for f in report["findings"]]
 
 
 # ---------------------------------------------------------------------------- no address in clear

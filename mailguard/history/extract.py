@@ -50,7 +50,7 @@ class Observation:
     """Days since 1970-01-01 from the Date field, if it could be read."""
 
     @property
-    def root(self) -> str | None:
+    def root(self) -> str:
         """The thread's first message as the message itself names it."""
         return self.parents[-1] if self.parents else self.message_id
 
