@@ -11,8 +11,9 @@ milter's log line and its SMTP reply never carry it.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
@@ -62,22 +63,27 @@ def _service(ctx: CheckContext) -> HistoryService:
     return history
 
 
-def _unavailable(ctx: CheckContext, settings: RuleSettings, exc: HistoryUnavailable) -> None:
-    ctx.notes.append(
-        Skipped(settings.code, settings.rule.name, "the history store could not be read")
-    )
+Check = Callable[[CheckContext, RuleSettings], Iterator[Hit]]
 
 
+def _degrading(check: Check) -> Check:
+    """The check, finding nothing and noting it as skipped when the store cannot answer."""
+
+    @functools.wraps(check)
+    def run(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
+        try:
+            yield from check(ctx, settings)
+        except HistoryUnavailable:
+            reason = "the history store could not be read"
+            ctx.notes.append(Skipped(settings.code, settings.rule.name, reason))
+
+    return run
+
+
+@_degrading
 def unfamiliar_recipient(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     """MG403: an external recipient the sender never wrote to, among familiar ones, or a
     near miss of a familiar address."""
-    try:
-        yield from _unfamiliar(ctx, settings)
-    except HistoryUnavailable as exc:
-        _unavailable(ctx, settings, exc)
-
-
-def _unfamiliar(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     opts = settings.options
     history = _service(ctx)
     parties = _Parties(ctx)
@@ -136,16 +142,10 @@ def _stranger_hit(addr: str, familiar: int, org_wide: bool) -> Hit:
     return Hit(message, {**evidence, "recipient": addr}, redacted)
 
 
+@_degrading
 def reply_all_drift(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     """MG404: a reply or forward in a known thread that adds outsiders to a substantial or
     sensitive history; a reply-all to a large list whose original had a single sender."""
-    try:
-        yield from _drift(ctx, settings)
-    except HistoryUnavailable as exc:
-        _unavailable(ctx, settings, exc)
-
-
-def _drift(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     opts = settings.options
     message = ctx.message
     ids = [*_ID.findall(" ".join(message.get_all("in-reply-to")))[:1]]
