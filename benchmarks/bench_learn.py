@@ -16,6 +16,7 @@ import argparse
 import email.parser
 import email.policy
 import mailbox
+import shutil
 import sys
 import tempfile
 import time
@@ -44,7 +45,15 @@ def main() -> int:
     out = h.Output(args.json)
     n = args.messages or (4000 if args.quick else 200_000)
     core = h.pin_to_one_core()
+    out.say(h.machine() + (f", pinned to CPU {core}" if core is not None else ""))
+    tmp = Path(tempfile.mkdtemp(prefix="mailguard-bench-learn-"))
+    try:
+        return _run(args, out, n, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _run(args: argparse.Namespace, out: h.Output, n: int, tmp: Path) -> int:
     from mailguard import Engine
     from mailguard.archive.learn_feed import feed
     from mailguard.archive.mbox import iter_mbox
@@ -55,8 +64,6 @@ def main() -> int:
     from mailguard.history.store import HistoryStore
     from mailguard.services import Services
 
-    out.say(h.machine() + (f", pinned to CPU {core}" if core is not None else ""))
-    tmp = Path(tempfile.mkdtemp(prefix="mailguard-bench-learn-"))
     mbox = tmp / "sent.mbox"
     org = gen.Organisation(args.seed)
     start = 19723  # 2024-01-01

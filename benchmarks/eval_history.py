@@ -100,7 +100,8 @@ def main() -> int:
     messages = list(org.messages(total, 19723, 365))
     cut = int(len(messages) * 0.8)
     train, test = messages[:cut], messages[cut:]
-    path = Path(tempfile.mkdtemp(prefix="mailguard-eval-")) / "history.db"
+    tmp = tempfile.TemporaryDirectory(prefix="mailguard-eval-")
+    path = Path(tmp.name) / "history.db"
     store = HistoryStore.open(path, create=True)
     learner = Learner(store, HistorySettings())
     for m in train:
@@ -189,6 +190,7 @@ def main() -> int:
         for name, engine in settings.items():
             found[(kind, name)] += flagged(engine, wrong_msg)
     service.close()
+    tmp.cleanup()
 
     rows = []
     for kind in KINDS:
