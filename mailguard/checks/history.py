@@ -22,6 +22,8 @@ from mailguard.history import near
 from mailguard.history.service import HistoryService, HistoryUnavailable
 from mailguard.report import Redacted, Skipped
 
+_SUGGESTIONS = 3
+"""Near misses per message that get a "did you mean"."""
 _ID = re.compile(r"<([^<>\s]{1,250})>")
 _REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw|r)\s*:", re.IGNORECASE)
 _FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|wg|tr|rv)\s*:", re.IGNORECASE)
@@ -89,25 +91,31 @@ def unfamiliar_recipient(ctx: CheckContext, settings: RuleSettings) -> Iterator[
     parties = _Parties(ctx)
     if parties.sender is None or not parties.external:
         return
+    if len(parties.all) > opts["max_recipients"]:
+        return  # a mailout: not a slip of autocomplete, and each address would cost lookups
     if history.sender_messages(parties.sender) < opts["min_sender_messages"]:
         return  # too little history to tell a stranger from a first contact
     org_wide = opts["organisation"]
     mine, org = history.familiar(parties.sender, parties.all)
     familiar = mine | org if org_wide else mine
+    named = 0
     for addr in parties.external:
         if addr in familiar:
             continue
         miss = history.near_miss(addr, parties.sender, org_wide)
         others = [a for a in parties.all if a != addr]
         if miss is not None and miss.target not in {history.address(a) for a in others}:
-            yield _near_hit(ctx, history, addr, miss)
+            named += 1  # a suggestion costs a few thousand hashes: the first few only
+            yield _near_hit(ctx, history, addr, miss, suggest=named <= _SUGGESTIONS)
             continue
         familiar_others = [a for a in others if a in familiar]
         if familiar_others and all(a in familiar or a in parties.internal for a in others):
             yield _stranger_hit(addr, len(familiar_others), org_wide)
 
 
-def _near_hit(ctx: CheckContext, history: HistoryService, addr: str, miss: object) -> Hit:
+def _near_hit(
+    ctx: CheckContext, history: HistoryService, addr: str, miss: object, *, suggest: bool
+) -> Hit:
     from mailguard.history.service import NearMiss
 
     assert isinstance(miss, NearMiss)
@@ -116,7 +124,7 @@ def _near_hit(ctx: CheckContext, history: HistoryService, addr: str, miss: objec
         *config.internal_domains, *config.partner_domains,
         *(a.rpartition("@")[2] for a in ctx.recipients.visible), *sorted(config.personal_set),
     ]  # fmt: skip
-    meant = history.suggest(addr, miss, dict.fromkeys(domains))
+    meant = history.suggest(addr, miss, dict.fromkeys(domains)) if suggest else None
     whose = "you have written to" if miss.own else "your organisation has written to"
     how = near.KINDS[miss.kind]
     guess = f"; did you mean {meant}?" if meant else ""
