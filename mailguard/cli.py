@@ -374,7 +374,8 @@ def domains(
 
 
 StoreOption = Annotated[
-    Path | None, typer.Option("--store", help="History store (default: [history] store).")
+    Path | None,
+    typer.Option("--store", help="History store (default: the \\[history] store setting)."),
 ]
 history_app = typer.Typer(help="Inspect or upgrade the history store.", no_args_is_help=True)
 app.add_typer(history_app, name="history")
