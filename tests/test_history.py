@@ -415,3 +415,15 @@ def test_a_huge_recipient_list_costs_no_more_than_a_small_one(tmp_path):
     assert best(4000) / best(2000) < 3
     small = sent(1, "dave1@partner.example, daev@partner.example").encode()
     assert "MG403" in engine.check(small).codes
+
+
+def test_a_reply_naming_only_its_parent_joins_the_thread(tmp_path):
+    first = sent(1, "bob@example.org, carol@partner.example")
+    reply = sent(2, "bob@example.org", extra="In-Reply-To: <m1@example.org>\n")
+    later = sent(3, "bob@example.org", extra="In-Reply-To: <m2@example.org>\n")
+    service = HistoryService.open(
+        HistorySettings(), learn_messages(tmp_path / "h.db", [first, reply, later])
+    )
+    thread = service.thread(["m3@example.org"])
+    assert thread is not None and service.on_thread(thread, "carol@partner.example")
+    assert service.store.stats()["threads"] == 1

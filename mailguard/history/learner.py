@@ -85,6 +85,11 @@ class Learner:
         h, mid_kind = self.h, Hasher.MESSAGE_ID
         mids = [h(mid_kind, o.message_id) >> 16 for o in batch]  # 48 bits: see the schema
         known = self.store.known_messages(mids)
+        # A reply joins the thread its parent was filed under, also when it names only
+        # its parent (In-Reply-To without References): parents learned earlier, or
+        # earlier in this batch.
+        parents = {h(mid_kind, o.parents[0]) >> 16 for o in batch if o.parents}
+        roots = self.store.roots_of(parents)
         fold = _Fold(self.settings)
         clear: dict[int, str] = {}
         for obs, mid in zip(batch, mids, strict=True):
@@ -95,7 +100,11 @@ class Learner:
             day = obs.day if obs.day is not None else self.today
             self.newest = max(self.newest, day)
             sender = h(Hasher.ADDRESS, obs.sender or "")
-            root = h(mid_kind, obs.root) >> 16 if obs.parents else mid
+            root = mid
+            if obs.parents:
+                parent = h(mid_kind, obs.parents[0]) >> 16
+                root = roots.get(parent) or h(mid_kind, obs.root) >> 16
+            roots[mid] = root
             mass = len(obs.recipients) > self.settings.learn_max_recipients
             self.tally.mass += mass
             self.tally.learned += 1

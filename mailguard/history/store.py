@@ -225,6 +225,18 @@ class HistoryStore:
             ).fetchone()[0]
         return n
 
+    def roots_of(self, mids: Iterable[int]) -> dict[int, int]:
+        """The thread root of each of ``mids`` (48-bit forms) that was learned."""
+        roots: dict[int, int] = {}
+        for chunk in _chunks(list(mids)):
+            marks = ",".join("?" * len(chunk))
+            roots.update(
+                self.db.execute(
+                    f"SELECT mid, coalesce(root, mid) FROM messages WHERE mid IN ({marks})", chunk
+                ).fetchall()
+            )
+        return roots
+
     def known_messages(self, mids: Iterable[int]) -> set[int]:
         known: set[int] = set()
         for chunk in _chunks(list(mids)):  # 48-bit forms (see the schema)
