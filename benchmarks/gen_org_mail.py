@@ -115,15 +115,18 @@ class Organisation:
 
     def _person(self, domain: str, n: int | None = None) -> str:
         rng = self.rng
-        while True:
+        for attempt in range(1_000_000):
             first, last = rng.choice(FIRST), rng.choice(LAST)
             style = rng.randrange(4)
             local = (f"{first}.{last}", f"{first[0]}{last}", f"{first}{last[:3]}",
                      f"{first}.{last}{rng.randint(1, 99)}")[style]  # fmt: skip
+            if attempt >= 3:  # the common forms are taken: a number, as real people do
+                local = f"{first}.{last}{len(self.people)}"
             address = f"{local}@{domain}"
             if address not in self.people:
                 self.people.add(address)
                 return address
+        raise RuntimeError("no new address")
 
     def _external(self) -> str:
         rng = self.rng
