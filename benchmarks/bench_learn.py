@@ -131,17 +131,21 @@ def _run(args: argparse.Namespace, out: h.Output, n: int, tmp: Path) -> int:
         plain.check(raw)
         with_history.check(raw)
     base_times, hist_times = [], []
+    # CPU time of this thread per message: on a shared machine wall-clock percentiles
+    # measure the neighbours' load as much as the rules.
+    clock = time.thread_time
     for raw in raws:
-        t0 = time.perf_counter()
+        t0 = clock()
         plain.check(raw)
-        t1 = time.perf_counter()
+        t1 = clock()
         with_history.check(raw)
-        t2 = time.perf_counter()
+        t2 = clock()
         base_times.append((t1 - t0) * 1000)
         hist_times.append((t2 - t1) * 1000)
     added = [b - a for a, b in zip(base_times, hist_times, strict=True)]
     p99_added = h.percentile(added, 99)
     out.say()
+    out.say(f"checking {len(raws):,} later messages of the same organisation (CPU time):")
     h.table(out.say, [
         h.Column("check, per message", "method", "<36"), h.Column("p50 ms", "p50", ">10.3f"),
         h.Column("p99 ms", "p99", ">10.3f"),
