@@ -19,7 +19,7 @@ from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import RuleSettings
 from mailguard.domains import registrable_domain
 from mailguard.history import near
-from mailguard.history.service import HistoryService, HistoryUnavailable
+from mailguard.history.service import HistoryService, HistoryUnavailable, NearMiss
 from mailguard.report import Redacted, Skipped
 
 _SUGGESTIONS = 3
@@ -114,11 +114,8 @@ def unfamiliar_recipient(ctx: CheckContext, settings: RuleSettings) -> Iterator[
 
 
 def _near_hit(
-    ctx: CheckContext, history: HistoryService, addr: str, miss: object, *, suggest: bool
+    ctx: CheckContext, history: HistoryService, addr: str, miss: NearMiss, *, suggest: bool
 ) -> Hit:
-    from mailguard.history.service import NearMiss
-
-    assert isinstance(miss, NearMiss)
     config = ctx.config
     domains = [
         *config.internal_domains, *config.partner_domains,

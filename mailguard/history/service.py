@@ -32,8 +32,9 @@ log = logging.getLogger("mailguard.history")
 
 T = TypeVar("T")
 
-COMPACT_EVERY = 1000
-"""The milter applies expiry and caps after this many learned messages."""
+COMPACT_EVERY = 10_000
+"""The milter applies expiry and caps after this many learned messages (each time a scan
+of the store, so not per message)."""
 
 
 class HistoryUnavailable(Exception):
