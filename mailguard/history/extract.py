@@ -25,6 +25,12 @@ _FIELDS = re.compile(
     rb"[ \t]*:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)",
     re.IGNORECASE | re.MULTILINE,
 )
+_NAMES = {
+    n.encode(): n.lower()
+    for name in ("From", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To", "References", "Date")
+    for n in (name, name.lower(), name.upper())
+}
+"""Field names as usually written, decoded once."""
 _RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc"})
 _SIMPLE_SPEC = re.compile(r"<([^<>\s]+)>|([^\s,;<>\"]+@[^\s,;<>\"]+)")
 _ID = re.compile(r"<([^<>\s]{1,250})>")
@@ -72,7 +78,7 @@ def observe(raw: bytes) -> Observation:
     day = None
     block = header_block(raw)
     for name_b, value_b in _FIELDS.findall(block):
-        name = name_b.decode("ascii").lower()
+        name = _NAMES.get(name_b) or name_b.decode("ascii").lower()
         value = value_b.decode("utf-8", "surrogateescape")
         if name in _RECIPIENT_FIELDS:
             recipients.update(dict.fromkeys(addresses(value, name)))

@@ -88,7 +88,7 @@ class Hasher:
     hashing alike, so one table's values say nothing about another's.
     """
 
-    __slots__ = ("_base", "_cache")
+    __slots__ = ("_base", "_caches")
 
     ADDRESS = b"a"
     LOCAL = b"l"
@@ -103,21 +103,23 @@ class Hasher:
     def __init__(self, key: bytes) -> None:
         # The keyed state is made once and copied per value: a third faster than hmac.digest.
         self._base = hmac.new(key, digestmod=hashlib.sha256)
-        self._cache: dict[str, int] = {}
+        self._caches: dict[bytes, dict[str, int]] = {}
 
     def __repr__(self) -> str:  # never the key, whatever prints this object
         return "Hasher(<key withheld>)"
 
     def __call__(self, kind: bytes, text: str) -> int:
         """The signed 64-bit hash of ``text`` as ``kind`` (a SQLite INTEGER); never 0."""
-        key = kind.decode("ascii") + text
-        cached = self._cache.get(key)
+        cache = self._caches.get(kind)
+        if cache is None:
+            cache = self._caches[kind] = {}
+        cached = cache.get(text)
         if cached is not None:
             return cached
         value = self.fresh(kind + text.encode("utf-8", "surrogatepass"))
-        if len(self._cache) >= 262144:  # bounded: a long learning run sees millions
-            self._cache.clear()
-        self._cache[key] = value
+        if len(cache) >= 131072:  # bounded: a long learning run sees millions
+            cache.clear()
+        cache[text] = value
         return value
 
     def fresh(self, data: bytes) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from mailguard.history import near
 from mailguard.history.extract import Observation
 from mailguard.history.keys import Hasher
-from mailguard.history.schema import pack, short, unpack
+from mailguard.history.schema import pack, unpack
 from mailguard.history.settings import HistorySettings
 from mailguard.history.store import HistoryStore, today
 
@@ -202,31 +202,39 @@ class _Fold:
             t[3] = max(t[3], day)
         if mass:
             return
+        # The hot loop of learning: plain comparisons, no calls (days mostly rise).
         pairs, last = self.pairs, self._last
-        for who in (sender, 0):
-            for r in rcpts:
-                p = pairs.get((who, r))
+        for r in rcpts:
+            for key in ((sender, r), (0, r)):
+                p = pairs.get(key)
                 if p is None:
-                    pairs[(who, r)] = [1, day, day]
+                    pairs[key] = [1, day, day]
                 else:
                     p[0] += 1
-                    p[1] = min(p[1], day)
-                    p[2] = max(p[2], day)
-        for r in rcpts:
-            last[r] = max(last.get(r, day), day)
-        members = self.members.setdefault(root, set())
+                    if day > p[2]:
+                        p[2] = day
+                    elif day < p[1]:
+                        p[1] = day
+            if last.get(r, -1) < day:
+                last[r] = day
+        members = self.members.get(root)
+        if members is None:
+            members = self.members[root] = set()
         if len(members) < self.settings.thread_max_members:
-            members.update(short(m) for m in [sender, *rcpts])
-        if len(rcpts) <= self.settings.co_max_recipients:
+            members.add(sender & 0xFFFFFFFF)  # schema.short, inline
+            members.update([r & 0xFFFFFFFF for r in rcpts])
+        if 1 < len(rcpts) <= self.settings.co_max_recipients:
+            co = self.co
             ordered = sorted(rcpts)
             for i, a in enumerate(ordered):
                 for b in ordered[i + 1 :]:
-                    c = self.co.get((a, b))
+                    c = co.get((a, b))
                     if c is None:
-                        self.co[(a, b)] = [1, day]
+                        co[(a, b)] = [1, day]
                     else:
                         c[0] += 1
-                        c[1] = max(c[1], day)
+                        if day > c[1]:
+                            c[1] = day
 
     def write(self, db: sqlite3.Connection) -> None:
         execute = db.executemany
