@@ -109,6 +109,13 @@ def test_a_store_gone_bad_leaves_the_milter_deciding_and_saying_so(
     assert "deciding without the history rules" in milter.log()
 
 
+def test_the_milter_log_names_nobody(milter: MilterProcess) -> None:
+    log = milter.log()
+    assert milter.decisions()  # the tests above went through it
+    for who in ("dave@", "daev@", "bob@", "newbie@", SENDER, "partner.example"):
+        assert who not in log
+
+
 def test_a_missing_store_stops_the_milter_at_start(tmp_path) -> None:
     with pytest.raises(RuntimeError) as failed:
         MilterProcess('[history]\nstore = "nowhere.db"\n').close()
