@@ -163,7 +163,8 @@ def check(
     ] = Mode.outgoing,
     glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
     history: Annotated[
-        str | None, typer.Option("--history", help="History store (mailguard learn): MG403/MG404.")
+        str | None,
+        typer.Option("--history", help="History store (mailguard learn) for the history rules."),
     ] = None,
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
