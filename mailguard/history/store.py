@@ -26,6 +26,10 @@ from mailguard.history import schema
 from mailguard.history.keys import Hasher, HistoryError, create_key, key_path, read_key
 
 BUSY_TIMEOUT = 5.0
+WRITE_CACHE_KIB = 65536
+"""Page cache of a writer (``learn``): 64 MiB, most of a million-message store."""
+READ_CACHE_KIB = 16384
+"""Page cache of a reader (``check``, the milter): the pages its lookups keep touching."""
 _KEY_CHECK = "mailguard-history key check"
 _CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
@@ -116,6 +120,9 @@ class HistoryStore:
 
     def _prepare(self, exists: bool) -> None:
         db, check = self.db, str(self.hash(Hasher.SOURCE, _KEY_CHECK))
+        # Keys are hashes, so writes land on random pages: with SQLite's default 2 MB page
+        # cache a large store is re-read from disk at every batch. Bounded memory either way.
+        db.execute(f"PRAGMA cache_size = -{WRITE_CACHE_KIB if self.writable else READ_CACHE_KIB}")
         if self.writable:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
