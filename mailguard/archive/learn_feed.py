@@ -30,7 +30,7 @@ from mailguard.archive.imap import iter_imap, parse_imap_url
 from mailguard.archive.imap_url import is_imap_url
 from mailguard.archive.maildir import is_maildir, maildir_files
 from mailguard.archive.mbox import iter_mbox, looks_like_mbox
-from mailguard.history.extract import MAX_HEADER_BYTES, observe
+from mailguard.history.extract import observe
 from mailguard.history.keys import Hasher
 from mailguard.history.learner import Learner
 from mailguard.history.store import HistoryStore
@@ -127,7 +127,7 @@ def _mbox(path: Path, learner: Learner) -> FeedResult:
             result.unreadable += 1
             continue
         result.read += 1
-        learner.add(observe(item.data[:MAX_HEADER_BYTES]))
+        learner.add(observe(item.data))  # reads only the header block
     _save(learner, source, "mbox", {"offset": offset, "tail": _tail(store, path, offset)})
     return result
 
