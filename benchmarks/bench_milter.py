@@ -5,7 +5,11 @@ for it. The issue asks that putting mailguard in front of Postfix costs little:
 
 * with the milter, Postfix passes >= 90 % of the clean-mail throughput it manages without it
   (Postfix's ``smtp-source``, 20 sessions, 2,000 messages per phase);
-* the milter decides a message with 300 recipients in Cc in < 5 ms at p99.
+* the milter decides a message with 300 recipients in Cc in < 5 ms at p99;
+* with ``on_block = "rewrite"`` the decision plus the edit (plan, re-check, header frames)
+  for that message stays under 5 ms at p99 too: a second milter process with that setting
+  serves the rewrite phases, and the rewritten messages must reach the sink with nobody
+  in To/Cc.
 
 One private Postfix instance (``tests/support/postfix.py``: loopback only, relaying to its own
 ``smtp-sink``) and one ``mailguard milter`` process (default settings, ``--no-config``) serve
@@ -91,6 +95,8 @@ HELO = "client.example.test"
 _DECISION = re.compile(r" decision (.*)$", re.MULTILINE)
 _FIELD = re.compile(r"(\w+)=('[^']*'|\S+)")
 _LISTENING = re.compile(r"listening on inet:127\.0\.0\.1:(\d+)")
+_REWRITTEN = b"\nTo: undisclosed-recipients:;\nX-Mailguard-Action: rewritten; "
+REWRITE_CONFIG = '[milter]\non_block = "rewrite"\n'
 _MILTER_REJECT = re.compile(r"milter-reject: END-OF-MESSAGE .*: 5\.7\.1 mailguard: ")
 
 
@@ -182,8 +188,10 @@ CPU_KEYS = (
 class Milter:
     """``mailguard milter`` in a subprocess, default settings, logging to a file."""
 
-    def __init__(self, workdir: Path, *, inet: bool) -> None:
+    def __init__(self, workdir: Path, *, inet: bool, config: str = "") -> None:
         self.workdir = workdir
+        self.config = config
+        """A mailguard.toml for the rewrite phases; empty: ``--no-config`` (defaults)."""
         self.log_path = workdir / "milter.log"
         self.sock_path = workdir / "milter.sock"
         self.inet = inet
@@ -199,6 +207,9 @@ class Milter:
             "milter", "--listen", listen, "--no-config", "--socket-mode", "666",
             "--log-level", "info",
         ]  # fmt: skip
+        if self.config:
+            (self.workdir / "mailguard.toml").write_text(self.config)
+            argv[argv.index("--no-config")] = f"--config={self.workdir / 'mailguard.toml'}"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -364,6 +375,8 @@ class Bench:
         self.files = files
         self.meter = CpuMeter(pf.master_pid, milter.pid, find_pid(str(pf.sink_dir)))
         self.milter_on: bool | None = None
+        self.rewrite = bool(milter.config)
+        """The milter rewrites 300-Cc messages (delivered, nobody visible) instead of refusing."""
 
     def use_milter(self, on: bool) -> None:
         if on != self.milter_on:
@@ -444,12 +457,19 @@ class Bench:
         if any(queued.values()):
             raise Broken(f"{label}: mail left in the queue: {queued}")
         clean, cc300 = phase.count("clean"), phase.count("cc300")
-        if phase.delivered != clean:
+        rewritten = cc300 if self.rewrite else 0
+        if phase.delivered != clean + rewritten:
             raise Broken(f"{label}: {phase.delivered} messages reached the sink, {clean} expected")
-        if sink:  # the sink really got our message, relayed by our Postfix
-            data = sink[0].read_bytes()
-            if b"Subject: Minutes from Tuesday" not in data or b"(Postfix)" not in data:
-                raise Broken(f"{label}: unexpected message in the sink:\n{data[:600]!r}")
+        for path in sink:  # the sink really got our messages, relayed by our Postfix
+            data = path.read_bytes()
+            if b"Subject: Minutes from Tuesday" in data and b"(Postfix)" in data:
+                continue
+            head = data.partition(b"\n\n")[0]
+            if self.rewrite and _REWRITTEN in head and b"@gmail" not in head:
+                continue  # a 300-Cc message with nobody left in To/Cc
+            raise Broken(f"{label}: unexpected message in the sink:\n{data[:600]!r}")
+        if self.rewrite:
+            cc300 = 0  # none refused, none in the maillog's milter-reject lines
         if refusals != cc300:
             raise Broken(f"{label}: smtp-source saw {refusals} refusals, {cc300} expected")
         expected = phase.messages if milter else 0
@@ -461,6 +481,8 @@ class Bench:
             )
         for d in phase.decisions:
             want = EXPECTED["cc300" if d.get("verdict") == "block" else "clean"]
+            if self.rewrite and d.get("verdict") == "block":
+                want = {**want, "action": "rewrite", "visible_after": "0"}
             wrong = {k: d.get(k) for k, v in want.items() if d.get(k) != v}
             if wrong:
                 raise Broken(f"{label}: decision {d} differs from {want} in {wrong}")
@@ -565,6 +587,9 @@ class Results:
     cc300_alone: Phase
     clean_alone: Phase
     cc300_burst: Phase
+    rewrite_in_load: Phase | None = None
+    """300-Cc messages rewritten (``on_block = "rewrite"``) amid the clean load."""
+    rewrite_alone: Phase | None = None
 
 
 def measure(
@@ -601,6 +626,47 @@ def measure(
     progress(f"{sizes['cc300_burst']} 300-Cc messages over {sessions} sessions")
     burst = bench.run("300 Cc burst", Load("cc300", sizes["cc300_burst"], sessions), milter=True)
     return Results(runs, in_load, cc_alone, clean_alone, burst)
+
+
+def measure_rewrite(
+    pf: PostfixInstance,
+    workdir: Path,
+    files: dict[str, Path],
+    *,
+    inet: bool,
+    messages: int,
+    sessions: int,
+    sizes: dict[str, int],
+    progress: Callable[[str], None],
+) -> tuple[Phase, Phase]:
+    """The rewrite case: a second milter, ``on_block = "rewrite"``, in Postfix's milter slot.
+
+    The same 300-Cc message, sent the same ways as the refused one; each must now reach the
+    sink with ``To: undisclosed-recipients:;`` and no address of the 300 in its header.
+    """
+    sub = workdir / "rewrite"
+    sub.mkdir()
+    sub.chmod(0o755)
+    milter = Milter(sub, inet=inet, config=REWRITE_CONFIG)
+    try:
+        milter.start()
+        bench = Bench(pf, milter, files)
+        progress(f"rewrite: {sizes['warmup_cc300']} 300-Cc messages to warm up, milter on")
+        bench.run("rewrite warm-up", Load("cc300", sizes["warmup_cc300"], 1), milter=True)
+        mixed = Load("clean", messages, sessions), Load("cc300", sizes["cc300_in_load"], 1)
+        progress(f"rewrite: {mixed[1].count} 300-Cc messages during {messages:,} clean ones")
+        in_load = bench.run("300 Cc rewritten during clean load", *mixed, milter=True)
+        progress(f"rewrite: {sizes['serial']} 300-Cc messages over 1 session")
+        alone = bench.run("300 Cc rewritten, 1 session", Load("cc300", sizes["serial"], 1),
+                          milter=True)  # fmt: skip
+        milter.check_alive()
+    except Broken as exc:
+        raise Broken(f"{exc}\nrewrite milter log tail:\n{milter.tail()}") from None
+    finally:
+        status = milter.stop()
+    if status != 0:
+        raise Broken(f"the rewrite milter exited {status} on SIGTERM")
+    return in_load, alone
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -685,6 +751,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     progress=progress,
                 )  # fmt: skip
                 milter.check_alive()
+                results.rewrite_in_load, results.rewrite_alone = measure_rewrite(
+                    pf, workdir, files, inet=args.inet, messages=messages, sessions=sessions,
+                    sizes=sizes, progress=progress,
+                )  # fmt: skip
             finally:
                 if args.keep:
                     with contextlib.suppress(OSError):
@@ -781,12 +851,17 @@ def report(
         "cc300_1_session": latency(res.cc300_alone, "cc300"),
         "cc300_burst": latency(res.cc300_burst, "cc300"),
     }
+    if res.rewrite_in_load is not None and res.rewrite_alone is not None:
+        decisions["cc300_rewrite"] = latency(res.rewrite_in_load, "cc300")
+        decisions["cc300_rewrite_1_session"] = latency(res.rewrite_alone, "cc300")
     labels = {
         "clean": f"clean, {sessions} sessions",
         "cc300": "300 Cc amid clean load",
         "clean_1_session": "clean, alone",
         "cc300_1_session": "300 Cc, alone",
         "cc300_burst": f"300 Cc x {sessions} sessions",
+        "cc300_rewrite": "300 Cc rewritten, in load",
+        "cc300_rewrite_1_session": "300 Cc rewritten, alone",
     }
     say()
     say("Milter decision time, ms (its log's ms=: end of message received -> reply written):")
@@ -802,6 +877,7 @@ def report(
     )
     say(f"  amid clean load: 1 session of 300-Cc messages while {sessions} send clean ones;")
     say(f"  alone: 1 session and nothing else; x {sessions}: all sessions send 300-Cc messages.")
+    say('  rewritten: on_block = "rewrite" (plan, re-check, header edits), delivered to the sink.')
 
     p99 = decisions["cc300"]["p99_ms"]
     targets = [
@@ -810,6 +886,10 @@ def report(
         h.target("300-recipient decision p99 < 5 ms (amid the clean load)", p99,
                  TARGET_CC300_P99_MS, p99 < TARGET_CC300_P99_MS),
     ]  # fmt: skip
+    if "cc300_rewrite" in decisions:
+        p99 = decisions["cc300_rewrite"]["p99_ms"]
+        targets.append(h.target("300-recipient rewrite (decision + edit) p99 < 5 ms, in load",
+                                p99, TARGET_CC300_P99_MS, p99 < TARGET_CC300_P99_MS))  # fmt: skip
     h.print_targets(say, targets, note="quick run: small samples" if quick else "", width=62)
 
     return {
@@ -832,6 +912,14 @@ def report(
                 ("cc300_1_session", res.cc300_alone),
                 ("cc300_burst", res.cc300_burst),
             )
+        },
+        "rewritten": {
+            name: {"sent": ph.count("cc300"), "delivered": ph.delivered - ph.count("clean")}
+            for name, ph in (
+                ("cc300_rewrite", res.rewrite_in_load),
+                ("cc300_rewrite_1_session", res.rewrite_alone),
+            )
+            if ph is not None
         },
         "milter_cpu_us_per_msg": {
             "clean": with_["cpu_us_per_msg"]["milter"],

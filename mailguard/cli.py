@@ -302,6 +302,18 @@ def scan(
     ] = False,
     dns_server: DnsServerOption = None,
     glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Run on a Dask cluster: its scheduler, tcp://HOST:8786."),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Incremental store (SQLite): re-runs read only new mail."),
+    ] = None,
+    pst_folder: Annotated[
+        list[str] | None,
+        typer.Option("--pst-folder", help="Only this folder of .pst/.ost files (repeatable)."),
+    ] = None,
 ) -> None:
     """Audit archived mail for past exposures and write an incident register.
 
@@ -326,6 +338,9 @@ def scan(
             show_addresses=show_addresses,
             fail_on=fail_on.value,
             pattern=glob,
+            scheduler=scheduler,
+            state=state,
+            pst_folders=tuple(pst_folder or ()),
         ),
     )
 
@@ -374,25 +389,22 @@ def domains(
     )
 
 
-StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", help="History store (default: the \\[history] store setting)."),
-]
+StoreOption = Annotated[Path | None, typer.Option("--store", help="History store file.")]
 history_app = typer.Typer(help="Inspect or upgrade the history store.", no_args_is_help=True)
 app.add_typer(history_app, name="history")
 
 
 @app.command()
 def learn(
-    sources: Annotated[
-        list[str], typer.Argument(help="Sent mail: mbox, Maildir, .eml folder, IMAP URL.")
-    ],
+    sources: Annotated[list[str], typer.Argument(help="mbox, Maildir, .eml folder, IMAP URL.")],
     store: StoreOption = None,
     config_path: ConfigOption = None,
     no_config: NoConfigOption = False,
     glob: Annotated[str, typer.Option("--glob", help="File pattern in .eml folders.")] = "*.eml",
 ) -> None:
-    """Learn who writes to whom from Sent mail (addresses kept only as keyed hashes)."""
+    """Learn who writes to whom from Sent mail (addresses kept only as keyed hashes).
+
+    The store defaults to the config file's history store setting."""
     from mailguard.commands.learn import run_learn
 
     _run(lambda: run_learn(sources, store, _source(config_path, no_config, None), pattern=glob))
@@ -416,6 +428,46 @@ def history_migrate(
     from mailguard.commands.learn import run_migrate
 
     _run(lambda: run_migrate(store, _source(config_path, no_config, None)))
+
+
+@app.command()
+def keygen(
+    keyfile: Annotated[Path, typer.Argument(help="Key file to create (never overwritten).")],
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="Key id (default: date-random).")
+    ] = None,
+) -> None:
+    """Create an approval key (32 random bytes, mode 0600) for `mailguard approve`."""
+    from mailguard.commands.approval import run_keygen
+
+    _run(lambda: run_keygen(keyfile, key_id))
+
+
+@app.command()
+def approve(
+    message: Annotated[str, typer.Argument(help="Message file to approve, or - for stdin.")],
+    key: Annotated[Path, typer.Option("--key", help="Approval key file (mailguard keygen).")],
+    valid_for: Annotated[str, typer.Option("--valid-for", help="How long: 24h, 90m, 7d.")] = "24h",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (scripts).")] = False,
+    show_addresses: Annotated[
+        bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
+    ] = False,
+    config_path: ConfigOption = None,
+    no_config: NoConfigOption = False,
+) -> None:
+    """Check a message, show the report and, once confirmed, sign it as approved."""
+    from mailguard.commands.approval import run_approve
+
+    source = _source(config_path, no_config, None)
+    _run(
+        lambda: run_approve(
+            message, key, source, valid_for=valid_for, output=output, yes=yes,
+            show_addresses=show_addresses,
+        )
+    )  # fmt: skip
 
 
 @app.command("rules")

@@ -29,11 +29,11 @@ from mailguard.errors import ConfigError
 
 CONFIG_FILE = "mailguard.toml"
 
-SECTIONS = ("milter", "dns", "history")
+SECTIONS = ("milter", "dns", "approval", "history")
 """Top-level tables owned outside the decision config: what the mail server does with a
-verdict, ``[dns]`` (:mod:`mailguard.resolver`) and ``[history]``
-(:mod:`mailguard.history.settings`). (The pre-send proxy and history
-settings join here when they exist.)"""
+verdict, ``[dns]`` (:mod:`mailguard.resolver`), ``[approval]`` and ``[history]``
+(:mod:`mailguard.history.settings`). (The pre-send proxy settings join here when they
+exist.)"""
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 """A config file larger than this is refused (a list of many domains stays far below)."""

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Iterable
 from typing import Literal
 
+from mailguard.approval import settle
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
 from mailguard.deadline import DeadlineExceeded, checkpoint, limit
@@ -166,7 +167,7 @@ class Engine:
                     findings.append(self._finding(settings, hit, weight))
         score = total(f.weight for f in findings)
         findings.sort(key=lambda f: (-f.weight, f.code))
-        return Report(
+        report = Report(
             source=source,
             verdict=verdict(score, self.config.scoring),
             score=score,
@@ -178,6 +179,7 @@ class Engine:
             subject=_subject(message.get("subject")),
             skipped=[*self._skipped[mode], *ctx.notes],
         )
+        return settle(report, ctx.approval())  # a valid signed approval: verdict pass
 
     def _finding(self, settings: RuleSettings, hit: Hit, weight: int) -> Finding:
         return Finding(

@@ -11,6 +11,7 @@ from mailguard.redact import REDACTED_KEY
 from mailguard.scoring import Verdict
 
 if TYPE_CHECKING:
+    from mailguard.approval import Approved
     from mailguard.recipients import RecipientAnalysis
     from mailguard.rules import Rule
 
@@ -114,6 +115,8 @@ class Report:
     """The decoded Subject, cut to 200 characters. Not in ``to_dict``: it can be personal."""
     skipped: list[Skipped] = field(default_factory=list)
     """Enabled rules that did not run, so a reader knows which checks did not happen."""
+    approval: Approved | None = None
+    """Set when a valid signed approval made the verdict ``pass`` (:mod:`mailguard.approval`)."""
 
     def exposed(self) -> list[ExposedAddress]:
         """Visible addresses with their classification; outputs print them only on request."""
@@ -144,7 +147,7 @@ class Report:
             "recipients": self.recipients,
             "findings": [_public(f.to_dict()) for f in self.findings],
             "skipped": [s.to_dict() for s in self.skipped],
-        }
+        } | ({"approval": self.approval.to_dict()} if self.approval else {})
 
 
 def _public(finding: dict[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ READS = ("headers", "body", "attachments")
 """What a check may read. Sources decide from this what to fetch or keep (``headers``
 alone: the IMAP scanner fetches no body, the milter keeps none)."""
 BODY_PARTS = frozenset({"body", "attachments"})
-SERVICES = ("dns", "history", "clock")
+SERVICES = ("dns", "history", "approval", "clock")
 """Services a check may need; they are injected into the engine (:mod:`mailguard.services`)."""
 REMEDIES: dict[str, str] = {
     "move-visible-recipients-to-bcc": "move the visible recipients to Bcc (or send one copy each)",

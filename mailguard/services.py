@@ -21,6 +21,9 @@ class Services:
     """A resolver (none ships yet)."""
     history: Any | None = None
     """A store of past recipients (none ships yet)."""
+    approval: Any | None = None
+    """The approval keys (a :class:`mailguard.approval_keys.Keyring`); none: no approval
+    verifies, and one a message carries is reported as signed with an unknown key."""
     clock: Callable[[], float] | None = time.time
     """Wall-clock seconds; tests pass a fixed one."""
 

@@ -20,9 +20,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
 
+from mailguard import msgfile
 from mailguard.limits import Limits
 
 STDIN = "-"
+DEFAULT_PATTERN = "*.eml"
+"""Also takes Outlook ``*.msg`` files in folders (converted, see :mod:`mailguard.msgfile`)."""
 MAX_BYTES = Limits().max_message_bytes
 _CHUNK = 1024 * 1024
 
@@ -82,7 +85,9 @@ def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
                 errors.append(Input(entry.path, None, _LINKED_FOLDER, unreadable=True))
             elif is_dir:
                 stack.append(Path(entry.path))
-            elif matches(entry.name, pattern):
+            elif matches(entry.name, pattern) or (
+                pattern == DEFAULT_PATTERN and matches(entry.name, "*.msg")
+            ):
                 found.append(Path(entry.path))
     found.sort()
     errors.sort(key=lambda i: i.source)
@@ -107,7 +112,7 @@ def iter_inputs(
             if data is None:
                 yield Input("<stdin>", None, too_large(None, max_bytes), unreadable=True)
             else:
-                yield Input("<stdin>", data)
+                yield _converted("<stdin>", data, max_bytes)
             continue
         path = Path(name)
         if is_folder(path):
@@ -148,11 +153,21 @@ def read_file(path: Path, max_bytes: int = MAX_BYTES) -> Input:
                 if rest is None:
                     return Input(name, None, too_large(None, max_bytes), unreadable=True)
                 data += rest
-        return Input(name, data)
+        return _converted(name, data, max_bytes)
     except OSError as exc:
         return Input(name, None, _reason(exc), unreadable=True)
     finally:
         os.close(fd)
+
+
+def _converted(name: str, data: bytes, max_bytes: int) -> Input:
+    """The message itself; an Outlook .msg is converted first (an error entry if it cannot be)."""
+    if not msgfile.is_msg(data):
+        return Input(name, data)
+    try:
+        return Input(name, msgfile.convert(data, max_bytes))
+    except msgfile.MsgError as exc:
+        return Input(name, None, str(exc), unreadable=True)
 
 
 def _read_capped(stream: BinaryIO, max_bytes: int) -> bytes | None:

@@ -169,4 +169,4 @@ def test_engine_error_comes_from_the_tagged_rule() -> None:
 
 def test_default_services_have_a_clock_and_nothing_else() -> None:
     s = Services()
-    assert s.clock is not None and s.missing(SERVICES) == ["dns", "history"]
+    assert s.clock is not None and s.missing(SERVICES) == ["dns", "history", "approval"]

@@ -33,6 +33,7 @@ from imapclient import IMAPClient, imap_utf7
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_response
 
+from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.imap_url import (
     DEFAULT_PORTS,
     PASSWORD_ENV,
@@ -53,6 +54,7 @@ __all__ = [
     "PASSWORD_ENV",
     "SENT",
     "ImapError",
+    "ImapResume",
     "ImapTarget",
     "is_imap_url",
     "iter_imap",
@@ -85,14 +87,9 @@ def iter_imap(
     batch: int = 200,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 60,
-    uid_from: int = 1,
-    on_folder: Callable[[int], None] | None = None,
+    resume: ImapResume | None = None,
 ) -> Iterator[Input]:
     """Yield every message of the folder (``since``/``until`` inclusive, by internal date).
-
-    ``uid_from`` skips messages with a lower UID, and ``on_folder`` is told the folder's
-    UIDVALIDITY when it is opened: an incremental reader (``mailguard learn``) reads only
-    what arrived since its last run, and starts over when the UIDs were renumbered.
 
     Each ``Input`` has source ``<label>;UID=<uid>`` (the label names the folder actually
     scanned, also when it was found by special use) and as data the whole message, or only
@@ -110,7 +107,7 @@ def iter_imap(
         raise ValueError(f"since ({since}) is after until ({until})")
     with _secret_kept_out_of_logs(password, target.user):
         yield from _iter_folder(target, password, since, until, needs_body, batch, ssl_context,
-                                timeout, uid_from, on_folder)  # fmt: skip
+                                timeout, resume)  # fmt: skip
 
 
 def _iter_folder(
@@ -122,8 +119,7 @@ def _iter_folder(
     batch: int,
     ssl_context: ssl.SSLContext | None,
     timeout: float,
-    uid_from: int = 1,
-    on_folder: Callable[[int], None] | None = None,
+    resume: ImapResume | None = None,
 ) -> Iterator[Input]:
     where = f"{target.host}:{target.port}"
     client = _connect(target, ssl_context, timeout)
@@ -132,13 +128,10 @@ def _iter_folder(
         with _imap_errors(where, "opening the folder"):
             folder = target.folder if target.folder is not None else _find_sent(client, target)
             opened = _examine(client, target, folder)
-            if on_folder is not None:
-                on_folder(int(opened.get(b"UIDVALIDITY", 0)))
-            criteria = _search_criteria(since, until)
-            if uid_from > 1:
-                criteria = [*(c for c in criteria if c != b"ALL"), b"UID", f"{uid_from}:*"]
-            # "n:*" always includes the highest UID, even below n: filtered here.
-            uids = sorted(u for u in client.search(criteria) if u >= uid_from)
+            uids = sorted(client.search(_search_criteria(since, until)))
+        if resume is not None:
+            validity = opened.get(b"UIDVALIDITY")
+            uids = resume.choose(int(validity) if validity is not None else None, uids)
         label = replace(target, folder=folder).label()
         for start in range(0, len(uids), batch):
             chunk = uids[start : start + batch]

@@ -9,8 +9,9 @@ remembers (in the store, under a keyed hash of its name) where the last run stop
   compacted or rewrote it), is read again from the start;
 * a **Maildir** or a folder of ``.eml`` files: the (hashed) names of the files read;
   Maildir flags after ``:`` are ignored, since a client renames a file when it is read;
-* an **IMAP** folder: UIDVALIDITY and the last UID read; a new UIDVALIDITY (the server
-  renumbered the folder) means reading it all again.
+* an **IMAP** folder: UIDVALIDITY and the last UID read, as ``scan --state`` keeps them
+  (:class:`~mailguard.archive.imap_resume.ImapResume`); a new UIDVALIDITY (the server
+  renumbered the folder) or deleted old messages mean reading it all again.
 
 Reading again never counts a message twice: the learner recognises a message it has
 already learned by its hashed Message-ID.
@@ -21,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailguard.archive.imap import iter_imap, parse_imap_url
+from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.imap_url import is_imap_url
 from mailguard.archive.maildir import is_maildir, maildir_files
 from mailguard.archive.mbox import iter_mbox, looks_like_mbox
@@ -178,55 +180,33 @@ def _files(
     return result
 
 
-class _Renumbered(Exception):
-    pass
-
-
 def _imap(url: str, learner: Learner, password: Callable[[Any], str] | None) -> FeedResult:
+    """New UIDs only, as ``scan --state`` reads them (:class:`ImapResume`): the whole folder
+    again when its UIDVALIDITY changed or messages read before were deleted."""
     store = learner.store
     target = parse_imap_url(url)
     secret = password(target) if password is not None else ""
     source = _key(store, "imap", target.label())
     state = _state(store, source)
+    validity = state.get("uidvalidity")
+    resume = ImapResume(
+        int(validity) if validity is not None else None,
+        int(state.get("last_uid", 0)),
+        int(state.get("count", 0)),
+    )
     result = FeedResult("imap")
-    last = int(state.get("last_uid", 0))
-    validity = int(state.get("uidvalidity", 0))
-    seen_validity: list[int] = []
-
-    def opened(value: int) -> None:
-        seen_validity.append(value)
-        if last and value != validity:
-            raise _Renumbered
-
-    def messages(uid_from: int) -> Iterator[Input]:
-        return iter_imap(
-            target, secret, needs_body=lambda headers: False, uid_from=uid_from,
-            on_folder=opened,
-        )  # fmt: skip
-
-    try:  # a renumbered folder is noticed on opening, before any message is read
-        highest = _learn_uids(messages(last + 1), learner, result, last)
-        result.skipped = int(state.get("messages", 0)) if last else 0
-    except _Renumbered:
-        result.note = "the folder's UIDVALIDITY changed (renumbered): read again from the start"
-        last = 0
-        highest = _learn_uids(messages(1), learner, result, 0)
-    done = (int(state.get("messages", 0)) if last else 0) + result.read
-    _save(learner, source, "imap", {
-        "uidvalidity": seen_validity[-1] if seen_validity else 0, "last_uid": highest,
-        "messages": done,
-    })  # fmt: skip
-    return result
-
-
-def _learn_uids(items: Iterator[Input], learner: Learner, result: FeedResult, last: int) -> int:
-    """Learn each message as it arrives (a folder's headers are never all held at once)."""
-    highest = last
-    for item in items:
-        highest = max(highest, int(item.source.rpartition(";UID=")[2]))
+    for item in iter_imap(target, secret, needs_body=lambda headers: False, resume=resume):
         if item.data is None:
             result.unreadable += 1
             continue
         result.read += 1
         learner.add(observe(item.data))
-    return highest
+    if resume.full is False:
+        result.skipped = resume.count
+    elif resume.reason:
+        result.note = f"{resume.reason}: read again from the start"
+    _save(learner, source, "imap", {
+        "uidvalidity": resume.seen_uidvalidity, "last_uid": resume.highest,
+        "count": resume.seen_count,
+    })  # fmt: skip
+    return result

@@ -83,17 +83,19 @@ def _is_from_line(mm: mmap.mmap, start: int) -> bool:
     return is_from_line(mm[start : end if end >= 0 else min(len(mm), start + _LINE_MAX)])
 
 
-def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
-    """Up to ``parts`` byte ranges ``[start, end)`` that each begin at a ``From_`` line."""
+def split_ranges(path: Path, parts: int, begin: int = 0) -> list[tuple[int, int]]:
+    """Up to ``parts`` byte ranges ``[start, end)`` that each begin at a ``From_`` line,
+    covering ``[begin, end of file)`` (``begin`` is itself at a ``From_`` line)."""
     size = path.stat().st_size
-    if size == 0:
+    if size <= begin:
         return []
     if parts <= 1:
-        return [(0, size)]
+        return [(begin, size)]
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        starts = [0]
+        starts = [begin]
         for i in range(1, parts):
-            cut = _next_from_line(mm, max(size * i // parts, starts[-1] + 1), size)
+            at = begin + (size - begin) * i // parts
+            cut = _next_from_line(mm, max(at, starts[-1] + 1), size)
             # The search may have read far into an attachment; give those pages back so
             # planning a 5 GB mbox does not grow the parent by what it skimmed.
             mm.madvise(mmap.MADV_DONTNEED)
@@ -118,18 +120,21 @@ def _next_from_line(mm: mmap.mmap, pos: int, size: int) -> int:
 
 
 def iter_mbox(
-    path: Path, start: int = 0, end: int | None = None, max_bytes: int = MAX_BYTES
-) -> Iterator[Input]:
+    path: Path, start: int = 0, end: int | None = None, max_bytes: int = MAX_BYTES,
+    label: str = "",
+) -> Iterator[Input]:  # fmt: skip
     """The messages whose ``From_`` line lies in ``[start, end)``, as ``Input``.
 
     ``source`` is ``path@offset`` (the byte offset of the ``From_`` line), so a finding can
-    be located in a multi-gigabyte file and the label does not depend on how it was split.
-    A message longer than ``max_bytes`` is an error entry naming the cap, never copied.
+    be located in a multi-gigabyte file and the label does not depend on how it was split;
+    ``label`` replaces ``path`` in it (a PST folder unpacked into a temporary file). A
+    message longer than ``max_bytes`` is an error entry naming the cap, never copied.
     """
+    name = label or str(path)
     try:
         f = _open_regular(path)
     except OSError as exc:
-        yield Input(str(path), None, exc.strerror or str(exc), unreadable=True)
+        yield Input(name, None, exc.strerror or str(exc), unreadable=True)
         return
     with f:
         size = os.fstat(f.fileno()).st_size
@@ -141,12 +146,12 @@ def iter_mbox(
             if start == 0 and mm[:3] == _BOM:
                 pos = 3
             if start == 0 and not _is_from_line(mm, pos):  # (after a byte-order mark too)
-                yield Input(str(path), None, "not an mbox file: it does not start with 'From '")
+                yield Input(name, None, "not an mbox file: it does not start with 'From '")
                 return
             while pos < stop:
                 line_end = mm.find(b"\n", pos)
                 if line_end < 0:  # a From_ line and nothing else: cut off
-                    yield Input(f"{path}@{pos}", None, _cut_off(size - pos))
+                    yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
                     return
                 nxt = _next_from_line(mm, line_end + 1, size)
                 body_end = nxt
@@ -158,7 +163,7 @@ def iter_mbox(
                     body_end -= 2
                 if body_end - line_end - 1 > max_bytes:
                     yield Input(
-                        f"{path}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
+                        f"{name}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
                         unreadable=True,
                     )  # fmt: skip
                     pos = nxt
@@ -166,17 +171,17 @@ def iter_mbox(
                 data = mm[line_end + 1 : body_end]
                 blank = not data or data.isspace()  # no copy, unlike strip()
                 if truncated or (nxt == size and blank):
-                    yield Input(f"{path}@{pos}", None, _cut_off(size - pos))
+                    yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
                     return
                 if blank:
                     yield Input(
-                        f"{path}@{pos}", None, "empty message: a From_ line and nothing else"
+                        f"{name}@{pos}", None, "empty message: a From_ line and nothing else"
                     )
                     pos = nxt
                     continue
                 if data.find(b">From ", 0, _UNQUOTE_WITHIN) >= 0:
                     data = _QUOTED.sub(rb"\1", data)
-                yield Input(f"{path}@{pos}", data)
+                yield Input(f"{name}@{pos}", data)
                 pos = nxt
 
 

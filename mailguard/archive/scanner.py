@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     BrokenExecutor,
+    CancelledError,
     Executor,
     Future,
     ProcessPoolExecutor,
@@ -40,6 +41,7 @@ from concurrent.futures import (
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from mailguard.archive.maildir import is_maildir, maildir_files
 from mailguard.archive.mbox import looks_like_mbox, split_ranges
@@ -58,9 +60,11 @@ from mailguard.resolver import DnsSettings
 from mailguard.sources import find_files, not_regular
 
 __all__ = [
-    "Progress", "Scanner", "StopFlag", "Unit", "Window", "WorkSpec", "judge_unit", "plan",
-    "process_pool",
+    "Progress", "Scanner", "StopFlag", "Unit", "UnitLost", "Window", "WorkSpec", "judge_unit",
+    "plan", "process_pool",
 ]  # fmt: skip
+
+T = TypeVar("T")
 
 FILES_PER_UNIT = 256
 MBOX_BYTES_PER_UNIT = 8 * 1024 * 1024
@@ -69,6 +73,10 @@ MBOX_MIN_UNIT = 256 * 1024
 
 Progress = Callable[[int, int], None]
 """Called after each unit with (messages so far, bytes so far)."""
+
+OnTally = Callable[[str, Unit, Tally], Tally]
+"""Sees each unit's tally with its source's label before it is merged, and returns what to
+merge: the incremental store (:mod:`mailguard.archive.state`) keeps per-source counts."""
 
 
 # ---------------------------------------------------------------------------- planning
@@ -102,16 +110,28 @@ def plan(source: str, jobs: int, pattern: str = "*.eml") -> tuple[list[Unit], li
     return _file_units(files), errors
 
 
-def _mbox_units(path: Path, jobs: int) -> list[Unit]:
-    size = _size(path)
+def _mbox_units(path: Path, jobs: int, start: int = 0, label: str = "") -> list[Unit]:
+    """Units over ``[start, end of file)``; ``start`` is a ``From_`` line (an incremental
+    re-scan starts where the last one stopped)."""
+    size = _size(path) - start
     # Enough units to balance the workers and to stop promptly on Ctrl-C (a unit is the
     # grain of both), few enough that each one's start-up cost does not show.
     parts = max(jobs * 8, size // MBOX_BYTES_PER_UNIT)
     parts = max(1, min(parts, size // MBOX_MIN_UNIT))
     return [
-        Unit("mbox", path=str(path), start=s, end=e, size=e - s)
-        for s, e in split_ranges(path, parts)
+        Unit("mbox", path=str(path), start=s, end=e, size=e - s, label=label)
+        for s, e in split_ranges(path, parts, start)
     ]
+
+
+def mbox_units(path: Path, jobs: int, start: int = 0, label: str = "") -> list[Unit]:
+    """:func:`_mbox_units` for callers that plan sources of their own (state, PST)."""
+    return _mbox_units(path, jobs, start, label)
+
+
+def file_units(files: list[Path]) -> list[Unit]:
+    """Batches of files, :data:`FILES_PER_UNIT` each."""
+    return _file_units(files)
 
 
 def _file_units(files: list[Path]) -> list[Unit]:
@@ -141,6 +161,12 @@ def _terminate(executor: Executor) -> None:
 
 
 # ---------------------------------------------------------------------------- the scan
+
+
+class UnitLost(Exception):
+    """An executor's word that one unit could not be run (Dask's ``KilledWorker``: the
+    workers died on it too often), unlike an error raised by the work itself, which ends
+    the scan: the rest of the scan goes on and the lost unit is an error entry."""
 
 
 class Scanner:
@@ -174,6 +200,7 @@ class Scanner:
         *,
         progress: Progress | None = None,
         register: Register | None = None,
+        on_tally: OnTally | None = None,
     ) -> Register:
         """``sources`` are (label, units); units may be a lazy iterable (IMAP fetches).
 
@@ -183,13 +210,13 @@ class Scanner:
         """
         reg = register or Register(label for label, _ in sources)
         reg.since, reg.until = self.window.since, self.window.until
-        units = (unit for _, source_units in sources for unit in source_units)
+        units = ((label, unit) for label, source_units in sources for unit in source_units)
         started = time.perf_counter()
         state = _Interrupt()
         spec = WorkSpec.build(self.config, self.window, state.stop, self.dns)
         try:
             with state.handling():
-                self._run(spec, reg, units, progress, state)
+                self._run(spec, reg, units, progress, state, on_tally)
         except KeyboardInterrupt:
             reg.interrupted = True
         finally:
@@ -203,9 +230,10 @@ class Scanner:
         self,
         spec: WorkSpec,
         reg: Register,
-        units: Iterator[Unit],
+        units: Iterator[tuple[str, Unit]],
         progress: Progress | None,
         state: _Interrupt,
+        on_tally: OnTally | None = None,
     ) -> None:
         """Keep every worker busy with at most two units queued each, merging as they finish.
 
@@ -218,31 +246,39 @@ class Scanner:
             InlineExecutor() if self.jobs == 1 else process_pool(self.jobs)
         )
         pending: deque[Future[Tally]] = deque()
-        unit_of: dict[Future[Tally], Unit] = {}
+        unit_of: dict[Future[Tally], tuple[str, Unit]] = {}
         feed = state.guard(units)
         try:
             while True:
                 while not state.requested and len(pending) < 2 * self.jobs:
-                    unit = next(feed, None)
-                    if unit is None:
+                    item = next(feed, None)
+                    if item is None:
                         break
-                    future = executor.submit(judge_unit, spec, unit)
+                    future = executor.submit(judge_unit, spec, item[1])
                     pending.append(future)
-                    unit_of[future] = unit
+                    unit_of[future] = item
                 if not pending:
                     break
                 done, _ = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
                 for future in [f for f in pending if f in done]:
                     pending.remove(future)
+                    label, unit = unit_of.pop(future)
                     try:
                         tally = future.result()
                     except BrokenExecutor:
                         # A worker died (killed, out of memory): say so and which part of
                         # which source was lost, rather than a traceback or a hang.
-                        self._merge(reg, _lost(unit_of[future], len(pending) + 1), progress)
+                        self._merge(reg, _lost(unit, len(pending) + 1), progress)
                         raise
+                    except CancelledError:
+                        continue  # cancelled on a cluster after Ctrl-C: nothing judged
+                    except UnitLost as exc:
+                        # The executor gave up on this unit only (a cluster whose workers
+                        # died on it too often): the rest of the scan goes on.
+                        tally = _failed(unit, exc)
+                    if on_tally is not None:
+                        tally = on_tally(label, unit, tally)
                     self._merge(reg, tally, progress)
-                    del unit_of[future]
         except BrokenExecutor:
             for future in pending:
                 future.cancel()
@@ -265,15 +301,28 @@ class Scanner:
             progress(reg.total.messages, reg.total.bytes)
 
 
+def _where(unit: Unit) -> tuple[str, str]:
+    if unit.kind == "mbox":
+        name = unit.label or unit.path
+        return name, f"bytes {unit.start:,}-{unit.end:,} of {name}"
+    if unit.kind == "files":
+        return unit.files[0], f"{unit.files[0]} and {len(unit.files) - 1} more file(s)"
+    source = unit.inputs[0].source if unit.inputs else "fetched messages"
+    return source, source
+
+
+def _failed(unit: Unit, exc: UnitLost) -> Tally:
+    """The error entry for one unit the executor could not run."""
+    source, where = _where(unit)
+    tally = Tally()
+    tally.add_error(source, f"{where} was not judged: {str(exc)[:300]}", SOURCE)
+    return tally
+
+
 def _lost(unit: Unit, units: int) -> Tally:
     """The error entry for a scan cut short by a dead worker: it makes the register
     incomplete (exit status 2) and names where the lost work began."""
-    if unit.kind == "mbox":
-        source, where = unit.path, f"bytes {unit.start:,}-{unit.end:,} of {unit.path}"
-    elif unit.kind == "files":
-        source, where = unit.files[0], f"{unit.files[0]} and {len(unit.files) - 1} more file(s)"
-    else:
-        source = where = unit.inputs[0].source if unit.inputs else "fetched messages"
+    source, where = _where(unit)
     message = (
         "a worker process ended unexpectedly (killed, or out of memory?) while judging "
         f"{where}; the scan stopped there: {units} work unit(s) in progress and the rest "
@@ -315,7 +364,7 @@ class _Interrupt:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def guard(self, units: Iterator[Unit]) -> Iterator[Unit]:
+    def guard(self, units: Iterator[T]) -> Iterator[T]:
         """The units, read with Ctrl-C raising at once; nothing more once it was pressed."""
         while not self.requested:
             try:

@@ -49,6 +49,12 @@ class Unit:
     inputs: tuple[Input, ...] = ()
     size: int = 0
     """Bytes of mail in the unit, for progress."""
+    label: str = ""
+    """What an mbox's messages are reported as instead of ``path`` (a PST folder unpacked
+    into a temporary file is ``file.pst:Sent Items``)."""
+    offsets: tuple[int, ...] = ()
+    """For ``mbox``: read only the messages at these offsets (an incremental re-scan
+    re-reads the incidents of the last one); ``start``/``end`` are then unused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +202,11 @@ def judge_unit(spec: WorkSpec, unit: Unit) -> Tally:
 
 def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
     if unit.kind == "mbox":
-        yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes)
+        if unit.offsets:
+            for at in unit.offsets:
+                yield from iter_mbox(Path(unit.path), at, at + 1, max_bytes, unit.label)
+        else:
+            yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes, unit.label)
     elif unit.kind == "files":
         for name in unit.files:
             yield read_file(Path(name), max_bytes)

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from mailguard import sensitive
+from mailguard.approval import Verification, review
 from mailguard.config import Config
 from mailguard.headers import decode_rfc2047
 from mailguard.message import Message
@@ -69,3 +70,12 @@ class CheckContext:
         texts["subject"] = decode_rfc2047(self.message.get("subject") or "")
         texts["body"] = self.message.body_text.text
         return texts
+
+    _approval: Verification | None = field(default=None, repr=False)
+    """Set by :meth:`approval` (a plain field, not a cached property: mypyc)."""
+
+    def approval(self) -> Verification:
+        """The message's signed approval, verified once (rule MG701 and the engine ask)."""
+        if self._approval is None:
+            self._approval = review(self.message, self.services, self.mode, self.recipients)
+        return self._approval

@@ -7,11 +7,13 @@ reads the same file again through it, so a reload validates exactly what a start
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from mailguard.commands import CommandError
 from mailguard.commands.settings import ConfigSource
 from mailguard.config import Config
 from mailguard.milter.settings import MilterSettings
+from mailguard.services import Services
 
 LOG_FORMAT = "%(asctime)s mailguard-milter[%(process)d] %(levelname)s %(message)s"
 
@@ -39,9 +41,13 @@ def run_milter(
     source = source or ConfigSource()
     load = source.loader()
 
-    def reload() -> tuple[Config, MilterSettings]:
-        settings = load()
-        return settings.config, settings.milter
+    def reload() -> tuple[Config, MilterSettings, Services]:
+        settings = load()  # approval keys are read again: a reload rotates them
+        return (
+            settings.config,
+            settings.milter,
+            replace(server.services, approval=settings.approval_keys),
+        )
 
     settings = load()
     server = MilterServer(

@@ -31,6 +31,9 @@ def run_scan(
     show_addresses: bool = False,
     fail_on: str = "warn",
     pattern: str = "*.eml",
+    scheduler: str | None = None,
+    state: Path | None = None,
+    pst_folders: Sequence[str] = (),
 ) -> int:
     """Scan, write the register, return the exit status.
 
@@ -50,5 +53,6 @@ def run_scan(
         list(sources), cfg, fmt=fmt or format_for(output, FORMATS, "text"), output=output,
         jobs=jobs, since=window[0], until=window[1], redact=redact,
         show_addresses=show_addresses, fail_on=fail_on, pattern=pattern, quiet=quiet,
-        dns=settings.dns if settings.dns.enabled else None,
+        dns=settings.dns if settings.dns.enabled else None, scheduler=scheduler, state=state,
+        pst_folders=pst_folders,
     )  # fmt: skip

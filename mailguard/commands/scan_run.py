@@ -7,18 +7,21 @@ by :mod:`mailguard.commands.scan` once the options are checked; kept out of
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mailguard.archive import pst
 from mailguard.archive.imap_url import is_imap_url
+from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
-from mailguard.archive.scanner import Progress, Scanner, Unit, Window, plan
+from mailguard.archive.scanner import OnTally, Progress, Scanner, Unit, Window, mbox_units, plan
 from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
@@ -28,7 +31,9 @@ from mailguard.scoring import EXIT_ERROR, exit_status
 from mailguard.sources import Input
 
 if TYPE_CHECKING:
+    from mailguard.archive.imap_resume import ImapResume
     from mailguard.archive.imap_url import ImapTarget
+    from mailguard.archive.incremental import Incremental
 
 EXIT_INTERRUPTED = 130
 IMAP_UNIT = 100
@@ -51,18 +56,60 @@ def run_scan(
     quiet: bool = False,
     executor: Executor | None = None,
     dns: DnsSettings | None = None,
+    scheduler: str | None = None,
+    state: Path | None = None,
+    pst_folders: Sequence[str] = (),
 ) -> int:
     """Scan, render, write; return the exit status.
 
-    ``executor`` runs the work units (default: a process pool of ``jobs`` workers); see
-    :class:`~mailguard.archive.scanner.Scanner`.
+    ``executor`` runs the work units (default: a process pool of ``jobs`` workers; with
+    ``scheduler``, the Dask cluster's workers); see :class:`~mailguard.archive.scanner.Scanner`.
+    ``state`` is the incremental store (:mod:`mailguard.archive.incremental`).
     """
     say = stderr or (lambda text: print(text, file=sys.stderr))
+    with contextlib.ExitStack() as stack:
+        try:
+            return _run(
+                stack, sources, config, fmt=fmt, output=output, jobs=jobs, since=since,
+                until=until, redact=redact, show_addresses=show_addresses, fail_on=fail_on,
+                pattern=pattern, say=say, quiet=quiet, executor=executor, dns=dns,
+                scheduler=scheduler, state=state, pst_folders=pst_folders,
+            )  # fmt: skip
+        except _Stop as exc:
+            say(f"mailguard: error: {exc}")
+            return EXIT_ERROR
+
+
+class _Stop(Exception):
+    """The scan cannot start (a cluster, the state file, a missing converter)."""
+
+
+def _run(
+    stack: contextlib.ExitStack, sources: list[str], config: Config, *, fmt: str,
+    output: Path | None, jobs: int | None, since: date | None, until: date | None,
+    redact: bool, show_addresses: bool, fail_on: str, pattern: str,
+    say: Callable[[str], None], quiet: bool, executor: Executor | None,
+    dns: DnsSettings | None, scheduler: str | None, state: Path | None,
+    pst_folders: Sequence[str],
+) -> int:  # fmt: skip
     window = Window(since, until)
+    client = None
+    if scheduler is not None:
+        client = _cluster(stack, scheduler, [s for s in sources if not is_imap_url(s)])
+        from mailguard.archive.dask_executor import DaskExecutor, worker_threads
+
+        executor, jobs = DaskExecutor(client), worker_threads(client)
     scanner = Scanner(config, jobs=jobs, window=window, executor=executor, dns=dns)
+    incremental = None
+    if state is not None:
+        incremental = _incremental(
+            stack, state, config, window, dns, pattern, scanner.jobs, show_addresses or redact
+        )
     planned: list[tuple[str, Iterable[Unit]]] = []
     failed: list[ErrorEntry] = []
     total_bytes: int | None = 0
+    if pst_folders and not any(not is_imap_url(s) and pst.is_pst(s) for s in sources):
+        raise _Stop("--pst-folder names folders of .pst/.ost files, and no source is one")
     for source in sources:
         if is_imap_url(source):  # any case of the scheme: IMAPS:// is no local path
             from mailguard.archive import imap
@@ -74,21 +121,40 @@ def run_scan(
                 # The message names the URL with any password masked; the raw one may hold it.
                 say(f"mailguard: error: {exc}")
                 return EXIT_ERROR
-            planned.append((target.label(), _imap_units(target, password, config, window, failed)))
+            resume = incremental.plan_imap(target.label()) if incremental is not None else None
+            mark = incremental.mark_reread if incremental is not None else None
+            fetched = _imap_units(target, password, config, window, failed, resume, mark)
+            planned.append((target.label(), fetched))
             total_bytes = None
+            continue
+        if pst.is_pst(source):
+            folders = _pst_sources(stack, source, pst_folders, scanner.jobs, incremental, failed)
+            for label, units in folders:
+                if total_bytes is not None:
+                    total_bytes += sum(u.size for u in units)
+                # Unpacked here, in a private folder the workers of a cluster cannot see:
+                # its messages travel to them in batches, as IMAP's do.
+                max_bytes = config.limits.max_message_bytes
+                read = _read_here(units, max_bytes, incremental) if client else units
+                planned.append((label, read))
             continue
         units, errors = plan(source, scanner.jobs, pattern)
         failed += errors
+        if incremental is not None and units:
+            units = _plan_incremental(incremental, source, units)
         planned.append((source, units))
         if total_bytes is not None:
             total_bytes += sum(u.size for u in units)
 
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
     register.provenance = provenance(config, mode="archived", since=since, until=until, dns=dns)
+    on_tally: OnTally | None = incremental.on_tally if incremental is not None else None
     with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
-        scanner.scan(planned, progress=progress, register=register)
+        scanner.scan(planned, progress=progress, register=register, on_tally=on_tally)
     if failed:
         register.merge(_errors(failed))
+    if incremental is not None:
+        incremental.finish(register, say)
 
     options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
     text = render_register(register, fmt, options)
@@ -112,6 +178,103 @@ def run_scan(
     return exit_status(verdicts, fail_on)
 
 
+def _cluster(stack: contextlib.ExitStack, scheduler: str, paths: list[str]) -> object:
+    """A client of the scheduler, once every worker was found to see every local source."""
+    from mailguard.archive import dask_executor
+
+    try:
+        client = dask_executor.connect(scheduler)
+    except dask_executor.ClusterError as exc:
+        raise _Stop(str(exc)) from None
+    stack.callback(client.close)
+    missing = dask_executor.missing_on_workers(client, paths)
+    if missing:
+        lines = [f"{path}: not found on worker(s) {', '.join(w)}" for path, w in missing.items()]
+        raise _Stop(
+            "the Dask workers read the sources themselves, so each must see the same path "
+            "(a shared filesystem; relative paths are relative to each worker's folder):\n  "
+            + "\n  ".join(lines)
+        )
+    return client
+
+
+def _incremental(
+    stack: contextlib.ExitStack, path: Path, config: Config, window: Window,
+    dns: DnsSettings | None, pattern: str, jobs: int, addresses: bool,
+) -> Incremental:  # fmt: skip
+    from mailguard.archive.incremental import Incremental
+    from mailguard.archive.state import StateError, StateStore, fingerprint
+
+    try:
+        store = StateStore(path)
+    except StateError as exc:
+        raise _Stop(str(exc)) from None
+    stack.callback(store.close)
+    made = provenance(config, mode="archived", since=window.since, until=window.until, dns=dns)
+    return Incremental(store, fingerprint(made, pattern), jobs, config, addresses=addresses)
+
+
+def _plan_incremental(incremental: Incremental, source: str, units: list[Unit]) -> list[Unit]:
+    from mailguard.archive.maildir import is_maildir
+
+    if units[0].kind == "mbox":
+        return incremental.plan_mbox(source, Path(units[0].path), units)
+    return incremental.plan_files(source, Path(source), units, is_maildir(Path(source)))
+
+
+def _pst_sources(
+    stack: contextlib.ExitStack, source: str, wanted: Sequence[str], jobs: int,
+    incremental: Incremental | None, failed: list[ErrorEntry],
+) -> list[tuple[str, list[Unit]]]:  # fmt: skip
+    """Each chosen mail folder of a PST as a source; a PST that cannot be read is an error
+    entry; ``readpst`` missing stops the scan (no PST could be read)."""
+    try:
+        folders = stack.enter_context(pst.unpacked(source))
+    except pst.PstToolMissing as exc:
+        raise _Stop(str(exc)) from None
+    except pst.PstError as exc:
+        failed.append(ErrorEntry(source, str(exc), SOURCE))
+        return []
+    chosen, problem = pst.select(source, folders, wanted)
+    if problem:
+        failed.append(ErrorEntry(source, problem, SOURCE))
+    digest = pst.file_hash(Path(source)) if incremental is not None and chosen else None
+    out = []
+    for folder in chosen:
+        units = mbox_units(folder.mbox, jobs, label=folder.label)
+        if incremental is not None:
+            units = incremental.plan_mbox(folder.label, folder.mbox, units, digest)
+        out.append((folder.label, units))
+    return out
+
+
+def _read_here(
+    units: list[Unit], max_bytes: int, incremental: Incremental | None
+) -> Iterator[Unit]:
+    """mbox units read in this process, as batches of messages for remote workers."""
+    for unit in units:
+        if unit.offsets:
+            parts = [iter_mbox(Path(unit.path), at, at + 1, max_bytes, unit.label)
+                     for at in unit.offsets]  # fmt: skip
+        else:
+            parts = [iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes, unit.label)]
+        batch: list[Input] = []
+        for part in parts:
+            for item in part:
+                batch.append(item)
+                if len(batch) >= IMAP_UNIT:
+                    yield _aliased(_inputs_unit(batch), unit, incremental)
+                    batch = []
+        if batch:
+            yield _aliased(_inputs_unit(batch), unit, incremental)
+
+
+def _aliased(new: Unit, old: Unit, incremental: Incremental | None) -> Unit:
+    if incremental is not None:
+        incremental.alias(old, new)
+    return new
+
+
 def _errors(entries: list[ErrorEntry]) -> Tally:
     tally = Tally()
     for entry in entries:
@@ -121,7 +284,8 @@ def _errors(entries: list[ErrorEntry]) -> Tally:
 
 def _imap_units(
     target: ImapTarget, password: str, config: Config, window: Window,
-    failed: list[ErrorEntry],
+    failed: list[ErrorEntry], resume: ImapResume | None = None,
+    mark: Callable[[Unit], None] | None = None,
 ) -> Iterator[Unit]:  # fmt: skip
     """Batches of fetched messages; bodies only for messages whose verdict could need one.
 
@@ -136,13 +300,24 @@ def _imap_units(
     from mailguard.archive import imap
 
     batch: list[Input] = []
+    read = 0
+
+    def unit() -> Unit:
+        """A batch; the stored positions come first and in batches of their own (``mark``)."""
+        made = _inputs_unit(batch)
+        if mark is not None and resume is not None and read <= resume.again_count:
+            mark(made)
+        return made
+
     try:
         for item in imap.iter_imap(
-            target, password, since=window.since, until=window.until, needs_body=needs_body
-        ):
+            target, password, since=window.since, until=window.until, needs_body=needs_body,
+            resume=resume,
+        ):  # fmt: skip
             batch.append(item)
-            if len(batch) >= IMAP_UNIT:
-                yield _inputs_unit(batch)
+            read += 1
+            if len(batch) >= IMAP_UNIT or (resume is not None and read == resume.again_count):
+                yield unit()
                 batch = []
     except imap.ImapError as exc:
         failed.append(ErrorEntry(target.label(), str(exc), SOURCE))
@@ -150,10 +325,10 @@ def _imap_units(
         # Ctrl-C while waiting on the server: the messages already fetched are still
         # judged (the scanner takes no unit after this one), so the register keeps them.
         if batch:
-            yield _inputs_unit(batch)
+            yield unit()
         raise
     if batch:
-        yield _inputs_unit(batch)
+        yield unit()
 
 
 def _inputs_unit(batch: list[Input]) -> Unit:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mailguard import approval_keys, configfile, resolver
 from mailguard import config as config_mod
-from mailguard import configfile, resolver
+from mailguard.approval_keys import Keyring
 from mailguard.commands import CommandError
 from mailguard.config import Config
 from mailguard.configfile import ConfigFile
@@ -37,13 +38,21 @@ class Settings:
     """What ``mailguard milter`` does with a decision."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     """``[dns]`` with ``--dns``/``--dns-server`` applied."""
+    approval: Keyring = field(default_factory=Keyring)
+    """The keys of ``[approval] keys``, read and checked (mode 0600) at every load."""
     history: HistorySettings = field(default_factory=HistorySettings)
     """``[history]`` with ``--history`` applied."""
 
+    @property
+    def approval_keys(self) -> Keyring | None:
+        """The approval service: ``None`` when no key is configured."""
+        return self.approval if len(self.approval) else None
+
     def services(self) -> Services:
         """The engine's services: a DNS resolver only when DNS is enabled (off by default),
-        the history store when one is named (opened now: a store that cannot be used is
-        an error at start, exit status 2, never a failure in the middle of the mail)."""
+        the approval keys when configured, and the history store when one is named (opened
+        now: a store that cannot be used is an error at start, exit status 2, never a
+        failure in the middle of the mail)."""
         dns = DnsService.from_settings(self.dns) if self.dns.enabled else None
         history = None
         if self.history.store is not None:
@@ -53,9 +62,7 @@ class Settings:
                 history = HistoryService.open(self.history)
             except HistoryError as exc:
                 raise CommandError(str(exc)) from None
-        if dns is None and history is None:
-            return Services()
-        return Services(dns=dns, history=history)
+        return Services(dns=dns, approval=self.approval_keys, history=history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,7 @@ class ConfigSource:
         history = history_settings.from_file(file)
         if self.history is not None:
             history = replace(history, store=self.history)
+        keys = approval_keys.from_file(file)[1]
         if self.internal_domains:
             config = config.with_overrides(internal_domains=self.internal_domains)
         if self.milter_mode is not None:
@@ -101,7 +109,7 @@ class ConfigSource:
             dns = replace(dns, servers=self.dns_servers)
         if self.dns is not None:
             dns = replace(dns, enabled=self.dns)
-        return Settings(config, milter, dns, history)
+        return Settings(config, milter, dns, keys, history)
 
     def loader(self) -> Callable[[], Settings]:
         """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""

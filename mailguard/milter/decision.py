@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailguard.approval import HEADER as APPROVAL_HEADER
+from mailguard.approval import TAG_INVALID as APPROVAL_INVALID
+from mailguard.approval import header_indexes as approval_indexes
 from mailguard.milter import protocol as p
 from mailguard.milter.session import Capabilities, Transaction
 from mailguard.milter.settings import MilterSettings
+from mailguard.remedy import ACTION_FIELD, Edit, Rewritten
 from mailguard.report import Report
 from mailguard.rules import MOVE_TO_BCC
 
@@ -30,11 +34,14 @@ class Outcome:
     """The frames for the end-of-message reply, and what they mean, for the log."""
 
     action: str
-    """accept | reject | quarantine | tempfail."""
+    """accept | reject | quarantine | tempfail | rewrite."""
     frames: list[bytes]
     planned: str = ""
-    """In monitor mode: the action enforce mode would have taken."""
+    """In monitor mode: the action enforce mode would have taken. After a rewrite: the
+    action the message would have got without one (``rewrite_fallback``)."""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    rewrite: Rewritten | None = None
+    """When ``rewrite`` was the configured action: what it came to (for the log line)."""
 
 
 def configured_action(verdict: str, settings: MilterSettings) -> str:
@@ -51,11 +58,21 @@ def outcome_for(
     report: Report, settings: MilterSettings, caps: Capabilities, txn: Transaction | None = None
 ) -> Outcome:
     planned = configured_action(report.verdict, settings)
+    rewrite = txn.rewrite if txn is not None and planned == "rewrite" else None
+    if planned == "rewrite":
+        planned = _rewrite_or_fallback(rewrite, settings, caps)
+        if planned == "rewrite" and settings.mode == "enforce":
+            assert rewrite is not None and txn is not None and rewrite.after is not None
+            return _rewritten(rewrite, rewrite.after, settings, caps, txn)
     if planned == "quarantine" and not caps.can_quarantine:
         planned = "reject"  # the MTA cannot hold mail: refusing is the safe side
     action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
     headers = _headers(report, settings, action, planned)
     frames: list[bytes] = []
+    if txn is not None and action in ("accept", "quarantine") and caps.can_change_headers:
+        # The approval token is for this gate, not for the recipients: it goes (valid or
+        # not), deleted before any field is added.
+        frames += [p.delete_header(i, APPROVAL_HEADER) for i in approval_indexes(txn.headers)]
     if headers and action in ("accept", "quarantine") and caps.can_add_headers:
         if txn is not None and caps.can_change_headers:
             frames += _remove_forged(txn)
@@ -75,18 +92,59 @@ def outcome_for(
         frames.append(p.SIMPLE[p.ACCEPT])
     else:
         frames.append(p.SIMPLE[p.CONTINUE])
-    return Outcome(action, frames, planned if planned != action else "", headers)
+    return Outcome(action, frames, planned if planned != action else "", headers, rewrite)
 
 
-def _remove_forged(txn: Transaction) -> list[bytes]:
+def _rewrite_or_fallback(
+    rewrite: Rewritten | None, settings: MilterSettings, caps: Capabilities
+) -> str:
+    """``rewrite`` if the plan held up under the re-check and the MTA lets us edit headers."""
+    if rewrite is None or not rewrite.ok:
+        return settings.rewrite_fallback
+    if not (caps.can_add_headers and caps.can_change_headers):
+        return settings.rewrite_fallback
+    return "rewrite"
+
+
+def _rewritten(
+    rewrite: Rewritten,
+    after: Report,
+    settings: MilterSettings,
+    caps: Capabilities,
+    txn: Transaction,
+) -> Outcome:
+    """The edits of the plan, then our headers as the rewritten message earned them.
+
+    Every delete goes before every add (ours included), so no index ever counts a field we
+    added; see :mod:`mailguard.remedy` for why each name is deleted from its highest index.
+    """
+    headers = _headers(after, settings, "rewrite", "rewrite")
+    frames = _remove_forged(txn, skip=ACTION_FIELD)  # we always add X-Mailguard-Action
+    frames += [_frame(edit, caps) for edit in rewrite.plan.edits]
+    frames += [_frame(Edit("add", name, text), caps) for name, text in headers]
+    frames.append(p.SIMPLE[p.CONTINUE])
+    action_value = next(e.value for e in rewrite.plan.edits if e.name == ACTION_FIELD)
+    shown = [*headers, (ACTION_FIELD, action_value)]
+    return Outcome("rewrite", frames, settings.rewrite_fallback, shown, rewrite)
+
+
+def _frame(edit: Edit, caps: Capabilities) -> bytes:
+    if edit.action == "delete":
+        return p.delete_header(edit.index, edit.name)
+    return p.add_header(edit.name, " " + edit.value if caps.leading_space else edit.value)
+
+
+def _remove_forged(txn: Transaction, skip: str = "") -> list[bytes]:
     """Delete X-Mailguard-* fields the sender wrote, so that ours can be trusted downstream.
 
     Only done when we add our own: a message we were not asked to mark is left as it came.
     Highest index first, so each deletion leaves the lower indexes where they were.
+    ``skip``: a name the caller deletes itself (a rewrite plan deletes X-Mailguard-Action).
     """
     return [
         p.delete_header(index, name)
         for name in OUR_HEADERS
+        if name != skip
         for index in range(txn.header_count(name), 0, -1)
     ]
 
@@ -114,7 +172,7 @@ def _headers(
     if report.findings:
         headers.append(("X-Mailguard-Rules", " ".join(report.codes)))
     if planned != action:
-        headers.append(("X-Mailguard-Action", f"monitor; enforce mode would {planned}"))
+        headers.append((ACTION_FIELD, f"monitor; enforce mode would {planned}"))
     return headers
 
 
@@ -127,7 +185,10 @@ def refusal_reason(report: Report) -> str:
     """
     r = report.recipients
     sender = next((f.rule.sender for f in report.findings if f.rule and f.rule.sender), "")
-    if any(f.remedy == MOVE_TO_BCC for f in report.findings):
+    approval = next((f for f in report.findings if APPROVAL_INVALID in f.tags), None)
+    if approval is not None:  # the sender tried to get it approved: say why that failed
+        text = f"{approval.message} - have it approved again as it is now"
+    elif any(f.remedy == MOVE_TO_BCC for f in report.findings):
         n = int(r.get("visible_external", 0))
         text = f"would expose {n:,} external recipient{'s' if n != 1 else ''} in To/Cc"
         personal = int(r.get("personal", 0))
@@ -148,8 +209,17 @@ def log_fields(report: Report | None, outcome: Outcome) -> dict[str, object]:
     fields: dict[str, object] = {"action": outcome.action}
     if outcome.planned:
         fields["would"] = outcome.planned
+    rewrite = outcome.rewrite
+    if rewrite is not None:
+        fields["visible_before"] = rewrite.plan.visible_before
+        if rewrite.ok and outcome.action != "reject":
+            fields["visible_after"] = rewrite.plan.visible_after
+        else:
+            fields["rewrite"] = f"fallback:{rewrite.why}"
     if report is None:
         return fields
+    if report.approval is not None:
+        fields["approved"] = report.approval.key_id
     r = report.recipients
     fields.update(
         verdict=report.verdict,

@@ -38,6 +38,7 @@ from pathlib import Path
 from mailguard.config import Config
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import protocol as p
+from mailguard.milter import rewrite
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
 from mailguard.milter.listen import FD_RESERVE as FD_RESERVE  # re-exported
 from mailguard.milter.listen import ListenSpec, fd_budget, remove_stale_socket
@@ -75,7 +76,7 @@ class MilterServer:
         socket_mode: int = 0o660,
         socket_group: str | None = None,
         settings: MilterSettings | None = None,
-        reload: Callable[[], tuple[Config, MilterSettings]] | None = None,
+        reload: Callable[[], tuple[Config, MilterSettings, Services]] | None = None,
         workers: int = 4,
         services: Services | None = None,
     ) -> None:
@@ -232,14 +233,9 @@ class MilterServer:
     def judge(
         self, txn: Transaction, leading_space: bool, queue_id: str, deadline: float
     ) -> Report:
-        """The same engine and config as ``mailguard check``, stopped at ``deadline``."""
-        return self.engine.check(
-            txn.raw_message(leading_space),
-            envelope=txn.envelope,
-            source=f"queue {queue_id}",
-            deadline=deadline,
-            incomplete=txn.incomplete,
-        )
+        """The same engine and config as ``mailguard check``, stopped at ``deadline``; a
+        ``rewrite`` action is planned and re-checked there too (:mod:`.rewrite`)."""
+        return rewrite.judge(self.engine, txn, leading_space, f"queue {queue_id}", deadline)
 
 
 class MilterConnection(asyncio.Protocol):

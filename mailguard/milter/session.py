@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from mailguard.milter import protocol as p
 from mailguard.milter.settings import FIELD_COST, MilterSettings
 from mailguard.recipients import Envelope
+from mailguard.remedy import Rewritten
 
 #: What we would like; each is only requested if the MTA offers it.
 WANTED_PROTOCOL = (
@@ -93,6 +94,8 @@ class Transaction:
     keep_body: bool = True
     """Whether any rule reads the body (``reads`` in the rule files); if none does, the
     body is counted but not kept."""
+    rewrite: Rewritten | None = None
+    """What the ``rewrite`` action came to, when it is the configured one (set by the judge)."""
 
     @property
     def envelope(self) -> Envelope:

@@ -18,6 +18,7 @@ from typing import Any
 from mailguard import configfile
 from mailguard.configfile import ConfigFile
 from mailguard.errors import ConfigError
+from mailguard.remedy import REWRITE_TO
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,7 +29,8 @@ DEFAULT_NETWORKS = (
 )  # fmt: skip
 
 MODES = ("enforce", "monitor")
-BLOCK_ACTIONS = ("reject", "quarantine", "tempfail", "accept")
+BLOCK_ACTIONS = ("reject", "quarantine", "tempfail", "accept", "rewrite")
+FALLBACK_ACTIONS = ("reject", "quarantine", "tempfail", "accept")
 ERROR_ACTIONS = ("tempfail", "accept")
 HEADER_POLICIES = ("never", "warn", "always")
 SCOPES = ("outgoing", "all")
@@ -39,11 +41,17 @@ class MilterSettings:
     mode: str = "enforce"
     """``enforce`` acts on verdicts; ``monitor`` only adds headers and logs what it would do."""
     on_block: str = "reject"
-    """What a ``block`` verdict does: reject (550 5.7.1), quarantine (hold queue), tempfail."""
+    """What a ``block`` verdict does: reject (550 5.7.1), quarantine (hold queue), tempfail,
+    or rewrite (move the visible recipients to Bcc by header edits, see ``rewrite_*``)."""
     on_warn: str = "accept"
     """What a ``warn`` verdict does; ``accept`` adds the X-Mailguard headers."""
     on_error: str = "tempfail"
     """Unreadable message, internal error or time budget exceeded: tempfail (4xx) or accept."""
+    rewrite_to: str = "undisclosed"
+    """``rewrite``: the new To is ``undisclosed-recipients:;`` or (``sender``) the From address."""
+    rewrite_fallback: str = "reject"
+    """``rewrite`` when header edits cannot cure the message (a finding without a header
+    remedy, or the rewritten message would still be at the action's level)."""
     add_headers: str = "warn"
     """Add X-Mailguard-Verdict/-Score to accepted mail: never, for warn and worse, always."""
     scope: str = "outgoing"
@@ -103,6 +111,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "on_block": BLOCK_ACTIONS,
     "on_warn": BLOCK_ACTIONS,
     "on_error": ERROR_ACTIONS,
+    "rewrite_to": REWRITE_TO,
+    "rewrite_fallback": FALLBACK_ACTIONS,
     "add_headers": HEADER_POLICIES,
     "scope": SCOPES,
 }

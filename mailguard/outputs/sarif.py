@@ -42,6 +42,7 @@ def render_sarif(
     for report in reports:
         uri = _uri(options.source(report.source))
         message_id = options.message_id(report.message_id)
+        approval = _suppressions(report)
         for finding in report.findings:
             results.append({
                 "ruleId": finding.code,
@@ -55,7 +56,7 @@ def render_sarif(
                     "weight": finding.weight,
                     "messageId": message_id,
                 },
-            })  # fmt: skip
+            } | approval)  # fmt: skip
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -71,6 +72,16 @@ def render_sarif(
         }],
     }  # fmt: skip
     return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _suppressions(report: Report) -> dict[str, Any]:
+    """A validly approved message's findings are accepted, not gone: SARIF's suppression."""
+    if report.approval is None:
+        return {}
+    return {"suppressions": [{
+        "kind": "external", "status": "accepted", "justification": report.approval.note(),
+        "properties": {"approval": report.approval.to_dict()},
+    }]}  # fmt: skip
 
 
 def _uri(source: str) -> str:

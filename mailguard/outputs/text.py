@@ -65,6 +65,8 @@ def _message(console: Console, report: Report, options: RenderOptions) -> None:
     head.append(f"  {options.source(report.source)}  ", style="bold")
     head.append(f"score {report.score}/100", style="dim")
     console.print(head)
+    if report.approval is not None:
+        _say(console, escape(report.approval.note()), 6)
     r = report.recipients
     if report.verdict != "error":
         external = r["visible_external"]

@@ -30,6 +30,7 @@ from mailguard.config import Config, from_mapping, load_file
 from mailguard.engine import Engine
 from mailguard.errors import ConfigError
 from mailguard.milter import protocol as p
+from mailguard.milter import rewrite
 from mailguard.milter.decision import outcome_for
 from mailguard.milter.session import Session
 from mailguard.milter.settings import MilterSettings
@@ -153,7 +154,10 @@ def milter_stream(data: bytes, chunk: int = 0) -> int:
     The only exception allowed out is ``ProtocolError``, after which the server closes the
     connection.
     """
-    settings = MilterSettings()
+    # Odd-length streams rewrite instead of refusing: plan, re-check and header edits too.
+    settings = MilterSettings(on_block="rewrite", on_warn="rewrite") if len(data) % 2 else (
+        MilterSettings()
+    )  # fmt: skip
     session = Session(settings)
     decoder = p.FrameDecoder()
     handled = 0
@@ -167,12 +171,14 @@ def milter_stream(data: bytes, chunk: int = 0) -> int:
                     assert isinstance(reply, bytes) and len(reply) >= 5
                 if step.decide is not None:
                     txn = step.decide
-                    raw = txn.raw_message(session.caps.leading_space)
-                    report = engine().check(raw, envelope=txn.envelope, source="fuzz")
+                    leading_space = session.caps.leading_space
+                    report = rewrite.judge(engine(), txn, leading_space, "fuzz", 1e12)
                     _assert_sound(report)
                     outcome = outcome_for(report, txn.settings, session.caps, txn)
                     frames = session.conclude(outcome.frames)
                     assert all(isinstance(f, bytes) for f in frames)
+                    kinds = [f[4:5] for f in frames if f[4:5] in (p.CHGHEADER, p.ADDHEADER)]
+                    assert kinds == sorted(kinds, key=lambda k: k == p.ADDHEADER), kinds
                 if step.close:
                     return handled
     except p.ProtocolError:

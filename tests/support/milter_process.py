@@ -62,7 +62,9 @@ class MilterProcess:
         if self.inet_port is not None:
             family, address = socket.AF_INET, ("127.0.0.1", self.inet_port)
         else:
-            if not self.socket.exists():
+            # The daemon chmods its socket just after it starts listening: until then only
+            # root (this probe) can connect, and Postfix's smtpd would be refused.
+            if not self.socket.exists() or self.socket.stat().st_mode & 0o777 != 0o666:
                 return False
             family, address = socket.AF_UNIX, str(self.socket)  # type: ignore[assignment]
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -39,6 +39,9 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
     ),
     "openssl": (Path("/usr/bin/openssl"),),
     "unbound": (Path("/usr/sbin/unbound"),),
+    "opendkim": (Path("/usr/sbin/opendkim"),),
+    "pst-utils": (Path("/usr/bin/readpst"),),
+    "libemail-outlook-message-perl": (Path("/usr/bin/msgconvert"),),
 }
 
 #: debconf answers given before installing: Postfix's postinst would otherwise configure an
@@ -54,9 +57,15 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_scan_imap": ("dovecot-imapd", "openssl"),
     "test_history_imap": ("dovecot-imapd", "openssl"),
     "test_history_milter": ("postfix",),
-    "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl"),
+    "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl", "opendkim"),
     "test_dns": ("unbound",),
     "test_bench_dns_script": ("unbound",),
+    "test_milter_dkim": ("postfix", "opendkim", "openssl"),
+    "test_milter_rewrite_postfix": ("postfix",),
+    "test_postfix_header_index": ("postfix",),
+    "test_scan_outlook": ("pst-utils", "libemail-outlook-message-perl"),
+    "test_scan_dask": ("pst-utils",),
+    "test_scan_state_imap": ("dovecot-imapd", "openssl"),
 }
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
