@@ -3,6 +3,7 @@ rules in ``check``, and failures (missing, corrupt, locked, foreign key) — on 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import sys
@@ -24,6 +25,7 @@ from mailguard.history.settings import HistorySettings
 from mailguard.history.store import HistoryStore
 from mailguard.services import Services
 from tests.support.history import learn_messages
+from tests.test_linear_time import assert_linear
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gen_org_mail as gen  # the synthetic organisation (benchmarks/)
@@ -275,21 +277,19 @@ def test_per_sender_cap_and_expiry(tmp_path):
 def test_learning_time_grows_linearly(tmp_path):
     org = gen.Organisation(7, users=10)
     raws = [m.to_bytes(False) for m in org.messages(16000, 19723, 200)]
+    stores = itertools.count()
 
-    def best(n: int) -> float:
-        times = []
-        for attempt in range(3):
-            store = HistoryStore.open(tmp_path / f"t{n}-{attempt}.db", create=True)
+    def learn(batch: list[bytes]) -> None:
+        store = HistoryStore.open(tmp_path / f"t{next(stores)}.db", create=True)
+        try:
             learner = Learner(store, HistorySettings())
-            start = time.process_time()  # CPU time: the machines running the suite are shared
-            for raw in raws[:n]:
+            for raw in batch:
                 learner.add(observe(raw))
             learner.finish()
-            times.append(time.process_time() - start)
+        finally:
             store.close()
-        return min(times)
 
-    assert best(16000) / best(8000) < 3
+    assert_linear(lambda n: raws[:n], learn, 2000, 16000)
 
 
 # ---------------------------------------------------------------------------- near misses
@@ -402,17 +402,10 @@ def test_a_huge_recipient_list_costs_no_more_than_a_small_one(tmp_path):
                                   "rules": {"MG403": {"min_sender_messages": 1}}}),
                     services=Services(history=service))  # fmt: skip
 
-    def best(n: int) -> float:
-        # near misses of familiar addresses, every one of them
-        raw = sent(1, ", ".join(f"dave{i}@partner.example" for i in range(n))).encode()
-        times = []
-        for _ in range(3):
-            start = time.process_time()
-            engine.check(raw)
-            times.append(time.process_time() - start)
-        return min(times)
+    def message(n: int) -> bytes:  # near misses of familiar addresses, every one of them
+        return sent(1, ", ".join(f"dave{i}@partner.example" for i in range(n))).encode()
 
-    assert best(4000) / best(2000) < 3
+    assert_linear(message, engine.check, 1000, 64000)
     small = sent(1, "dave1@partner.example, daev@partner.example").encode()
     assert "MG403" in engine.check(small).codes
 

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import eml
 from tests.support.history import learn_messages
 from tests.support.milter_process import MilterProcess
-from tests.support.postfix import PostfixInstance, ensure_postfix_installed
+from tests.support.postfix import PostfixInstance, postfix_for
 
 SENDER = "ann@serviceco.example"
 CONFIG = """
@@ -47,9 +47,7 @@ def milter() -> Iterator[MilterProcess]:
 def postfix(
     tmp_path_factory: pytest.TempPathFactory, milter: MilterProcess
 ) -> Iterator[PostfixInstance]:
-    ensure_postfix_installed()
-    with PostfixInstance(tmp_path_factory.mktemp("postfix"), milter=milter.spec) as instance:
-        yield instance
+    yield from postfix_for(tmp_path_factory.mktemp("postfix"), milter.spec)
 
 
 def send(postfix: PostfixInstance, to: list[str], subject: str) -> None:
