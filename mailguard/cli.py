@@ -7,17 +7,26 @@ is, 2 usage, configuration or input error (an unreadable message is never "clean
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from mailguard import __version__
-from mailguard.commands import CommandError
-from mailguard.commands.settings import ConfigSource
-from mailguard.errors import ConfigError
-from mailguard.scoring import EXIT_ERROR
+from mailguard import __version__, cli_workflows
+from mailguard.cli_options import (
+    ConfigOption,
+    DnsOption,
+    DnsServerOption,
+    FailOn,
+    Format,
+    InternalDomainOption,
+    Mode,
+    NoConfigOption,
+    PrettyOption,
+    QuietOption,
+)
+from mailguard.cli_options import config_source as _source
+from mailguard.cli_options import run as _run
 
 app = typer.Typer(
     name="mailguard",
@@ -27,51 +36,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", help="Config file (default: nearest mailguard.toml/pyproject)."),
-]
-NoConfigOption = Annotated[
-    bool, typer.Option("--no-config", help="Ignore config files; use the defaults.")
-]
-QuietOption = Annotated[
-    bool,
-    typer.Option("--quiet", "-q", help="Only problems and the summary (text output)."),
-]
-InternalDomainOption = Annotated[
-    list[str] | None,
-    typer.Option("--internal-domain", help="Your organisation's domain; repeat. Overrides config."),
-]
-DnsOption = Annotated[
-    bool, typer.Option("--dns", help="Look recipient domains up in DNS (rules that need dns).")
-]
-DnsServerOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--dns-server", help="DNS server HOST[:PORT] to ask instead of the system's; repeat."
-    ),
-]
-PrettyOption = Annotated[
-    bool, typer.Option("--pretty", help="Indent JSON and SARIF for reading (default: compact).")
-]
-
-
-class Format(enum.StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-
-
-class FailOn(enum.StrEnum):
-    warn = "warn"
-    block = "block"
-
-
-class Mode(enum.StrEnum):
-    outgoing = "outgoing"
-    archived = "archived"
 
 
 def _version(value: bool) -> None:
@@ -88,31 +52,6 @@ def main_callback(
     ] = False,
 ) -> None:
     """mailguard inspects email before it is sent and flags exposed recipient lists."""
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"mailguard: error: {message}", err=True)
-    return typer.Exit(EXIT_ERROR)
-
-
-def _run(command: Callable[[], int]) -> NoReturn:
-    """Run a command; its usage and configuration errors are exit status 2 with a message."""
-    try:
-        code = command()
-    except (CommandError, ConfigError) as exc:
-        raise _fail(str(exc)) from None
-    raise typer.Exit(code)
-
-
-def _source(
-    path: Path | None,
-    no_config: bool,
-    internal: list[str] | None,
-    mode: str | None = None,
-    dns: bool | None = None,
-    dns_servers: list[str] | None = None,
-) -> ConfigSource:
-    return ConfigSource(path, no_config, tuple(internal or ()), mode, dns, tuple(dns_servers or ()))
 
 
 @app.command()
@@ -166,14 +105,23 @@ def check(
     ] = Mode.outgoing,
     glob: Annotated[str, typer.Option("--glob", help="File pattern inside folders.")] = "*.eml",
     pretty: PrettyOption = False,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help="History store (mailguard learn) for the history rules."),
+    ] = None,
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
+    from dataclasses import replace
+
     from mailguard.commands.check import run_check
 
     _run(
         lambda: run_check(
             paths,
-            _source(config_path, no_config, internal_domain, None, dns or None, dns_server),
+            replace(
+                _source(config_path, no_config, internal_domain, None, dns or None, dns_server),
+                history=history,
+            ),
             mail_from=mail_from,
             rcpt_to=tuple(rcpt_to or ()),
             smtp_data=smtp_data,
@@ -240,46 +188,7 @@ def milter(
     )
 
 
-# fmt: off
-@app.command()
-def proxy(
-    listen: Annotated[str | None, typer.Option(
-        "--listen", help="HOST:PORT to accept clients on (default 127.0.0.1:2525).")] = None,
-    relay: Annotated[str | None, typer.Option(
-        "--relay", help="Upstream submission server HOST:PORT.")] = None,
-    relay_security: Annotated[str | None, typer.Option(
-        "--relay-security", help="starttls (default), tls or none.")] = None,
-    relay_ca: Annotated[str | None, typer.Option(
-        "--relay-ca", help="PEM file of CAs to verify the upstream.")] = None,
-    relay_user: Annotated[str | None, typer.Option(
-        "--relay-user", help="Upstream login; password from MAILGUARD_RELAY_PASSWORD.")] = None,
-    tls_cert: Annotated[str | None, typer.Option(
-        "--tls-cert", help="Certificate (PEM) for client STARTTLS.")] = None,
-    tls_key: Annotated[str | None, typer.Option(
-        "--tls-key", help="Private key (PEM) for --tls-cert.")] = None,
-    journal: Annotated[str | None, typer.Option(
-        "--journal", help="SQLite retry journal for split copies.")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", help="Processes serving the port (default 1; one per core).")] = None,
-    hash_password: Annotated[str | None, typer.Option(
-        "--hash-password", help="Print a users-file line for USER (password from stdin).")] = None,
-    config_path: ConfigOption = None,
-    no_config: NoConfigOption = False,
-    internal_domain: InternalDomainOption = None,
-    log_level: Annotated[str, typer.Option(
-        "--log-level", help="debug, info, warning or error.")] = "info",
-) -> None:
-    """Pre-send gateway: check each message a script sends, then relay, split or refuse it."""
-    from mailguard.commands.proxy import hash_password_line, run_proxy
-
-    if hash_password is not None:
-        _run(lambda: hash_password_line(hash_password))
-    options = {"listen": listen, "relay": relay, "relay_security": relay_security,
-               "relay_ca": relay_ca, "relay_user": relay_user, "tls_cert": tls_cert,
-               "tls_key": tls_key, "journal": journal, "workers": workers}
-    _run(lambda: run_proxy(_source(config_path, no_config, internal_domain), options,
-                           log_level=log_level))
-# fmt: on
+app.command()(cli_workflows.proxy)
 
 
 class ScanFormat(enum.StrEnum):
@@ -430,44 +339,10 @@ def domains(
     )
 
 
-@app.command()
-def keygen(
-    keyfile: Annotated[Path, typer.Argument(help="Key file to create (never overwritten).")],
-    key_id: Annotated[
-        str | None, typer.Option("--key-id", help="Key id (default: date-random).")
-    ] = None,
-) -> None:
-    """Create an approval key (32 random bytes, mode 0600) for `mailguard approve`."""
-    from mailguard.commands.approval import run_keygen
-
-    _run(lambda: run_keygen(keyfile, key_id))
-
-
-@app.command()
-def approve(
-    message: Annotated[str, typer.Argument(help="Message file to approve, or - for stdin.")],
-    key: Annotated[Path, typer.Option("--key", help="Approval key file (mailguard keygen).")],
-    valid_for: Annotated[str, typer.Option("--valid-for", help="How long: 24h, 90m, 7d.")] = "24h",
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
-    ] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (scripts).")] = False,
-    show_addresses: Annotated[
-        bool, typer.Option("--show-addresses", help="List the visible addresses in the report.")
-    ] = False,
-    config_path: ConfigOption = None,
-    no_config: NoConfigOption = False,
-) -> None:
-    """Check a message, show the report and, once confirmed, sign it as approved."""
-    from mailguard.commands.approval import run_approve
-
-    source = _source(config_path, no_config, None)
-    _run(
-        lambda: run_approve(
-            message, key, source, valid_for=valid_for, output=output, yes=yes,
-            show_addresses=show_addresses,
-        )
-    )  # fmt: skip
+app.add_typer(cli_workflows.history_app, name="history")
+app.command()(cli_workflows.learn)
+app.command()(cli_workflows.keygen)
+app.command()(cli_workflows.approve)
 
 
 @app.command("rules")

@@ -29,10 +29,10 @@ from mailguard.errors import ConfigError
 
 CONFIG_FILE = "mailguard.toml"
 
-SECTIONS = ("milter", "dns", "approval", "proxy")
+SECTIONS = ("milter", "dns", "approval", "proxy", "history")
 """Top-level tables owned outside the decision config: what the mail server does with a
-verdict, and ``[dns]`` (:mod:`mailguard.resolver`). (The pre-send proxy and history
-settings join here when they exist.)"""
+verdict, ``[dns]`` (:mod:`mailguard.resolver`), ``[approval]``, ``[proxy]``
+(:mod:`mailguard.proxy.settings`) and ``[history]`` (:mod:`mailguard.history.settings`)."""
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 """A config file larger than this is refused (a list of many domains stays far below)."""

@@ -77,11 +77,9 @@ whatever its ``reads`` says: a decision made without the body counts its weight 
 TAG_SENSITIVE = "sensitive-context"
 """The finding's evidence names the sensitive categories (``labels``, ``legal_basis``)."""
 TAG_ATTACHMENT = "attachment-data"
-"""The finding is about personal data in attachments: its evidence counts the ``people``
-listed and names the ``data`` found (kinds and special categories), for the register."""
+"""Attachment findings: the evidence counts ``people`` and names the ``data``, for the register."""
 TAG_APPROVAL = "approval"
-"""The rule judges a signed approval field (``X-Mailguard-Approval``): without that field in
-the header block it cannot fire, so a decision made without the body need not wait for it."""
+"""The rule judges an ``X-Mailguard-Approval`` field: without one it cannot fire."""
 TAG_OPT_IN = "opt-in"
 """The rule needs a service that is off unless asked for (DNS): without it the rule is off,
 not "skipped", so reports do not list it on every message."""
@@ -168,6 +166,8 @@ class Example:
     mode: str = "outgoing"
     smtp_data: bool = False
     weight: int | None = None
+    sent: tuple[str, ...] = ()
+    """Messages sent before, learned into a history store for rules that need ``history``."""
 
 
 @dataclass(frozen=True)
@@ -344,7 +344,9 @@ _RULE_KEYS = {
 }  # fmt: skip
 _DOC_KEYS = {*DOC_SECTIONS, "sender"}
 _SCORING_KEYS = {"count", "min", "mass", "mass_weight", "floor"}
-_EXAMPLE_KEYS = {"name", "triggers", "message", "config", "envelope", "mode", "smtp_data", "weight"}
+_EXAMPLE_KEYS = {
+    "name", "triggers", "message", "config", "envelope", "mode", "smtp_data", "weight", "sent",
+}  # fmt: skip
 
 
 def _build_rule(data: dict[str, Any], path: Path) -> Rule:
@@ -413,7 +415,7 @@ def _build_rule(data: dict[str, Any], path: Path) -> Rule:
             name=ex.get("name", f"example {i}"), triggers=bool(ex["triggers"]),
             message=ex["message"], config=ex.get("config", {}), envelope=ex.get("envelope"),
             mode=ex.get("mode", "outgoing"), smtp_data=bool(ex.get("smtp_data", False)),
-            weight=ex.get("weight"),
+            weight=ex.get("weight"), sent=tuple(ex.get("sent", ())),
         ))  # fmt: skip
     return Rule(
         code=code,

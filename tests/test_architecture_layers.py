@@ -29,7 +29,7 @@ LAYER_NAMES = ("core", "checks", "engine", "archive/milter/outputs", "commands",
 #: Any module named ``config*`` (the decision config, the config-file reader) is core too.
 CORE_MODULES = {
     "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
-    "limits", "lookalike", "message", "typos",
+    "history", "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
     "sources", "msgfile", "remedy", "approval", "approval_keys", "attachments",
 }  # fmt: skip
@@ -44,6 +44,8 @@ LAYERS = {
     "outputs": ADAPTERS,
     "commands": COMMANDS,
     "cli": CLI,
+    "cli_options": CLI,
+    "cli_workflows": CLI,
     "__main__": CLI,
 }
 

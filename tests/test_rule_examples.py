@@ -11,6 +11,7 @@ from mailguard.config import from_mapping
 from mailguard.rules import load_rules
 from mailguard.services import Services
 from tests.support.fake_dns import fake_service
+from tests.support.history import history_service
 
 RULES = load_rules()
 CASES = [
@@ -21,10 +22,13 @@ CASES = [
 
 
 @pytest.mark.parametrize(("rule", "example"), CASES)
-def test_rule_example(rule, example):
+def test_rule_example(rule, example, tmp_path):
     # A rule that needs DNS runs against an in-process fake resolver (no network): its
-    # examples say which names the fake knows.
+    # examples say which names the fake knows. One that needs history gets a real store
+    # learned from the example's `sent` messages.
     services = Services(dns=fake_service()) if "dns" in rule.needs else None
+    if "history" in rule.needs:
+        services = Services(history=history_service(tmp_path / "history.db", example.sent))
     engine = Engine(from_mapping(example.config), services=services)
     envelope = None
     if example.envelope is not None:

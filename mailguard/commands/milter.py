@@ -27,7 +27,8 @@ def run_milter(
 ) -> int:
     """Listen on ``listen`` (``unix:/path`` or ``inet:HOST:PORT``) until SIGTERM/SIGINT."""
     from mailguard.milter import logline
-    from mailguard.milter.server import ListenSpec, MilterServer, run
+    from mailguard.milter.server import ListenSpec, MilterServer
+    from mailguard.milter.serving import run
 
     try:
         spec = ListenSpec.parse(listen)

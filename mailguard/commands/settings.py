@@ -16,8 +16,12 @@ from pathlib import Path
 from mailguard import approval_keys, configfile, resolver
 from mailguard import config as config_mod
 from mailguard.approval_keys import Keyring
+from mailguard.commands import CommandError
 from mailguard.config import Config
 from mailguard.configfile import ConfigFile
+from mailguard.history import settings as history_settings
+from mailguard.history.keys import HistoryError
+from mailguard.history.settings import HistorySettings
 from mailguard.milter import settings as milter_settings
 from mailguard.milter.settings import MilterSettings
 from mailguard.proxy import settings as proxy_settings
@@ -40,6 +44,8 @@ class Settings:
     """The keys of ``[approval] keys``, read and checked (mode 0600) at every load."""
     proxy: ProxySettings = field(default_factory=ProxySettings)
     """``[proxy]``: what ``mailguard proxy`` does with a decision, and where it relays."""
+    history: HistorySettings = field(default_factory=HistorySettings)
+    """``[history]`` with ``--history`` applied."""
 
     @property
     def approval_keys(self) -> Keyring | None:
@@ -47,10 +53,20 @@ class Settings:
         return self.approval if len(self.approval) else None
 
     def services(self) -> Services:
-        """The engine's services: a DNS resolver only when DNS is enabled (off by default)."""
-        if not self.dns.enabled:
-            return Services(approval=self.approval_keys)
-        return Services(dns=DnsService.from_settings(self.dns), approval=self.approval_keys)
+        """The engine's services: a DNS resolver only when DNS is enabled (off by default),
+        the approval keys when configured, and the history store when one is named (opened
+        now: a store that cannot be used is an error at start, exit status 2, never a
+        failure in the middle of the mail)."""
+        dns = DnsService.from_settings(self.dns) if self.dns.enabled else None
+        history = None
+        if self.history.store is not None:
+            from mailguard.history.service import HistoryService
+
+            try:
+                history = HistoryService.open(self.history)
+            except HistoryError as exc:
+                raise CommandError(str(exc)) from None
+        return Services(dns=dns, approval=self.approval_keys, history=history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,8 @@ class ConfigSource:
     (``scan`` without ``--dns``); None: the file's ``[dns] enabled``."""
     dns_servers: tuple[str, ...] = ()
     """``--dns-server``: replaces the file's ``[dns] servers`` when given."""
+    history: str | None = None
+    """``--history``: the history store, replacing the file's ``[history] store``."""
 
     def locate(self) -> Path | None:
         """The file to read, found now (a reload reads the same file again)."""
@@ -82,6 +100,9 @@ class ConfigSource:
         milter = milter_settings.from_file(file)
         dns = resolver.from_file(file)
         proxy = proxy_settings.from_file(file)
+        history = history_settings.from_file(file)
+        if self.history is not None:
+            history = replace(history, store=self.history)
         keys = approval_keys.from_file(file)[1]
         if self.internal_domains:
             config = config.with_overrides(internal_domains=self.internal_domains)
@@ -93,7 +114,7 @@ class ConfigSource:
             dns = replace(dns, servers=self.dns_servers)
         if self.dns is not None:
             dns = replace(dns, enabled=self.dns)
-        return Settings(config, milter, dns, approval=keys, proxy=proxy)
+        return Settings(config, milter, dns, approval=keys, proxy=proxy, history=history)
 
     def loader(self) -> Callable[[], Settings]:
         """Locate the file once; each call reads it again (the milter's SIGHUP reload)."""

@@ -63,6 +63,10 @@ _WARM_UP = (
 )
 
 
+LEARNED = ("pass", "warn")
+"""Verdicts of the accepted mail the milter records when ``[history] learn = true``."""
+
+
 class MilterServer:
     """Listens, hands each connection a :class:`MilterConnection`, owns the engine."""
 
@@ -418,6 +422,20 @@ class MilterConnection(asyncio.Protocol):
         self._log(queue_id, txn, report, outcome, started, failure)
         self._write(b"".join(self.session.conclude(outcome.frames)))
         self.last_seen = self._clock()
+        if report is not None and outcome.action == "accept" and report.verdict in LEARNED:
+            self._learn(txn)
+
+    def _learn(self, txn: Transaction) -> None:
+        """Record accepted mail in the history store (``[history] learn = true``), in a
+        worker thread: a write must not hold up the event loop. Headers only, with the
+        envelope recipients as Bcc so that Bcc'd recipients are learned too."""
+        history = self.server.services.history
+        if history is None or not getattr(getattr(history, "settings", None), "learn", False):
+            return
+        head = b"".join(name + b": " + value.strip() + b"\r\n" for name, value in txn.headers)
+        if txn.rcpt_to:
+            head += b"Bcc: " + ", ".join(txn.rcpt_to).encode("utf-8", "replace") + b"\r\n"
+        self.server.pool.submit(history.learn, head + b"\r\n")
 
     def _log(
         self,
@@ -433,6 +451,9 @@ class MilterConnection(asyncio.Protocol):
         fields: dict[str, object] = {"queue_id": queue_id, "mode": txn.settings.mode}
         fields.update(log_fields(report, outcome))
         fields["ms"] = f"{(time.monotonic() - started) * 1000:.2f}{stage}"
+        history = self.server.services.history
+        if history is not None and getattr(history, "state", "ok") != "ok":
+            fields["history"] = history.state  # deciding without the history rules
         if txn.settings.log_addresses:
             fields["from"] = txn.mail_from or "<>"
         line = "decision " + " ".join([f"{k}={v}" for k, v in fields.items()])
@@ -461,28 +482,6 @@ class MilterConnection(asyncio.Protocol):
 
 def _over_budget(timeout: float) -> str:
     return f"decision exceeded its {timeout:g} s budget"
-
-
-async def _serve_until_signalled(server: MilterServer) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await server.serve(stop)
-
-
-def run(server: MilterServer) -> None:
-    """Serve until SIGTERM or SIGINT, on uvloop when it is installed."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        log.info("uvloop is not installed; using asyncio's own event loop")
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_serve_until_signalled(server))
 
 
 def _content_type(txn: Transaction) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.errors import ConfigError
-from mailguard.milter.server import _serve_until_signalled as serve_until_signalled
+from mailguard.milter.serving import serve_until_signalled
 from mailguard.proxy.auth import Users
 from mailguard.proxy.handler import Gateway, ProxySMTP, quiet_aiosmtpd
 from mailguard.proxy.journal import Journal
@@ -178,4 +178,4 @@ def run(server: ProxyServer) -> None:
     milter: aiosmtpd is developed on asyncio's loop (its STARTTLS swaps asyncio's SSL
     protocol onto the transport), and uvloop's gain here was within the benchmark's noise
     on the shared development VM. The tests run the proxy on the same loop."""
-    asyncio.run(serve_until_signalled(server))  # type: ignore[arg-type]
+    asyncio.run(serve_until_signalled(server))

@@ -56,6 +56,8 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_bench_milter_script": ("postfix",),
     "test_milter_miltertest": ("miltertest",),
     "test_scan_imap": ("dovecot-imapd", "openssl"),
+    "test_history_imap": ("dovecot-imapd", "openssl"),
+    "test_history_milter": ("postfix",),
     "test_harness_packages": ("postfix", "miltertest", "dovecot-imapd", "openssl", "opendkim"),
     "test_dns": ("unbound",),
     "test_bench_dns_script": ("unbound",),

@@ -50,7 +50,7 @@ import smtplib
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -724,3 +724,12 @@ class PostfixInstance:
             parts.append(f"rc {result.returncode}; output:\n{result.stdout}{result.stderr}")
         parts.append("maillog tail:\n" + _tail(self.maillog()))
         return "\n".join(parts)
+
+
+def postfix_for(parent: Path, milter_spec: str) -> Iterator[PostfixInstance]:
+    """The body of a test module's ``postfix`` fixture: installed if need be, started in
+    ``parent`` with ``milter_spec`` as its milter, stopped after the module
+    (``yield from postfix_for(tmp_path_factory.mktemp("postfix"), milter.spec)``)."""
+    ensure_postfix_installed()
+    with PostfixInstance(parent, milter=milter_spec) as instance:
+        yield instance
