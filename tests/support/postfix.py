@@ -67,6 +67,7 @@ POSTFIX = Path("/usr/sbin/postfix")
 POSTCONF = Path("/usr/sbin/postconf")
 POSTQUEUE = Path("/usr/sbin/postqueue")
 POSTSUPER = Path("/usr/sbin/postsuper")
+POSTKICK = Path("/usr/sbin/postkick")
 SMTP_SINK = Path("/usr/sbin/smtp-sink")
 MASTER = Path("/usr/lib/postfix/sbin/master")
 
@@ -626,13 +627,21 @@ class PostfixInstance:
         """
         watched = _IN_FLIGHT if allow_deferred else (*_IN_FLIGHT, "deferred")
         streak = 0
+        kicked = time.monotonic()
 
         def idle() -> bool:
-            nonlocal streak
+            nonlocal streak, kicked
             counts = self.queue_counts()
             # Two clean looks in a row: cheap insurance against catching a hand-over between
             # queues (they are renames, so none should be visible).
             streak = streak + 1 if not any(counts[q] for q in watched) else 0
+            if counts["incoming"] and time.monotonic() - kicked > 2:
+                # A `postfix reload` restarts qmgr; a "new mail" wake-up sent while the old
+                # one was exiting is lost, and the new one would scan `incoming` only at its
+                # next periodic run (minutes). Ask it to scan now (what cleanup's wake-up
+                # asks); deferred mail is not retried by this.
+                self._run([str(POSTKICK), "-c", str(self.etc), "public", "qmgr", "I"])
+                kicked = time.monotonic()
             return streak >= 2
 
         if not _wait_until(idle, timeout, 0.02):
