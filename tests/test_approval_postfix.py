@@ -21,7 +21,7 @@ import pytest
 from mailguard.approval import HEADER, sign, strip
 from mailguard.approval_keys import Key, new_key, write_key
 from tests.support.milter_process import MilterProcess, with_log_flush
-from tests.support.postfix import PostfixInstance, ensure_postfix_installed
+from tests.support.postfix import PostfixInstance, postfix_for
 
 SENDER = "partners@acme.example"
 PARTNERS = [f"contact{i}@partner{i}.example" for i in range(40)]
@@ -65,9 +65,7 @@ def milter(keys: dict[str, Key]) -> Iterator[MilterProcess]:
 def postfix(
     tmp_path_factory: pytest.TempPathFactory, milter: MilterProcess
 ) -> Iterator[PostfixInstance]:
-    ensure_postfix_installed()
-    with PostfixInstance(tmp_path_factory.mktemp("postfix"), milter=milter.spec) as instance:
-        yield instance
+    yield from postfix_for(tmp_path_factory.mktemp("postfix"), milter.spec)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from mailguard import Envelope, check
 from tests.conftest import EXAMPLES, eml
 from tests.support.milter_client import MilterClient
 from tests.support.milter_process import MilterProcess
-from tests.support.postfix import PostfixInstance, ensure_postfix_installed, free_ports
+from tests.support.postfix import PostfixInstance, free_ports, postfix_for
 
 SENDER = "hr@serviceco.example"
 
@@ -37,9 +37,7 @@ def milter() -> Iterator[MilterProcess]:
 def postfix(
     tmp_path_factory: pytest.TempPathFactory, milter: MilterProcess
 ) -> Iterator[PostfixInstance]:
-    ensure_postfix_installed()
-    with PostfixInstance(tmp_path_factory.mktemp("postfix"), milter=milter.spec) as instance:
-        yield instance
+    yield from postfix_for(tmp_path_factory.mktemp("postfix"), milter.spec)
 
 
 @pytest.fixture(autouse=True)
