@@ -233,10 +233,10 @@ class Engine:
             score=score,
             findings=findings,
             recipients=counts,
-            message_id=_message_id(message.get("message-id")),
+            message_id=report_message_id(message.get("message-id")),
             analysis=recipients,
             date=message.get("date"),
-            subject=_subject(message.get("subject")),
+            subject=report_subject(message.get("subject")),
             skipped=[*self._skipped[mode], *ctx.notes],
         )
         return settle(report, ctx.approval())  # a valid signed approval: verdict pass
@@ -317,13 +317,15 @@ def _to_bytes(data: MessageInput) -> bytes:
     raise TypeError(f"expected bytes, str or email.message.Message, not {type(data).__name__}")
 
 
-def _subject(value: str | None) -> str | None:
+def report_subject(value: str | None) -> str | None:
+    """The Subject as reports show it: decoded, whitespace collapsed, at most 200 characters."""
     if value is None:
         return None
     return " ".join(decode_rfc2047(value).split())[:200]
 
 
-def _message_id(value: str | None) -> str | None:
+def report_message_id(value: str | None) -> str | None:
+    """The Message-ID as reports keep it (the incremental store compares it too)."""
     if not value:
         return None
     return value.strip()[:998] or None

@@ -122,7 +122,7 @@ def analyse(
     visible = {**to, **cc}
     visible.update(to)  # an address in both is reported as a To recipient
 
-    sender = _sender(message, envelope)
+    sender = sender_of(message, envelope)
     internal_set = config.internal_set
     is_internal: Callable[[str], bool]
     if internal_set:
@@ -232,7 +232,8 @@ def _strip_angle(value: str) -> str:
     return m.group(1) if m else value
 
 
-def _sender(message: Message, envelope: Envelope | None) -> Address | None:
+def sender_of(message: Message, envelope: Envelope | None) -> Address | None:
+    """The author (From, else Sender, else the envelope sender) the reports name."""
     for header in ("from", "sender"):
         for value in message.get_all(header):
             parsed = parse_address_list(value, header)

@@ -39,10 +39,10 @@ from mailguard.archive.scanner import file_units, mbox_units
 from mailguard.archive.state import Record, StateStore, add_counts, edge_hashes
 from mailguard.archive.workers import Unit
 from mailguard.config import Config
-from mailguard.engine import Engine, _message_id, _subject
+from mailguard.engine import Engine, report_message_id, report_subject
 from mailguard.errors import InputError
 from mailguard.message import parse_message
-from mailguard.recipients import _sender
+from mailguard.recipients import sender_of
 from mailguard.sources import Input, read_file
 
 BATCH = 64
@@ -301,9 +301,9 @@ class Incremental:
             message = parse_message(_header_fields(item.data), self.config.limits)
         except InputError:
             return None
-        message_id = _message_id(message.get("message-id"))
-        subject = _subject(message.get("subject"))
-        found = _sender(message, None)
+        message_id = report_message_id(message.get("message-id"))
+        subject = report_subject(message.get("subject"))
+        found = sender_of(message, None)
         sender = found.addr if found is not None else None
         r: dict[str, Any] = json.loads(stored)
         if r["check"] != self._check(message_id, sender, subject):

@@ -67,7 +67,7 @@ def outcome_for(
     if planned == "quarantine" and not caps.can_quarantine:
         planned = "reject"  # the MTA cannot hold mail: refusing is the safe side
     action = "accept" if settings.mode == "monitor" and planned != "accept" else planned
-    headers = _headers(report, settings, action, planned)
+    headers = verdict_headers(report, settings, action, planned)
     frames: list[bytes] = []
     if txn is not None and action in ("accept", "quarantine") and caps.can_change_headers:
         # The approval token is for this gate, not for the recipients: it goes (valid or
@@ -118,7 +118,7 @@ def _rewritten(
     Every delete goes before every add (ours included), so no index ever counts a field we
     added; see :mod:`mailguard.remedy` for why each name is deleted from its highest index.
     """
-    headers = _headers(after, settings, "rewrite", "rewrite")
+    headers = verdict_headers(after, settings, "rewrite", "rewrite")
     frames = _remove_forged(txn, skip=ACTION_FIELD)  # we always add X-Mailguard-Action
     frames += [_frame(edit, caps) for edit in rewrite.plan.edits]
     frames += [_frame(Edit("add", name, text), caps) for name, text in headers]
@@ -162,9 +162,10 @@ def failure_outcome(settings: MilterSettings) -> Outcome:
     return Outcome("tempfail", [p.reply_code(*ERROR_REPLY)])
 
 
-def _headers(
+def verdict_headers(
     report: Report, settings: MilterSettings, action: str, planned: str
 ) -> list[tuple[str, str]]:
+    """The X-Mailguard-* fields ``add_headers`` asks for (the milter and the proxy add the same)."""
     policy = settings.add_headers
     if policy == "never" or (policy == "warn" and report.verdict == "pass"):
         return []

@@ -28,8 +28,8 @@ import sqlite3
 from dataclasses import dataclass
 
 from mailguard.engine import Engine
-from mailguard.milter.decision import _headers as milter_headers
 from mailguard.milter.decision import refusal_reason
+from mailguard.milter.decision import verdict_headers as milter_headers
 from mailguard.milter.settings import MilterSettings
 from mailguard.proxy import edit
 from mailguard.proxy.journal import Journal
