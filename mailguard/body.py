@@ -13,7 +13,7 @@ import binascii
 import functools
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mailguard.charsets import decode_base64, decode_bytes
@@ -118,21 +118,10 @@ def _pick_part(
     raw: bytes, start: int, end: int, boundary: bytes, limits: Limits
 ) -> tuple[int, int, str, dict[str, str], str, str | None] | None:
     """Choose the part to descend into: text/plain first, then html, then a multipart."""
-    delimiter = b"--" + boundary
-    pos = _find_delimiter(raw, delimiter, start, end)
     best: tuple[int, int, str, dict[str, str], str] | None = None
     best_rank = 99
     seen = 0
-    while pos >= 0:
-        checkpoint()
-        line_end = raw.find(b"\n", pos, end)
-        if line_end < 0:
-            break
-        if raw.startswith(b"--", pos + len(delimiter)):
-            break  # closing delimiter
-        part_start = line_end + 1
-        nxt = _find_delimiter(raw, delimiter, part_start, end)
-        part_end = nxt if nxt >= 0 else end
+    for part_start, part_end, _last in delimited_parts(raw, start, end, boundary):
         seen += 1
         if seen > limits.max_mime_parts:
             return (0, 0, "", {}, "", f"more than {limits.max_mime_parts} parts in a multipart")
@@ -144,7 +133,6 @@ def _pick_part(
             fields = part_fields(raw[part_start : found[0]], limits)
             body_start = found[1]
         else:
-            pos = nxt
             continue
         ctype, params = content_type(fields[0])
         disposition = (fields[1] or "").lower()
@@ -161,7 +149,6 @@ def _pick_part(
             best, best_rank = (body_start, part_end, ctype, params, cte), rank
             if rank == 0:
                 break
-        pos = nxt
     if best is None:
         return None
     return (*best, None)
@@ -193,6 +180,26 @@ def part_fields(block: bytes, limits: Limits) -> tuple[str | None, str | None, s
         found.get("content-disposition"),
         found.get("content-transfer-encoding"),
     )
+
+
+def delimited_parts(
+    raw: bytes, start: int, end: int, boundary: bytes
+) -> Iterator[tuple[int, int, bool]]:
+    """The parts of the multipart body ``raw[start:end]``: (start, end, last) of each, its
+    header block included, up to the closing delimiter. ``last`` is true when no delimiter
+    follows (the body ends inside that part: cut short). One walk for the first-text choice
+    here and the attachment reader (:mod:`mailguard.attachments.mime`)."""
+    delimiter = b"--" + boundary
+    pos = _find_delimiter(raw, delimiter, start, end)
+    while pos >= 0:
+        checkpoint()
+        line_end = raw.find(b"\n", pos, end)
+        if line_end < 0 or raw.startswith(b"--", pos + len(delimiter)):
+            return  # no line after it, or the closing delimiter
+        part_start = line_end + 1
+        nxt = _find_delimiter(raw, delimiter, part_start, end)
+        yield part_start, (nxt if nxt >= 0 else end), nxt < 0
+        pos = nxt
 
 
 def _find_delimiter(raw: bytes, delimiter: bytes, start: int, end: int) -> int:

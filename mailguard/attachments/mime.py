@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mailguard.body import _find_delimiter, content_type
+from mailguard.body import content_type, delimited_parts
 from mailguard.charsets import decode_base64
 from mailguard.deadline import checkpoint
 from mailguard.headers import decode_rfc2047, find_header_end, parse_header_block
@@ -144,23 +144,14 @@ class _Headers:
 def _children(
     raw: bytes, start: int, end: int, boundary: bytes, limits: Limits, reached: list[str]
 ) -> list[tuple[int, int, _Headers]]:
-    delimiter = b"--" + boundary
-    pos = _find_delimiter(raw, delimiter, start, end)
     parts: list[tuple[int, int, _Headers]] = []
-    while pos >= 0:
-        checkpoint()
-        line_end = raw.find(b"\n", pos, end)
-        if line_end < 0 or raw.startswith(b"--", pos + len(delimiter)):
-            break
-        part_start = line_end + 1
-        nxt = _find_delimiter(raw, delimiter, part_start, end)
-        part_end = nxt if nxt >= 0 else end
+    for part_start, part_end, last in delimited_parts(raw, start, end, boundary):
         if len(parts) >= limits.max_mime_parts:
             reached.append(f"attachments after {limits.max_mime_parts} parts not read")
             break
         if raw[part_start : part_start + 1] in (b"\r", b"\n"):
             body = part_start + (2 if raw[part_start : part_start + 2] == b"\r\n" else 1)
-            parts.append((body, part_end, _Headers(None, None, None, nxt < 0)))
+            parts.append((body, part_end, _Headers(None, None, None, last)))
         else:
             stop = min(part_end, part_start + limits.body_scan_bytes)
             found = find_header_end(raw, part_start, stop)
@@ -169,9 +160,8 @@ def _children(
                 first = {k: v[0] for k, v in h.items() if v}
                 parts.append((found[1], part_end, _Headers(
                     first.get("content-type"), first.get("content-disposition"),
-                    first.get("content-transfer-encoding"), nxt < 0,
+                    first.get("content-transfer-encoding"), last,
                 )))  # fmt: skip
-        pos = nxt
     return parts
 
 
