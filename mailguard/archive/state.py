@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mailguard import keyfile
 from mailguard.archive.register import Register, Tally, isoformat_utc
 
 SCHEMA = 1
@@ -93,7 +93,7 @@ class StateStore:
             raise StateError(f"cannot use {path} as the scan state: {exc}") from None
         if schema is not None and schema != str(SCHEMA):
             raise StateError(f"{path} was written by another mailguard (schema {schema})")
-        self.key = _key(path.with_name(path.name + ".key"))
+        self.key = _key(keyfile.beside(path))
         self.key_check = self.hash("mailguard state key check")
         self.key_changed = self._meta("key_check") not in (None, self.key_check)
 
@@ -159,21 +159,9 @@ def _key(path: Path) -> bytes:
     whether a guessed address was exposed. Made on first use; with another key the stored
     hashes mean nothing, and the next scan is a full one."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        try:
-            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-        except (OSError, ValueError) as exc:
-            raise StateError(f"cannot read the state's key file {path}: {exc}") from None
-        if len(key) < 16:
-            raise StateError(f"the state's key file {path} holds no key") from None
-        return key
-    except OSError as exc:
-        raise StateError(f"cannot create the state's key file {path}: {exc}") from None
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(key.hex() + "\n")
-    return key
+        return keyfile.read_or_create(path, "the state's key file")
+    except keyfile.KeyFileError as exc:
+        raise StateError(str(exc)) from None
 
 
 def _counts(t: Tally) -> dict[str, Any]:

@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
-import stat
 from pathlib import Path
 
+from mailguard import keyfile
 from mailguard.errors import MailguardError
-
-KEY_BYTES = 32
-KEY_SUFFIX = ".key"
 
 
 class HistoryError(MailguardError):
@@ -32,53 +27,27 @@ class HistoryError(MailguardError):
 
 def key_path(store: Path) -> Path:
     """Where the key of ``store`` lives: beside it, ``<store>.key``."""
-    return store.with_name(store.name + KEY_SUFFIX)
+    return keyfile.beside(store)
 
 
 def create_key(path: Path) -> bytes:
     """Write a new random key with mode 0600 (created exclusively: never overwrites one)."""
-    key = secrets.token_bytes(KEY_BYTES)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        raise HistoryError(f"cannot create the history key {path}: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask said
-        os.write(fd, key.hex().encode("ascii") + b"\n")
-    finally:
-        os.close(fd)
-    return key
+        return keyfile.create(path, "the history key")
+    except keyfile.KeyFileError as exc:
+        raise HistoryError(str(exc)) from None
 
 
 def read_key(path: Path) -> bytes:
     """The key in ``path``; refused when missing, malformed or readable by others."""
+    missing = (
+        " (it is created with the store by `mailguard learn`; a store without its key "
+        "cannot be used)"
+    )
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise HistoryError(
-            f"cannot read the history key {path}: {exc.strerror} (it is created with the "
-            "store by `mailguard learn`; a store without its key cannot be used)"
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise HistoryError(f"the history key {path} is not a regular file")
-        if info.st_mode & 0o077:
-            raise HistoryError(
-                f"the history key {path} may be read by others (mode "
-                f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}` and try again"
-            )
-        text = os.read(fd, 4 * KEY_BYTES)
-    finally:
-        os.close(fd)
-    try:
-        key = bytes.fromhex(text.decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != KEY_BYTES:
-        raise HistoryError(f"the history key {path} is malformed (not {KEY_BYTES} hex bytes)")
-    return key
+        return keyfile.read(path, "the history key", missing)
+    except keyfile.KeyFileError as exc:
+        raise HistoryError(str(exc)) from None
 
 
 class Hasher:

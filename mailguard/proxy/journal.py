@@ -28,17 +28,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from mailguard import keyfile
 from mailguard.errors import ConfigError
 
-KEY_BYTES = 32
 _SWEEP_INTERVAL = 3600.0
 
 
@@ -51,7 +49,7 @@ class Journal:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._key = _load_key(path.with_name(path.name + ".key"))
+            self._key = _load_key(keyfile.beside(path))
             # timeout: with --workers, processes take turns writing (WAL: readers never wait).
             self._db = sqlite3.connect(
                 path, check_same_thread=False, isolation_level=None, timeout=10.0
@@ -113,13 +111,6 @@ class Journal:
 def _load_key(path: Path) -> bytes:
     """The journal's HMAC key: created once (0600, never overwritten), then read."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) != KEY_BYTES:
-            raise ConfigError(f"{path}: not a journal key ({KEY_BYTES} bytes)") from None
-        return key
-    key = secrets.token_bytes(KEY_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-    return key
+        return keyfile.read_or_create(path, "the journal key")
+    except keyfile.KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
