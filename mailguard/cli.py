@@ -109,6 +109,15 @@ def check(
         str | None,
         typer.Option("--history", help="History store (mailguard learn) for the history rules."),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes judging files (default: all cores from 200 files on).",
+        ),
+    ] = None,
 ) -> None:
     """Check messages before sending: exit 0 clean, 1 at/above --fail-on, 2 error."""
     from dataclasses import replace
@@ -134,6 +143,7 @@ def check(
             mode=mode.value,
             pattern=glob,
             pretty=pretty,
+            jobs=jobs,
         ),
     )
 

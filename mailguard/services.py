@@ -18,9 +18,10 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Services:
     dns: Any | None = None
-    """A resolver (none ships yet)."""
+    """The DNS resolver (:class:`mailguard.resolver.DnsService`), when lookups are on."""
     history: Any | None = None
-    """A store of past recipients (none ships yet)."""
+    """The store of past recipients (``mailguard.history.service.HistoryService``), when
+    one is named."""
     approval: Any | None = None
     """The approval keys (a :class:`mailguard.approval_keys.Keyring`); none: no approval
     verifies, and one a message carries is reported as signed with an unknown key."""

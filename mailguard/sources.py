@@ -119,6 +119,23 @@ def iter_inputs(
     max_bytes: int = MAX_BYTES,
 ) -> Iterator[Input]:
     """Yield every message named by ``paths``; folders are searched for ``pattern``."""
+    for item in iter_planned(paths, pattern=pattern, stdin=stdin, max_bytes=max_bytes):
+        yield read_file(item, max_bytes) if isinstance(item, str) else item
+
+
+def iter_planned(
+    paths: list[str],
+    *,
+    pattern: str = "*.eml",
+    stdin: BinaryIO | None = None,
+    max_bytes: int = MAX_BYTES,
+) -> Iterator[Input | str]:
+    """:func:`iter_inputs` before the files are read: a file's name, or an :class:`Input`
+    for what is not a file to read (stdin, already read; a folder that cannot be walked).
+
+    The order is :func:`iter_inputs`'s, so ``check --jobs N`` can hand the names to other
+    processes to read and still report in the order a single process would.
+    """
     for name in paths:
         if name == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
@@ -128,16 +145,14 @@ def iter_inputs(
             else:
                 yield _converted("<stdin>", data, max_bytes)
             continue
-        path = Path(name)
-        if is_folder(path):
-            found, errors = find_names(path, pattern)
+        if is_folder(Path(name)):
+            found, errors = find_names(name, pattern)
             yield from errors
             if not found and not errors:
                 yield Input(name, None, f"no files matching {pattern!r} under {name}")
-            for file in found:
-                yield read_file(file, max_bytes)
+            yield from found
         else:
-            yield read_file(path, max_bytes)
+            yield os.fspath(Path(name))  # as the report has always spelled it: ./a -> a
 
 
 def read_file(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mailguard.commands.check_pool import choose_jobs, judge_all
 from mailguard.commands.common import echo, format_for, write_report
 from mailguard.commands.settings import ConfigSource, load_settings
 from mailguard.engine import Engine, Mode, tune_gc_for_batch
@@ -14,7 +15,7 @@ from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
 from mailguard.scoring import EXIT_ERROR, exit_status
-from mailguard.sources import iter_inputs
+from mailguard.sources import Input, iter_planned
 
 FORMATS = ("text", "json", "sarif")
 
@@ -35,34 +36,46 @@ def run_check(
     mode: Mode = "outgoing",
     pattern: str = "*.eml",
     pretty: bool = False,
+    jobs: int | None = None,
 ) -> int:
     """Check every input, write one report, return the exit status.
 
     0: nothing at or above ``fail_on``; 1: something is; 2: an input could not be read
-    (an unreadable message is never "clean").
+    (an unreadable message is never "clean"). ``jobs``: processes judging the files (None:
+    every core for a large folder, see :mod:`mailguard.commands.check_pool`).
     """
     fmt = fmt or format_for(output, FORMATS, "text")
     settings = load_settings(source)
     cfg = settings.config
     envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
-    engine = Engine(cfg, services=settings.services())
+    services = settings.services()
+    engine = Engine(cfg, services=services)
     tune_gc_for_batch()
-    reports: list[Report] = []
-    unread = False
-    for item in iter_inputs(list(paths), pattern=pattern, max_bytes=cfg.limits.max_message_bytes):
-        if item.data is None and item.unreadable:  # an input error, not a message verdict
-            echo(f"mailguard: cannot read {item.source}: {item.error}", err=True)
-            unread = True
-            continue
+    keep_analysis = show_addresses or redact
+
+    def judge(item: Input) -> Report:
         if item.data is None:
-            reports.append(engine.error_report(item.source, item.error or "cannot read"))
-            continue
+            return engine.error_report(item.source, item.error or "cannot read")
         report = engine.check(
             item.data, envelope=envelope, source=item.source, smtp_data=smtp_data, mode=mode
         )
-        if not (show_addresses or redact):
+        if not keep_analysis:
             report.analysis = None  # keep memory flat over a large folder
-        reports.append(report)
+        return report
+
+    max_bytes = cfg.limits.max_message_bytes
+    planned = list(iter_planned(list(paths), pattern=pattern, max_bytes=max_bytes))
+    files = sum(isinstance(item, str) for item in planned)
+    fork_safe = services.dns is None and services.history is None
+    workers = choose_jobs(jobs, files, fork_safe=fork_safe)
+    reports: list[Report] = []
+    unread = False
+    for outcome in judge_all(planned, judge, max_bytes, workers):
+        if isinstance(outcome, Input):  # an input error, not a message verdict
+            echo(f"mailguard: cannot read {outcome.source}: {outcome.error}", err=True)
+            unread = True
+        else:
+            reports.append(outcome)
     options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
     color = output is None and fmt == "text" and sys.stdout.isatty()
     if fmt == "text":

@@ -1,0 +1,173 @@
+"""``mailguard check`` over many files on every core.
+
+Why: the folder of a bulk mailout, or a tree of exported messages, holds thousands of
+files, and judging them is CPU-bound: one process uses one core of the machine. With more
+than :data:`PARALLEL_MIN` files to read, ``check`` forks worker processes *after* it has
+built its engine (a worker starts in milliseconds with the rules loaded), hands them runs
+of consecutive file names, and puts their reports back in order: the output is the same,
+byte for byte, whatever ``--jobs`` is.
+
+It stays in one process when that would not help or would not be safe:
+
+- fewer files than :data:`PARALLEL_MIN` (the pool costs ~20 ms to start) or one core;
+- a history store or DNS lookups: an open SQLite connection or resolver must not be used
+  on both sides of a fork;
+- no ``fork`` start method (Windows, macOS): a spawned worker would import everything again.
+
+Nothing is lost when a worker dies (killed for memory, say): the runs it had not returned
+are judged again in this process, as ``--jobs 1`` would have judged them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from mailguard.engine import tune_gc_for_batch
+from mailguard.report import Report
+from mailguard.sources import Input, read_file
+
+PARALLEL_MIN = 200
+"""Files below which ``check`` stays in one process when ``--jobs`` is not given."""
+CHUNK = 24
+"""File names per task: big enough that pickling a task is noise, small enough that a
+2 MB-attachment run does not leave the other worker idle at the end."""
+IN_FLIGHT = 4
+"""Tasks queued per worker: results are collected in order, so this bounds how much a
+fast worker can get ahead of a slow one (and the memory that holds)."""
+
+Outcome = Report | Input
+"""A file's report, or the :class:`Input` saying why it could not be read."""
+Judge = Callable[[Input], Report]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    judge: Judge
+    max_bytes: int
+
+
+_JOB: _Job | None = None
+"""Set in this process just before the pool forks: the workers' copy is how they judge."""
+
+
+def cores() -> int:
+    """The CPUs this process may run on (a container's or ``taskset``'s limit included)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def choose_jobs(requested: int | None, files: int, *, fork_safe: bool) -> int:
+    """How many processes judge ``files`` files: ``requested`` (``--jobs``) or, when not
+    given, every core once there are enough files to pay for the pool."""
+    if not fork_safe or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if requested is not None:
+        return max(1, min(requested, files))
+    return min(cores(), 8) if files >= PARALLEL_MIN else 1
+
+
+def judge_all(
+    planned: Sequence[Input | str], judge: Judge, max_bytes: int, jobs: int
+) -> Iterator[Outcome]:
+    """The outcome of every planned item, in order: read and judged here with ``jobs`` 1,
+    by ``jobs`` forked workers otherwise (already-read inputs are judged here)."""
+    if jobs <= 1:
+        for item in planned:
+            yield _one(item if isinstance(item, Input) else read_file(item, max_bytes), judge)
+        return
+    yield from _in_pool(planned, _Job(judge, max_bytes), jobs)
+
+
+def _one(item: Input, judge: Judge) -> Outcome:
+    if item.data is None and item.unreadable:
+        return item
+    return judge(item)
+
+
+def _in_pool(planned: Sequence[Input | str], job: _Job, jobs: int) -> Iterator[Outcome]:
+    global _JOB
+    tasks = list(_tasks(planned))
+    _JOB = job
+    ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker)
+    broken = False
+    pending: list[tuple[tuple[Input | str, ...], Future[list[Outcome]] | None]] = []
+    index = 0
+    try:
+        while index < len(tasks) or pending:
+            while index < len(tasks) and len(pending) < jobs * IN_FLIGHT:
+                task = tasks[index]
+                index += 1
+                pending.append((task, None if broken else _submit(pool, task)))
+            task, future = pending.pop(0)
+            if future is not None:
+                try:
+                    yield from future.result()
+                    continue
+                except BrokenProcessPool:
+                    # A worker died (the OOM killer, a crash in a native reader): this run
+                    # and every later one are judged here, in order; a pool that broke
+                    # once is not trusted with the rest.
+                    broken = True
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pending = [(t, None) for t, _ in pending]
+            yield from (_one(_read(item, job), job.judge) for item in task)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _JOB = None
+
+
+def _submit(
+    pool: ProcessPoolExecutor, task: tuple[Input | str, ...]
+) -> Future[list[Outcome]] | None:
+    """The task's future, or None when it is judged here: read already (stdin), unreadable,
+    or the pool can take no more work."""
+    if isinstance(task[0], Input):
+        return None
+    try:
+        return pool.submit(_judge_names, task)
+    except (BrokenProcessPool, RuntimeError):
+        return None
+
+
+def _tasks(planned: Sequence[Input | str]) -> Iterator[tuple[Input | str, ...]]:
+    """Runs of at most :data:`CHUNK` file names; every :class:`Input` a task of its own."""
+    run: list[str] = []
+    for item in planned:
+        if isinstance(item, str):
+            run.append(item)
+            if len(run) == CHUNK:
+                yield tuple(run)
+                run = []
+            continue
+        if run:
+            yield tuple(run)
+            run = []
+        yield (item,)
+    if run:
+        yield tuple(run)
+
+
+def _read(item: Input | str, job: _Job) -> Input:
+    return item if isinstance(item, Input) else read_file(item, job.max_bytes)
+
+
+def _judge_names(names: tuple[Input | str, ...]) -> list[Outcome]:
+    """In a worker: read and judge a run of files (module level, so it pickles by name)."""
+    job = _JOB
+    if job is None:  # only ever run in a worker forked by _in_pool
+        raise RuntimeError("check worker started without a job")
+    return [_one(_read(name, job), job.judge) for name in names]
+
+
+def _start_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    tune_gc_for_batch()
