@@ -276,7 +276,7 @@ def whole_process(
     best: dict[str, Run] = {}
     contenders: dict[str, Callable[[], Run]] = {
         "mailguard check (process)": lambda: run_check_process(root, tmp / "report.json"),
-        "  the same, --jobs 1": lambda: run_check_process(root, tmp / "report.json", "-j", "1"),
+        "mailguard check --jobs 1": lambda: run_check_process(root, tmp / "report.json", "-j", "1"),
         "mail-parser loop (files)": lambda: run_mailparser_files(paths),
     }
     for r in range(repeat):

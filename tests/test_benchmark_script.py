@@ -28,7 +28,11 @@ def test_benchmark_quick_run_reports_every_figure():
     assert runs["mailguard Engine.check"]["errors"] == 0
     # The whole CLI process over the mix as files, beside mail-parser reading the same files.
     process = figures["process"]
-    assert set(process) == {"mailguard check (process)", "mail-parser loop (files)"}
+    assert set(process) == {
+        "mailguard check (process)",
+        "mailguard check --jobs 1",
+        "mail-parser loop (files)",
+    }
     for name, run in process.items():
         assert run["recipients_found"] == expected and run["errors"] == 0, name
     assert process["mail-parser loop (files)"]["x_vs_mailparser"] == 1.0
