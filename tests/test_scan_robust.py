@@ -354,12 +354,12 @@ def test_parallel_ctrl_c_keeps_partial_units(tmp_path: Path) -> None:
         for _ in range(12000):
             f.write(one)
     out = tmp_path / "partial.json"
-    # One huge unit per worker: MBOX_BYTES_PER_UNIT does not apply below jobs*8 parts.
+    # One huge unit per worker, whatever the planner would do.
     proc = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys; import mailguard.archive.scanner as s; s.MBOX_MIN_UNIT = 1 << 40; "
+         "import sys; import mailguard.archive.scanner as s, mailguard.archive.mbox as m; "
          "s._mbox_units = lambda path, jobs: [s.Unit('mbox', path=str(path), start=a, end=b, "
-         "size=b - a) for a, b in s.split_ranges(path, 2)]; "
+         "size=b - a) for a, b in m.split_ranges(path, 2)]; "
          "from mailguard.cli import main; sys.argv[0] = 'mailguard'; main()",
          "scan", str(big), "--jobs", "2", "--format", "json", "-o", str(out), "--no-config"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -87,14 +87,25 @@ def split_ranges(path: Path, parts: int, begin: int = 0) -> list[tuple[int, int]
     """Up to ``parts`` byte ranges ``[start, end)`` that each begin at a ``From_`` line,
     covering ``[begin, end of file)`` (``begin`` is itself at a ``From_`` line)."""
     size = path.stat().st_size
+    if parts <= 1 or size <= begin:
+        return split_at(path, [], begin)
+    return split_at(path, [begin + (size - begin) * i // parts for i in range(1, parts)], begin)
+
+
+def split_at(path: Path, targets: list[int], begin: int = 0) -> list[tuple[int, int]]:
+    """Byte ranges ``[start, end)`` covering ``[begin, end of file)``, each beginning at the
+    first ``From_`` line at or after one of the ascending offsets ``targets`` (ranges that
+    would be empty are left out)."""
+    size = path.stat().st_size
     if size <= begin:
         return []
-    if parts <= 1:
+    if not targets:
         return [(begin, size)]
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         starts = [begin]
-        for i in range(1, parts):
-            at = begin + (size - begin) * i // parts
+        for at in targets:
+            if at >= size:
+                break
             cut = _next_from_line(mm, max(at, starts[-1] + 1), size)
             # The search may have read far into an attachment; give those pages back so
             # planning a 5 GB mbox does not grow the parent by what it skimmed.

@@ -44,7 +44,7 @@ from types import FrameType
 from typing import TypeVar
 
 from mailguard.archive.maildir import is_maildir, maildir_files
-from mailguard.archive.mbox import looks_like_mbox, split_ranges
+from mailguard.archive.mbox import looks_like_mbox, split_at
 from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.workers import (
     InlineExecutor,
@@ -113,15 +113,37 @@ def plan(source: str, jobs: int, pattern: str = "*.eml") -> tuple[list[Unit], li
 def _mbox_units(path: Path, jobs: int, start: int = 0, label: str = "") -> list[Unit]:
     """Units over ``[start, end of file)``; ``start`` is a ``From_`` line (an incremental
     re-scan starts where the last one stopped)."""
-    size = _size(path) - start
-    # Enough units to balance the workers and to stop promptly on Ctrl-C (a unit is the
-    # grain of both), few enough that each one's start-up cost does not show.
-    parts = max(jobs * 8, size // MBOX_BYTES_PER_UNIT)
-    parts = max(1, min(parts, size // MBOX_MIN_UNIT))
+    end = _size(path)
     return [
         Unit("mbox", path=str(path), start=s, end=e, size=e - s, label=label)
-        for s, e in split_ranges(path, parts, start)
+        for s, e in split_at(path, unit_cuts(start, end, jobs), start)
     ]
+
+
+def unit_cuts(begin: int, end: int, jobs: int) -> list[int]:
+    """Where to cut ``[begin, end)`` into work units (each cut then moves on to the next
+    ``From_`` line).
+
+    Enough units to balance the workers and to stop promptly on Ctrl-C (a unit is the grain
+    of both), few enough that each one's start-up cost does not show: ``jobs * 8`` at
+    least, at most :data:`MBOX_BYTES_PER_UNIT` each, none under :data:`MBOX_MIN_UNIT`.
+    Once little is left the units shrink (a share of what remains per worker, guided
+    self-scheduling): the time a message takes varies a hundredfold by kind, so equal
+    units let one worker finish while the other is still in a big one; small last units
+    make them finish together.
+    """
+    total = end - begin
+    unit = max(MBOX_MIN_UNIT, min(MBOX_BYTES_PER_UNIT, total // (jobs * 8) or 1))
+    floor = max(MBOX_MIN_UNIT, unit // 8)
+    cuts: list[int] = []
+    at = begin
+    while True:
+        left = end - at
+        size = min(unit, max(floor, left // (2 * jobs)))
+        if left - size < floor:
+            return cuts
+        at += size
+        cuts.append(at)
 
 
 def mbox_units(path: Path, jobs: int, start: int = 0, label: str = "") -> list[Unit]:
