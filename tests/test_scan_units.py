@@ -3,6 +3,8 @@ workers finish together (guided self-scheduling)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from mailguard.archive.scanner import MBOX_BYTES_PER_UNIT, MBOX_MIN_UNIT, unit_c
 def sizes(begin: int, end: int, jobs: int) -> list[int]:
     cuts = unit_cuts(begin, end, jobs)
     edges = [begin, *cuts, end]
-    return [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(edges)]
 
 
 @given(
