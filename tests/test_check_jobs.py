@@ -135,3 +135,15 @@ def test_jobs_must_be_positive(tree: Path) -> None:
     result = run("check", str(tree), "--jobs", "0")
     assert result.exit_code == 2
     assert "--jobs" in result.output or "--jobs" in result.stderr
+
+
+def test_no_process_pool_means_one_process(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine where a pool cannot start (a container without /dev/shm has no POSIX
+    semaphores) still gets its report: the files are judged in the checking process."""
+
+    def no_semaphores(*_args: object, **_kwargs: object) -> None:
+        raise OSError(38, "Function not implemented")
+
+    expected = report(str(tree), "-j", "1")
+    monkeypatch.setattr(check_pool, "ProcessPoolExecutor", no_semaphores)
+    assert report(str(tree), "-j", "2") == expected

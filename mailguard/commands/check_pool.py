@@ -97,7 +97,13 @@ def _in_pool(planned: Sequence[Input | str], job: _Job, jobs: int) -> Iterator[O
     tasks = list(_tasks(planned))
     _JOB = job
     ctx = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker)
+    try:
+        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker)
+    except (OSError, ImportError, NotImplementedError):
+        # No working semaphores (a container without /dev/shm): one process will do.
+        _JOB = None
+        yield from judge_all(planned, job.judge, job.max_bytes, 1)
+        return
     broken = False
     pending: list[tuple[tuple[Input | str, ...], Future[list[Outcome]] | None]] = []
     index = 0
