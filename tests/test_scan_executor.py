@@ -113,6 +113,19 @@ def test_same_register_with_one_job_inline(tmp_path: Path) -> None:
     assert fingerprint(inline) == fingerprint(pooled)
 
 
+def test_no_process_pool_means_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no pool can start (no POSIX semaphores: a container without /dev/shm), the scan
+    runs in the scanning process and finds the same, instead of failing."""
+    path, units = archive(tmp_path)
+    inline = Scanner(Config(), jobs=1).scan([(str(path), units)])
+
+    def no_semaphores(_jobs: int) -> ProcessPoolExecutor:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(scanner, "process_pool", no_semaphores)
+    assert fingerprint(Scanner(Config(), jobs=2).scan([(str(path), units)])) == fingerprint(inline)
+
+
 def test_the_scanner_module_keeps_no_worker_state(tmp_path: Path) -> None:
     """After an in-process scan (which used to leave its engine, window and stop flag in
     module globals for the next unit), the module holds none of them."""

@@ -264,9 +264,7 @@ class Scanner:
         in progress finish early and are still merged.
         """
         owned = self.executor is None
-        executor = self.executor or (
-            InlineExecutor() if self.jobs == 1 else process_pool(self.jobs)
-        )
+        executor = self.executor or _local_executor(self.jobs)
         pending: deque[Future[Tally]] = deque()
         unit_of: dict[Future[Tally], tuple[str, Unit]] = {}
         feed = state.guard(units)
@@ -321,6 +319,17 @@ class Scanner:
         reg.merge(tally)
         if progress is not None:
             progress(reg.total.messages, reg.total.bytes)
+
+
+def _local_executor(jobs: int) -> Executor:
+    """``jobs`` worker processes, or this process when there is one job or no pool can
+    start (no POSIX semaphores, as in a container without ``/dev/shm``): slower, not wrong."""
+    if jobs > 1:
+        try:
+            return process_pool(jobs)
+        except (OSError, ImportError, NotImplementedError):
+            pass
+    return InlineExecutor()
 
 
 def _where(unit: Unit) -> tuple[str, str]:
