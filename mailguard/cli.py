@@ -115,7 +115,7 @@ def check(
             "--jobs",
             "-j",
             min=1,
-            help="Processes judging files (default: all cores from 200 files on).",
+            help="Processes judging files (default: all cores from 500 files on).",
         ),
     ] = None,
 ) -> None:

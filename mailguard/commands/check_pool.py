@@ -9,7 +9,8 @@ byte for byte, whatever ``--jobs`` is.
 
 It stays in one process when that would not help or would not be safe:
 
-- fewer files than :data:`PARALLEL_MIN` (the pool costs ~20 ms to start) or one core;
+- fewer files than :data:`PARALLEL_MIN` (starting the workers costs about what they save
+  on a few hundred small messages) or one core;
 - a history store or DNS lookups: an open SQLite connection or resolver must not be used
   on both sides of a fork;
 - no ``fork`` start method (Windows, macOS): a spawned worker would import everything again.
@@ -32,7 +33,7 @@ from mailguard.engine import tune_gc_for_batch
 from mailguard.report import Report
 from mailguard.sources import Input, read_file
 
-PARALLEL_MIN = 200
+PARALLEL_MIN = 500
 """Files below which ``check`` stays in one process when ``--jobs`` is not given."""
 CHUNK = 24
 """File names per task: big enough that pickling a task is noise, small enough that a
