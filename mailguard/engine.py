@@ -99,6 +99,10 @@ class Engine:
             )
             for mode, plan in self._plan.items()
         }  # fmt: skip
+        self._early: dict[str, tuple[tuple[Gate, ...], int]] = {
+            mode: _early_terms(rules, self._gates) for mode, rules in self._rules.items()
+        }
+        """Per mode, what :meth:`body_could_change` weighs: worked out once, not per message."""
 
     def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
         """The message parts the rules that run in ``mode`` read (``headers``, ``body``, …)."""
@@ -135,16 +139,26 @@ class Engine:
         """
         if report.analysis is None:
             return True
+        gates, input_weight = self._early[mode]
+        if any(gate_open(g, report.recipients) for g in gates):
+            return True
+        return verdict(min(report.score + input_weight, 100), self.config.scoring) != report.verdict
+
+    def body_could_change_careful(self, report: Report, mode: Mode = "outgoing") -> bool:
+        """:meth:`body_could_change` rule by rule, as it was before its terms were worked
+        out once per engine: the reference of tests/test_fast_paths.py."""
+        if report.analysis is None:
+            return True
         ceiling = report.score
         for s in self._rules[mode]:
             if TAG_APPROVAL in s.rule.tags:
-                continue  # needs an X-Mailguard-Approval field: such mail is never decided early
+                continue
             parts = BODY_PARTS & set(s.rule.reads)
             if "body" in parts:
                 if gate_open(self._gates[s.code], report.recipients):
                     return True
             elif parts:
-                continue  # attachments only: a single text part carries none
+                continue
             elif TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
                 ceiling += s.weight
         return verdict(min(ceiling, 100), self.config.scoring) != report.verdict
@@ -270,6 +284,25 @@ class Engine:
 
 
 BATCH_GC_THRESHOLD = 50_000
+
+
+def _early_terms(rules: list[RuleSettings], gates: dict[str, Gate]) -> tuple[tuple[Gate, ...], int]:
+    """For :meth:`Engine.body_could_change`: the gates of the rules that read the body, and
+    the weight the input rules (limits reached, undecodable text, which read what the body
+    walk found) could still add. Rules that need an approval field are left out (such mail
+    is never decided early); rules that read attachments only find nothing in a single
+    text part, and the MIME limits (tag ``partial-read``) cannot be reached by one."""
+    body_gates: list[Gate] = []
+    weight = 0
+    for s in rules:
+        if TAG_APPROVAL in s.rule.tags:
+            continue
+        parts = BODY_PARTS & set(s.rule.reads)
+        if "body" in parts:
+            body_gates.append(gates[s.code])
+        elif not parts and TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
+            weight += s.weight
+    return tuple(body_gates), weight
 
 
 def tune_gc_for_batch() -> None:

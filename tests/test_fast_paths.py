@@ -208,3 +208,46 @@ def test_public_suffix_list_equals_the_librarys_own():
                  "www.ck", "a.b.c.xn--p1ai", "test.xn--fiqs8s", "s3.amazonaws.com"):  # fmt: skip
         assert fast.privatesuffix(name) == careful.privatesuffix(name), name
         assert fast.publicsuffix(name) == careful.publicsuffix(name), name
+
+
+# ------------------------------------------------------------------ early decision terms
+
+
+def _engines() -> list:
+    """The default rules and three variants: the input rules heavier or off, a body rule
+    off, weights that move the verdict bands."""
+    from mailguard.config import from_mapping
+    from mailguard.engine import Engine
+
+    variants = [
+        {},
+        {"rules": {"MG003": {"enabled": False}}},
+        {"rules": {"MG301": {"enabled": False}, "MG002": {"weight": 60}}},
+        {"rules": {"MG101": {"weight": 5}, "MG003": {"weight": 90}}},
+    ]
+    return [Engine(from_mapping(v)) for v in variants]
+
+
+_ENGINES = _engines()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(["small", "cc"]),
+    count=st.integers(1, 60),
+    mode=st.sampled_from(["outgoing", "archived"]),
+)
+def test_body_could_change_equals_careful(seed, kind, count, mode):
+    from tests.support.synth import MixGenerator
+
+    gen = MixGenerator(seed)
+    data = gen.small().data if kind == "small" else gen.many_cc(count).data
+    end = data.find(b"\r\n\r\n")
+    headers = data[: end + 2] if end >= 0 else data  # what the milter has at end-of-headers
+    for engine in _ENGINES:
+        for raw in (data, headers):
+            report = engine.check(raw, mode=mode)
+            assert engine.body_could_change(report, mode) == engine.body_could_change_careful(
+                report, mode
+            )
