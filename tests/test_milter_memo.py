@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import time
 from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailguard.config import Config
+from mailguard.engine import Engine
 from mailguard.milter import protocol as p
+from mailguard.milter import rewrite
 from mailguard.milter import session as session_module
-from mailguard.milter.session import MEMO_KEY_BYTES, MEMO_SIZE, Session
+from mailguard.milter.early import settle_at_headers, settle_carefully
+from mailguard.milter.session import MEMO_KEY_BYTES, MEMO_SIZE, Capabilities, Session, Transaction
 from mailguard.milter.settings import MilterSettings
 
 SETTINGS = st.builds(
@@ -121,3 +126,45 @@ def test_the_network_memo_follows_a_reload_and_stays_bounded() -> None:
     for i in range(MEMO_SIZE * 2):
         _in_scope(outside, f"10.{i // 256 % 256}.{i % 256}.1")
     assert len(session_module._NETWORKS.values) <= MEMO_SIZE
+
+
+# ------------------------------------------------------------------ settling at end-of-headers
+
+_ENGINE = Engine(Config())
+_FIELDS = st.sampled_from(
+    [
+        (b"From", b" Alice <alice@serviceco.example>"),
+        (b"To", b" bob@serviceco.example"),
+        (b"To", b" " + b", ".join(b"p%d@gmail.com" % i for i in range(30))),
+        (b"Cc", b" carol@partner.example, dave@gmail.com"),
+        (b"Bcc", b" eve@gmail.com"),
+        (b"Subject", b" Minutes"),
+        (b"Subject", b" salary review for the patient"),
+        (b"Content-Type", b" text/plain; charset=utf-8"),
+        (b"X-Mailguard-Approval", b" v=1; k=x; t=0; s=AAAA"),
+        (b"x-mailguard-APPROVAL ", b" forged"),
+        (b"X-Mailguard-Verdict", b" pass"),
+        (b"X-Approval", b" unrelated"),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fields=st.lists(_FIELDS, max_size=6),
+    ms=SETTINGS,
+    mode=st.sampled_from(["enforce", "monitor"]),
+    actions=st.integers(0, 0x1FF),
+    steps=st.integers(0, 0x1FFFFF),
+)
+def test_settling_a_pass_fast_is_settling_it_carefully(
+    fields: list[tuple[bytes, bytes]], ms: MilterSettings, mode: str, actions: int, steps: int
+) -> None:
+    txn = Transaction("<alice@serviceco.example>", replace(ms, mode=mode))
+    txn.rcpt_to.append("<bob@serviceco.example>")
+    txn.headers.extend(fields)
+    caps = Capabilities(actions, steps)
+    report = rewrite.judge(_ENGINE, txn, caps.leading_space, "test", time.monotonic() + 60)
+    fast = settle_at_headers(report, txn, caps, _ENGINE)
+    careful = settle_carefully(report, txn, caps, _ENGINE)
+    assert fast == careful
