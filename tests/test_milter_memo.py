@@ -168,3 +168,18 @@ def test_settling_a_pass_fast_is_settling_it_carefully(
     fast = settle_at_headers(report, txn, caps, _ENGINE)
     careful = settle_carefully(report, txn, caps, _ENGINE)
     assert fast == careful
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(max_size=60)
+    | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=60)
+    | st.text(alphabet=" %~aZ\x7f\t\u00e9", max_size=500)
+)
+def test_a_reply_without_characters_to_replace_is_the_reply_of_the_character_walk(
+    text: str,
+) -> None:
+    walked = "".join(ch if " " <= ch <= "~" and ch != "%" else "?" for ch in text)
+    assert p.reply_code("550 5.7.1", text) == p.frame(
+        p.REPLYCODE, f"550 5.7.1 {walked[:400]}".encode("ascii") + b"\0"
+    )
