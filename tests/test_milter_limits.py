@@ -439,3 +439,7 @@ def test_example_config_lists_every_milter_setting() -> None:
     from_mapping(example["milter"])  # and every value there is valid
     unit = (root / "examples/milter/mailguard-milter.service").read_text("utf-8")
     assert "LimitNOFILE=" in unit
+    # The CPU share benchmarks/bench_milter.py measures the milter with (MILTER_NICE).
+    assert "\nCPUWeight=1000\n" in unit and "\nNice=-10\n" in unit
+    bench = (root / "benchmarks/bench_milter.py").read_text("utf-8")
+    assert "\nMILTER_NICE = -10\n" in bench

@@ -66,7 +66,33 @@ def decide_at_headers(conn: MilterConnection, txn: Transaction) -> None:
 def settle_at_headers(
     report: Report, txn: Transaction, caps: Capabilities, engine: Engine
 ) -> Outcome | None:
-    """The outcome to send at end-of-headers, or ``None`` to read the body and decide later."""
+    """The outcome to send at end-of-headers, or ``None`` to read the body and decide later.
+
+    Most mail is a ``pass``, and for a pass :func:`outcome_for` can only come to a bare
+    continue (accepted here) or to edits (read on): edits are our verdict fields, which
+    ``add_headers`` other than ``always`` never adds to a pass, and the deletion of an
+    approval field, which needs one in the header block. Short of those the mapping is
+    skipped (:func:`settle_carefully` is the full one; a property test holds them equal).
+    """
+    if (
+        report.verdict == "pass"
+        and txn.settings.add_headers != "always"
+        and not any(_APPROVAL in name.lower() for name, _ in txn.headers)
+    ):
+        if engine.body_could_change(report):
+            return None
+        return Outcome("accept", [p.SIMPLE[p.ACCEPT]])
+    return settle_carefully(report, txn, caps, engine)
+
+
+_APPROVAL = b"x-mailguard-approval"
+"""Contained in the lower-cased name of every field :func:`approval.header_indexes` counts."""
+
+
+def settle_carefully(
+    report: Report, txn: Transaction, caps: Capabilities, engine: Engine
+) -> Outcome | None:
+    """:func:`settle_at_headers` by way of the end-of-message mapping, for every verdict."""
     outcome = outcome_for(report, txn.settings, caps, txn)
     frames = outcome.frames
     if report.verdict == "pass" and frames == [p.SIMPLE[p.CONTINUE]]:

@@ -243,7 +243,10 @@ def reply_code(code: str, text: str) -> bytes:
     SMTP reply text is 7-bit (RFC 5321 4.2), one line, and ``%`` is special to the MTA's
     formatting, so anything else is replaced rather than sent.
     """
-    clean = "".join(ch if " " <= ch <= "~" and ch != "%" else "?" for ch in text)
+    if text.isascii() and text.isprintable() and "%" not in text:
+        clean = text  # the usual reason: nothing to replace, no walk over every character
+    else:
+        clean = "".join(ch if " " <= ch <= "~" and ch != "%" else "?" for ch in text)
     return frame(REPLYCODE, f"{code} {clean[:400]}".encode("ascii") + b"\0")
 
 

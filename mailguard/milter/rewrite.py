@@ -37,6 +37,9 @@ def judge(
     report = engine.check(
         raw, envelope=envelope, source=source, deadline=deadline, incomplete=txn.incomplete
     )
+    if level_for(report, txn.settings) is None:
+        txn.rewrite = None  # most mail: no rewrite asked for, nothing to plan
+        return report
     names = [name for name, _ in txn.headers]
     txn.rewrite = attempt(
         engine, report, txn.settings, names, raw, envelope=envelope, deadline=deadline,

@@ -267,6 +267,8 @@ class MilterConnection(asyncio.Protocol):
             return
         self.transport = transport  # type: ignore[assignment]  # a stream transport
         self.server.connections.add(self)
+        if self.server.listen.family == "unix":
+            return  # no Nagle, no delayed ACK: the socket needs nothing set
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

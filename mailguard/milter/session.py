@@ -86,6 +86,49 @@ class Capabilities:
         return flag is None or not self.protocol & flag
 
 
+MEMO_SIZE = 1024
+"""Entries kept per memo below before it starts afresh: bounded whatever the MTA sends."""
+MEMO_KEY_BYTES = 64
+"""Longest key memoised (an offer is 12 bytes, an IPv6 address at most 45 characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Agreed:
+    """What one option negotiation came to: the same for every connection that offers the
+    same bytes under the same settings, so it is worked out once (Postfix opens a milter
+    connection per SMTP session: one negotiation per message for one-message sessions)."""
+
+    reply: bytes
+    caps: Capabilities
+    silent: frozenset[bytes]
+    decide_at_headers: bool
+
+
+class _Memo:
+    """Answers that depend only on the settings object and a key, shared by connections.
+
+    Tied to the settings by identity: a reload brings a new object and the memo starts
+    afresh, so an answer is never kept past the settings it was worked out for.
+    """
+
+    __slots__ = ("settings", "values")
+
+    def __init__(self) -> None:
+        self.settings: object = None
+        self.values: dict[object, object] = {}
+
+    def table(self, settings: object) -> dict[object, object]:
+        if self.settings is not settings or len(self.values) >= MEMO_SIZE:
+            self.settings, self.values = settings, {}
+        return self.values
+
+
+_NEGOTIATED = _Memo()
+"""(offer payload, keep_body) -> :class:`_Agreed`."""
+_NETWORKS = _Memo()
+"""client address -> whether it is in ``outgoing_networks``."""
+
+
 @dataclass
 class Transaction:
     """One message as the MTA streams it."""
@@ -220,8 +263,6 @@ class Session:
         """Steps whose reply the MTA waived."""
         self._decide_at_headers = False
         """End-of-headers was agreed with a reply: a message may be decided there."""
-        self._network_verdict: tuple[MilterSettings, str, bool] | None = None
-        """(settings, client address, in outgoing_networks): a connection's, computed once."""
         self._reset_connection()
 
     def _reset_connection(self) -> None:
@@ -348,16 +389,29 @@ class Session:
     # ------------------------------------------------------------------ negotiation
 
     def _negotiate(self, payload: bytes) -> bytes:
+        if len(payload) > MEMO_KEY_BYTES:  # an MTA sends 12 bytes; no memo for odd ones
+            agreed = self._agree(payload)
+        else:
+            table = _NEGOTIATED.table(self.settings)
+            key = (payload, self.keep_body)
+            known = table.get(key)
+            agreed = known if isinstance(known, _Agreed) else self._agree(payload)
+            table[key] = agreed
+        self.caps, self._silent = agreed.caps, agreed.silent
+        self._decide_at_headers = agreed.decide_at_headers
+        return agreed.reply
+
+    def _agree(self, payload: bytes) -> _Agreed:
         offer = p.parse_optneg(payload)
         if offer.version < 2:
             raise p.ProtocolError(f"milter protocol version {offer.version} is too old")
         actions = WANTED_ACTIONS & offer.actions
         protocol = self.wanted_protocol(offer.protocol)
-        self.caps = Capabilities(actions, protocol)
-        self._silent = frozenset(c for c in _STEP_COMMANDS if not self.caps.replies_to(c))
-        self._decide_at_headers = not protocol & (p.SMFIP_NOEOH | p.SMFIP_NR_EOH)
+        caps = Capabilities(actions, protocol)
+        silent = frozenset(c for c in _STEP_COMMANDS if not caps.replies_to(c))
         macros = WANTED_MACROS if actions & p.SMFIF_SETSYMLIST else None
-        return p.optneg_reply(actions, protocol, macros, min(offer.version, p.VERSION))
+        reply = p.optneg_reply(actions, protocol, macros, min(offer.version, p.VERSION))
+        return _Agreed(reply, caps, silent, not protocol & (p.SMFIP_NOEOH | p.SMFIP_NR_EOH))
 
     def wanted_protocol(self, offered: int) -> int:
         """The steps to give up and replies to waive for this connection, of those offered.
@@ -400,14 +454,18 @@ class Session:
         if self.client_family == "L":  # local socket: a program on this host
             return True
         # Cheapest first (all are alternatives): the client's network, known at CONNECT and
-        # judged once per connection and settings, before the macros, which are parsed here.
+        # judged once per address and settings (most mail comes from a few clients), before
+        # the macros, which are parsed here.
         address = self.client_address
         if address:
-            known = self._network_verdict
-            if known is None or known[0] is not s or known[1] != address:
-                known = (s, address, s.is_outgoing_network(address))
-                self._network_verdict = known
-            if known[2]:
+            if len(address) > MEMO_KEY_BYTES:
+                inside = s.is_outgoing_network(address)
+            else:
+                table = _NETWORKS.table(s)
+                known = table.get(address)
+                inside = known if isinstance(known, bool) else s.is_outgoing_network(address)
+                table[address] = inside
+            if inside:
                 return True
         if s.authenticated and self.macro("auth_authen"):
             return True
