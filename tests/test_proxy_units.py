@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -219,14 +220,14 @@ def test_a_split_sends_one_copy_per_person(tmp_path):
         def __init__(self) -> None:
             self.sent: list[str] = []
 
-        def send_copy(self, sender, options, recipient, data):
+        async def send_copy(self, sender, options, recipient, data):
             self.sent.append(recipient)
             return 250, "ok"
 
     upstream = Recorder()
     raw = b"From: a@b.example\r\nTo: x@y.example, X@Y.example\r\n\r\nhi\r\n"
-    result = split(upstream, Journal(tmp_path / "j"), raw, "a@b.example", (),  # type: ignore[arg-type]
-                   ["x@y.example", "X@Y.example", "z@y.example"], "b.example")  # fmt: skip
+    result = asyncio.run(split(upstream, Journal(tmp_path / "j"), raw, "a@b.example", (),  # type: ignore[arg-type]
+                   ["x@y.example", "X@Y.example", "z@y.example"], "b.example"))  # fmt: skip
     assert upstream.sent == ["x@y.example", "z@y.example"] and result.reply()[0] == 250
 
 
@@ -236,7 +237,7 @@ def test_a_split_stops_when_its_journal_cannot_be_written(tmp_path):
     class Recorder:
         sent: list[str] = []  # noqa: RUF012
 
-        def send_copy(self, sender, options, recipient, data):
+        async def send_copy(self, sender, options, recipient, data):
             self.sent.append(recipient)
             return 250, "ok"
 
@@ -244,8 +245,8 @@ def test_a_split_stops_when_its_journal_cannot_be_written(tmp_path):
     journal.close()  # every write now fails
     raw = b"From: a@b.example\r\nTo: x@y.example\r\n\r\nhi\r\n"
     journal.delivered = lambda key, rcpts: set()  # type: ignore[method-assign]
-    result = split(Recorder(), journal, raw, "a@b.example", (), ["x@y.example", "z@y.example"],  # type: ignore[arg-type]
-                   "b.example")  # fmt: skip
+    result = asyncio.run(split(Recorder(), journal, raw, "a@b.example", (),  # type: ignore[arg-type]
+                               ["x@y.example", "z@y.example"], "b.example"))  # fmt: skip
     assert Recorder.sent == ["x@y.example"]  # not a second copy that could not be recorded
     code, text = result.reply()
     assert code == 451 and "1 of 2 copies delivered" in text

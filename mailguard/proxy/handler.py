@@ -5,7 +5,7 @@ once and its answer returned (a recipient the provider refuses is refused to the
 as a direct connection would do). At the end of DATA the message is judged by the same
 engine and config as ``mailguard check`` and the milter, with the real envelope, and
 :mod:`mailguard.proxy.actions` decides what reaches the upstream. Nothing blocking runs on
-the event loop: upstream commands go through :meth:`Relay.call` (threads); a check of a
+the event loop: the upstream client is asyncio (:mod:`mailguard.proxy.relay`); a check of a
 message over 64 KB, or one that takes over 50 ms or needs a DNS answer not cached yet, goes
 to a decision thread, as in the milter.
 
@@ -236,11 +236,9 @@ class Gateway:
         try:
             if session.mail_reply is None:
                 sender, opts = envelope.mail_from or "", tuple(envelope.mail_options)
-                session.mail_reply, reply = await self.relay.call(
-                    upstream.begin, sender, opts, address
-                )
+                session.mail_reply, reply = await upstream.begin(sender, opts, address)
             else:
-                reply = await self.relay.call(upstream.rcpt, address)
+                reply = await upstream.rcpt(address)
         except UpstreamError as exc:
             session.mail_reply = session.mail_reply or exc.reply
             return format_reply(exc.reply)
@@ -305,7 +303,7 @@ class Gateway:
             failed: dict[str, object] = {"action": self.settings.on_error, "error": failure}
             if self.settings.on_error == "accept":
                 return await self._relay(upstream, raw), failed
-            await self.relay.call(upstream.rset)
+            await upstream.rset()
             return (451, f"4.7.1 {ERROR_REPLY[1]}"), failed
         fields: dict[str, object] = _counts(report)
         if (
@@ -314,7 +312,7 @@ class Gateway:
             and not any("internal error" in f.message for f in report.findings)
         ):
             # Not a message mailguard can read: sending the same bytes again cannot help.
-            await self.relay.call(upstream.rset)
+            await upstream.rset()
             fields["action"] = "reject"
             return (554, f"5.6.0 {actions.refusal_reason(report)}"), fields
         action = actions.configured(report, self.settings)
@@ -330,14 +328,14 @@ class Gateway:
             action = self.settings.rewrite_fallback
         fields["action"] = action
         if action in ("reject", "tempfail"):
-            await self.relay.call(upstream.rset)
+            await upstream.rset()
             return actions.refusal(
                 "550 5.7.1" if action == "reject" else "451 4.7.1", report
             ), fields
         if action == "split":
-            await self.relay.call(upstream.rset)
-            result = await self.relay.call(
-                actions.split, upstream, self.journal, raw, envelope.mail_from or "",
+            await upstream.rset()
+            result = await actions.split(
+                upstream, self.journal, raw, envelope.mail_from or "",
                 tuple(envelope.mail_options), list(envelope.rcpt_tos), self.relay.helo,
             )  # fmt: skip
             fields.update(copies=result.copies, sent=result.sent, earlier=result.earlier,
@@ -348,7 +346,7 @@ class Gateway:
 
     async def _relay(self, upstream: Upstream, data: bytes) -> Reply:
         try:
-            return await self.relay.call(upstream.data, data)
+            return await upstream.data(data)
         except UpstreamError as exc:
             return exc.reply
 
