@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiosmtpd.smtp
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
@@ -35,6 +35,7 @@ from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter.decision import ERROR_REPLY, Outcome, log_fields
 from mailguard.proxy import actions
 from mailguard.proxy.auth import Users
+from mailguard.proxy.dataread import NOMINAL, TOO_LONG, Collector, read_message
 from mailguard.proxy.journal import Journal
 from mailguard.proxy.relay import Relay, Reply, Upstream, UpstreamError
 from mailguard.proxy.settings import ProxySettings, is_loopback
@@ -162,6 +163,39 @@ class ProxySMTP(SMTP):
 
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's ``smtp_DATA`` with the message read in blocks (:mod:`.dataread`):
+        the same checks, replies and content, without a loop round per line."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        reader = self._reader
+        collector = Collector(self.data_size_limit, self.line_length_limit, reader._limit)  # type: ignore[attr-defined]
+        try:
+            await read_message(reader, collector)
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        if collector.state != NOMINAL:
+            too_long = collector.state == TOO_LONG
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)" if too_long
+                            else "552 Error: Too much mail data")  # fmt: skip
+            self._set_post_data_state()
+            return
+        content = collector.content()
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
