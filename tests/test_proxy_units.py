@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 
@@ -250,3 +251,43 @@ def test_a_split_stops_when_its_journal_cannot_be_written(tmp_path):
     assert Recorder.sent == ["x@y.example"]  # not a second copy that could not be recorded
     code, text = result.reply()
     assert code == 451 and "1 of 2 copies delivered" in text
+
+
+def test_the_cached_introspection_builds_aiosmtpds_own_tables(monkeypatch):
+    """aiosmtpd_init hands aiosmtpd cached answers; the tables must be what the real
+    ``inspect`` and ``dir`` give, for the proxy's protocol and handler classes."""
+    import inspect
+
+    import aiosmtpd.smtp
+
+    from mailguard.proxy import aiosmtpd_init
+    from mailguard.proxy.handler import Gateway, ProxySMTP
+
+    class Handler(Gateway):
+        def __init__(self) -> None:
+            self.users = object()  # type: ignore[assignment]
+            self.handle_NOOP = self.handle_RSET  # an object's own attribute counts too
+
+        async def auth_CUSTOM(self, server, args):  # type: ignore[no-untyped-def]
+            return None
+
+    def tables() -> list[object]:
+        loop = asyncio.new_event_loop()
+        try:
+            smtp = ProxySMTP(Handler(), loop=loop, hostname="h", authenticator=lambda *a: None)
+            return [smtp._auth_methods, smtp._handle_hooks, smtp._smtp_methods,
+                    smtp._ehlo_hook_ver]  # fmt: skip
+        finally:
+            loop.close()
+
+    aiosmtpd_init.install()
+    fast = tables()
+    monkeypatch.setattr(aiosmtpd.smtp, "inspect", inspect)
+    monkeypatch.delattr(aiosmtpd.smtp, "dir")
+    careful = tables()
+    assert set(fast[1]) >= {"DATA", "RCPT", "MAIL", "EHLO", "NOOP"} and "CUSTOM" in fast[0]
+
+    def shown(tables: list[object]) -> str:  # bound methods by name and kind, not address
+        return re.sub(r" at 0x[0-9a-f]+", "", repr(tables))
+
+    assert shown(fast) == shown(careful)

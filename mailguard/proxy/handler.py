@@ -18,22 +18,20 @@ replaces both with ``451 4.3.0`` and one line naming the exception type.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import aiosmtpd.smtp
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailguard import approval
 from mailguard.engine import Engine, ran_out_of_time
+from mailguard.milter import logline
 from mailguard.milter.decision import ERROR_REPLY, Outcome, log_fields
-from mailguard.proxy import actions
+from mailguard.proxy import actions, aiosmtpd_init
 from mailguard.proxy.auth import Users
 from mailguard.proxy.dataread import NOMINAL, TOO_LONG, Collector, read_message
 from mailguard.proxy.journal import Journal
@@ -70,42 +68,7 @@ def format_reply(reply: Reply) -> str:
     return f"{head}{code} {lines[-1]}"
 
 
-class _AuthMembers:
-    """What aiosmtpd's ``SMTP.__init__`` asks of :mod:`inspect`, at a fraction of the cost.
-
-    aiosmtpd builds its AUTH table per connection from ``inspect.getmembers`` of the
-    protocol and of the handler, which evaluates some 150 attributes and was a third of the
-    proxy's event-loop CPU per message (a script sends one message per connection). It only
-    keeps the members named ``auth_*``; this returns exactly those, from a per-class list
-    of names, bound to the object asked about, so the result is the same. Installed as
-    ``aiosmtpd.smtp.inspect`` (pinned below aiosmtpd 1.5, which is checked by a test).
-    """
-
-    def __init__(self) -> None:
-        self._by_class: dict[type, list[str]] = {}
-        self._signatures: dict[Any, inspect.Signature] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(inspect, name)
-
-    def getmembers(self, obj: object) -> list[tuple[str, Any]]:
-        cls = type(obj)
-        names = self._by_class.get(cls)
-        if names is None:
-            names = self._by_class[cls] = [n for n in dir(cls) if n.startswith("auth_")]
-        own = [n for n in getattr(obj, "__dict__", ()) if n.startswith("auth_")]
-        return [(n, getattr(obj, n)) for n in sorted({*names, *own})]
-
-    def signature(self, func: Any) -> inspect.Signature:
-        """aiosmtpd reads the handler's ``handle_EHLO`` signature per connection, too."""
-        key = getattr(func, "__func__", func)
-        found = self._signatures.get(key)
-        if found is None:
-            found = self._signatures[key] = inspect.signature(func)
-        return found
-
-
-aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]
+aiosmtpd_init.install()
 
 
 class ProxySession(SmtpSession):
@@ -434,9 +397,9 @@ class Gateway:
             line["from"] = envelope.mail_from or "<>"
         text = " ".join(f"{k}={v}" for k, v in line.items() if k != "error")
         if "error" in fields:
-            log.error("message %s error=%r", text, fields["error"])
+            logline.emit(log, logging.ERROR, f"message {text} error={fields['error']!r}")
         else:
-            log.info("message %s", text)
+            logline.emit(log, logging.INFO, f"message {text}")
 
 
 def edit_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
