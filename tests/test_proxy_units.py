@@ -291,3 +291,20 @@ def test_the_cached_introspection_builds_aiosmtpds_own_tables(monkeypatch):
         return re.sub(r" at 0x[0-9a-f]+", "", repr(tables))
 
     assert shown(fast) == shown(careful)
+
+
+def test_aiosmtpds_log_lines_are_skipped_only_when_nobody_would_see_them(caplog):
+    import logging
+
+    import aiosmtpd.smtp
+
+    from mailguard.proxy import aiosmtpd_init
+
+    aiosmtpd_init.install()
+    log = logging.getLogger("mail.log")
+    with caplog.at_level(logging.WARNING, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"AUTH PLAIN c2VjcmV0\r\n")
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"AUTH PLAIN c2VjcmV0\r\n")
+    assert [r.getMessage() for r in caplog.records] == ["'peer' >> b'AUTH PLAIN ********\\r\\n'"]

@@ -186,6 +186,22 @@ def test_an_idle_client_is_disconnected_with_421(tls, tmp_path):
     assert data.startswith(b"220 ") and b"\r\n421 " in data
 
 
+def test_commands_keep_a_client_from_being_idle(tls, tmp_path):
+    """A command restarts the idle clock (the proxy keeps one timer and checks the time)."""
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none", idle_timeout=0.6)
+        with (
+            RunningProxy(settings, journal=tmp_path / "j") as proxy,
+            smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as client,
+        ):
+            started = time.monotonic()
+            while time.monotonic() - started < 2.0:  # over three idle timeouts
+                assert client.noop()[0] == 250
+                time.sleep(0.2)
+            time.sleep(1.0)  # quiet for longer than the timeout: 421, then closed
+            assert client.getreply()[0] == 421
+
+
 def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_path):
     from tests.support.procs import free_ports
 

@@ -7,13 +7,16 @@ attributes), the handler's ``handle_*`` hooks and the protocol's ``smtp_*`` comm
 ``dir()`` of each, and reads the ``handle_EHLO`` signature. Those answers depend only on the
 classes (and on an object's own attributes, which are looked at each time), so they are
 worked out once per class here and handed to aiosmtpd through the names its module looks
-up: ``aiosmtpd.smtp.inspect`` and ``aiosmtpd.smtp.dir``. aiosmtpd is pinned below 1.5;
+up: ``aiosmtpd.smtp.inspect`` and ``aiosmtpd.smtp.dir`` (and ``sanitized_log``, which
+does its work before asking whether the line is wanted). aiosmtpd is pinned below 1.5;
 ``tests/test_proxy_units.py`` checks the tables equal to those of the real introspection.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiosmtpd.smtp
@@ -65,8 +68,24 @@ class _HookNames:
         return sorted({*names, *own}) if own else names
 
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_sanitized_log = aiosmtpd.smtp.sanitized_log
+
+
+def _quiet_sanitized_log(func: Callable[..., None], msg: str, *args: Any, **kwargs: Any) -> None:
+    """aiosmtpd's ``sanitized_log`` (several per command) builds its masked argument list
+    before the logger decides to drop the line; the proxy keeps ``mail.log`` at WARNING,
+    so ask the logger first. A line that would be logged goes through the original."""
+    logger = getattr(func, "__self__", None)
+    level = _LEVELS.get(getattr(func, "__name__", ""))
+    if isinstance(logger, logging.Logger) and level is not None and not logger.isEnabledFor(level):
+        return
+    _sanitized_log(func, msg, *args, **kwargs)
+
+
 def install() -> None:
     """Point aiosmtpd's module at the cached introspection (idempotent)."""
+    aiosmtpd.smtp.sanitized_log = _quiet_sanitized_log  # type: ignore[assignment]
     if not isinstance(getattr(aiosmtpd.smtp, "inspect", None), _AuthMembers):
         aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]
     if not isinstance(getattr(aiosmtpd.smtp, "dir", None), _HookNames):

@@ -108,6 +108,18 @@ class ProxySMTP(SMTP):
         self._heard = self.loop.time()
         super().data_received(data)
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd restarts the idle timer for every command: a cancelled timer and a new
+        one each time. Here a command only notes the time (as a receipt does); the pending
+        timer, when it fires, waits on for whatever is left (:meth:`_timeout_cb`), so the
+        client is cut off at the same moment."""
+        if duration is None:
+            self._heard = now = self.loop.time()
+            handle = self._timeout_handle
+            if handle is not None and not handle.cancelled() and handle.when() > now:
+                return
+        super()._reset_timeout(duration)
+
     def _timeout_cb(self) -> None:
         """``421`` before closing, as RFC 5321 asks; never while we are delivering."""
         session = self.session
