@@ -148,3 +148,30 @@ def test_the_collector_decides_as_aiosmtpd_would():
     for block in (b"12345678\r", b"\n12345678\r", b"\n", b"123\r\n"):
         c.feed(block)
     assert c.state == NOMINAL and c.content() == b"12345678\r\n" * 2 + b"123\r\n"
+
+
+class _OneLineAtATime(ProxySMTP):
+    smtp_EHLO = SMTP.smtp_EHLO
+    push = SMTP.push
+
+
+def test_the_ehlo_reply_in_one_write_is_aiosmtpds_reply():
+    async def written(cls: type[ProxySMTP]) -> list[bytes]:
+        smtp = cls(_Handler(), hostname="h", ident="i", enable_SMTPUTF8=True,
+                   loop=asyncio.get_running_loop())  # fmt: skip
+        writes: list[bytes] = []
+        transport = _Transport()
+        transport.write = writes.append  # type: ignore[method-assign]
+        smtp.connection_made(transport)
+        smtp.data_received(b"EHLO client.example\r\nEHLO\r\nHELO x\r\n")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        smtp._timeout_handle.cancel()  # type: ignore[union-attr]
+        smtp._handler_coroutine.cancel()  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+        return writes
+
+    one = asyncio.run(written(ProxySMTP))
+    each = asyncio.run(written(_OneLineAtATime))
+    assert b"".join(one) == b"".join(each) and b"250-SIZE" in b"".join(one)
+    assert len(one) == 4 < len(each)  # banner, EHLO reply, 501, HELO reply

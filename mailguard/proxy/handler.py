@@ -139,6 +139,29 @@ class ProxySMTP(SMTP):
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
 
+    _corked: list[bytes] | None = None
+    """While set, replies are collected here instead of written (see :meth:`smtp_EHLO`)."""
+
+    async def push(self, status: str | bytes) -> None:
+        if self._corked is None:
+            await super().push(status)  # type: ignore[type-var]
+        elif isinstance(status, bytes):
+            self._corked.append(status)
+        else:  # as aiosmtpd's push encodes
+            self._corked.append(status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii"))
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd writes each line of the EHLO reply with a system call of its own (six
+        for smtplib or PHPMailer); the same bytes go out in one write here."""
+        self._corked = []
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            lines, self._corked = self._corked, None
+        if lines:
+            await super().push(b"\r\n".join(lines))
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's ``smtp_DATA`` with the message read in blocks (:mod:`.dataread`):
