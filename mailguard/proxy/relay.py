@@ -28,33 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import functools
 import hmac
 import os
 import re
-import smtplib
 import socket
 import ssl
 import time
 
 from mailguard.proxy.settings import PASSWORD_ENV, ProxySettings, parse_hostport
-
-Reply = tuple[int, str]
-"""An SMTP reply: code and text (the text may span lines, joined with newlines)."""
+from mailguard.proxy.wire import DISCONNECTED, Failed, Replies, Reply, quote_path, stuffed
 
 BUSY: Reply = (451, "4.4.5 mailguard: every upstream connection is busy; try again later")
-DISCONNECTED: Reply = (451, "4.4.2 mailguard: the upstream server closed the connection")
-MAX_LINE = 8192
-"""``smtplib``'s limit for one reply line; a longer one ends the connection."""
-MAX_REPLY = 64 * 1024
-"""A reply of more lines than any server sends is an upstream gone wrong, not more memory."""
 INLINE_STUFF_BYTES = 1024 * 1024
 """Dot-stuffing a message up to this size takes well under a millisecond on the loop."""
-_SIMPLE_PATH = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-                          r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")  # fmt: skip
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _FEATURE = re.compile(r"([A-Za-z0-9][A-Za-z0-9\-]*) ?")
 
 
@@ -64,109 +52,6 @@ class UpstreamError(Exception):
     def __init__(self, reply: Reply) -> None:
         super().__init__(f"{reply[0]} {reply[1]}")
         self.reply = reply
-
-
-def quote_path(address: str) -> str:
-    """``<address>`` exactly as :func:`smtplib.quoteaddr` writes it; the common plain
-    ``local@domain`` without its RFC 2822 parser (equal by a Hypothesis test)."""
-    if _SIMPLE_PATH.match(address):
-        return f"<{address}>"
-    return smtplib.quoteaddr(address)
-
-
-def stuffed(message: bytes) -> bytes:
-    """The message as ``smtplib.SMTP.data`` sends bytes: dots doubled, then ``CRLF.CRLF``."""
-    if b"\n." in message or message.startswith(b"."):
-        message = _LEADING_DOT.sub(b"..", message)
-    return message + (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
-
-
-class _Failed(Exception):
-    """The connection failed under a command: ``why`` in a few words (no addresses)."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-    @property
-    def reply(self) -> Reply:
-        """What the client hears when this happens in a transaction (``smtplib``'s words)."""
-        if self.why == "closed":
-            return DISCONNECTED
-        return 451, f"4.4.2 mailguard: upstream failed ({self.why})"
-
-
-class _Replies(asyncio.Protocol):
-    """Reads the upstream's replies, in order, into the futures of the commands sent."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.lost: _Failed | None = None
-        """Why the connection ended (set once, before the futures hear it)."""
-        self._buffer = b""
-        self._lines: list[bytes] = []
-        self._size = 0
-        self._ready: collections.deque[Reply] = collections.deque()
-        self._waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._wake(_Failed("closed"))
-
-    def fail(self, error: _Failed) -> None:
-        """Give up on this connection (a timeout, a reply no server sends)."""
-        self._wake(error)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def _wake(self, error: _Failed) -> None:
-        self.lost = self.lost or error
-        while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(self.lost)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            self._line(buffer[start : end + 1])
-            start = end + 1
-        self._buffer = buffer[start:]
-        if len(self._buffer) > MAX_LINE:
-            self.fail(_Failed("reply line too long"))
-
-    def _line(self, line: bytes) -> None:
-        """As ``smtplib.SMTP.getreply``: ``ddd-`` continues, anything else ends a reply;
-        a code that is not a number is -1 (the connection is then closed)."""
-        self._size += len(line)
-        if len(line) > MAX_LINE + 2 or self._size > MAX_REPLY:
-            self.fail(_Failed("reply too long"))
-            return
-        self._lines.append(line[4:].strip(b" \t\r\n"))
-        if line[3:4] == b"-" and line[:3].isdigit():
-            return
-        code = int(line[:3]) if line[:3].isdigit() else -1
-        text = b"\n".join(self._lines).decode("utf-8", "replace")
-        self._lines, self._size = [], 0
-        if self._waiting:
-            self._waiting.popleft().set_result((code, text))
-        else:
-            self._ready.append((code, text))  # unasked (a 421 before closing): the next answer
-
-    def expect(self) -> asyncio.Future[Reply]:
-        """The future of the next reply not yet claimed by a command."""
-        future = self.loop.create_future()
-        if self._ready:
-            future.set_result(self._ready.popleft())
-        elif self.lost is not None:
-            future.set_exception(self.lost)
-        else:
-            self._waiting.append(future)
-        return future
 
 
 class Upstream:
@@ -179,7 +64,7 @@ class Upstream:
         self.in_transaction = False
         self.features: dict[str, str] = {}
         self._encoding = "ascii"
-        self._replies: _Replies | None = None
+        self._replies: Replies | None = None
 
     # ----------------------------------------------------------- connecting
 
@@ -191,12 +76,12 @@ class Upstream:
         try:
             context = tls_context(s) if s.relay_security == "tls" else None
             _, self._replies = await asyncio.wait_for(loop.create_connection(
-                lambda: _Replies(loop), host, port, ssl=context,
+                lambda: Replies(loop), host, port, ssl=context,
                 server_hostname=host if context else None,
             ), s.relay_timeout)  # fmt: skip
             code, _ = await self._answer()
             if code != 220:
-                raise _Failed("SMTPConnectError")
+                raise Failed("SMTPConnectError")
             await self._hello()
             if s.relay_security == "starttls":
                 if "starttls" not in self.features:
@@ -220,7 +105,7 @@ class Upstream:
             raise UpstreamError(
                 (451, f"4.7.5 mailguard: TLS with the upstream failed ({reason})")
             ) from None
-        except _Failed as exc:
+        except Failed as exc:
             self.close()
             why = "SMTPServerDisconnected" if exc.why == "closed" else exc.why
             raise UpstreamError(
@@ -239,7 +124,7 @@ class Upstream:
             replies.transport, replies, tls_context(self.settings), server_hostname=host
         ), self.settings.relay_timeout)  # fmt: skip
         if transport is None:
-            raise _Failed("closed")
+            raise Failed("closed")
         replies.transport = transport  # type: ignore[assignment]
 
     async def _hello(self) -> None:
@@ -261,7 +146,7 @@ class Upstream:
         offered = self.features["auth"].upper().split()
         methods = [m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in offered]
         if not methods:
-            raise _Failed("SMTPException")
+            raise Failed("SMTPException")
         code = 535
         for method in methods:
             if method == "CRAM-MD5":
@@ -290,7 +175,7 @@ class Upstream:
             return
         if replies.lost is None and not replies.transport.is_closing():
             replies.transport.write(b"QUIT\r\n")
-        replies.lost = replies.lost or _Failed("closed")
+        replies.lost = replies.lost or Failed("closed")
         replies.transport.close()
 
     # ----------------------------------------------------------- commands
@@ -298,7 +183,7 @@ class Upstream:
     async def _answer(self) -> Reply:
         replies = self._replies
         if replies is None:
-            raise _Failed("closed")
+            raise Failed("closed")
         return await self._within(replies.expect())
 
     async def _within(self, future: asyncio.Future[Reply]) -> Reply:
@@ -310,7 +195,7 @@ class Upstream:
         assert replies is not None
         timer = asyncio.get_running_loop().call_later(
             self.settings.relay_timeout, replies.fail,
-            _Failed("TimeoutError"),
+            Failed("TimeoutError"),
         )  # fmt: skip
         try:
             return await future
@@ -320,13 +205,13 @@ class Upstream:
     def _send(self, *commands: bytes) -> list[asyncio.Future[Reply]]:
         replies = self._replies
         if replies is None or replies.lost is not None or replies.transport is None:
-            raise replies.lost if replies and replies.lost else _Failed("closed")
+            raise replies.lost if replies and replies.lost else Failed("closed")
         futures = [replies.expect() for _ in commands]
         replies.transport.write(b"".join(commands))
         return futures
 
     async def command(self, line: str) -> Reply:
-        """One command while connecting (EHLO, STARTTLS, AUTH): a failure is ``_Failed``."""
+        """One command while connecting (EHLO, STARTTLS, AUTH): a failure is ``Failed``."""
         return await self._within(self._send(_encode(line, "utf-8"))[0])
 
     async def _checked(self, *commands: bytes) -> list[Reply]:
@@ -334,7 +219,7 @@ class Upstream:
         try:
             futures = self._send(*commands)
             replies = [await self._within(future) for future in futures]
-        except _Failed as exc:
+        except Failed as exc:
             self.close()
             raise UpstreamError(exc.reply) from None
         for code, text in replies:
