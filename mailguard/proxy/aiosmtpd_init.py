@@ -15,6 +15,7 @@ does its work before asking whether the line is wanted). aiosmtpd is pinned belo
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,13 @@ from typing import Any
 import aiosmtpd.smtp
 
 _PREFIXES = ("handle_", "smtp_")
+
+
+def _own(obj: object, prefix: str | tuple[str, ...]) -> list[str]:
+    """The object's own attribute names with ``prefix``, filtered without a Python loop
+    (the protocol object has some 40 by then)."""
+    names = getattr(obj, "__dict__", {})
+    return list(itertools.compress(names, map(str.startswith, names, itertools.repeat(prefix))))
 
 
 class _AuthMembers:
@@ -40,8 +48,8 @@ class _AuthMembers:
         names = self._by_class.get(cls)
         if names is None:
             names = self._by_class[cls] = [n for n in dir(cls) if n.startswith("auth_")]
-        own = [n for n in getattr(obj, "__dict__", ()) if n.startswith("auth_")]
-        return [(n, getattr(obj, n)) for n in sorted({*names, *own})]
+        own = _own(obj, "auth_")
+        return [(n, getattr(obj, n)) for n in (sorted({*names, *own}) if own else names)]
 
     def signature(self, func: Any) -> inspect.Signature:
         """aiosmtpd reads the handler's ``handle_EHLO`` signature per connection, too."""
@@ -64,7 +72,7 @@ class _HookNames:
         names = self._by_class.get(cls)
         if names is None:
             names = self._by_class[cls] = [n for n in dir(cls) if n.startswith(_PREFIXES)]
-        own = [n for n in getattr(obj, "__dict__", ()) if n.startswith(_PREFIXES)]
+        own = _own(obj, _PREFIXES)
         return sorted({*names, *own}) if own else names
 
 
