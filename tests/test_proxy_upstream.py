@@ -202,6 +202,72 @@ def test_commands_keep_a_client_from_being_idle(tls, tmp_path):
             assert client.getreply()[0] == 421
 
 
+class _SilentAtData:
+    """An upstream that takes MAIL and RCPT, then never answers DATA; it records every line
+    it gets and whether its connections were closed."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.lines: list[bytes] = []
+        self.closed = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn) -> None:  # type: ignore[no-untyped-def]
+        file = conn.makefile("rb")
+        conn.sendall(b"220 silent\r\n")
+        while line := file.readline():
+            self.lines.append(line)
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250-silent\r\n250 PIPELINING\r\n")
+            elif verb in (b"MAIL", b"RCPT", b"RSET"):
+                conn.sendall(b"250 ok\r\n")
+            # DATA, and anything after it: no answer
+        self.closed += 1
+        conn.close()
+
+
+def test_a_client_leaving_mid_command_never_leaves_a_broken_connection_in_the_pool(tmp_path):
+    import socket
+
+    from tests.support.procs import wait_until
+
+    up = _SilentAtData()
+    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        file = sock.makefile("rb")
+        file.readline()
+        for line in (b"EHLO x", f"MAIL FROM:<{SENDER}>".encode(),
+                     b"RCPT TO:<partner@othercorp.example>", b"DATA"):  # fmt: skip
+            sock.sendall(line + b"\r\n")
+            while file.readline()[3:4] == b"-":
+                pass
+        sock.sendall(clean() + b".\r\n")  # the proxy checks it and sends DATA upstream
+        assert wait_until(lambda: up.lines and up.lines[-1] == b"DATA\r\n", 10)
+        file.close()
+        sock.close()  # gone while the proxy waits for the upstream's 354
+        assert wait_until(lambda: up.closed == 1, 10)  # that connection was dropped...
+        assert up.lines[-1] == b"DATA\r\n"  # ...without a word (no RSET or QUIT as text)
+        assert proxy.server.relay.idle == 0
+        assert not any("Traceback" in line for line in proxy.log.lines)
+    up.server.close()
+
+
 def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_path):
     from tests.support.procs import free_ports
 

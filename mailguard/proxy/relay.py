@@ -99,6 +99,9 @@ class Upstream:
         except UpstreamError:
             self.close()
             raise
+        except asyncio.CancelledError:
+            self.abort()  # half set up: never pooled
+            raise
         except ssl.SSLError as exc:
             self.close()
             reason = getattr(exc, "verify_message", "") or exc.reason or type(exc).__name__
@@ -168,6 +171,15 @@ class Upstream:
         replies = self._replies
         return replies is not None and replies.lost is None and not replies.transport.is_closing()  # type: ignore[union-attr]
 
+    def abort(self) -> None:
+        """Drop the connection without a word: nothing more may reach the upstream on it
+        (in the middle of DATA a QUIT would be message text; without the end mark the
+        upstream discards the message)."""
+        replies, self._replies = self._replies, None
+        if replies is not None and replies.transport is not None:
+            replies.lost = replies.lost or Failed("closed")
+            replies.transport.abort()
+
     def close(self) -> None:
         """QUIT, without waiting for the answer, then close (the write is flushed first)."""
         replies, self._replies = self._replies, None
@@ -222,6 +234,9 @@ class Upstream:
         except Failed as exc:
             self.close()
             raise UpstreamError(exc.reply) from None
+        except asyncio.CancelledError:
+            self.abort()  # the client went away mid-command: this connection's state is unknown
+            raise
         for code, text in replies:
             if code in (-1, 421):
                 self.close()

@@ -118,7 +118,9 @@ class Replies(asyncio.Protocol):
         text = b"\n".join(self._lines).decode("utf-8", "replace")
         self._lines, self._size = [], 0
         if self._waiting:
-            self._waiting.popleft().set_result((code, text))
+            future = self._waiting.popleft()
+            if not future.done():  # a cancelled wait still owns its reply: dropped
+                future.set_result((code, text))
         else:
             self._ready.append((code, text))  # unasked (a 421 before closing): the next answer
 
