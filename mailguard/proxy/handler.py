@@ -18,6 +18,7 @@ replaces both with ``451 4.3.0`` and one line naming the exception type.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -53,6 +54,8 @@ _PLAIN_PATH = re.compile(
     re.DOTALL,
 )
 INTERNAL = "451 4.3.0 mailguard: internal error; please try again later"
+_peer_is_loopback = functools.lru_cache(maxsize=256)(is_loopback)
+"""Asked for every connection, nearly always about the same few peers."""
 
 
 def quiet_aiosmtpd() -> None:
@@ -198,7 +201,7 @@ class ProxySMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer and is_loopback(str(peer[0])):
+        if isinstance(peer, tuple) and peer and _peer_is_loopback(str(peer[0])):
             # Clear-text PLAIN/LOGIN is acceptable where nobody can listen in: loopback.
             self._auth_require_tls = False
 
