@@ -8,6 +8,8 @@ import sqlite3
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailguard.commands.settings import ConfigSource
 from mailguard.errors import ConfigError
@@ -308,3 +310,12 @@ def test_aiosmtpds_log_lines_are_skipped_only_when_nobody_would_see_them(caplog)
     with caplog.at_level(logging.DEBUG, logger="mail.log"):
         aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"AUTH PLAIN c2VjcmV0\r\n")
     assert [r.getMessage() for r in caplog.records] == ["'peer' >> b'AUTH PLAIN ********\\r\\n'"]
+
+
+@given(st.integers(200, 599), st.text(st.sampled_from("ab \r\n-"), max_size=12))
+def test_one_line_replies_are_formatted_as_the_general_rule_formats_them(code, text):
+    from mailguard.proxy.handler import format_reply
+
+    lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
+    general = "".join(f"{code}-{line}\r\n" for line in lines[:-1]) + f"{code} {lines[-1]}"
+    assert format_reply((code, text)) == general

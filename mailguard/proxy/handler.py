@@ -66,6 +66,8 @@ def quiet_aiosmtpd() -> None:
 def format_reply(reply: Reply) -> str:
     """A possibly multi-line upstream reply as one SMTP reply (``250-...`` lines)."""
     code, text = reply
+    if "\n" not in text and "\r" not in text:  # one line, as nearly every reply
+        return f"{code} {text}"
     lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
     head = "".join(f"{code}-{line}\r\n" for line in lines[:-1])
     return f"{head}{code} {lines[-1]}"
