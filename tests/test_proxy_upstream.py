@@ -268,6 +268,25 @@ def test_a_client_leaving_mid_command_never_leaves_a_broken_connection_in_the_po
     up.server.close()
 
 
+def test_an_upstream_that_stops_answering_is_a_451_after_relay_timeout(tmp_path):
+    up = _SilentAtData()
+    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none",
+                             relay_timeout=0.5)  # fmt: skip
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        for _ in range(2):  # the second on a new connection: the first was given up
+            started = time.monotonic()
+            with (
+                smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as client,
+                pytest.raises(smtplib.SMTPDataError) as refused,
+            ):
+                client.sendmail(SENDER, ["partner@othercorp.example"], clean())
+            assert 0.4 < time.monotonic() - started < 5
+            assert refused.value.smtp_code == 451
+            assert refused.value.smtp_error == b"4.4.2 mailguard: upstream failed (TimeoutError)"
+        assert proxy.server.relay.opened == 2 and proxy.server.relay.idle == 0
+    up.server.close()
+
+
 def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_path):
     from tests.support.procs import free_ports
 

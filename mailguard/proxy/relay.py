@@ -64,6 +64,9 @@ class Upstream:
         self.in_transaction = False
         self.features: dict[str, str] = {}
         self._encoding = "ascii"
+        self._since: float | None = None
+        """When the reply being waited for was asked (loop time); None: not waiting."""
+        self._watchdog: asyncio.TimerHandle | None = None
         self._replies: Replies | None = None
 
     # ----------------------------------------------------------- connecting
@@ -200,19 +203,33 @@ class Upstream:
 
     async def _within(self, future: asyncio.Future[Reply]) -> Reply:
         """The reply, or the connection closed after ``relay_timeout`` (as ``smtplib``'s
-        socket timeout: ``TimeoutError``)."""
+        socket timeout: ``TimeoutError``). One watchdog timer per connection instead of a
+        timer per reply: it notes when the current wait began and, when it fires, either
+        gives up on the connection or waits on for the rest (one wait at a time: the
+        commands of a transaction are sequential)."""
         if future.done():
             return future.result()
-        replies = self._replies
-        assert replies is not None
-        timer = asyncio.get_running_loop().call_later(
-            self.settings.relay_timeout, replies.fail,
-            Failed("TimeoutError"),
-        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        self._since = loop.time()
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.settings.relay_timeout, self._watch)
         try:
             return await future
         finally:
-            timer.cancel()
+            self._since = None
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        since, replies = self._since, self._replies
+        if since is None or replies is None:
+            return  # not waiting: the next wait starts a new timer
+        waited = asyncio.get_running_loop().time() - since
+        if waited >= self.settings.relay_timeout:
+            replies.fail(Failed("TimeoutError"))
+        else:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self.settings.relay_timeout - waited, self._watch
+            )
 
     def _send(self, *commands: bytes) -> list[asyncio.Future[Reply]]:
         replies = self._replies
