@@ -122,6 +122,11 @@ class Upstream:
             raise UpstreamError(
                 (451, f"4.4.1 mailguard: cannot reach the upstream ({_why(exc)})")
             ) from None
+        except ValueError:  # a CRAM-MD5 challenge that is not base64
+            self.close()
+            raise UpstreamError(
+                (451, "4.4.1 mailguard: cannot reach the upstream (SMTPException)")
+            ) from None
 
     async def _start_tls(self, loop: asyncio.AbstractEventLoop, host: str) -> None:
         replies = self._replies
@@ -300,15 +305,16 @@ class Upstream:
         return (await self._checked(_encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)))[0]
 
     async def data(self, message: bytes) -> Reply:
-        """DATA and the message; ends the transaction."""
-        self.in_transaction = False
-        reply = (await self._checked(b"DATA\r\n"))[0]
-        if reply[0] != 354:
-            return reply
+        """DATA and the message; ends the transaction. The message is made ready first, so
+        that nothing but the two sends and their replies lies between DATA and its end."""
         if len(message) > INLINE_STUFF_BYTES:  # a regex over megabytes: not on the loop
             payload = await asyncio.get_running_loop().run_in_executor(None, stuffed, message)
         else:
             payload = stuffed(message)
+        self.in_transaction = False
+        reply = (await self._checked(b"DATA\r\n"))[0]
+        if reply[0] != 354:
+            return reply
         return (await self._checked(payload))[0]
 
     async def rset(self) -> None:
