@@ -311,10 +311,10 @@ class Upstream:
             payload = await asyncio.get_running_loop().run_in_executor(None, stuffed, message)
         else:
             payload = stuffed(message)
-        self.in_transaction = False
         reply = (await self._checked(b"DATA\r\n"))[0]
         if reply[0] != 354:
-            return reply
+            return reply  # still in the transaction: RSET before the connection is reused
+        self.in_transaction = False
         return (await self._checked(payload))[0]
 
     async def rset(self) -> None:
