@@ -333,7 +333,9 @@ class Upstream:
         if reply[0] not in (250, 251):
             await self.rset()
             return reply
-        return await self.data(data)
+        reply = await self.data(data)
+        await self.rset()  # only if DATA itself was refused: the next copy starts clean
+        return reply
 
 
 def _encode(line: str, encoding: str) -> bytes:
