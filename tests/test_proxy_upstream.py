@@ -203,10 +203,13 @@ def test_commands_keep_a_client_from_being_idle(tls, tmp_path):
 
 
 class _SilentAtData:
-    """An upstream that takes MAIL and RCPT, then never answers DATA; it records every line
-    it gets and whether its connections were closed."""
+    """An upstream that takes MAIL and RCPT, then never answers DATA (or, ``refuse_data``,
+    refuses the first DATA with 554 and keeps the transaction, as RFC 5321 allows: a MAIL
+    before RSET is then 503); it records every line and counts closed connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, refuse_data: bool = False) -> None:
+        self.refuse_data = refuse_data
+        self.accept_data = False
         import socket
         import threading
 
@@ -229,14 +232,29 @@ class _SilentAtData:
     def _session(self, conn) -> None:  # type: ignore[no-untyped-def]
         file = conn.makefile("rb")
         conn.sendall(b"220 silent\r\n")
+        open_transaction = in_data = False
         while line := file.readline():
             self.lines.append(line)
             verb = line[:4].upper()
-            if verb == b"EHLO":
+            if in_data:
+                if line == b".\r\n":
+                    conn.sendall(b"250 queued\r\n")
+                    in_data = open_transaction = False
+            elif verb == b"EHLO":
                 conn.sendall(b"250-silent\r\n250 PIPELINING\r\n")
-            elif verb in (b"MAIL", b"RCPT", b"RSET"):
+            elif verb == b"MAIL":
+                conn.sendall(b"503 nested MAIL\r\n" if open_transaction else b"250 ok\r\n")
+                open_transaction = True
+            elif verb in (b"RCPT", b"RSET"):
+                open_transaction = verb == b"RCPT"
                 conn.sendall(b"250 ok\r\n")
-            # DATA, and anything after it: no answer
+            elif verb == b"DATA" and self.refuse_data:
+                self.refuse_data, self.accept_data = False, True
+                conn.sendall(b"554 5.5.1 no thanks\r\n")
+            elif verb == b"DATA" and self.accept_data:
+                conn.sendall(b"354 go\r\n")
+                in_data = True
+            # DATA otherwise, and anything after it: no answer
         self.closed += 1
         conn.close()
 
@@ -265,6 +283,19 @@ def test_a_client_leaving_mid_command_never_leaves_a_broken_connection_in_the_po
         assert up.lines[-1] == b"DATA\r\n"  # ...without a word (no RSET or QUIT as text)
         assert proxy.server.relay.idle == 0
         assert not any("Traceback" in line for line in proxy.log.lines)
+    up.server.close()
+
+
+def test_a_refused_data_is_reset_before_the_connection_is_reused(tmp_path):
+    up = _SilentAtData(refuse_data=True)
+    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(proxy, ["partner@othercorp.example"], clean())
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (554, b"5.5.1 no thanks")
+        assert send(proxy, ["partner@othercorp.example"], clean("again")) == {}
+        assert proxy.server.relay.opened == 1  # the same upstream connection, reset between
+        assert b"RSET\r\n" in up.lines
     up.server.close()
 
 
