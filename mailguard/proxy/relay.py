@@ -2,8 +2,8 @@
 
 Why not ``smtplib`` (what this module used first): it blocks, so every upstream command
 had to be handed to a worker thread and its answer back to the event loop. Those hand-offs
-(a queue, a futex wake-up, the loop's self-pipe, the GIL going back and forth), three per
-message, and ``smtplib``'s line-at-a-time reading were over half of the proxy's CPU per
+(a queue, a futex wake-up, the loop's self-pipe, the GIL going back and forth), two per
+message, and ``smtplib``'s line-at-a-time reading were about a third of the proxy's CPU per
 message in ``benchmarks/bench_proxy.py``. Here a connection is an :class:`asyncio.Protocol`
 on the event loop that serves the clients: a command is one ``write``, its reply a future.
 MAIL and the first RCPT go out in one write when the upstream offers PIPELINING (RFC 2920);
@@ -14,8 +14,8 @@ the MAIL/RCPT path as :func:`smtplib.quoteaddr` writes it (:func:`quote_path`), 
 message sent as bytes with leading dots doubled and ``CRLF.CRLF`` after it, replies parsed
 as ``getreply`` does (lines joined with newlines), EHLO then HELO, STARTTLS with the
 certificate verified and EHLO again, implicit TLS, and AUTH with CRAM-MD5, PLAIN or LOGIN
-in ``smtplib``'s order of preference. Unlike ``smtplib``, an upstream that answers STARTTLS
-with anything but ``220`` is a failure, never a fall-back to clear text.
+in ``smtplib``'s order of preference. An upstream that answers STARTTLS with anything but
+``220`` is a ``451 4.7.5`` (``smtplib`` raised there too), never clear text.
 
 One connection serves one client transaction at a time (checked out at MAIL, returned after
 the reply to DATA); between transactions it waits in the pool for the next one (connection
