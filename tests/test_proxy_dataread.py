@@ -45,10 +45,10 @@ class _Transport(asyncio.Transport):
 
 class _Handler:
     def __init__(self) -> None:
-        self.contents: list[bytes] = []
+        self.contents: list[tuple[bytes, object]] = []
 
     async def handle_DATA(self, server: object, session: object, envelope) -> str:  # type: ignore[no-untyped-def]
-        self.contents.append(envelope.original_content)
+        self.contents.append((envelope.original_content, envelope.content))
         return "250 stored"
 
 
@@ -60,15 +60,20 @@ _ENVELOPE = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
 
 
 def _session(
-    cls: type[ProxySMTP], size_limit: int, pieces: list[bytes], line_limit: int | None = None
-) -> tuple[bytes, list[bytes]]:
+    cls: type[ProxySMTP],
+    size_limit: int,
+    pieces: list[bytes],
+    line_limit: int | None = None,
+    decode: bool = False,
+) -> tuple[bytes, list[tuple[bytes, object]]]:
     """Replies and contents for ``pieces`` after an envelope; ``line_limit`` (the reader's
     and aiosmtpd's line limit) is set after the envelope, whose commands are longer."""
 
-    async def run() -> tuple[bytes, list[bytes]]:
+    async def run() -> tuple[bytes, list[tuple[bytes, object]]]:
         handler = _Handler()
         loop = asyncio.get_running_loop()
-        smtp = cls(handler, data_size_limit=size_limit, hostname="h", ident="i", loop=loop)
+        smtp = cls(handler, data_size_limit=size_limit, hostname="h", ident="i", loop=loop,
+                   decode_data=decode)  # fmt: skip
         transport = _Transport()
         smtp.connection_made(transport)
         smtp.data_received(_ENVELOPE)
@@ -94,23 +99,25 @@ def _session(
 
 
 _PIECE = st.one_of(
-    st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b".\r\n", b".."]),
+    st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b".\r\n", b"..", b"\xe9"]),
     st.integers(1, 30).map(lambda n: b"x" * n + b"\r\n"),  # lines near the limits
 )
 _BODY = st.lists(_PIECE, max_size=40).map(b"".join)
 
 
 @settings(max_examples=400, deadline=None)
-@example(body=b"yyyyyy\r\n" * 3 + b"x" * 10, line_limit=10, size_limit=30, cuts=[])
-@example(body=b"yyyyyy\r\n" * 3 + b"x" * 11, line_limit=10, size_limit=30, cuts=[])
-@example(body=b"x" * 9 + b"\r", line_limit=10, size_limit=0, cuts=[15])
+@example(body=b"yyyyyy\r\n" * 3 + b"x" * 10, line_limit=10, size_limit=30, cuts=[], decode=False)
+@example(body=b"yyyyyy\r\n" * 3 + b"x" * 11, line_limit=10, size_limit=30, cuts=[], decode=False)
+@example(body=b"x" * 9 + b"\r", line_limit=10, size_limit=0, cuts=[15], decode=False)
+@example(body=b"caf\xe9\r\n", line_limit=20, size_limit=0, cuts=[], decode=True)
 @given(
     body=_BODY,
     line_limit=st.integers(5, 24),
     size_limit=st.integers(0, 80),
     cuts=st.lists(st.integers(1, 200), max_size=12),
+    decode=st.booleans(),
 )
-def test_block_reads_give_what_aiosmtpd_gives(body, line_limit, size_limit, cuts):
+def test_block_reads_give_what_aiosmtpd_gives(body, line_limit, size_limit, cuts, decode):
     stream = b"DATA\r\n" + body + b"\r\n.\r\nNOOP\r\nDATA\r\nRSET\r\n"
     pieces, at = [], 0
     for cut in sorted(set(cuts)):
@@ -118,8 +125,8 @@ def test_block_reads_give_what_aiosmtpd_gives(body, line_limit, size_limit, cuts
             pieces.append(stream[at:cut])
             at = cut
     pieces.append(stream[at:])
-    fast = _session(ProxySMTP, size_limit, pieces, line_limit)
-    careful = _session(_Careful, size_limit, pieces, line_limit)
+    fast = _session(ProxySMTP, size_limit, pieces, line_limit, decode)
+    careful = _session(_Careful, size_limit, pieces, line_limit, decode)
     assert fast == careful
     assert fast[0].startswith(b"354 ")  # DATA was taken: the comparison is about its data
 
@@ -131,7 +138,7 @@ def test_a_large_message_in_many_reads_keeps_every_byte():
     stuffed = b"." + stuffed if stuffed.startswith(b".") else stuffed
     pieces = [b"DATA\r\n"] + [stuffed[i : i + 4096] for i in range(0, len(stuffed), 4096)]
     replies, contents = _session(ProxySMTP, 10_000_000, [*pieces, b".\r\n"])
-    assert contents == [body] and replies.endswith(b"250 stored\r\n")
+    assert contents == [(body, body)] and replies.endswith(b"250 stored\r\n")
 
 
 def test_the_collector_decides_as_aiosmtpd_would():

@@ -196,9 +196,18 @@ class ProxySMTP(SMTP):
             return
         content = collector.content()
         self.envelope.content = self.envelope.original_content = content
+        if self._decode_data:  # never for the proxy (it relays bytes); kept as aiosmtpd has it
+            try:
+                self.envelope.content = content.decode(*self._text_codec())
+            except UnicodeDecodeError:
+                await self.push("500 Error: strict ASCII mode")
+                return
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    def _text_codec(self) -> tuple[str, str]:
+        return ("utf-8", "surrogateescape") if self.enable_SMTPUTF8 else ("ascii", "strict")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
