@@ -182,3 +182,15 @@ def test_the_ehlo_reply_in_one_write_is_aiosmtpds_reply():
     each = asyncio.run(written(_OneLineAtATime))
     assert b"".join(one) == b"".join(each) and b"250-SIZE" in b"".join(one)
     assert len(one) == 4 < len(each)  # banner, EHLO reply, 501, HELO reply
+
+
+def test_reading_data_is_linear_in_its_size():
+    """Lines ending in a dot stop each block read early, a long line without one makes
+    reads of the limit's size, and a straddling CRLF goes through the line replay."""
+    from tests.test_linear_time import assert_linear
+
+    def make(n: int) -> list[bytes]:
+        body = (b"Regards.\r\n" + b"x" * 300 + b"\r\n") * n
+        return [b"DATA\r\n", *(body[i : i + 65536] for i in range(0, len(body), 65536)), b".\r\n"]
+
+    assert_linear(make, lambda pieces: _session(ProxySMTP, 0, pieces), 4_000, 8_000)
