@@ -148,12 +148,15 @@ class ProxySMTP(SMTP):
     """While set, replies are collected here instead of written (see :meth:`smtp_EHLO`)."""
 
     async def push(self, status: str | bytes) -> None:
-        if self._corked is None:
-            await super().push(status)  # type: ignore[type-var]
-        elif isinstance(status, bytes):
+        """aiosmtpd's ``push`` (same encoding, same bytes) without its debug line, which
+        ``mail.log`` at WARNING never shows; collected instead while ``_corked``."""
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if self._corked is not None:
             self._corked.append(status)
-        else:  # as aiosmtpd's push encodes
-            self._corked.append(status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii"))
+            return
+        self._writer.write(status + b"\r\n")
+        await self._writer.drain()
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
@@ -165,7 +168,7 @@ class ProxySMTP(SMTP):
         finally:
             lines, self._corked = self._corked, None
         if lines:
-            await super().push(b"\r\n".join(lines))
+            await self.push(b"\r\n".join(lines))
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
