@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sqlite3
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailguard.commands.settings import ConfigSource
 from mailguard.errors import ConfigError
@@ -219,14 +223,14 @@ def test_a_split_sends_one_copy_per_person(tmp_path):
         def __init__(self) -> None:
             self.sent: list[str] = []
 
-        def send_copy(self, sender, options, recipient, data):
+        async def send_copy(self, sender, options, recipient, data):
             self.sent.append(recipient)
             return 250, "ok"
 
     upstream = Recorder()
     raw = b"From: a@b.example\r\nTo: x@y.example, X@Y.example\r\n\r\nhi\r\n"
-    result = split(upstream, Journal(tmp_path / "j"), raw, "a@b.example", (),  # type: ignore[arg-type]
-                   ["x@y.example", "X@Y.example", "z@y.example"], "b.example")  # fmt: skip
+    result = asyncio.run(split(upstream, Journal(tmp_path / "j"), raw, "a@b.example", (),  # type: ignore[arg-type]
+                   ["x@y.example", "X@Y.example", "z@y.example"], "b.example"))  # fmt: skip
     assert upstream.sent == ["x@y.example", "z@y.example"] and result.reply()[0] == 250
 
 
@@ -236,7 +240,7 @@ def test_a_split_stops_when_its_journal_cannot_be_written(tmp_path):
     class Recorder:
         sent: list[str] = []  # noqa: RUF012
 
-        def send_copy(self, sender, options, recipient, data):
+        async def send_copy(self, sender, options, recipient, data):
             self.sent.append(recipient)
             return 250, "ok"
 
@@ -244,8 +248,74 @@ def test_a_split_stops_when_its_journal_cannot_be_written(tmp_path):
     journal.close()  # every write now fails
     raw = b"From: a@b.example\r\nTo: x@y.example\r\n\r\nhi\r\n"
     journal.delivered = lambda key, rcpts: set()  # type: ignore[method-assign]
-    result = split(Recorder(), journal, raw, "a@b.example", (), ["x@y.example", "z@y.example"],  # type: ignore[arg-type]
-                   "b.example")  # fmt: skip
+    result = asyncio.run(split(Recorder(), journal, raw, "a@b.example", (),  # type: ignore[arg-type]
+                               ["x@y.example", "z@y.example"], "b.example"))  # fmt: skip
     assert Recorder.sent == ["x@y.example"]  # not a second copy that could not be recorded
     code, text = result.reply()
     assert code == 451 and "1 of 2 copies delivered" in text
+
+
+def test_the_cached_introspection_builds_aiosmtpds_own_tables(monkeypatch):
+    """aiosmtpd_init hands aiosmtpd cached answers; the tables must be what the real
+    ``inspect`` and ``dir`` give, for the proxy's protocol and handler classes."""
+    import inspect
+
+    import aiosmtpd.smtp
+
+    from mailguard.proxy import aiosmtpd_init
+    from mailguard.proxy.handler import Gateway, ProxySMTP
+
+    class Handler(Gateway):
+        def __init__(self) -> None:
+            self.users = object()  # type: ignore[assignment]
+            self.handle_NOOP = self.handle_RSET  # an object's own attribute counts too
+
+        async def auth_CUSTOM(self, server, args):  # type: ignore[no-untyped-def]
+            return None
+
+    def tables() -> list[object]:
+        loop = asyncio.new_event_loop()
+        try:
+            smtp = ProxySMTP(Handler(), loop=loop, hostname="h", authenticator=lambda *a: None)
+            return [smtp._auth_methods, smtp._handle_hooks, smtp._smtp_methods,
+                    smtp._ehlo_hook_ver]  # fmt: skip
+        finally:
+            loop.close()
+
+    aiosmtpd_init.install()
+    fast = tables()
+    monkeypatch.setattr(aiosmtpd.smtp, "inspect", inspect)
+    monkeypatch.delattr(aiosmtpd.smtp, "dir")
+    careful = tables()
+    assert set(fast[1]) >= {"DATA", "RCPT", "MAIL", "EHLO", "NOOP"} and "CUSTOM" in fast[0]
+
+    def shown(tables: list[object]) -> str:  # bound methods by name and kind, not address
+        return re.sub(r" at 0x[0-9a-f]+", "", repr(tables))
+
+    assert shown(fast) == shown(careful)
+
+
+def test_aiosmtpds_log_lines_are_skipped_only_when_nobody_would_see_them(caplog):
+    import logging
+
+    import aiosmtpd.smtp
+
+    from mailguard.proxy import aiosmtpd_init
+
+    aiosmtpd_init.install()
+    log = logging.getLogger("mail.log")
+    with caplog.at_level(logging.WARNING, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"AUTH PLAIN c2VjcmV0\r\n")
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"AUTH PLAIN c2VjcmV0\r\n")
+    assert [r.getMessage() for r in caplog.records] == ["'peer' >> b'AUTH PLAIN ********\\r\\n'"]
+
+
+@given(st.integers(200, 599), st.text(st.sampled_from("ab \r\n-"), max_size=12))
+def test_one_line_replies_are_formatted_as_the_general_rule_formats_them(code, text):
+    from mailguard.proxy.handler import format_reply
+
+    lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
+    general = "".join(f"{code}-{line}\r\n" for line in lines[:-1]) + f"{code} {lines[-1]}"
+    assert format_reply((code, text)) == general

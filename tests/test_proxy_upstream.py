@@ -186,6 +186,138 @@ def test_an_idle_client_is_disconnected_with_421(tls, tmp_path):
     assert data.startswith(b"220 ") and b"\r\n421 " in data
 
 
+def test_commands_keep_a_client_from_being_idle(tls, tmp_path):
+    """A command restarts the idle clock (the proxy keeps one timer and checks the time)."""
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none", idle_timeout=0.6)
+        with (
+            RunningProxy(settings, journal=tmp_path / "j") as proxy,
+            smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as client,
+        ):
+            started = time.monotonic()
+            while time.monotonic() - started < 2.0:  # over three idle timeouts
+                assert client.noop()[0] == 250
+                time.sleep(0.2)
+            time.sleep(1.0)  # quiet for longer than the timeout: 421, then closed
+            assert client.getreply()[0] == 421
+
+
+class _SilentAtData:
+    """An upstream that takes MAIL and RCPT, then never answers DATA (or, ``refuse_data``,
+    refuses the first DATA with 554 and keeps the transaction, as RFC 5321 allows: a MAIL
+    before RSET is then 503); it records every line and counts closed connections."""
+
+    def __init__(self, *, refuse_data: bool = False) -> None:
+        self.refuse_data = refuse_data
+        self.accept_data = False
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.lines: list[bytes] = []
+        self.closed = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn) -> None:  # type: ignore[no-untyped-def]
+        file = conn.makefile("rb")
+        conn.sendall(b"220 silent\r\n")
+        open_transaction = in_data = False
+        while line := file.readline():
+            self.lines.append(line)
+            verb = line[:4].upper()
+            if in_data:
+                if line == b".\r\n":
+                    conn.sendall(b"250 queued\r\n")
+                    in_data = open_transaction = False
+            elif verb == b"EHLO":
+                conn.sendall(b"250-silent\r\n250 PIPELINING\r\n")
+            elif verb == b"MAIL":
+                conn.sendall(b"503 nested MAIL\r\n" if open_transaction else b"250 ok\r\n")
+                open_transaction = True
+            elif verb in (b"RCPT", b"RSET"):
+                open_transaction = verb == b"RCPT"
+                conn.sendall(b"250 ok\r\n")
+            elif verb == b"DATA" and self.refuse_data:
+                self.refuse_data, self.accept_data = False, True
+                conn.sendall(b"554 5.5.1 no thanks\r\n")
+            elif verb == b"DATA" and self.accept_data:
+                conn.sendall(b"354 go\r\n")
+                in_data = True
+            # DATA otherwise, and anything after it: no answer
+        self.closed += 1
+        conn.close()
+
+
+def test_a_client_leaving_mid_command_never_leaves_a_broken_connection_in_the_pool(tmp_path):
+    import socket
+
+    from tests.support.procs import wait_until
+
+    up = _SilentAtData()
+    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        file = sock.makefile("rb")
+        file.readline()
+        for line in (b"EHLO x", f"MAIL FROM:<{SENDER}>".encode(),
+                     b"RCPT TO:<partner@othercorp.example>", b"DATA"):  # fmt: skip
+            sock.sendall(line + b"\r\n")
+            while file.readline()[3:4] == b"-":
+                pass
+        sock.sendall(clean() + b".\r\n")  # the proxy checks it and sends DATA upstream
+        assert wait_until(lambda: up.lines and up.lines[-1] == b"DATA\r\n", 10)
+        file.close()
+        sock.close()  # gone while the proxy waits for the upstream's 354
+        assert wait_until(lambda: up.closed == 1, 10)  # that connection was dropped...
+        assert up.lines[-1] == b"DATA\r\n"  # ...without a word (no RSET or QUIT as text)
+        assert proxy.server.relay.idle == 0
+        assert not any("Traceback" in line for line in proxy.log.lines)
+    up.server.close()
+
+
+def test_a_refused_data_is_reset_before_the_connection_is_reused(tmp_path):
+    up = _SilentAtData(refuse_data=True)
+    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(proxy, ["partner@othercorp.example"], clean())
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (554, b"5.5.1 no thanks")
+        assert send(proxy, ["partner@othercorp.example"], clean("again")) == {}
+        assert proxy.server.relay.opened == 1  # the same upstream connection, reset between
+        assert b"RSET\r\n" in up.lines
+    up.server.close()
+
+
+def test_an_upstream_that_stops_answering_is_a_451_after_relay_timeout(tmp_path):
+    up = _SilentAtData()
+    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none",
+                             relay_timeout=0.5)  # fmt: skip
+    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+        for _ in range(2):  # the second on a new connection: the first was given up
+            started = time.monotonic()
+            with (
+                smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as client,
+                pytest.raises(smtplib.SMTPDataError) as refused,
+            ):
+                client.sendmail(SENDER, ["partner@othercorp.example"], clean())
+            assert 0.4 < time.monotonic() - started < 5
+            assert refused.value.smtp_code == 451
+            assert refused.value.smtp_error == b"4.4.2 mailguard: upstream failed (TimeoutError)"
+        assert proxy.server.relay.opened == 2 and proxy.server.relay.idle == 0
+    up.server.close()
+
+
 def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_path):
     from tests.support.procs import free_ports
 

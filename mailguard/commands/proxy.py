@@ -30,12 +30,13 @@ def run_proxy(
     log_level: str = "info",
 ) -> int:
     """Serve until SIGTERM/SIGINT; ``overrides`` are ``[proxy]`` keys from the command line."""
+    from mailguard.milter import logline
     from mailguard.proxy.server import ProxyServer, run, run_workers
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise CommandError(f"unknown log level {log_level!r}")
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logline.configure(level, fmt=LOG_FORMAT)  # buffered, caller-free: one line per message
     settings = (source or ConfigSource()).load((source or ConfigSource()).locate())
     table = {**asdict(settings.proxy), **{k: v for k, v in (overrides or {}).items() if v}}
     proxy = proxy_settings.from_mapping(table, "command line")

@@ -72,12 +72,12 @@ def _buffered_stderr() -> TextIO:
     )
 
 
-def configure(level: int, *, flush_each: bool = False) -> None:
+def configure(level: int, *, flush_each: bool = False, fmt: str = LOG_FORMAT) -> None:
     """The daemon's logging: one buffered handler on the root logger (as ``basicConfig``)."""
     root = logging.getLogger()
     if not any(isinstance(h, BufferedHandler) for h in root.handlers):
         handler = BufferedHandler(flush_each=flush_each)
-        handler.setFormatter(SecondFormatter())
+        handler.setFormatter(SecondFormatter(fmt))
         root.addHandler(handler)
     root.setLevel(level)
 

@@ -23,9 +23,12 @@ next is sent, so the client's retry of the same message delivers only the missin
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mailguard.engine import Engine
 from mailguard.milter.decision import refusal_reason
@@ -39,6 +42,10 @@ from mailguard.recipients import Envelope
 from mailguard.remedy import rewrite_message
 from mailguard.report import Report
 from mailguard.scoring import Scoring
+
+T = TypeVar("T")
+INLINE_COPY_BYTES = 64 * 1024
+"""A split copy of a message up to this size is built on the event loop (microseconds)."""
 
 
 def configured(report: Report, settings: ProxySettings) -> str:
@@ -121,34 +128,42 @@ def _short(text: str) -> str:
     return " ".join(w for w in line.split() if "@" not in w)
 
 
-def split(
+async def split(
     upstream: Upstream, journal: Journal, raw: bytes, mail_from: str, options: tuple[str, ...],
     recipients: list[str], domain: str,
 ) -> SplitResult:  # fmt: skip
-    """Blocking (runs on a relay thread): send the missing copies, journal each success.
+    """Send the missing copies, journal each success (on the event loop; the journal's
+    SQLite and, for a big message, building each copy run on a worker thread).
 
     Stops at the first sign that the connection is gone, without reconnecting: an upstream
     that drops us mid-way may be limiting us, and the remaining copies count as temporary
     failures that the client's retry (after our 451) sends. A copy the upstream refuses is
     counted and the next one tried.
     """
+    loop = asyncio.get_running_loop()
+
+    def off(func: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        return loop.run_in_executor(None, func, *args)
+
     # One copy per person: a recipient given twice (in any case) gets one copy, not two.
     first: dict[str, str] = {}
     for recipient in recipients:
         first.setdefault(recipient.lower(), recipient)
     recipients = list(first.values())
     result = SplitResult(copies=len(recipients))
-    key = journal.message_key(mail_from, raw)
-    earlier = journal.delivered(key, recipients)
+    key = await off(journal.message_key, mail_from, raw)
+    earlier = await off(journal.delivered, key, recipients)
     result.earlier = len(earlier)
-    template = edit.SplitTemplate(
-        raw, domain, [("X-Mailguard-Action", f"split; one copy per recipient ({len(recipients)})")]
-    )
+    template = await off(edit.SplitTemplate, raw, domain, [
+        ("X-Mailguard-Action", f"split; one copy per recipient ({len(recipients)})")
+    ])  # fmt: skip
+    big = len(raw) > INLINE_COPY_BYTES
     for recipient in recipients:
         if recipient in earlier:
             continue
+        data = await off(template.copy, recipient) if big else template.copy(recipient)
         try:
-            reply = upstream.send_copy(mail_from, options, recipient, template.copy(recipient))
+            reply = await upstream.send_copy(mail_from, options, recipient, data)
         except UpstreamError as exc:
             result.temporary = result.copies - result.sent - result.earlier - result.permanent
             result.first_failure = result.first_failure or exc.reply
@@ -156,7 +171,7 @@ def split(
         if 200 <= reply[0] < 300:
             result.sent += 1
             try:
-                journal.record(key, recipient)
+                await off(journal.record, key, recipient)
             except sqlite3.Error:
                 # Unrecorded copies would go out again on the retry: stop here instead.
                 result.temporary = result.copies - result.sent - result.earlier - result.permanent

@@ -5,7 +5,7 @@ once and its answer returned (a recipient the provider refuses is refused to the
 as a direct connection would do). At the end of DATA the message is judged by the same
 engine and config as ``mailguard check`` and the milter, with the real envelope, and
 :mod:`mailguard.proxy.actions` decides what reaches the upstream. Nothing blocking runs on
-the event loop: upstream commands go through :meth:`Relay.call` (threads); a check of a
+the event loop: the upstream client is asyncio (:mod:`mailguard.proxy.relay`); a check of a
 message over 64 KB, or one that takes over 50 ms or needs a DNS answer not cached yet, goes
 to a decision thread, as in the milter.
 
@@ -18,23 +18,23 @@ replaces both with ``451 4.3.0`` and one line naming the exception type.
 from __future__ import annotations
 
 import asyncio
-import inspect
+import functools
 import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import aiosmtpd.smtp
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailguard import approval
 from mailguard.engine import Engine, ran_out_of_time
+from mailguard.milter import logline
 from mailguard.milter.decision import ERROR_REPLY, Outcome, log_fields
-from mailguard.proxy import actions
+from mailguard.proxy import actions, aiosmtpd_init
 from mailguard.proxy.auth import Users
+from mailguard.proxy.dataread import NOMINAL, TOO_LONG, Collector, read_message
 from mailguard.proxy.journal import Journal
 from mailguard.proxy.relay import Relay, Reply, Upstream, UpstreamError
 from mailguard.proxy.settings import ProxySettings, is_loopback
@@ -54,6 +54,8 @@ _PLAIN_PATH = re.compile(
     re.DOTALL,
 )
 INTERNAL = "451 4.3.0 mailguard: internal error; please try again later"
+_peer_is_loopback = functools.lru_cache(maxsize=256)(is_loopback)
+"""Asked for every connection, nearly always about the same few peers."""
 
 
 def quiet_aiosmtpd() -> None:
@@ -64,47 +66,14 @@ def quiet_aiosmtpd() -> None:
 def format_reply(reply: Reply) -> str:
     """A possibly multi-line upstream reply as one SMTP reply (``250-...`` lines)."""
     code, text = reply
+    if "\n" not in text and "\r" not in text:  # one line, as nearly every reply
+        return f"{code} {text}"
     lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
     head = "".join(f"{code}-{line}\r\n" for line in lines[:-1])
     return f"{head}{code} {lines[-1]}"
 
 
-class _AuthMembers:
-    """What aiosmtpd's ``SMTP.__init__`` asks of :mod:`inspect`, at a fraction of the cost.
-
-    aiosmtpd builds its AUTH table per connection from ``inspect.getmembers`` of the
-    protocol and of the handler, which evaluates some 150 attributes and was a third of the
-    proxy's event-loop CPU per message (a script sends one message per connection). It only
-    keeps the members named ``auth_*``; this returns exactly those, from a per-class list
-    of names, bound to the object asked about, so the result is the same. Installed as
-    ``aiosmtpd.smtp.inspect`` (pinned below aiosmtpd 1.5, which is checked by a test).
-    """
-
-    def __init__(self) -> None:
-        self._by_class: dict[type, list[str]] = {}
-        self._signatures: dict[Any, inspect.Signature] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(inspect, name)
-
-    def getmembers(self, obj: object) -> list[tuple[str, Any]]:
-        cls = type(obj)
-        names = self._by_class.get(cls)
-        if names is None:
-            names = self._by_class[cls] = [n for n in dir(cls) if n.startswith("auth_")]
-        own = [n for n in getattr(obj, "__dict__", ()) if n.startswith("auth_")]
-        return [(n, getattr(obj, n)) for n in sorted({*names, *own})]
-
-    def signature(self, func: Any) -> inspect.Signature:
-        """aiosmtpd reads the handler's ``handle_EHLO`` signature per connection, too."""
-        key = getattr(func, "__func__", func)
-        found = self._signatures.get(key)
-        if found is None:
-            found = self._signatures[key] = inspect.signature(func)
-        return found
-
-
-aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]
+aiosmtpd_init.install()
 
 
 class ProxySession(SmtpSession):
@@ -144,6 +113,18 @@ class ProxySMTP(SMTP):
         self._heard = self.loop.time()
         super().data_received(data)
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd restarts the idle timer for every command: a cancelled timer and a new
+        one each time. Here a command only notes the time (as a receipt does); the pending
+        timer, when it fires, waits on for whatever is left (:meth:`_timeout_cb`), so the
+        client is cut off at the same moment."""
+        if duration is None:
+            self._heard = now = self.loop.time()
+            handle = self._timeout_handle
+            if handle is not None and not handle.cancelled() and handle.when() > now:
+                return
+        super()._reset_timeout(duration)
+
     def _timeout_cb(self) -> None:
         """``421`` before closing, as RFC 5321 asks; never while we are delivering."""
         session = self.session
@@ -163,10 +144,78 @@ class ProxySMTP(SMTP):
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
 
+    _corked: list[bytes] | None = None
+    """While set, replies are collected here instead of written (see :meth:`smtp_EHLO`)."""
+
+    async def push(self, status: str | bytes) -> None:
+        """aiosmtpd's ``push`` (same encoding, same bytes) without its debug line, which
+        ``mail.log`` at WARNING never shows; collected instead while ``_corked``."""
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        if self._corked is not None:
+            self._corked.append(status)
+            return
+        self._writer.write(status + b"\r\n")
+        await self._writer.drain()
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd writes each line of the EHLO reply with a system call of its own (six
+        for smtplib or PHPMailer); the same bytes go out in one write here."""
+        self._corked = []
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            lines, self._corked = self._corked, None
+        if lines:
+            await self.push(b"\r\n".join(lines))
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's ``smtp_DATA`` with the message read in blocks (:mod:`.dataread`):
+        the same checks, replies and content, without a loop round per line."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        reader = self._reader
+        collector = Collector(self.data_size_limit, self.line_length_limit, reader._limit)  # type: ignore[attr-defined]
+        try:
+            await read_message(reader, collector)
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        if collector.state != NOMINAL:
+            too_long = collector.state == TOO_LONG
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)" if too_long
+                            else "552 Error: Too much mail data")  # fmt: skip
+            self._set_post_data_state()
+            return
+        content = collector.content()
+        self.envelope.content = self.envelope.original_content = content
+        if self._decode_data:  # never for the proxy (it relays bytes); kept as aiosmtpd has it
+            try:
+                self.envelope.content = content.decode(*self._text_codec())
+            except UnicodeDecodeError:
+                await self.push("500 Error: strict ASCII mode")
+                return
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    def _text_codec(self) -> tuple[str, str]:
+        return ("utf-8", "surrogateescape") if self.enable_SMTPUTF8 else ("ascii", "strict")
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer and is_loopback(str(peer[0])):
+        if isinstance(peer, tuple) and peer and _peer_is_loopback(str(peer[0])):
             # Clear-text PLAIN/LOGIN is acceptable where nobody can listen in: loopback.
             self._auth_require_tls = False
 
@@ -236,11 +285,9 @@ class Gateway:
         try:
             if session.mail_reply is None:
                 sender, opts = envelope.mail_from or "", tuple(envelope.mail_options)
-                session.mail_reply, reply = await self.relay.call(
-                    upstream.begin, sender, opts, address
-                )
+                session.mail_reply, reply = await upstream.begin(sender, opts, address)
             else:
-                reply = await self.relay.call(upstream.rcpt, address)
+                reply = await upstream.rcpt(address)
         except UpstreamError as exc:
             session.mail_reply = session.mail_reply or exc.reply
             return format_reply(exc.reply)
@@ -305,7 +352,7 @@ class Gateway:
             failed: dict[str, object] = {"action": self.settings.on_error, "error": failure}
             if self.settings.on_error == "accept":
                 return await self._relay(upstream, raw), failed
-            await self.relay.call(upstream.rset)
+            await upstream.rset()
             return (451, f"4.7.1 {ERROR_REPLY[1]}"), failed
         fields: dict[str, object] = _counts(report)
         if (
@@ -314,7 +361,7 @@ class Gateway:
             and not any("internal error" in f.message for f in report.findings)
         ):
             # Not a message mailguard can read: sending the same bytes again cannot help.
-            await self.relay.call(upstream.rset)
+            await upstream.rset()
             fields["action"] = "reject"
             return (554, f"5.6.0 {actions.refusal_reason(report)}"), fields
         action = actions.configured(report, self.settings)
@@ -330,14 +377,14 @@ class Gateway:
             action = self.settings.rewrite_fallback
         fields["action"] = action
         if action in ("reject", "tempfail"):
-            await self.relay.call(upstream.rset)
+            await upstream.rset()
             return actions.refusal(
                 "550 5.7.1" if action == "reject" else "451 4.7.1", report
             ), fields
         if action == "split":
-            await self.relay.call(upstream.rset)
-            result = await self.relay.call(
-                actions.split, upstream, self.journal, raw, envelope.mail_from or "",
+            await upstream.rset()
+            result = await actions.split(
+                upstream, self.journal, raw, envelope.mail_from or "",
                 tuple(envelope.mail_options), list(envelope.rcpt_tos), self.relay.helo,
             )  # fmt: skip
             fields.update(copies=result.copies, sent=result.sent, earlier=result.earlier,
@@ -348,7 +395,7 @@ class Gateway:
 
     async def _relay(self, upstream: Upstream, data: bytes) -> Reply:
         try:
-            return await self.relay.call(upstream.data, data)
+            return await upstream.data(data)
         except UpstreamError as exc:
             return exc.reply
 
@@ -402,9 +449,9 @@ class Gateway:
             line["from"] = envelope.mail_from or "<>"
         text = " ".join(f"{k}={v}" for k, v in line.items() if k != "error")
         if "error" in fields:
-            log.error("message %s error=%r", text, fields["error"])
+            logline.emit(log, logging.ERROR, f"message {text} error={fields['error']!r}")
         else:
-            log.info("message %s", text)
+            logline.emit(log, logging.INFO, f"message {text}")
 
 
 def edit_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:

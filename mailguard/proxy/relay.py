@@ -1,42 +1,49 @@
-"""The upstream side: ``smtplib`` connections, each driven from a worker thread, reused.
+"""The upstream side: our own small asyncio SMTP client, its connections pooled and reused.
 
-Why ``smtplib`` on threads rather than an asyncio SMTP client: ``smtplib`` is the stdlib's
-long-tested client for STARTTLS, implicit TLS, AUTH and ESMTP parameters, and adds no
-dependency; the price is a thread hand-off per upstream command (tens of microseconds,
-measured in ``benchmarks/bench_proxy.py``). It blocks, so it never runs on the event loop
-that serves every client: every call below is made through :meth:`Relay.call`, which runs
-it on the relay's thread pool. One connection serves one client transaction at a time
-(checked out at MAIL, returned after the reply to DATA), so no connection is ever used by
-two threads at once; between transactions it waits in the pool for the next one (connection
-reuse), up to ``relay_idle`` seconds.
+Why not ``smtplib`` (what this module used first): it blocks, so every upstream command
+had to be handed to a worker thread and its answer back to the event loop. Those hand-offs
+(a queue, a futex wake-up, the loop's self-pipe, the GIL going back and forth), two per
+message, and ``smtplib``'s line-at-a-time reading were about a third of the proxy's CPU per
+message in ``benchmarks/bench_proxy.py``. Here a connection is an :class:`asyncio.Protocol`
+on the event loop that serves the clients: a command is one ``write``, its reply a future.
+MAIL and the first RCPT go out in one write when the upstream offers PIPELINING (RFC 2920);
+each still gets its own reply, and a refused recipient is still refused to the client.
 
-A failure is an :class:`UpstreamError` with an SMTP reply for the client, never a
-traceback: a refused or broken upstream becomes ``451 4.4.x`` (try again later) or the
-upstream's own reply.
+What ``smtplib`` did and the proxy relies on is kept, and tested against the real thing:
+the MAIL/RCPT path as :func:`smtplib.quoteaddr` writes it (:func:`quote_path`), the
+message sent as bytes with leading dots doubled and ``CRLF.CRLF`` after it, replies parsed
+as ``getreply`` does (lines joined with newlines), EHLO then HELO, STARTTLS with the
+certificate verified and EHLO again, implicit TLS, and AUTH with CRAM-MD5, PLAIN or LOGIN
+in ``smtplib``'s order of preference. An upstream that answers STARTTLS with anything but
+``220`` is a ``451 4.7.5`` (``smtplib`` raised there too), never clear text.
+
+One connection serves one client transaction at a time (checked out at MAIL, returned after
+the reply to DATA); between transactions it waits in the pool for the next one (connection
+reuse), up to ``relay_idle`` seconds. A failure is an :class:`UpstreamError` with an SMTP
+reply for the client, never a traceback: a refused or broken upstream becomes ``451 4.4.x``
+(try again later) or the upstream's own reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
+import hmac
 import os
-import smtplib
+import re
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from mailguard.proxy.settings import PASSWORD_ENV, ProxySettings, parse_hostport
-
-T = TypeVar("T")
-Reply = tuple[int, str]
-"""An SMTP reply: code and text (the text may span lines, joined with newlines)."""
+from mailguard.proxy.wire import DISCONNECTED, Failed, Replies, Reply, quote_path, stuffed
 
 BUSY: Reply = (451, "4.4.5 mailguard: every upstream connection is busy; try again later")
-DISCONNECTED: Reply = (451, "4.4.2 mailguard: the upstream server closed the connection")
+INLINE_STUFF_BYTES = 1024 * 1024
+"""Dot-stuffing a message up to this size takes well under a millisecond on the loop."""
+_FEATURE = re.compile(r"([A-Za-z0-9][A-Za-z0-9\-]*) ?")
 
 
 class UpstreamError(Exception):
@@ -47,164 +54,299 @@ class UpstreamError(Exception):
         self.reply = reply
 
 
-def _text(message: bytes | str) -> str:
-    if isinstance(message, bytes):
-        return message.decode("utf-8", "replace")
-    return message
-
-
 class Upstream:
-    """One connection to the upstream; all methods block (call them through the pool)."""
+    """One connection to the upstream; every method runs on the event loop."""
 
     def __init__(self, settings: ProxySettings, helo: str) -> None:
         self.settings = settings
         self.helo = helo
-        self.smtp: smtplib.SMTP | None = None
         self.idle_since = time.monotonic()
         self.in_transaction = False
+        self.features: dict[str, str] = {}
+        self._encoding = "ascii"
+        self._since: float | None = None
+        """When the reply being waited for was asked (loop time); None: not waiting."""
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._replies: Replies | None = None
 
     # ----------------------------------------------------------- connecting
 
-    def connect(self) -> None:
+    async def connect(self) -> None:
         s = self.settings
         host, port = parse_hostport(s.relay, "relay")
+        loop = asyncio.get_running_loop()
+        self.close()
         try:
-            if s.relay_security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host, port, local_hostname=self.helo, timeout=s.relay_timeout,
-                    context=tls_context(s),
-                )  # fmt: skip
-            else:
-                smtp = smtplib.SMTP(host, port, local_hostname=self.helo, timeout=s.relay_timeout)
-            self.smtp = smtp
-            code, _ = smtp.ehlo()
-            if code != 250:
-                smtp.helo()
+            context = tls_context(s) if s.relay_security == "tls" else None
+            _, self._replies = await asyncio.wait_for(loop.create_connection(
+                lambda: Replies(loop), host, port, ssl=context,
+                server_hostname=host if context else None,
+            ), s.relay_timeout)  # fmt: skip
+            code, _ = await self._answer()
+            if code != 220:
+                raise Failed("SMTPConnectError")
+            await self._hello()
             if s.relay_security == "starttls":
-                if not smtp.has_extn("starttls"):
+                if "starttls" not in self.features:
                     raise UpstreamError((451, "4.7.5 mailguard: the upstream offers no STARTTLS"))
-                smtp.starttls(context=tls_context(s))
-                smtp.ehlo()
+                code, _ = await self.command("STARTTLS")
+                if code != 220:
+                    why = f"4.7.5 mailguard: the upstream refused STARTTLS ({code})"
+                    raise UpstreamError((451, why))
+                await self._start_tls(loop, host)
+                await self._hello()
             if s.relay_user:
-                if not smtp.has_extn("auth"):
+                if "auth" not in self.features:
                     raise UpstreamError((451, "4.7.0 mailguard: the upstream offers no AUTH"))
-                smtp.login(s.relay_user, os.environ.get(PASSWORD_ENV, ""))
+                await self._login(s.relay_user, os.environ.get(PASSWORD_ENV, ""))
         except UpstreamError:
             self.close()
             raise
-        except smtplib.SMTPAuthenticationError as exc:
-            self.close()
-            raise UpstreamError(
-                (451, f"4.7.0 mailguard: upstream refused our login ({exc.smtp_code})")
-            ) from None
+        except asyncio.CancelledError:
+            self.abort()  # half set up: never pooled
+            raise
         except ssl.SSLError as exc:
             self.close()
             reason = getattr(exc, "verify_message", "") or exc.reason or type(exc).__name__
             raise UpstreamError(
                 (451, f"4.7.5 mailguard: TLS with the upstream failed ({reason})")
             ) from None
-        except (OSError, smtplib.SMTPException) as exc:
+        except Failed as exc:
+            self.close()
+            why = "SMTPServerDisconnected" if exc.why == "closed" else exc.why
+            raise UpstreamError(
+                (451, f"4.4.1 mailguard: cannot reach the upstream ({why})")
+            ) from None
+        except OSError as exc:
             self.close()
             raise UpstreamError(
                 (451, f"4.4.1 mailguard: cannot reach the upstream ({_why(exc)})")
             ) from None
+        except ValueError:  # a CRAM-MD5 challenge that is not base64
+            self.close()
+            raise UpstreamError(
+                (451, "4.4.1 mailguard: cannot reach the upstream (SMTPException)")
+            ) from None
+
+    async def _start_tls(self, loop: asyncio.AbstractEventLoop, host: str) -> None:
+        replies = self._replies
+        assert replies is not None and replies.transport is not None
+        transport = await asyncio.wait_for(loop.start_tls(
+            replies.transport, replies, tls_context(self.settings), server_hostname=host
+        ), self.settings.relay_timeout)  # fmt: skip
+        if transport is None:
+            raise Failed("closed")
+        replies.transport = transport  # type: ignore[assignment]
+
+    async def _hello(self) -> None:
+        """EHLO and its extensions, as ``smtplib.SMTP.ehlo`` reads them; HELO if refused."""
+        code, text = await self.command(f"EHLO {self.helo}")
+        self.features = features = dict[str, str]()
+        if code != 250:
+            await self.command(f"HELO {self.helo}")
+            return
+        for line in text.split("\n")[1:]:
+            if line[:5].lower() == "auth=":
+                features["auth"] = f"{features.get('auth', '')} {line[5:]}"
+            elif match := _FEATURE.match(line):
+                name, params = match.group(1).lower(), line[match.end(1) :].strip()
+                features[name] = f"{features.get(name, '')} {params}" if name == "auth" else params
+
+    async def _login(self, user: str, password: str) -> None:
+        """``smtplib.SMTP.login``: the first of CRAM-MD5, PLAIN, LOGIN the upstream offers."""
+        offered = self.features["auth"].upper().split()
+        methods = [m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in offered]
+        if not methods:
+            raise Failed("SMTPException")
+        code = 535
+        for method in methods:
+            if method == "CRAM-MD5":
+                code, text = await self.command("AUTH CRAM-MD5")
+                if code == 334:
+                    digest = hmac.new(password.encode(), base64.b64decode(text), "md5")
+                    code, text = await self.command(_b64(f"{user} {digest.hexdigest()}"))
+            elif method == "PLAIN":
+                code, text = await self.command("AUTH PLAIN " + _b64(f"\0{user}\0{password}"))
+            else:
+                code, text = await self.command(f"AUTH LOGIN {_b64(user)}")
+                if code == 334:
+                    code, text = await self.command(_b64(password))
+            if code in (235, 503):
+                return
+        raise UpstreamError((451, f"4.7.0 mailguard: upstream refused our login ({code})"))
 
     def alive(self) -> bool:
-        return self.smtp is not None and self.smtp.sock is not None
+        replies = self._replies
+        return replies is not None and replies.lost is None and not replies.transport.is_closing()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Drop the connection without a word: nothing more may reach the upstream on it
+        (in the middle of DATA a QUIT would be message text; without the end mark the
+        upstream discards the message)."""
+        replies, self._replies = self._replies, None
+        if replies is not None and replies.transport is not None:
+            replies.lost = replies.lost or Failed("closed")
+            replies.transport.abort()
 
     def close(self) -> None:
-        smtp, self.smtp = self.smtp, None
-        if smtp is None:
+        """QUIT, without waiting for the answer, then close (the write is flushed first)."""
+        replies, self._replies = self._replies, None
+        if replies is None or replies.transport is None:
             return
-        with contextlib.suppress(OSError, smtplib.SMTPException):
-            smtp.quit()
-        with contextlib.suppress(OSError):
-            smtp.close()
+        if replies.lost is None and not replies.transport.is_closing():
+            replies.transport.write(b"QUIT\r\n")
+        replies.lost = replies.lost or Failed("closed")
+        replies.transport.close()
 
     # ----------------------------------------------------------- commands
 
-    def _command(self, call: Callable[[smtplib.SMTP], tuple[int, bytes]]) -> Reply:
-        if self.smtp is None:
-            raise UpstreamError(DISCONNECTED)
-        try:
-            code, message = call(self.smtp)
-        except smtplib.SMTPServerDisconnected:
-            self.close()
-            raise UpstreamError(DISCONNECTED) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            self.close()
-            raise UpstreamError((451, f"4.4.2 mailguard: upstream failed ({_why(exc)})")) from None
-        if code == -1 or code == 421:
-            self.close()
-            raise UpstreamError(DISCONNECTED if code == -1 else (421, _text(message)))
-        return code, _text(message)
+    async def _answer(self) -> Reply:
+        replies = self._replies
+        if replies is None:
+            raise Failed("closed")
+        return await self._within(replies.expect())
 
-    def mail(self, sender: str, options: tuple[str, ...], *, reopen: bool = True) -> Reply:
-        """Start a transaction. A pooled connection the upstream closed while it sat idle
-        is re-opened once (``reopen``); within a split it is not: see actions.split."""
-        if self.smtp is None:
-            self.connect()
+    async def _within(self, future: asyncio.Future[Reply]) -> Reply:
+        """The reply, or the connection closed after ``relay_timeout`` (as ``smtplib``'s
+        socket timeout: ``TimeoutError``). One watchdog timer per connection instead of a
+        timer per reply: it notes when the current wait began and, when it fires, either
+        gives up on the connection or waits on for the rest (one wait at a time: the
+        commands of a transaction are sequential)."""
+        if future.done():
+            return future.result()
+        loop = asyncio.get_running_loop()
+        self._since = loop.time()
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.settings.relay_timeout, self._watch)
         try:
-            reply = self._command(lambda smtp: smtp.mail(sender, _options(smtp, options)))
+            return await future
+        finally:
+            self._since = None
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        since, replies = self._since, self._replies
+        if since is None or replies is None:
+            return  # not waiting: the next wait starts a new timer
+        waited = asyncio.get_running_loop().time() - since
+        if waited >= self.settings.relay_timeout:
+            replies.fail(Failed("TimeoutError"))
+        else:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self.settings.relay_timeout - waited, self._watch
+            )
+
+    def _send(self, *commands: bytes) -> list[asyncio.Future[Reply]]:
+        replies = self._replies
+        if replies is None or replies.lost is not None or replies.transport is None:
+            raise replies.lost if replies and replies.lost else Failed("closed")
+        futures = [replies.expect() for _ in commands]
+        replies.transport.write(b"".join(commands))
+        return futures
+
+    async def command(self, line: str) -> Reply:
+        """One command while connecting (EHLO, STARTTLS, AUTH): a failure is ``Failed``."""
+        return await self._within(self._send(_encode(line, "utf-8"))[0])
+
+    async def _checked(self, *commands: bytes) -> list[Reply]:
+        """Send, read every reply; a lost connection or a 421 closes it (UpstreamError)."""
+        try:
+            futures = self._send(*commands)
+            replies = [await self._within(future) for future in futures]
+        except Failed as exc:
+            self.close()
+            raise UpstreamError(exc.reply) from None
+        except asyncio.CancelledError:
+            self.abort()  # the client went away mid-command: this connection's state is unknown
+            raise
+        for code, text in replies:
+            if code in (-1, 421):
+                self.close()
+                raise UpstreamError(DISCONNECTED if code == -1 else (421, text))
+        return replies
+
+    def _mail_line(self, sender: str, options: tuple[str, ...]) -> tuple[bytes, str]:
+        extension = {"SIZE": "size", "BODY": "8bitmime", "SMTPUTF8": "smtputf8"}
+        kept = [o for o in options if extension.get(o.split("=")[0]) in self.features]
+        encoding = "utf-8" if "SMTPUTF8" in kept else "ascii"
+        params = "".join(f" {o}" for o in kept)
+        return _encode(f"MAIL FROM:{quote_path(sender)}{params}", encoding), encoding
+
+    async def begin(
+        self, sender: str, options: tuple[str, ...], recipient: str, *, reopen: bool = True
+    ) -> tuple[Reply, Reply]:
+        """MAIL and the first RCPT, pipelined when the upstream allows: the answers to both
+        (RCPT gets MAIL's if MAIL failed). A pooled connection the upstream closed while it
+        sat idle is re-opened once (``reopen``); within a split it is not: see actions.split."""
+        if self._replies is None or not self.alive():
+            if not reopen and self._replies is not None:
+                raise UpstreamError(DISCONNECTED)
+            await self.connect()
+            reopen = False
+        mail, self._encoding = self._mail_line(sender, options)
+        rcpt = _encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)
+        try:
+            if "pipelining" in self.features:
+                mail_reply, rcpt_reply = await self._checked(mail, rcpt)
+            else:
+                mail_reply = (await self._checked(mail))[0]
+                rcpt_reply = (await self._checked(rcpt))[0] if mail_reply[0] == 250 else mail_reply
         except UpstreamError:
             if not reopen:
                 raise
-            self.connect()
-            reply = self._command(lambda smtp: smtp.mail(sender, _options(smtp, options)))
-        self.in_transaction = reply[0] == 250
-        return reply
+            await self.connect()
+            return await self.begin(sender, options, recipient, reopen=False)
+        self.in_transaction = mail_reply[0] == 250
+        if mail_reply[0] != 250:
+            return mail_reply, mail_reply
+        return mail_reply, rcpt_reply
 
-    def begin(self, sender: str, options: tuple[str, ...], recipient: str) -> tuple[Reply, Reply]:
-        """MAIL and the first RCPT: the answers to both (RCPT gets MAIL's if MAIL failed)."""
-        reply = self.mail(sender, options)
-        if reply[0] != 250:
-            return reply, reply
-        return reply, self.rcpt(recipient)
+    async def rcpt(self, recipient: str) -> Reply:
+        return (await self._checked(_encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)))[0]
 
-    def rcpt(self, recipient: str) -> Reply:
-        return self._command(lambda smtp: smtp.rcpt(recipient))
-
-    def data(self, message: bytes) -> Reply:
-        """DATA and the message (``smtplib`` dot-stuffs it); ends the transaction."""
+    async def data(self, message: bytes) -> Reply:
+        """DATA and the message; ends the transaction. The message is made ready first, so
+        that nothing but the two sends and their replies lies between DATA and its end."""
+        if len(message) > INLINE_STUFF_BYTES:  # a regex over megabytes: not on the loop
+            payload = await asyncio.get_running_loop().run_in_executor(None, stuffed, message)
+        else:
+            payload = stuffed(message)
+        reply = (await self._checked(b"DATA\r\n"))[0]
+        if reply[0] != 354:
+            return reply  # still in the transaction: RSET before the connection is reused
         self.in_transaction = False
-        return self._command(lambda smtp: _data(smtp, message))
+        return (await self._checked(payload))[0]
 
-    def rset(self) -> None:
-        if self.in_transaction and self.smtp is not None:
+    async def rset(self) -> None:
+        if self.in_transaction and self._replies is not None:
             self.in_transaction = False
             with contextlib.suppress(UpstreamError):
-                self._command(lambda smtp: smtp.rset())
+                await self._checked(b"RSET\r\n")
 
-    def send_copy(
+    async def send_copy(
         self, sender: str, options: tuple[str, ...], recipient: str, data: bytes
     ) -> Reply:
-        """One whole transaction for one recipient (a split copy)."""
-        reply = self.mail(sender, options, reopen=False)
-        if reply[0] != 250:
-            return reply
-        reply = self.rcpt(recipient)
+        """One whole transaction for one recipient (a split copy), on this connection only."""
+        mail, reply = await self.begin(sender, options, recipient, reopen=False)
+        if mail[0] != 250:
+            return mail
         if reply[0] not in (250, 251):
-            self.rset()
+            await self.rset()
             return reply
-        return self.data(data)
+        reply = await self.data(data)
+        await self.rset()  # only if DATA itself was refused: the next copy starts clean
+        return reply
 
 
-def _options(smtp: smtplib.SMTP, options: tuple[str, ...]) -> list[str]:
-    """The client's MAIL parameters the upstream understands (SIZE, BODY, SMTPUTF8)."""
-    extension = {"SIZE": "size", "BODY": "8bitmime", "SMTPUTF8": "smtputf8"}
-    return [
-        o for o in options
-        if o.split("=")[0] in extension and smtp.has_extn(extension[o.split("=")[0]])
-    ]  # fmt: skip
-
-
-def _data(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
-    """``smtplib.SMTP.data`` raises for a refused DATA command; a reply is what we need."""
+def _encode(line: str, encoding: str) -> bytes:
     try:
-        return smtp.data(message)
-    except smtplib.SMTPDataError as exc:
-        error = exc.smtp_error
-        return exc.smtp_code, error if isinstance(error, bytes) else str(error).encode()
+        return line.encode(encoding) + b"\r\n"
+    except UnicodeEncodeError:
+        raise UpstreamError((553, "5.6.7 mailguard: a non-ASCII address needs SMTPUTF8")) from None
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
 
 
 def _why(exc: BaseException) -> str:
@@ -225,14 +367,11 @@ def tls_context(settings: ProxySettings) -> ssl.SSLContext:
 
 
 class Relay:
-    """The pool of upstream connections and the threads that drive them."""
+    """The pool of upstream connections."""
 
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         self.helo = socket.gethostname() or "localhost"
-        self.pool = ThreadPoolExecutor(
-            max_workers=settings.relay_connections, thread_name_prefix="mailguard-relay"
-        )
         self._idle: list[Upstream] = []
         self._slots = asyncio.Semaphore(settings.relay_connections)
         self.opened = 0
@@ -243,24 +382,24 @@ class Relay:
         """Connections waiting in the pool for the next transaction."""
         return len(self._idle)
 
-    async def call(self, func: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, func, *args)
-
     async def acquire(self) -> Upstream:
         """A connection for one transaction: a pooled one if fresh enough, else a new one.
 
         With every connection busy, a client waits up to ``relay_timeout`` for one, then
         gets a temporary refusal rather than waiting without end."""
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.settings.relay_timeout)
-        except TimeoutError:
-            raise UpstreamError(BUSY) from None
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.settings.relay_timeout)
+            except TimeoutError:
+                raise UpstreamError(BUSY) from None
+        else:
+            await self._slots.acquire()  # free: returns at once
         now = time.monotonic()
         while self._idle:
             upstream = self._idle.pop()
             if upstream.alive() and now - upstream.idle_since < self.settings.relay_idle:
                 return upstream
-            await self.call(upstream.close)
+            upstream.close()
         self.opened += 1
         return Upstream(self.settings, self.helo)
 
@@ -268,7 +407,7 @@ class Relay:
         """Back to the pool (after RSET if a transaction is open), or closed if broken."""
         try:
             if upstream.in_transaction:
-                await self.call(upstream.rset)
+                await upstream.rset()
             if upstream.alive():
                 upstream.idle_since = time.monotonic()
                 self._idle.append(upstream)
@@ -281,10 +420,9 @@ class Relay:
         stale = [u for u in self._idle if now - u.idle_since >= self.settings.relay_idle]
         self._idle = [u for u in self._idle if u not in stale]
         for upstream in stale:
-            await self.call(upstream.close)
+            upstream.close()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for upstream in idle:
-            await self.call(upstream.close)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+            upstream.close()
