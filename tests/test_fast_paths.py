@@ -251,3 +251,25 @@ def test_body_could_change_equals_careful(seed, kind, count, mode):
             assert engine.body_could_change(report, mode) == engine.body_could_change_careful(
                 report, mode
             )
+
+
+# ------------------------------------------------------------------ MIME delimiter search
+
+_HAY = st.lists(
+    st.sampled_from([b"-", b"--", b"--b1", b"--b1--", b"\n", b"\r\n", b"abc", b"QUJD+/=", b"b1"]),
+    max_size=60,
+).map(b"".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    _HAY,
+    st.sampled_from([b"--b1", b"--b", b"-", b"--b1--", b"---"]),
+    st.integers(-5, 70),
+    st.integers(-5, 70),
+)
+def test_find_dashed_equals_bytes_find(raw, needle, start, end):
+    from mailguard.body import find_dashed
+
+    start, end = max(start, 0), max(end, 0)  # find's negative indexes are not used here
+    assert find_dashed(raw, needle, start, end) == raw.find(needle, start, end)

@@ -181,3 +181,24 @@ def test_encoded_word_decoding_is_linear() -> None:
         assert_linear(
             lambda n, u=unit: f"{next(_fresh)} " + u * (n // len(u)), decode_words, 4_000, 1 << 20
         )
+
+
+# ---------------------------------------------------------------------------- MIME parts
+
+
+def _dashed_parts(unit: bytes) -> Callable[[int], bytes]:
+    """A multipart message whose parts are full of near-delimiters: dashes everywhere, the
+    boundary's prefix at line starts (what the delimiter search jumps between)."""
+
+    def make(n: int) -> bytes:
+        head = f"From: a@ours.example\r\nTo: b{next(_fresh)}@x.example\r\n"
+        head += 'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        part = b"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" + unit * (n // len(unit))
+        return head.encode() + part + b"\r\n" + part + b"\r\n--b1--\r\n"
+
+    return make
+
+
+def test_delimiter_search_over_dashes_is_linear() -> None:
+    assert_linear(_dashed_parts(b"-"), _check(Config()), 4_000, 1 << 22)
+    assert_linear(_dashed_parts(b"\r\n--b\r\n--b10 x"), _check(Config()), 4_000, 1 << 22)
