@@ -20,6 +20,7 @@ from mailguard.charsets import decode_base64, decode_bytes
 from mailguard.deadline import checkpoint
 from mailguard.headers import decode_block, find_header_end, parse_header_block
 from mailguard.limits import Limits
+from mailguard.search import find_via
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_.*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.DOTALL)
 # The start of a script or style element, whose content is not text, and its end tag.
@@ -224,31 +225,10 @@ def _find_delimiter(raw: bytes, delimiter: bytes, start: int, end: int) -> int:
     return -1
 
 
-_DASH_MISSES = 16
-
-
 def find_dashed(raw: bytes, needle: bytes, start: int, end: int) -> int:
-    """``raw.find(needle, start, end)`` for a needle that starts with ``-``, faster where
-    dashes are rare.
-
-    Why: a MIME delimiter is searched for across every attachment, and ``bytes.find`` of a
-    ``--boundary`` over base64 advances about a byte at a time (boundaries share letters
-    with base64): ~370 us per 2 MB. Base64 has no ``-`` at all, and a one-byte search runs
-    as ``memchr`` (~55 us per 2 MB): jump from dash to dash and compare there. Text full
-    of dashes would make that a Python loop per dash, so after a few misses in a row the
-    plain search takes over to the next match: never slower than it by more than those
-    few steps (tests/test_fast_paths.py compares the two).
-    """
-    pos = raw.find(b"-", start, end)
-    misses = 0
-    while pos >= 0:
-        if raw.startswith(needle, pos, end):
-            return pos
-        misses += 1
-        if misses > _DASH_MISSES:
-            return raw.find(needle, pos + 1, end)
-        pos = raw.find(b"-", pos + 1, end)
-    return -1
+    """``raw.find(needle, start, end)`` for a ``--boundary``: by its dashes, which base64
+    never holds (see :mod:`mailguard.search`)."""
+    return find_via(raw, needle, 0, start, end)
 
 
 def _decode_text(

@@ -32,6 +32,7 @@ CORE_MODULES = {
     "history", "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
     "sources", "msgfile", "remedy", "approval", "approval_keys", "attachments", "keyfile",
+    "search",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.

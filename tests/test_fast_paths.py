@@ -273,3 +273,33 @@ def test_find_dashed_equals_bytes_find(raw, needle, start, end):
 
     start, end = max(start, 0), max(end, 0)  # find's negative indexes are not used here
     assert find_dashed(raw, needle, start, end) == raw.find(needle, start, end)
+
+
+_MBOXISH = st.lists(
+    st.sampled_from([b" ", b"From ", b"\nFrom ", b"\nFro", b"\n", b"m ", b"QUJD+/=", b"x y"]),
+    max_size=60,
+).map(b"".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    _MBOXISH,
+    st.sampled_from([b"\nFrom ", b"From ", b" ", b"m F", b"x y"]),
+    st.data(),
+    st.integers(0, 70),
+    st.integers(0, 70),
+)
+def test_find_via_equals_bytes_find(raw, needle, data, start, end):
+    import mmap
+    import tempfile
+
+    from mailguard.search import find_via
+
+    pivot = data.draw(st.integers(0, len(needle) - 1))
+    assert find_via(raw, needle, pivot, start, end) == raw.find(needle, start, end)
+    if raw:  # the mbox reader searches a memory map
+        with tempfile.TemporaryFile() as f:
+            f.write(raw)
+            f.flush()
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                assert find_via(mm, needle, pivot, start, end) == raw.find(needle, start, end)
