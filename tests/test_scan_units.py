@@ -51,3 +51,27 @@ def test_the_last_units_are_small(jobs: int) -> None:
 def test_a_small_file_is_one_unit() -> None:
     assert unit_cuts(0, MBOX_MIN_UNIT, 2) == []
     assert unit_cuts(100, 100 + MBOX_MIN_UNIT + 10, 2) == []
+
+
+def test_the_register_shares_domain_names_between_incidents() -> None:
+    """Tallies come from other processes, each incident with its own copy of every domain
+    name: the register keeps one (it grows by incidents on a large archive)."""
+    import pickle
+
+    from mailguard.archive.register import Register, Tally
+    from mailguard.engine import Engine
+    from tests.support.synth import MixGenerator
+
+    gen = MixGenerator(3)
+    engine = Engine()
+    register = Register(keep_addresses=False)
+    for _ in range(2):
+        tally = Tally()
+        tally.add_report(engine.check(gen.many_cc(40).data, mode="archived"))
+        register.merge(pickle.loads(pickle.dumps(tally)))  # as it arrives from a worker
+    first, second = (i.domains for i in register.total.incidents)
+    shared = first.keys() & second.keys()
+    assert shared
+    names = {d: d for d in first}
+    assert all(names[d] is d for d in second if d in names)  # the same objects
+    assert sum(register.domains.values()) == sum(first.values()) + sum(second.values())
