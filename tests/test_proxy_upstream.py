@@ -427,3 +427,37 @@ def test_rewrite_that_cannot_cure_falls_back_and_never_pretends(tls, tmp_path):
     assert refused.value.smtp_code == 550 and up.received == []
     (line,) = proxy.messages()
     assert f"rewrite=fallback:{custom_rule.CODE}" in line and "action=reject" in line
+
+
+def test_replies_injected_behind_the_starttls_220_are_refused(tmp_path):
+    """An upstream (or a man in the middle) that sends more after its 220 to STARTTLS, in
+    clear text, would have that read as the encrypted session's replies: refused, 451."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def session() -> None:
+        conn, _ = server.accept()
+        file = conn.makefile("rb")
+        conn.sendall(b"220 upstream\r\n")
+        while line := file.readline():
+            seen.append(line)
+            if line.upper().startswith(b"EHLO"):
+                conn.sendall(b"250-upstream\r\n250 STARTTLS\r\n")
+            elif line.upper().startswith(b"STARTTLS"):
+                conn.sendall(b"220 go ahead\r\n250-upstream\r\n250 AUTH PLAIN\r\n")
+        conn.close()
+
+    threading.Thread(target=session, daemon=True).start()
+    settings = ProxySettings(relay=f"127.0.0.1:{server.getsockname()[1]}")  # starttls
+    with (
+        RunningProxy(settings, journal=tmp_path / "j") as proxy,
+        pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
+    ):
+        send(proxy, ["partner@othercorp.example"], clean())
+    code, text = refused.value.recipients["partner@othercorp.example"]
+    assert code == 451 and b"sent more than its 220 to STARTTLS" in text
+    assert not any(line.upper().startswith((b"MAIL", b"AUTH")) for line in seen)
+    server.close()

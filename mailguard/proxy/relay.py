@@ -131,6 +131,13 @@ class Upstream:
     async def _start_tls(self, loop: asyncio.AbstractEventLoop, host: str) -> None:
         replies = self._replies
         assert replies is not None and replies.transport is not None
+        if replies.unread():
+            # Replies sent in clear text behind the 220 would be read as the encrypted
+            # session's (STARTTLS response injection): smtplib drops them with its file
+            # object; here the connection is refused.
+            raise UpstreamError(
+                (451, "4.7.5 mailguard: the upstream sent more than its 220 to STARTTLS")
+            )
         transport = await asyncio.wait_for(loop.start_tls(
             replies.transport, replies, tls_context(self.settings), server_hostname=host
         ), self.settings.relay_timeout)  # fmt: skip

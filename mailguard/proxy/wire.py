@@ -74,6 +74,11 @@ class Replies(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def unread(self) -> bool:
+        """Whether anything arrived beyond the replies already taken: after the ``220`` to
+        STARTTLS that is text sent before encryption, posing as later replies."""
+        return bool(self._buffer or self._lines or self._ready)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._wake(Failed("closed"))
 
