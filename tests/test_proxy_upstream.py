@@ -461,3 +461,38 @@ def test_replies_injected_behind_the_starttls_220_are_refused(tmp_path):
     assert code == 451 and b"sent more than its 220 to STARTTLS" in text
     assert not any(line.upper().startswith((b"MAIL", b"AUTH")) for line in seen)
     server.close()
+
+
+def test_commands_pipelined_behind_a_client_starttls_are_discarded(tls, tmp_path):
+    """A command sent in clear text behind STARTTLS (injected by a man in the middle) is
+    not carried into the encrypted session: there, MAIL was never given."""
+    import socket
+
+    with UpstreamServer(tls, mode="none") as up:
+        settings = settings_for(up, tls, relay_security="none",
+                                tls_cert=str(tls["cert"]), tls_key=str(tls["key"]))  # fmt: skip
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            file = raw.makefile("rb")
+
+            def reply(f) -> bytes:  # type: ignore[no-untyped-def]
+                lines = [f.readline()]
+                while lines[-1][3:4] == b"-":
+                    lines.append(f.readline())
+                return b"".join(lines)
+
+            reply(file)
+            raw.sendall(b"EHLO client\r\n")
+            assert b"STARTTLS" in reply(file).upper()
+            raw.sendall(f"STARTTLS\r\nMAIL FROM:<{SENDER}>\r\n".encode())
+            assert reply(file).startswith(b"220")
+            context = ssl.create_default_context(cafile=str(tls["ca"]))
+            secure = context.wrap_socket(raw, server_hostname="localhost")
+            tfile = secure.makefile("rb")
+            secure.sendall(b"EHLO client\r\n")
+            assert reply(tfile).startswith(b"250")
+            secure.sendall(b"RCPT TO:<partner@othercorp.example>\r\n")
+            assert reply(tfile).startswith(b"503")  # no MAIL in this session
+            secure.sendall(b"QUIT\r\n")
+            secure.close()
+    assert up.received == []
