@@ -122,7 +122,7 @@ def test_no_process_pool_means_one_process(tmp_path: Path, monkeypatch: pytest.M
     def no_semaphores(_jobs: int) -> ProcessPoolExecutor:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(scanner, "process_pool", no_semaphores)
+    monkeypatch.setattr(workers, "process_pool", no_semaphores)
     assert fingerprint(Scanner(Config(), jobs=2).scan([(str(path), units)])) == fingerprint(inline)
 
 

@@ -22,7 +22,6 @@ process pool should too (see :func:`process_pool`).
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
 import threading
@@ -52,7 +51,9 @@ from mailguard.archive.workers import (
     Unit,
     Window,
     WorkSpec,
+    cores,
     judge_unit,
+    local_pool,
     process_pool,
 )
 from mailguard.config import Config
@@ -212,7 +213,7 @@ class Scanner:
     ) -> None:
         self.config = config
         self.dns = dns
-        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.jobs = max(1, jobs or cores())
         self.window = window or Window()
         self.executor = executor
 
@@ -323,13 +324,8 @@ class Scanner:
 
 def _local_executor(jobs: int) -> Executor:
     """``jobs`` worker processes, or this process when there is one job or no pool can
-    start (no POSIX semaphores, as in a container without ``/dev/shm``): slower, not wrong."""
-    if jobs > 1:
-        try:
-            return process_pool(jobs)
-        except (OSError, ImportError, NotImplementedError):
-            pass
-    return InlineExecutor()
+    start (see :func:`local_pool`)."""
+    return (local_pool(jobs) if jobs > 1 else None) or InlineExecutor()
 
 
 def _where(unit: Unit) -> tuple[str, str]:

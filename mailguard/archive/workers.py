@@ -231,6 +231,25 @@ class InlineExecutor(Executor):
         return future
 
 
+def cores() -> int:
+    """The CPUs this process may run on (a container's or ``taskset``'s limit included,
+    which ``os.cpu_count()`` ignores)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def local_pool(jobs: int) -> ProcessPoolExecutor | None:
+    """:func:`process_pool`, or None where no pool can start (no POSIX semaphores, as in a
+    container without ``/dev/shm``): the caller then works in its own process, slower but
+    not wrong."""
+    try:
+        return process_pool(jobs)
+    except (OSError, ImportError, NotImplementedError):
+        return None
+
+
 def process_pool(jobs: int) -> ProcessPoolExecutor:
     """The default executor: ``jobs`` worker processes that leave Ctrl-C to the scanner.
 

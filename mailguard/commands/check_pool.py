@@ -22,14 +22,12 @@ are judged again in this process, as ``--jobs 1`` would have judged them.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from mailguard.engine import tune_gc_for_batch
+from mailguard.archive.workers import cores, local_pool
 from mailguard.report import Report
 from mailguard.sources import Input, read_file
 
@@ -57,14 +55,6 @@ _JOB: _Job | None = None
 """Set in this process just before the pool forks: the workers' copy is how they judge."""
 
 
-def cores() -> int:
-    """The CPUs this process may run on (a container's or ``taskset``'s limit included)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def choose_jobs(requested: int | None, files: int, *, fork_safe: bool) -> int:
     """How many processes judge ``files`` files: ``requested`` (``--jobs``) or, when not
     given, every core once there are enough files to pay for the pool."""
@@ -80,11 +70,11 @@ def judge_all(
 ) -> Iterator[Outcome]:
     """The outcome of every planned item, in order: read and judged here with ``jobs`` 1,
     by ``jobs`` forked workers otherwise (already-read inputs are judged here)."""
+    job = _Job(judge, max_bytes)
     if jobs <= 1:
-        for item in planned:
-            yield _one(item if isinstance(item, Input) else read_file(item, max_bytes), judge)
+        yield from (_one(_read(item, job), judge) for item in planned)
         return
-    yield from _in_pool(planned, _Job(judge, max_bytes), jobs)
+    yield from _in_pool(planned, job, jobs)
 
 
 def _one(item: Input, judge: Judge) -> Outcome:
@@ -97,11 +87,8 @@ def _in_pool(planned: Sequence[Input | str], job: _Job, jobs: int) -> Iterator[O
     global _JOB
     tasks = list(_tasks(planned))
     _JOB = job
-    ctx = multiprocessing.get_context("fork")
-    try:
-        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker)
-    except (OSError, ImportError, NotImplementedError):
-        # No working semaphores (a container without /dev/shm): one process will do.
+    pool = local_pool(jobs)  # forked: the workers inherit _JOB
+    if pool is None:
         _JOB = None
         yield from judge_all(planned, job.judge, job.max_bytes, 1)
         return
@@ -173,8 +160,3 @@ def _judge_names(names: tuple[Input | str, ...]) -> list[Outcome]:
     if job is None:  # only ever run in a worker forked by _in_pool
         raise RuntimeError("check worker started without a job")
     return [_one(_read(name, job), job.judge) for name in names]
-
-
-def _start_worker() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    tune_gc_for_batch()
