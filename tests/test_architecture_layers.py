@@ -39,6 +39,7 @@ CORE_MODULES = {
 LAYERS = {
     "checks": CHECKS,
     "engine": ENGINE,
+    "pools": ENGINE,
     "archive": ADAPTERS,
     "milter": ADAPTERS,
     "proxy": ADAPTERS,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mailguard.archive import workers
+from mailguard import pools
 from mailguard.cli import app
 from mailguard.commands import check_pool
 from mailguard.commands.check_pool import PARALLEL_MIN, choose_jobs
@@ -146,5 +146,5 @@ def test_no_process_pool_means_one_process(tree: Path, monkeypatch: pytest.Monke
         raise OSError(38, "Function not implemented")
 
     expected = report(str(tree), "-j", "1")
-    monkeypatch.setattr(workers, "process_pool", no_semaphores)
+    monkeypatch.setattr(pools, "process_pool", no_semaphores)
     assert report(str(tree), "-j", "2") == expected

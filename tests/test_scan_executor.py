@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from mailguard import pools
 from mailguard.archive import scanner, workers
 from mailguard.archive.mbox import split_ranges
 from mailguard.archive.register import Register
@@ -122,7 +123,7 @@ def test_no_process_pool_means_one_process(tmp_path: Path, monkeypatch: pytest.M
     def no_semaphores(_jobs: int) -> ProcessPoolExecutor:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(workers, "process_pool", no_semaphores)
+    monkeypatch.setattr(pools, "process_pool", no_semaphores)
     assert fingerprint(Scanner(Config(), jobs=2).scan([(str(path), units)])) == fingerprint(inline)
 
 

@@ -51,12 +51,10 @@ from mailguard.archive.workers import (
     Unit,
     Window,
     WorkSpec,
-    cores,
     judge_unit,
-    local_pool,
-    process_pool,
 )
 from mailguard.config import Config
+from mailguard.pools import cores, local_pool, process_pool
 from mailguard.resolver import DnsSettings
 from mailguard.sources import find_files, not_regular
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import multiprocessing
 import os
 import pickle
 import secrets
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -28,7 +26,7 @@ from typing import Any, TypeVar
 from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.register import Tally, parse_date
 from mailguard.config import Config
-from mailguard.engine import Engine, tune_gc_for_batch
+from mailguard.engine import Engine
 from mailguard.resolver import DnsService, DnsSettings
 from mailguard.services import Services
 from mailguard.sources import Input, read_file
@@ -214,11 +212,6 @@ def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
         yield from unit.inputs
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scanning process handles Ctrl-C
-    tune_gc_for_batch()  # a worker process of ours only judges batches
-
-
 class InlineExecutor(Executor):
     """Runs each unit at once in the calling thread: ``--jobs 1`` without a pool."""
 
@@ -229,33 +222,3 @@ class InlineExecutor(Executor):
         except Exception as exc:
             future.set_exception(exc)
         return future
-
-
-def cores() -> int:
-    """The CPUs this process may run on (a container's or ``taskset``'s limit included,
-    which ``os.cpu_count()`` ignores)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def local_pool(jobs: int) -> ProcessPoolExecutor | None:
-    """:func:`process_pool`, or None where no pool can start (no POSIX semaphores, as in a
-    container without ``/dev/shm``): the caller then works in its own process, slower but
-    not wrong."""
-    try:
-        return process_pool(jobs)
-    except (OSError, ImportError, NotImplementedError):
-        return None
-
-
-def process_pool(jobs: int) -> ProcessPoolExecutor:
-    """The default executor: ``jobs`` worker processes that leave Ctrl-C to the scanner.
-
-    Forked where possible: a worker then starts in milliseconds with the rules loaded. A
-    caller who brings a process pool of its own should ignore SIGINT in its workers the
-    same way, or Ctrl-C kills the units in progress instead of letting them finish early.
-    """
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_ignore_sigint)

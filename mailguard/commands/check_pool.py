@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from mailguard.archive.workers import cores, local_pool
+from mailguard.pools import cores, local_pool
 from mailguard.report import Report
 from mailguard.sources import Input, read_file
 
