@@ -13,6 +13,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 from mailguard.engine import tune_gc_for_batch
 
+FORKS = os.name == "posix"
+"""Whether :func:`process_pool` forks its workers: they then share this process's memory
+as it was, the string-hash secret too (:mod:`mailguard.archive.people` relies on it)."""
+
 
 def cores() -> int:
     """The CPUs this process may run on (a container's or ``taskset``'s limit included,
@@ -41,7 +45,7 @@ def process_pool(jobs: int) -> ProcessPoolExecutor:
     its own to a scan should ignore SIGINT in its workers the same way, or Ctrl-C kills the
     units in progress instead of letting them finish early.
     """
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    ctx = multiprocessing.get_context("fork" if FORKS else "spawn")
     return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_ignore_sigint)
 
 

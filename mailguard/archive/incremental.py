@@ -34,6 +34,7 @@ from typing import Any
 
 from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.mbox import is_from_line, iter_mbox
+from mailguard.archive.people import Person, domain_of
 from mailguard.archive.register import INCIDENT_VERDICTS, MESSAGE, SOURCE, Incident, Register, Tally
 from mailguard.archive.scanner import file_units, mbox_units
 from mailguard.archive.state import Record, StateStore, add_counts, edge_hashes
@@ -273,10 +274,16 @@ class Incremental:
     def _record(self, incident: Incident) -> str | None:
         """The stored form of an incident: no address, subject or Message-ID; the address
         lists as keyed hashes (which also replace the lists unless addresses are shown)."""
-        exposed = [self.store.hash(a) for a in incident.exposed]
-        personal = [self.store.hash(a) for a in incident.personal]
+        people = incident.exposed if incident.people is None else incident.people
+        where = incident.where or list(map(domain_of, incident.exposed))
+        hashed = self._hashed(people)
+        grouped: dict[str, list[Person]] = {}
+        for domain, person in zip(where, hashed, strict=True):
+            grouped.setdefault(domain, []).append(person)
+        public = self._hashed(incident.personal if incident.public is None else incident.public)
         if not self.addresses:
-            incident.exposed, incident.personal = exposed, personal
+            incident.exposed, incident.personal = [], []
+            incident.people, incident.where, incident.public = hashed, list(where), list(public)
         findings = json.dumps(incident.findings, sort_keys=True, default=str)
         if "@" in findings:
             return None  # a finding quoting an address: judged again on the next run
@@ -284,11 +291,18 @@ class Incremental:
             "date": incident.date.isoformat() if incident.date else None,
             "verdict": incident.verdict, "score": incident.score,
             "findings": json.loads(findings), "recipients": incident.recipients,
-            "exposed": exposed, "personal": personal, "domains": incident.domains,
+            "people": grouped, "public": public, "domains": incident.domains,
             "sensitive": incident.sensitive, "exposed_count": incident.exposed_count,
             "personal_count": incident.personal_count,
             "check": self._check(incident.message_id, incident.sender, incident.subject),
         }, sort_keys=True)  # fmt: skip
+
+    def _hashed(self, addresses: list[str] | list[Person]) -> list[Person]:
+        """The store's keyed hashes of addresses; a scan with a store sends its workers'
+        addresses (:meth:`Scanner.scan`), and a token here would be a bug, not a person."""
+        if not all(isinstance(a, str) for a in addresses):
+            raise TypeError("the incremental store needs addresses, not scan tokens")
+        return [self.store.hash(str(a)) for a in addresses]
 
     def _check(self, message_id: str | None, sender: str | None, subject: str | None) -> str:
         return self.store.hash(json.dumps([message_id, sender, subject]))
@@ -306,15 +320,18 @@ class Incremental:
         found = sender_of(message, None)
         sender = found.addr if found is not None else None
         r: dict[str, Any] = json.loads(stored)
-        if r["check"] != self._check(message_id, sender, subject):
-            return None
+        if r["check"] != self._check(message_id, sender, subject) or "people" not in r:
+            return None  # changed, or stored by a version that kept no domain per person
+        grouped: dict[str, list[Person]] = r["people"]
         return Incident(
             source=item.source, message_id=message_id,
             date=datetime.fromisoformat(r["date"]) if r["date"] else None, sender=sender,
             subject=subject, verdict=r["verdict"], score=r["score"], findings=r["findings"],
-            recipients=r["recipients"], exposed=r["exposed"], personal=r["personal"],
-            domains=r["domains"], sensitive=r["sensitive"], exposed_count=r["exposed_count"],
-            personal_count=r["personal_count"],
+            recipients=r["recipients"], exposed=[], personal=[],
+            people=[p for who in grouped.values() for p in who],
+            where=[d for d, who in grouped.items() for _ in who],
+            public=r["public"], domains=r["domains"], sensitive=r["sensitive"],
+            exposed_count=r["exposed_count"], personal_count=r["personal_count"],
         )  # fmt: skip
 
     def _judge(self, item: Input) -> Incident | None:

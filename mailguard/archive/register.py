@@ -7,9 +7,11 @@ that answer those questions, and across the archive the set of distinct exposed 
 the number of data subjects is a count of *people*, not of messages, and one person on ten
 leaked lists is one data subject.
 
-Addresses are kept raw in memory (a year of Sent mail exposes at most some hundred thousand
-distinct addresses) and only outputs decide how to show them: counts by default, keyed
-hashes with ``--redact``. Workers build :class:`Incident` records and :class:`Tally`
+To count people the register needs something equal for the same address and the domain
+each belongs to, not the address: unless a scan shows addresses, its workers send a token
+per person (:mod:`mailguard.archive.people`) and no address leaves them. When addresses are
+kept (``--show-addresses``, ``--redact``) they stay raw in memory and only outputs decide
+how to show them. Workers build :class:`Incident` records and :class:`Tally`
 objects; the parent merges them, so nothing here depends on how the scan was parallelised.
 """
 
@@ -21,13 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from sys import intern
-from typing import Any
+from typing import Any, cast
 
+from mailguard.archive.people import Person, Tokens, by_registrable, domain_of, domains_of
 from mailguard.report import Report
 from mailguard.rules import TAG_ATTACHMENT, TAG_SENSITIVE
 
 INCIDENT_VERDICTS = ("warn", "block")
 WORST = 10
+ADDRESSES = Tokens()
 
 
 @dataclass(slots=True)
@@ -63,6 +67,14 @@ class Incident:
     headers (they are other people, and nobody's address in To/Cc)."""
     listed_data: list[str] = field(default_factory=list)
     """What the attachments hold about them: kinds of data and special categories."""
+    people: list[Person] | None = None
+    """Who was exposed, as the register counts people: the addresses (``exposed`` itself),
+    or tokens when the scan keeps no addresses and ``exposed`` is empty (see
+    :mod:`mailguard.archive.people`). ``None``: counted from ``exposed``."""
+    where: list[str] | None = None
+    """The domain of each of :attr:`people`, in step, for distinct people per domain."""
+    public: list[Person] | None = None
+    """Those of :attr:`people` at consumer mailbox providers (``personal``, or tokens)."""
 
     @property
     def codes(self) -> list[str]:
@@ -73,15 +85,30 @@ class Incident:
         return any(tag in f.get("tags", ()) for f in self.findings)
 
     @classmethod
-    def from_report(cls, report: Report, date: datetime | None) -> Incident:
+    def from_report(
+        cls, report: Report, date: datetime | None, tokens: Tokens = ADDRESSES
+    ) -> Incident:
+        """``tokens``: what stands for each exposed person (the addresses by default)."""
         r = report.analysis
         exposed: list[str] = []
         personal: list[str] = []
         domains: dict[str, int] = {}
+        people: list[Person] = []
+        where: list[str] = []
+        public: list[Person] = []
         if r is not None:
-            exposed = [key for key in r.visible if key not in r.internal and key not in r.lists]
+            internal, lists = r.internal, r.lists
+            exposed = [key for key in r.visible if key not in internal and key not in lists]
             personal = [key for key in exposed if key in r.personal]
             domains = dict(r.domains)
+            where = domains_of(r, exposed)
+            # The same lists, not copies: pickled once.
+            people, public = cast(list[Person], exposed), cast(list[Person], personal)
+        exposed_count, personal_count = len(exposed), len(personal)
+        token = tokens.function()
+        if token is not None:
+            people, public = list(map(token, exposed)), list(map(token, personal))
+            exposed, personal = [], []
         sensitive: list[str] = []
         listed, listed_data = 0, []
         for f in report.findings:
@@ -105,10 +132,13 @@ class Incident:
             personal=personal,
             domains=domains,
             sensitive=sensitive,
-            exposed_count=len(exposed),
-            personal_count=len(personal),
+            exposed_count=exposed_count,
+            personal_count=personal_count,
             listed=listed,
             listed_data=list(dict.fromkeys(listed_data)),
+            people=people,
+            where=where,
+            public=public,
         )
 
 
@@ -150,13 +180,19 @@ class Tally:
             if self.last is None or date > self.last:
                 self.last = date
 
-    def add_report(self, report: Report, size: int = 0, date: datetime | None = None) -> None:
+    def add_report(
+        self,
+        report: Report,
+        size: int = 0,
+        date: datetime | None = None,
+        tokens: Tokens = ADDRESSES,
+    ) -> None:
         """Count a judged message; keep it as an incident when it is ``warn`` or worse."""
         if date is None:
             date = parse_date(report.date)
         self.count(report.verdict, date, size)
         if report.verdict in INCIDENT_VERDICTS:
-            self.incidents.append(Incident.from_report(report, date))
+            self.incidents.append(Incident.from_report(report, date, tokens))
         elif report.verdict == "error":
             message = report.findings[0].message if report.findings else "unreadable"
             self.errors.append(ErrorEntry(report.source, message))
@@ -179,8 +215,14 @@ class Register:
         self.sources = list(sources)
         self.keep_addresses = keep_addresses
         self.total = Tally()
+        self.people: dict[Person, str] = {}
+        """Each distinct person exposed (an address, or a token when the scan keeps none:
+        :mod:`mailguard.archive.people`) -> the domain of the address."""
+        self.public: set[Person] = set()
+        """The distinct people exposed at consumer mailbox providers: members of the public."""
         self.exposed: set[str] = set()
-        self.personal: set[str] = set()
+        """The distinct exposed addresses themselves, only when the register keeps addresses
+        (to list them); counts come from :attr:`people`."""
         self.domains: Counter[str] = Counter()
         self.listed = 0
         """People listed in attachments of incidents, summed over incidents (no address of
@@ -212,12 +254,31 @@ class Register:
             # a worker): shared, the register grows ~25 % less per incident.
             incident.domains = {intern(d): n for d, n in incident.domains.items()}
             t.incidents.append(incident)
-            self.exposed.update(incident.exposed)
-            self.personal.update(incident.personal)
+            self._count_people(incident)
             self.domains.update(incident.domains)
             self.listed += incident.listed
             if not self.keep_addresses:
                 incident.exposed, incident.personal = [], []
+            incident.people = incident.where = incident.public = None  # counted, not kept twice
+
+    def _count_people(self, incident: Incident) -> None:
+        if incident.people is None or incident.where is None:
+            self.people.update((a, domain_of(a)) for a in incident.exposed)
+        else:
+            self.people.update(zip(incident.people, incident.where, strict=True))
+        self.public.update(incident.personal if incident.public is None else incident.public)
+        if self.keep_addresses:
+            self.exposed.update(incident.exposed)
+
+    @property
+    def unique_people(self) -> int:
+        """Distinct people exposed across the scan (a count of people, not of messages)."""
+        return len(self.people)
+
+    def distinct_by_domain(self) -> Counter[str]:
+        """Registrable domain -> distinct people exposed at it (:attr:`domains` sums
+        incidents instead)."""
+        return by_registrable(self.people.values())
 
     # ------------------------------------------------------------------ reading
 
@@ -278,8 +339,8 @@ class Register:
             "unreadable_paths": len(self.unread_paths),
             "failed_sources": len(self.failed_sources),
             "incidents": len(t.incidents),
-            "unique_exposed_addresses": len(self.exposed),
-            "unique_exposed_personal_addresses": len(self.personal),
+            "unique_exposed_addresses": self.unique_people,
+            "unique_exposed_personal_addresses": len(self.public),
             "exposed_domains": len(self.domains),
             **({"people_listed_in_attachments": self.listed} if self.listed else {}),
             "first_date": isoformat_utc(t.first),

@@ -44,6 +44,7 @@ from typing import TypeVar
 
 from mailguard.archive.maildir import is_maildir, maildir_files
 from mailguard.archive.mbox import looks_like_mbox, split_at
+from mailguard.archive.people import Tokens
 from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.workers import (
     InlineExecutor,
@@ -54,7 +55,7 @@ from mailguard.archive.workers import (
     judge_unit,
 )
 from mailguard.config import Config
-from mailguard.pools import cores, local_pool, process_pool
+from mailguard.pools import FORKS, cores, local_pool, process_pool
 from mailguard.resolver import DnsSettings
 from mailguard.sources import find_files, not_regular
 
@@ -75,7 +76,9 @@ Progress = Callable[[int, int], None]
 
 OnTally = Callable[[str, Unit, Tally], Tally]
 """Sees each unit's tally with its source's label before it is merged, and returns what to
-merge: the incremental store (:mod:`mailguard.archive.state`) keeps per-source counts."""
+merge: the incremental store (:mod:`mailguard.archive.state`) keeps per-source counts.
+With a hook, incidents carry the exposed addresses even when the register keeps none (the
+store hashes them with its own key); without one they carry only tokens."""
 
 
 # ---------------------------------------------------------------------------- planning
@@ -234,7 +237,11 @@ class Scanner:
         units = ((label, unit) for label, source_units in sources for unit in source_units)
         started = time.perf_counter()
         state = _Interrupt()
-        spec = WorkSpec.build(self.config, self.window, state.stop, self.dns)
+        tokens = Tokens.for_scan(
+            addresses=reg.keep_addresses or on_tally is not None,
+            forked=self.executor is None and FORKS,
+        )
+        spec = WorkSpec.build(self.config, self.window, state.stop, self.dns, tokens)
         try:
             with state.handling():
                 self._run(spec, reg, units, progress, state, on_tally)

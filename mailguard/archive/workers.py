@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailguard.archive.mbox import iter_mbox
-from mailguard.archive.register import Tally, parse_date
+from mailguard.archive.people import Tokens
+from mailguard.archive.register import ADDRESSES, Tally, parse_date
 from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.resolver import DnsService, DnsSettings
@@ -137,12 +138,20 @@ class WorkSpec:
     """Identifies the scan: equal keys, same spec (the worker cache's key)."""
     dns: DnsSettings | None = None
     """``scan --dns``: each worker builds its own resolver service (none crosses a fork)."""
+    tokens: Tokens = ADDRESSES
+    """What stands for each exposed person in the incidents a worker sends back."""
 
     @classmethod
     def build(
-        cls, config: Config, window: Window, stop: StopFlag, dns: DnsSettings | None = None
+        cls,
+        config: Config,
+        window: Window,
+        stop: StopFlag,
+        dns: DnsSettings | None = None,
+        tokens: Tokens = ADDRESSES,
     ) -> WorkSpec:
-        return cls(pickle.dumps(config, pickle.HIGHEST_PROTOCOL), window, stop, dns=dns)
+        blob = pickle.dumps(config, pickle.HIGHEST_PROTOCOL)
+        return cls(blob, window, stop, dns=dns, tokens=tokens)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -159,6 +168,7 @@ class Worker:
         dns = DnsService.from_settings(spec.dns) if spec.dns else None
         self.engine = Engine(config, services=Services(dns=dns))
         self.window = spec.window
+        self.tokens = spec.tokens
 
     def judge(self, unit: Unit, stop: StopFlag | None) -> Tally:
         """Read the unit's messages, judge each, count and keep incidents.
@@ -179,7 +189,7 @@ class Worker:
             report = engine.check(item.data, source=item.source, mode="archived")
             when = parse_date(report.date)
             if self.window.admits(when):
-                tally.add_report(report, len(item.data), when)
+                tally.add_report(report, len(item.data), when, self.tokens)
         return tally
 
 

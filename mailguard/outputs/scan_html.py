@@ -22,7 +22,6 @@ is written at all — the register must not become the next leak.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -30,7 +29,6 @@ from importlib.resources import files
 
 from mailguard import __version__
 from mailguard.archive.register import Incident, Register
-from mailguard.domains import registrable_domain
 from mailguard.outputs.scan_html_art33 import METHOD_NOTES, art33_rows
 from mailguard.outputs.scan_html_chart import chart_section
 from mailguard.outputs.scan_html_markup import (
@@ -195,7 +193,7 @@ def _summary(view: _View) -> str:
     reg = view.register
     n_inc = len(reg.total.incidents)
     sensitive = sum(1 for i in reg.total.incidents if i.sensitive)
-    people, public = len(reg.exposed), len(reg.personal)
+    people, public = reg.unique_people, len(reg.public)
     if n_inc:
         lead = (
             f"{count(n_inc, 'message')} exposed recipients' addresses in To/Cc. Across the "
@@ -258,13 +256,14 @@ def _summary(view: _View) -> str:
 
 
 def _domains(register: Register) -> str:
-    top = register.domains.most_common(TOP_DOMAINS)
+    # Ties by name: the order units were merged in (workers, a store) must not show.
+    top = sorted(register.domains.items(), key=lambda item: (-item[1], item[0]))[:TOP_DOMAINS]
     if not top:
         return (
             '<section id="domains">\n<h2>Top exposed domains</h2>\n'
             "<p>No external address was exposed.</p>\n</section>\n"
         )
-    distinct = _distinct_by_domain(register.exposed)
+    distinct = register.distinct_by_domain()
     rows = "".join(
         f'<tr><td>{esc(domain)}</td><td class="num">{distinct.get(domain, 0):,}</td>'
         f'<td class="num">{times:,}</td></tr>'
@@ -472,15 +471,3 @@ def _exposed_list(view: _View, incident: Incident) -> str:
 
 
 # ---------------------------------------------------------------------------- small helpers
-
-
-def _distinct_by_domain(addresses: set[str]) -> Counter[str]:
-    """Unique people per registrable domain: the register's domain counter sums incidents."""
-    cache: dict[str, str] = {}
-    counts: Counter[str] = Counter()
-    for addr in addresses:
-        domain = addr.rpartition("@")[2]
-        if domain not in cache:
-            cache[domain] = registrable_domain(domain)
-        counts[cache[domain]] += 1
-    return counts
