@@ -67,8 +67,9 @@ def _session(
 ) -> tuple[bytes, list[object], bool]:  # fmt: skip
     async def run() -> tuple[bytes, list[object], bool]:
         handler = _Handler()
+        loop = asyncio.get_running_loop()
         smtp = cls(handler, data_size_limit=size_limit, hostname="h", ident="i",
-                   enable_SMTPUTF8=utf8, auth_required=auth, loop=asyncio.get_running_loop())  # fmt: skip
+                   enable_SMTPUTF8=utf8, auth_required=auth, loop=loop)  # fmt: skip
         smtp.line_length_limit = line_limit
         transport = _Transport()
         quiet_aiosmtpd()  # as the proxy runs it (its loop's INFO lines would stop the lane)
@@ -97,9 +98,11 @@ _COMMANDS = [
     b"EHLO c.example\r\n", b"HELO c\r\n", b"EHLO\r\n", b"ehlo x\n", b"HELO\r\n",
     b"MAIL FROM:<a@b.example>\r\n", b"MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME\r\n",
     b"MAIL FROM:<a@b.example> BODY=9BIT\r\n", b"MAIL FROM:<a@b.example> SIZE=99999999\r\n",
-    b"MAIL TO:<x@y.example>\r\n", b"MAIL FROM:<>\r\n", b"MAIL\r\n", b"mail from: <a@b.example>\r\n",
+    b"MAIL TO:<x@y.example>\r\n", b"MAIL FROM:<>\r\n", b"MAIL\r\n",
+    b"mail from: <a@b.example>\r\n",
     b"MAIL FROM:<caf\xc3\xa9@b.example> SMTPUTF8\r\n", b"MAIL FROM:<\xff@b.example>\r\n",
-    b"RCPT TO:<c@d.example>\r\n", b"RCPT TO:<boom@d.example>\r\n", b"RCPT TO:<\"q x\"@d.example>\r\n",
+    b"RCPT TO:<c@d.example>\r\n", b"RCPT TO:<boom@d.example>\r\n",
+    b"RCPT TO:<\"q x\"@d.example>\r\n",
     b"RCPT TO:<c@d.example> NOTIFY=NEVER\r\n", b"RCPT\r\n", b"RCPT TO:\r\n",
     b"DATA\r\n", b"DATA x\r\n", b"Subject: x\r\n\r\nhi\r\n.\r\n", b"..dot\r\n.\r\n", b".\r\n",
     b"x" * 70 + b"\r\n.\r\n", b"caf\xc3\xa9\r\n.\r\n", b"a\r\n.b\r\n.\r\n",
@@ -107,7 +110,8 @@ _COMMANDS = [
     b"HELP\r\n", b"HELP MAIL\r\n", b"VRFY <a@b.example>\r\n", b"BOGUS\r\n", b"\r\n", b" \r\n",
     b"\xff\xfe\r\n", b"NOOP " + b"x" * 600 + b"\r\n", b"NOOP " + b"y" * 150 + b"\r\n",
     b"AUTH PLAIN\r\n", b"STARTTLS\r\n", b"NOOP\n", b"NOOP\r", b"\tNOOP\r\n", b"EXPN x\r\n",
-    b"HELO c \r\n", b"EHLO c \r\n", b"RCPT TO:<c@d.example> \t\r\n", b"MAIL FROM:<" + b"a" * 500 + b"@b.example>\r\n",
+    b"HELO c \r\n", b"EHLO c \r\n", b"RCPT TO:<c@d.example> \t\r\n",
+    b"MAIL FROM:<" + b"a" * 500 + b"@b.example>\r\n",
 ]  # fmt: skip
 _PIECE = st.one_of(st.sampled_from(_COMMANDS), st.sampled_from(_COMMANDS), st.binary(max_size=8))
 
@@ -124,7 +128,8 @@ _PIECE = st.one_of(st.sampled_from(_COMMANDS), st.sampled_from(_COMMANDS), st.bi
     cuts=[5, 31, 90], line_limit=60, size_limit=50, utf8=False, auth=False,
 )  # fmt: skip
 @example(
-    script=[b"EHLO c\r\n", b"NOOP " + b"x" * 600 + b"\r\n", b"HELO c \r\n", b"QUIT\r\n", b"NOOP\r\n"],
+    script=[b"EHLO c\r\n", b"NOOP " + b"x" * 600 + b"\r\n", b"HELO c \r\n", b"QUIT\r\n",
+            b"NOOP\r\n"],
     cuts=[], line_limit=65536, size_limit=0, utf8=True, auth=False,
 )  # fmt: skip
 @example(
@@ -211,3 +216,42 @@ def test_the_end_of_data_in_pieces_is_where_read_message_finds_it(body, after, c
 
     blocks, left = asyncio.run(careful())
     assert (b"".join(ending.collector.blocks), rest) == (blocks, left)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    line=st.text(max_size=60),
+    when=st.floats(1.0e9, 2.0e9, allow_nan=False),
+    flush_each=st.booleans(),
+)
+def test_the_log_line_without_a_record_is_the_handlers_own_text(line, when, flush_each):
+    import io
+    import logging
+    from unittest import mock
+
+    from mailguard.commands.proxy import LOG_FORMAT
+    from mailguard.milter import logline
+    from mailguard.proxy import logwrite
+
+    root, logger = logging.getLogger(), logging.getLogger("mailguard.proxy.test")
+    saved = root.handlers[:], root.level
+    handler = logline.BufferedHandler(io.StringIO(), flush_each=flush_each)
+    handler.setFormatter(logline.SecondFormatter(LOG_FORMAT))
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        stream = handler.stream
+        with mock.patch("time.time", return_value=when):
+            logline.emit(logger, logging.INFO, line)
+            through_logging = stream.getvalue()
+            assert logwrite._only_handler(logger) is handler  # the direct write is taken
+            logwrite.info(logger, line)
+            assert stream.getvalue() == through_logging * 2
+            other = logging.StreamHandler(io.StringIO())
+            root.addHandler(other)  # any other set-up: through logging, reaching both
+            assert logwrite._only_handler(logger) is None
+            logwrite.info(logger, line)
+        assert stream.getvalue() == through_logging * 3 and f"INFO {line}" in through_logging
+        assert other.stream.getvalue() == f"{line}\n"
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])

@@ -135,6 +135,11 @@ class LaneSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self._lane_stopped = True
         super().connection_lost(error)
+        # The tables of bound methods make the protocol a reference cycle, left to the
+        # garbage collector (some 40 objects a connection); no command runs any more.
+        self._smtp_methods = {}
+        self._auth_methods = {}
+        self._client_connected_cb = None
 
     def _lane_run(self) -> None:
         """Serve what has arrived, until a command waits or a line needs aiosmtpd's loop."""
