@@ -255,3 +255,24 @@ def test_the_log_line_without_a_record_is_the_handlers_own_text(line, when, flus
         assert other.stream.getvalue() == f"{line}\n"
     finally:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+
+
+def test_a_reply_waits_while_the_client_reads_nothing_as_drain_makes_it_wait():
+    async def run() -> list[bool]:
+        smtp = ProxySMTP(_Handler(), hostname="h", ident="i", loop=asyncio.get_running_loop())
+        transport = _Transport()
+        quiet_aiosmtpd()
+        smtp.connection_made(transport)
+        smtp.pause_writing()  # the transport's buffer is full
+        push = asyncio.ensure_future(smtp.push("250 OK"))
+        await asyncio.sleep(0)
+        waited = not push.done()
+        smtp.resume_writing()
+        await asyncio.sleep(0)
+        smtp._connection_lost = True  # then every reply raises, as drain() raises
+        lost = asyncio.ensure_future(smtp.push("250 OK"))
+        await asyncio.sleep(0)
+        smtp._timeout_handle.cancel()  # type: ignore[union-attr]
+        return [waited, push.done(), isinstance(lost.exception(), ConnectionResetError)]
+
+    assert asyncio.run(run()) == [True, True, True]

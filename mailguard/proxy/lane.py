@@ -309,8 +309,16 @@ class LaneSMTP(SMTP):
         if self._corked is not None:
             self._corked.append(status)
             return
-        self._writer.write(status + b"\r\n")
-        await self._writer.drain()
+        writer = self._writer
+        writer.write(status + b"\r\n")
+        # drain() returns at once unless one of these holds (a coroutine per reply spared)
+        if (
+            self._paused  # type: ignore[attr-defined]
+            or self._connection_lost  # type: ignore[attr-defined]
+            or writer.transport.is_closing()
+            or self._reader.exception() is not None
+        ):
+            await writer.drain()
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
