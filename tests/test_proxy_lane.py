@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mailguard.proxy.dataread import Collector, DataEnd, read_message
 from mailguard.proxy.handler import ProxySMTP, quiet_aiosmtpd
-from tests.test_proxy_dataread import _Transport
+from tests.test_proxy_dataread import _Transport, cut_at, feed
 
 
 class _Stock(ProxySMTP):
@@ -76,10 +76,7 @@ def _session(
         smtp.connection_made(transport)
         assert smtp._lane is cls.lane
         smtp._reader._limit = line_limit  # type: ignore[attr-defined]
-        for piece in pieces:
-            smtp.data_received(piece)
-            for _ in range(3):
-                await asyncio.sleep(0)
+        await feed(smtp, pieces, 3)
         for _ in range(60):
             await asyncio.sleep(0)
         smtp.eof_received()  # the client hangs up: the loop ends (wherever it waits)
@@ -146,12 +143,7 @@ _PIECE = st.one_of(st.sampled_from(_COMMANDS), st.sampled_from(_COMMANDS), st.bi
 )
 def test_the_lane_answers_as_aiosmtpds_loop(script, cuts, line_limit, size_limit, utf8, auth):
     stream = b"".join(script)
-    pieces, at = [], 0
-    for cut in sorted(set(cuts)):
-        if at < cut < len(stream):
-            pieces.append(stream[at:cut])
-            at = cut
-    pieces.append(stream[at:])
+    pieces = cut_at(stream, cuts)
     lane = _session(ProxySMTP, pieces, line_limit, size_limit, utf8, auth)
     stock = _session(_Stock, pieces, line_limit, size_limit, utf8, auth)
     assert lane == stock
@@ -192,12 +184,7 @@ _STREAM = st.lists(
 @given(body=_STREAM, after=st.binary(max_size=6), cuts=st.lists(st.integers(1, 80), max_size=8))
 def test_the_end_of_data_in_pieces_is_where_read_message_finds_it(body, after, cuts):
     stream = body + b"\r\n.\r\n" + after
-    pieces, at = [], 0
-    for cut in sorted(set(cuts)):
-        if at < cut < len(stream):
-            pieces.append(stream[at:cut])
-            at = cut
-    pieces.append(stream[at:])
+    pieces = cut_at(stream, cuts)
     ending = DataEnd(Collector(None, 10**6, 10**6))
     rest = b""
     for i, piece in enumerate(pieces):
