@@ -116,12 +116,6 @@ class ProxyServer:
         # The per-message line goes to a buffered handler (mailguard.milter.logline), when
         # the command set one up: written out within a second, warnings at once.
         self._flusher = asyncio.ensure_future(logline.flush_every(1.0))
-        # What start-up built (the engine's tables, the modules) lives as long as the
-        # process: out of the collector's sight, a full collection no longer walks it
-        # (~10 us per message with one client per message; each connection leaves a few
-        # dozen objects in reference cycles, so collections keep coming).
-        gc.collect()
-        gc.freeze()
         log.info("listening on %s:%d, relaying to %s (%s)", self.host, self.port,
                  settings.relay, settings.relay_security)  # fmt: skip
 
@@ -202,5 +196,13 @@ def run(server: ProxyServer) -> None:
     on the shared development VM (measured again after the CPU cuts of the asyncio upstream
     client and the block-wise DATA: 0.76 to 0.79 ms per message either way; and after the
     command lane, three alternating pairs: 0.53 to 0.55 ms either way). The tests run the
-    proxy on the same loop."""
+    proxy on the same loop.
+
+    What start-up built (the engine's tables, the modules) lives as long as the daemon: frozen
+    out of the garbage collector's sight, a full collection no longer walks it (~10 us per
+    message with one client per message, where each connection leaves a few dozen objects
+    in reference cycles, so collections keep coming). Only here, in the daemon's own
+    process: a program that embeds :class:`ProxyServer` keeps its collector as it is."""
+    gc.collect()
+    gc.freeze()
     asyncio.run(serve_until_signalled(server))
