@@ -26,6 +26,11 @@ Run from the repository root, as root (the Postfix instance needs it)::
     python benchmarks/bench_proxy.py           # 3 rounds of 2 x 2,000 messages
     python benchmarks/bench_proxy.py --quick   # 200 messages, 1 round: a smoke run
     python benchmarks/bench_proxy.py --json    # table on stderr, figures as JSON on stdout
+    python benchmarks/bench_proxy.py --baseline-ref main   # and main's proxy, same phases
+
+With ``--baseline-ref`` the proxy of that commit (its ``mailguard/`` and ``rules/``, run by
+the same interpreter) takes a third phase in every round, so that both builds' CPU per
+message and throughput come from one sitting.
 
 Exit status 0 whether or not a target is met (a measurement, not a test); 1 when the run is
 invalid (a message missing from the sink, the proxy died); 2 when it cannot run (not root).
@@ -46,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as h
+from bench_compiled import baseline_tree
 
 from tests.support.postfix import PostfixInstance, ensure_postfix_installed
 from tests.support.procs import free_ports, port_open, wait_until
@@ -85,8 +91,14 @@ def phase(pf: PostfixInstance, port: int, messages: int, sessions: int) -> float
 class Proxy:
     """``mailguard proxy`` as a user runs it, relaying to the sink."""
 
-    def __init__(self, workdir: Path, sink_port: int, workers: int) -> None:
+    def __init__(
+        self, workdir: Path, sink_port: int, workers: int, tree: Path | None = None
+    ) -> None:
+        """``tree``: another build's ``mailguard/`` and ``rules/`` (``--baseline-ref``)."""
         self.port = free_ports(1)[0]
+        workdir = workdir / ("baseline" if tree else "proxy")
+        workdir.mkdir(exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
         config = workdir / "mailguard.toml"
         config.write_text('[proxy]\non_block = "split"\non_warn = "split"\n')
         self.log = workdir / "proxy.log"
@@ -98,7 +110,7 @@ class Proxy:
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         cwd=workdir)  # fmt: skip
+                                         cwd=workdir, env=env)  # fmt: skip
         if not wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, 30):
             raise RuntimeError("the proxy did not start:\n" + self.log.read_text()[-2000:])
         if self.proc.poll() is not None:
@@ -136,11 +148,35 @@ def split_run(pf: PostfixInstance, proxy: Proxy, n: int) -> float:
     return elapsed
 
 
+def run_phases(
+    pf: PostfixInstance, proxies: dict[str, Proxy], rounds: int, messages: int,
+    output: h.Output,
+) -> tuple[dict[str, list[float]], dict[str, float]]:  # fmt: skip
+    """Messages per second of every phase by side, and each proxy's CPU per message (ms)
+    over its own phases. The order of the sides turns round by round."""
+    sides = ["direct", *proxies]
+    rates: dict[str, list[float]] = {side: [] for side in sides}
+    cpu_s = dict.fromkeys(proxies, 0.0)
+    for running in proxies.values():
+        smtp_source(running.port, 20, 2)  # warm-up: imports, the first upstream connections
+    for r in range(rounds):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            proxy = proxies.get(side)
+            before = proxy.cpu() if proxy else 0.0
+            rates[side].append(phase(pf, proxy.port if proxy else pf.sink_port, messages,
+                                     SESSIONS))  # fmt: skip
+            if proxy:
+                cpu_s[side] += proxy.cpu() - before
+            output.progress(f"round {r + 1} {side}: {rates[side][-1]:,.0f} msg/s")
+    return rates, {side: s * 1000 / (rounds * messages) for side, s in cpu_s.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     h.common_arguments(ap, "200 messages, 1 round: a smoke run", seed=False)
     ap.add_argument("--rounds", type=int, help=f"A/B rounds (default {ROUNDS}; --quick 1)")
     ap.add_argument("--messages", type=int, help=f"messages per phase (default {MESSAGES:,})")
+    ap.add_argument("--baseline-ref", help="also run this git ref's proxy (e.g. main)")
     ap.add_argument(
         "--workers",
         type=int,
@@ -163,34 +199,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{rounds} round(s) alternating direct / through the proxy ({workers} worker(s))"
         + ("; QUICK run" if args.quick else ""))  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="mailguard-bench-proxy-"))
-    direct: list[float] = []
-    proxied: list[float] = []
+    base_tree = baseline_tree(args.baseline_ref, workdir / "tree") if args.baseline_ref else None
     with PostfixInstance() as pf:
-        proxy = Proxy(workdir, pf.sink_port, workers)
+        proxies = {"proxy": Proxy(workdir, pf.sink_port, workers)}
         try:
-            smtp_source(proxy.port, 20, 2)  # warm-up: imports, the first upstream connections
-            cpu_before, proxied_messages = proxy.cpu(), 0
-            for r in range(rounds):
-                order = ("direct", "proxy") if r % 2 == 0 else ("proxy", "direct")
-                for side in order:
-                    if side == "direct":
-                        direct.append(phase(pf, pf.sink_port, messages, SESSIONS))
-                    else:
-                        proxied.append(phase(pf, proxy.port, messages, SESSIONS))
-                        proxied_messages += messages
-                    rate = (direct if side == "direct" else proxied)[-1]
-                    output.progress(f"round {r + 1} {side}: {rate:,.0f} msg/s")
-            cpu_ms = (proxy.cpu() - cpu_before) * 1000 / max(1, proxied_messages)
+            if base_tree is not None:
+                proxies["baseline"] = Proxy(workdir, pf.sink_port, workers, base_tree)
+            rates, cpu = run_phases(pf, proxies, rounds, messages, output)
+            proxy = proxies["proxy"]
             split_s = [
                 split_run(pf, proxy, SPLIT_RECIPIENTS) for _ in range(3 if not args.quick else 1)
             ]
-            if proxy.proc.poll() is not None:
+            if any(p.proc.poll() is not None for p in proxies.values()):
                 raise RuntimeError("the proxy died")
         except (RuntimeError, subprocess.SubprocessError, OSError, smtplib.SMTPException) as exc:
             print(f"invalid run: {exc}", file=sys.stderr)
             return 1
         finally:
-            proxy.stop()
+            for running in proxies.values():
+                running.stop()
+    direct, proxied, cpu_ms = rates["direct"], rates["proxy"], cpu["proxy"]
     med_direct, med_proxy = statistics.median(direct), statistics.median(proxied)
     share = h.ratio(med_proxy, med_direct)
     say()
@@ -202,10 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
          "ratio": 1.0},
         {"label": "smtp-source -> mailguard proxy -> sink", "median": med_proxy,
          "best": max(proxied), "ratio": share},
-    ])  # fmt: skip
+    ] + ([{"label": f"  the same through {args.baseline_ref}'s proxy",
+           "median": statistics.median(rates["baseline"]), "best": max(rates["baseline"]),
+           "ratio": h.ratio(statistics.median(rates["baseline"]), med_direct)}]
+         if "baseline" in rates else []))  # fmt: skip
     best_share = h.ratio(max(proxied), max(direct))
     say(f"best vs best: {best_share * 100:.0f} % (less sensitive to other work on the machine)")
-    say(f"proxy CPU per clean message: {cpu_ms:.2f} ms")
+    say(f"proxy CPU per clean message: {cpu_ms:.2f} ms"
+        + (f" ({args.baseline_ref}'s proxy: {cpu['baseline']:.2f} ms)" if "baseline" in cpu
+           else ""))  # fmt: skip
     shown = ", ".join(f"{s:.2f}" for s in split_s)
     say(f"{SPLIT_RECIPIENTS}-recipient split, all copies accepted by the sink: "
         f"median {statistics.median(split_s):.2f} s (runs: {shown})")  # fmt: skip
@@ -223,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratio_median": share, "ratio_best": best_share, "proxy_cpu_ms_per_msg": cpu_ms,
         "split_recipients": SPLIT_RECIPIENTS, "split_s": split_s, "targets": targets,
     }  # fmt: skip
+    if "baseline" in rates:
+        figures.update(baseline_ref=args.baseline_ref, baseline_msg_per_s=rates["baseline"],
+                       baseline_cpu_ms_per_msg=cpu["baseline"])  # fmt: skip
     output.finish(figures)
     return 0
 

@@ -56,6 +56,24 @@ class _Careful(ProxySMTP):
     smtp_DATA = SMTP.smtp_DATA  # aiosmtpd's own loop
 
 
+def cut_at(stream: bytes, cuts: list[int]) -> list[bytes]:
+    """``stream`` in pieces ending at the ``cuts`` that fall inside it."""
+    pieces, at = [], 0
+    for cut in sorted(set(cuts)):
+        if at < cut < len(stream):
+            pieces.append(stream[at:cut])
+            at = cut
+    return [*pieces, stream[at:]]
+
+
+async def feed(smtp: SMTP, pieces: list[bytes], rounds: int) -> None:
+    """Each piece as a read of its own, with ``rounds`` turns of the loop after it."""
+    for piece in pieces:
+        smtp.data_received(piece)
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+
 _ENVELOPE = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
 
 
@@ -84,10 +102,7 @@ def _session(
         if line_limit is not None:
             smtp.line_length_limit = line_limit
             smtp._reader._limit = line_limit  # type: ignore[attr-defined]
-        for piece in pieces:
-            smtp.data_received(piece)
-            for _ in range(5):
-                await asyncio.sleep(0)
+        await feed(smtp, pieces, 5)
         for _ in range(20):
             await asyncio.sleep(0)
         smtp._timeout_handle.cancel()  # type: ignore[union-attr]
@@ -119,12 +134,7 @@ _BODY = st.lists(_PIECE, max_size=40).map(b"".join)
 )
 def test_block_reads_give_what_aiosmtpd_gives(body, line_limit, size_limit, cuts, decode):
     stream = b"DATA\r\n" + body + b"\r\n.\r\nNOOP\r\nDATA\r\nRSET\r\n"
-    pieces, at = [], 0
-    for cut in sorted(set(cuts)):
-        if at < cut < len(stream):
-            pieces.append(stream[at:cut])
-            at = cut
-    pieces.append(stream[at:])
+    pieces = cut_at(stream, cuts)
     fast = _session(ProxySMTP, size_limit, pieces, line_limit, decode)
     careful = _session(_Careful, size_limit, pieces, line_limit, decode)
     assert fast == careful

@@ -192,6 +192,9 @@ class _Transport:
     def is_closing(self) -> bool:
         return False
 
+    def write(self, data: bytes) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -26,10 +26,20 @@ _PREFIXES = ("handle_", "smtp_")
 
 
 def _own(obj: object, prefix: str | tuple[str, ...]) -> list[str]:
-    """The object's own attribute names with ``prefix``, filtered without a Python loop
-    (the protocol object has some 40 by then)."""
-    names = getattr(obj, "__dict__", {})
-    return list(itertools.compress(names, map(str.startswith, names, itertools.repeat(prefix))))
+    """The object's own attribute names with ``prefix``. The protocol object has some 40
+    by then and nearly never one of these: a single search of the names joined tells."""
+    names = getattr(obj, "__dict__", None)
+    if not names:
+        return []
+    try:
+        joined = "\0" + "\0".join(names)
+    except TypeError:  # a key that is not a string (only by writing to __dict__)
+        joined = "\0" + "\0".join(map(str, names))
+    prefixes = (prefix,) if isinstance(prefix, str) else prefix
+    if not any(f"\0{p}" in joined for p in prefixes):
+        return []
+    keys = [name for name in names if isinstance(name, str)]
+    return list(itertools.compress(keys, map(str.startswith, keys, itertools.repeat(prefix))))
 
 
 class _AuthMembers:

@@ -100,6 +100,38 @@ class Collector:
         return data.replace(b"\r\n.", b"\r\n")
 
 
+class DataEnd:
+    """The end of the data in pieces as they arrive (the command lane's reader): feeds the
+    collector exactly the bytes :func:`read_message` would, wherever the pieces are cut.
+
+    The data ends at the first ``CRLF . CRLF`` of the stream with a ``CRLF`` put before it
+    (it starts at a line start): that is the first ``.CRLF`` that :func:`read_message` finds
+    after a ``CRLF``. The last four bytes seen are held back until the next piece, since
+    the end mark may begin in them."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self._pending = b"\r\n"
+        """The stream's bytes not fed yet, after the line start put before it."""
+        self._virtual = 2
+        """How many bytes at the head of ``_pending`` are that line start, not data."""
+
+    def feed(self, piece: bytes) -> int:
+        """How much of ``piece`` the data takes, through its end mark; -1: not ended yet."""
+        pending = self._pending + piece
+        end = pending.find(b"\r\n.\r\n")
+        if end < 0:
+            keep = len(pending) - 4
+            if keep > self._virtual:
+                self.collector.feed(pending[self._virtual : keep])
+                pending, self._virtual = pending[keep:], 0
+            self._pending = pending
+            return -1
+        if end + 2 > self._virtual:
+            self.collector.feed(pending[self._virtual : end + 2])
+        return end + 5 - len(self._pending)
+
+
 async def read_message(reader: asyncio.StreamReader, collector: Collector) -> None:
     """Read through the end-of-data line, feeding ``collector`` everything before it."""
     tail = b"\r\n"  # the data starts at a line start

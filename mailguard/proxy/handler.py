@@ -24,7 +24,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
@@ -32,10 +32,10 @@ from mailguard import approval
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import logline
 from mailguard.milter.decision import ERROR_REPLY, Outcome, log_fields
-from mailguard.proxy import actions, aiosmtpd_init
+from mailguard.proxy import actions, aiosmtpd_init, logwrite
 from mailguard.proxy.auth import Users
-from mailguard.proxy.dataread import NOMINAL, TOO_LONG, Collector, read_message
 from mailguard.proxy.journal import Journal
+from mailguard.proxy.lane import LaneSMTP
 from mailguard.proxy.relay import Relay, Reply, Upstream, UpstreamError
 from mailguard.proxy.settings import ProxySettings, is_loopback
 from mailguard.recipients import Envelope
@@ -86,7 +86,7 @@ class ProxySession(SmtpSession):
         """The upstream's answer to MAIL (sent with the first RCPT); None: not sent yet."""
 
 
-class ProxySMTP(SMTP):
+class ProxySMTP(LaneSMTP):
     """aiosmtpd's SMTP with our session type and AUTH without TLS from loopback only."""
 
     line_length_limit = 64 * 1024
@@ -143,74 +143,6 @@ class ProxySMTP(SMTP):
 
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
-
-    _corked: list[bytes] | None = None
-    """While set, replies are collected here instead of written (see :meth:`smtp_EHLO`)."""
-
-    async def push(self, status: str | bytes) -> None:
-        """aiosmtpd's ``push`` (same encoding, same bytes) without its debug line, which
-        ``mail.log`` at WARNING never shows; collected instead while ``_corked``."""
-        if isinstance(status, str):
-            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        if self._corked is not None:
-            self._corked.append(status)
-            return
-        self._writer.write(status + b"\r\n")
-        await self._writer.drain()
-
-    @syntax("EHLO hostname")
-    async def smtp_EHLO(self, hostname: str) -> None:
-        """aiosmtpd writes each line of the EHLO reply with a system call of its own (six
-        for smtplib or PHPMailer); the same bytes go out in one write here."""
-        self._corked = []
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            lines, self._corked = self._corked, None
-        if lines:
-            await self.push(b"\r\n".join(lines))
-
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's ``smtp_DATA`` with the message read in blocks (:mod:`.dataread`):
-        the same checks, replies and content, without a loop round per line."""
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        reader = self._reader
-        collector = Collector(self.data_size_limit, self.line_length_limit, reader._limit)  # type: ignore[attr-defined]
-        try:
-            await read_message(reader, collector)
-        except asyncio.CancelledError:
-            self._writer.close()
-            raise
-        if collector.state != NOMINAL:
-            too_long = collector.state == TOO_LONG
-            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)" if too_long
-                            else "552 Error: Too much mail data")  # fmt: skip
-            self._set_post_data_state()
-            return
-        content = collector.content()
-        self.envelope.content = self.envelope.original_content = content
-        if self._decode_data:  # never for the proxy (it relays bytes); kept as aiosmtpd has it
-            try:
-                self.envelope.content = content.decode(*self._text_codec())
-            except UnicodeDecodeError:
-                await self.push("500 Error: strict ASCII mode")
-                return
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
-
-    def _text_codec(self) -> tuple[str, str]:
-        return ("utf-8", "surrogateescape") if self.enable_SMTPUTF8 else ("ascii", "strict")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -451,7 +383,7 @@ class Gateway:
         if "error" in fields:
             logline.emit(log, logging.ERROR, f"message {text} error={fields['error']!r}")
         else:
-            logline.emit(log, logging.INFO, f"message {text}")
+            logwrite.info(log, f"message {text}")
 
 
 def edit_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
