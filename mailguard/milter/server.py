@@ -55,6 +55,7 @@ from mailguard.services import Services
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_MAIL, _OPTNEG = p.MAIL, p.OPTNEG
 REFUSAL_LOG_INTERVAL = 10.0
 """At most one log line per this many seconds about refused connections (with a count)."""
 _WARM_UP = (
@@ -289,17 +290,37 @@ class MilterConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         try:
-            self.backlog.extend(self.decoder.feed(data))
+            frames = self.decoder.feed(data)
         except p.ProtocolError as exc:
             self._protocol_error(exc)
             return
-        self._drain()
+        if self.backlog or self.deciding is not None:
+            self.backlog.extend(frames)  # behind frames still waiting for a decision
+            self._drain()
+            return
+        # The everyday case: nothing waits, so the read's frames are handled straight from
+        # its list (about seven per read); only what follows a decision that went to a
+        # worker, or a close, is kept back, as :meth:`_drain` would keep it.
+        handle = self.session.handle
+        for i, (command, payload) in enumerate(frames):
+            if command == _MAIL or command == _OPTNEG:
+                self.session.reload(self.server.settings, self.server.keep_body)
+            try:
+                step = handle(command, payload)
+            except p.ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if step is not NOTHING:
+                self._act(step)
+                if self.deciding is not None or self.transport is None:
+                    self.backlog.extend(frames[i + 1 :])
+                    return
 
     def _drain(self) -> None:
         backlog, handle = self.backlog, self.session.handle
         while backlog and self.deciding is None and self.transport is not None:
             command, payload = backlog.popleft()
-            if command == p.MAIL or command == p.OPTNEG:
+            if command == _MAIL or command == _OPTNEG:
                 self.session.reload(self.server.settings, self.server.keep_body)
             try:
                 step = handle(command, payload)
