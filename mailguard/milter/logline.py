@@ -83,7 +83,8 @@ class BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             except RecursionError:
                 raise
             except Exception:
-                self.handleError(logging.LogRecord("mailguard.milter", level, "", 0, line, (), None))
+                record = logging.LogRecord("mailguard.milter", level, "", 0, line, (), None)
+                self.handleError(record)
 
 
 def _buffered_stderr() -> TextIO:

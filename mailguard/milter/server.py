@@ -55,7 +55,8 @@ from mailguard.services import Services
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
-_MAIL, _OPTNEG = p.MAIL, p.OPTNEG
+_RELOAD_AT = (p.MAIL, p.OPTNEG)
+"""Frames before which a reloaded configuration is taken up."""
 REFUSAL_LOG_INTERVAL = 10.0
 """At most one log line per this many seconds about refused connections (with a count)."""
 _WARM_UP = (
@@ -297,13 +298,25 @@ class MilterConnection(asyncio.Protocol):
         if self.backlog or self.deciding is not None:
             self.backlog.extend(frames)  # behind frames still waiting for a decision
             self._drain()
-            return
-        # The everyday case: nothing waits, so the read's frames are handled straight from
-        # its list (about seven per read); only what follows a decision that went to a
-        # worker, or a close, is kept back, as :meth:`_drain` would keep it.
+        else:
+            self._run(frames)
+
+    def _drain(self) -> None:
+        if self.backlog and self.deciding is None and self.transport is not None:
+            frames = list(self.backlog)
+            self.backlog.clear()
+            self._run(frames)
+
+    def _run(self, frames: list[tuple[bytes, bytes]]) -> None:
+        """Handle frames in order; those after a decision that went to a worker (or after
+        the connection went away) wait in the backlog for :meth:`_drain`.
+
+        Straight from the read's list (about seven frames per read): no queue to pass
+        through while nothing waits, which is nearly always.
+        """
         handle = self.session.handle
         for i, (command, payload) in enumerate(frames):
-            if command == _MAIL or command == _OPTNEG:
+            if command in _RELOAD_AT:
                 self.session.reload(self.server.settings, self.server.keep_body)
             try:
                 step = handle(command, payload)
@@ -315,20 +328,6 @@ class MilterConnection(asyncio.Protocol):
                 if self.deciding is not None or self.transport is None:
                     self.backlog.extend(frames[i + 1 :])
                     return
-
-    def _drain(self) -> None:
-        backlog, handle = self.backlog, self.session.handle
-        while backlog and self.deciding is None and self.transport is not None:
-            command, payload = backlog.popleft()
-            if command == _MAIL or command == _OPTNEG:
-                self.session.reload(self.server.settings, self.server.keep_body)
-            try:
-                step = handle(command, payload)
-            except p.ProtocolError as exc:
-                self._protocol_error(exc)
-                return
-            if step is not NOTHING:
-                self._act(step)
 
     def _act(self, step: Step) -> None:
         if step.replies:
