@@ -55,15 +55,13 @@ from mailguard.services import Services
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
-_RELOAD_AT = (p.MAIL, p.OPTNEG)
-"""Frames before which a reloaded configuration is taken up."""
+_RELOAD_AT = (p.MAIL, p.OPTNEG)  # frames before which a reloaded configuration is taken up
 REFUSAL_LOG_INTERVAL = 10.0
 """At most one log line per this many seconds about refused connections (with a count)."""
 _WARM_UP = (
     b"From: a@warm-up.example\r\nTo: b@warm-up.test, c@gmail.com\r\nSubject: warm-up\r\n\r\n"
     b"Appointment at the clinic.\r\n"
 )
-
 
 LEARNED = ("pass", "warn")
 """Verdicts of the accepted mail the milter records when ``[history] learn = true``."""
@@ -299,21 +297,16 @@ class MilterConnection(asyncio.Protocol):
             self.backlog.extend(frames)  # behind frames still waiting for a decision
             self._drain()
         else:
-            self._run(frames)
+            self._run(frames)  # nearly always: no queue to pass through
 
     def _drain(self) -> None:
         if self.backlog and self.deciding is None and self.transport is not None:
-            frames = list(self.backlog)
-            self.backlog.clear()
+            frames, self.backlog = list(self.backlog), deque()
             self._run(frames)
 
     def _run(self, frames: list[tuple[bytes, bytes]]) -> None:
         """Handle frames in order; those after a decision that went to a worker (or after
-        the connection went away) wait in the backlog for :meth:`_drain`.
-
-        Straight from the read's list (about seven frames per read): no queue to pass
-        through while nothing waits, which is nearly always.
-        """
+        the connection went away) wait in the backlog for :meth:`_drain`."""
         handle = self.session.handle
         for i, (command, payload) in enumerate(frames):
             if command in _RELOAD_AT:
@@ -340,7 +333,7 @@ class MilterConnection(asyncio.Protocol):
             settings = txn.settings
             inline = txn.header_bytes <= settings.inline_header_bytes and settings.inline_time_limit
             # Attached files take milliseconds to read, not microseconds: always a worker's.
-            if inline and not (self.server.reads_files and might_attach(_content_type(txn))):
+            if inline and not (self.server.reads_files and might_attach(txn.content_type())):
                 self._decide_inline(txn, started)
             else:
                 self._offload(txn, started)
@@ -504,11 +497,3 @@ class MilterConnection(asyncio.Protocol):
 
 def _over_budget(timeout: float) -> str:
     return f"decision exceeded its {timeout:g} s budget"
-
-
-def _content_type(txn: Transaction) -> str | None:
-    """The message's top-level Content-Type, as the MTA passed it (first one wins)."""
-    for name, value in txn.headers:
-        if name.lower() == b"content-type":
-            return value.decode("latin-1")
-    return None

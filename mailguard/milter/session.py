@@ -216,6 +216,13 @@ class Transaction:
         ctype = self.headers[names.count(b"\0", 0, at)][1]  # the first one: NULs before it
         return ctype.partition(b";")[0].strip().lower().startswith(b"text/")
 
+    def content_type(self) -> str | None:
+        """The message's top-level Content-Type, as the MTA passed it (first one wins)."""
+        for name, value in self.headers:
+            if name.lower() == b"content-type":
+                return value.decode("latin-1")
+        return None
+
     def names(self) -> bytes:
         """The field names kept, lower-cased, each between NULs (``b"\\0to\\0cc\\0"``): one
         ``in`` then asks about all of them (a name from the MTA never holds a NUL)."""
