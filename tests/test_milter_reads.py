@@ -21,34 +21,9 @@ from mailguard.milter import protocol as p
 from mailguard.milter.listen import ListenSpec
 from mailguard.milter.server import MilterConnection, MilterServer
 from mailguard.milter.settings import MilterSettings
+from tests.support.memory_transport import MemoryTransport
 
 _QUEUE = b"i\x00QUEUE1\x00"
-
-
-class _Transport:
-    """What the connection writes, kept; enough of asyncio.Transport for the milter."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def _message(sender: bytes, fields: list[bytes], body: bytes) -> list[bytes]:
@@ -100,14 +75,14 @@ def _replies(server: MilterServer, reads: list[bytes]) -> tuple[list[bytes], boo
 
     async def run() -> tuple[list[bytes], bool]:
         conn = MilterConnection(server)
-        transport = _Transport()
+        transport = MemoryTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         for data in reads:
             conn.data_received(data)
         while conn.deciding is not None:  # the multipart message is decided on a worker
             await asyncio.sleep(0.001)
         conn.connection_lost(None)
-        return p.FrameDecoder().feed(b"".join(transport.written)), transport.closed
+        return p.FrameDecoder().feed(b"".join(transport.written)), transport.closing
 
     frames, closed = asyncio.run(run())
     return [command + payload for command, payload in frames], closed
