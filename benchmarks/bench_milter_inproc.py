@@ -38,6 +38,7 @@ from mailguard.milter import protocol as p
 from mailguard.milter.listen import ListenSpec
 from mailguard.milter.server import MilterConnection, MilterServer
 from mailguard.recipients import Envelope
+from tests.support.memory_transport import MemoryTransport
 from tests.support.synth import cc300_message, clean_message
 
 SENDER, CC300_SENDER, RECIPIENT = "alice@example.test", "hr@serviceco.example", "bob@example.test"
@@ -93,32 +94,6 @@ def postfix_reads(message: str, sender: str) -> tuple[list[bytes], bytes, bytes]
     return reads, b"".join(rest), p.frame(p.ABORT) + p.frame(p.QUIT)
 
 
-class _Transport:
-    """What the connection writes, kept; enough of ``asyncio.Transport`` for the milter."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def through_the_milter(
     server: MilterServer, message: str, sender: str
 ) -> Callable[[], list[bytes]]:
@@ -126,7 +101,7 @@ def through_the_milter(
 
     def one() -> list[bytes]:
         conn = MilterConnection(server)
-        transport = _Transport()
+        transport = MemoryTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         for data in reads:
             conn.data_received(data)

@@ -25,6 +25,7 @@ def test_milter_benchmark_quick_run_reports_every_figure():
     figures = json.loads(result.stdout)
     assert figures["quick"] is True
     assert figures["socket"] == "unix"
+    assert figures["event_loop"] == "uvloop"  # a dependency of mailguard on CPython
     assert figures["milter_nice"] == -10  # the CPU share of the shipped systemd unit
     assert figures["sessions"] == 20
     sent = figures["messages_per_phase"]

@@ -183,3 +183,54 @@ def test_a_reply_without_characters_to_replace_is_the_reply_of_the_character_wal
     assert p.reply_code("550 5.7.1", text) == p.frame(
         p.REPLYCODE, f"550 5.7.1 {walked[:400]}".encode("ascii") + b"\0"
     )
+
+
+def _may_settle_field_by_field(txn: Transaction) -> bool:
+    """Transaction.may_settle_at_headers as it was: a scan of the fields per question."""
+    if txn.dropped_fields or txn.header_bytes > txn.settings.inline_header_bytes:
+        return False
+    if any(name[:12].lower() == b"x-mailguard-" for name, _ in txn.headers):
+        return False
+    ctype = next((v for n, v in txn.headers if n.lower() == b"content-type"), b"text/")
+    return ctype.partition(b";")[0].strip().lower().startswith(b"text/")
+
+
+_NAMES = st.sampled_from(
+    [
+        b"To",
+        b"Content-Type",
+        b"content-TYPE",
+        b"Content-Type ",
+        b"X-Mailguard-Verdict",
+        b"x-mailguard-",
+        b"X-Mailguard",
+        b"X-Old-X-Mailguard-Approval",
+        b"",
+        b"Subject",
+        b"T\xe9",
+    ]
+) | st.binary(max_size=14).filter(lambda b: b"\0" not in b)  # the MTA's NUL ends a name
+_CTYPES = st.sampled_from(
+    [
+        b" text/plain",
+        b" TEXT/html; charset=x",
+        b" multipart/mixed; boundary=b",
+        b"",
+        b" text",
+        b"  text/;",
+        b" application/pdf",
+    ]
+) | st.binary(max_size=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.lists(st.tuples(_NAMES, _CTYPES), max_size=8), dropped=st.integers(0, 1))
+def test_settling_questions_over_the_joined_names_are_the_field_by_field_ones(
+    fields: list[tuple[bytes, bytes]], dropped: int
+) -> None:
+    txn = Transaction("<a@b>", MilterSettings())
+    txn.headers.extend(fields)
+    txn.dropped_fields = dropped
+    assert txn.may_settle_at_headers() == _may_settle_field_by_field(txn)
+    named = any(b"x-mailguard-approval" in name.lower() for name, _ in fields)
+    assert (b"x-mailguard-approval" in txn.names()) == named

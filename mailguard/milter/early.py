@@ -77,7 +77,7 @@ def settle_at_headers(
     if (
         report.verdict == "pass"
         and txn.settings.add_headers != "always"
-        and not any(_APPROVAL in name.lower() for name, _ in txn.headers)
+        and _APPROVAL not in txn.names()
     ):
         if engine.body_could_change(report):
             return None

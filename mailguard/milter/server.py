@@ -55,13 +55,13 @@ from mailguard.services import Services
 log = logging.getLogger("mailguard.milter")
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_RELOAD_AT = (p.MAIL, p.OPTNEG)  # frames before which a reloaded configuration is taken up
 REFUSAL_LOG_INTERVAL = 10.0
 """At most one log line per this many seconds about refused connections (with a count)."""
 _WARM_UP = (
     b"From: a@warm-up.example\r\nTo: b@warm-up.test, c@gmail.com\r\nSubject: warm-up\r\n\r\n"
     b"Appointment at the clinic.\r\n"
 )
-
 
 LEARNED = ("pass", "warn")
 """Verdicts of the accepted mail the milter records when ``[history] learn = true``."""
@@ -289,17 +289,27 @@ class MilterConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         try:
-            self.backlog.extend(self.decoder.feed(data))
+            frames = self.decoder.feed(data)
         except p.ProtocolError as exc:
             self._protocol_error(exc)
             return
-        self._drain()
+        if self.backlog or self.deciding is not None:
+            self.backlog.extend(frames)  # behind frames still waiting for a decision
+            self._drain()
+        else:
+            self._run(frames)  # nearly always: no queue to pass through
 
     def _drain(self) -> None:
-        backlog, handle = self.backlog, self.session.handle
-        while backlog and self.deciding is None and self.transport is not None:
-            command, payload = backlog.popleft()
-            if command == p.MAIL or command == p.OPTNEG:
+        if self.backlog and self.deciding is None and self.transport is not None:
+            frames, self.backlog = list(self.backlog), deque()
+            self._run(frames)
+
+    def _run(self, frames: list[tuple[bytes, bytes]]) -> None:
+        """Handle frames in order; those after a decision that went to a worker (or after
+        the connection went away) wait in the backlog for :meth:`_drain`."""
+        handle = self.session.handle
+        for i, (command, payload) in enumerate(frames):
+            if command in _RELOAD_AT:
                 self.session.reload(self.server.settings, self.server.keep_body)
             try:
                 step = handle(command, payload)
@@ -308,6 +318,9 @@ class MilterConnection(asyncio.Protocol):
                 return
             if step is not NOTHING:
                 self._act(step)
+                if self.deciding is not None or self.transport is None:
+                    self.backlog.extend(frames[i + 1 :])
+                    return
 
     def _act(self, step: Step) -> None:
         if step.replies:
@@ -320,7 +333,7 @@ class MilterConnection(asyncio.Protocol):
             settings = txn.settings
             inline = txn.header_bytes <= settings.inline_header_bytes and settings.inline_time_limit
             # Attached files take milliseconds to read, not microseconds: always a worker's.
-            if inline and not (self.server.reads_files and might_attach(_content_type(txn))):
+            if inline and not (self.server.reads_files and might_attach(txn.content_type())):
                 self._decide_inline(txn, started)
             else:
                 self._offload(txn, started)
@@ -484,11 +497,3 @@ class MilterConnection(asyncio.Protocol):
 
 def _over_budget(timeout: float) -> str:
     return f"decision exceeded its {timeout:g} s budget"
-
-
-def _content_type(txn: Transaction) -> str | None:
-    """The message's top-level Content-Type, as the MTA passed it (first one wins)."""
-    for name, value in txn.headers:
-        if name.lower() == b"content-type":
-            return value.decode("latin-1")
-    return None

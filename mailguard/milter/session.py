@@ -28,6 +28,7 @@ Rules this machine keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from mailguard.milter import protocol as p
 from mailguard.milter.settings import FIELD_COST, MilterSettings
@@ -54,6 +55,7 @@ WANTED_MACROS = {
 }
 
 _CONNECTION_STAGES = (p.CONNECT, p.HELO)
+_NAME = itemgetter(0)
 _STEP_COMMANDS = frozenset(p.NO_REPLY_FLAG)
 
 
@@ -205,10 +207,26 @@ class Transaction:
         """
         if self.dropped_fields or self.header_bytes > self.settings.inline_header_bytes:
             return False
-        if any(name[:12].lower() == b"x-mailguard-" for name, _ in self.headers):
+        names = self.names()
+        if b"\0x-mailguard-" in names:
             return False
-        ctype = next((v for n, v in self.headers if n.lower() == b"content-type"), b"text/")
+        at = names.find(b"\0content-type\0")
+        if at < 0:
+            return True  # no Content-Type: text/plain (RFC 2045 5.2)
+        ctype = self.headers[names.count(b"\0", 0, at)][1]  # the first one: NULs before it
         return ctype.partition(b";")[0].strip().lower().startswith(b"text/")
+
+    def content_type(self) -> str | None:
+        """The message's top-level Content-Type, as the MTA passed it (first one wins)."""
+        for name, value in self.headers:
+            if name.lower() == b"content-type":
+                return value.decode("latin-1")
+        return None
+
+    def names(self) -> bytes:
+        """The field names kept, lower-cased, each between NULs (``b"\\0to\\0cc\\0"``): one
+        ``in`` then asks about all of them (a name from the MTA never holds a NUL)."""
+        return b"\0%b\0" % b"\0".join(map(_NAME, self.headers)).lower()
 
     def header_count(self, name: str) -> int:
         """Fields of this name the sender put in (case-insensitive)."""
