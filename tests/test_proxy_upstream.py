@@ -496,3 +496,32 @@ def test_commands_pipelined_behind_a_client_starttls_are_discarded(tls, tmp_path
             secure.sendall(b"QUIT\r\n")
             secure.close()
     assert up.received == []
+
+
+@pytest.mark.parametrize("upstream_utf8", [True, False])
+def test_non_ascii_addresses_need_smtputf8_on_both_sides(tls, tmp_path, upstream_utf8):
+    """RFC 6531: a non-ASCII address goes on only under SMTPUTF8, which the client asks for
+    on MAIL FROM and the upstream must offer; each refusal names which side lacks it, and
+    the ASCII recipients of the same session are relayed all the same."""
+    rcpts = ["zoë@othercorp.example", "partner@othercorp.example"]
+    raw = clean("utf8")
+    with (
+        UpstreamServer(tls, mode="none", smtputf8=upstream_utf8) as up,
+        RunningProxy(settings_for(up, tls, relay_security="none"), journal=tmp_path / "j") as proxy,
+    ):
+        for options, expected in (((), b"on MAIL FROM"), (("SMTPUTF8",), b"it offers no")):
+            with smtplib.SMTP("127.0.0.1", proxy.port) as client:
+                client.command_encoding = "utf-8"  # a client that sends UTF-8 undeclared
+                if options and upstream_utf8:
+                    assert client.sendmail(SENDER, rcpts, raw, mail_options=options) == {}
+                    continue
+                refused = client.sendmail(SENDER, rcpts, raw, mail_options=options)
+                ((who, (code, text)),) = refused.items()
+                assert (who, code) == (rcpts[0], 553)
+                assert text.startswith(b"5.6.7 mailguard: ") and expected in text
+        delivered = [sorted(r.rcpt_tos) for r in up.received]
+    assert not any("Traceback" in line for line in proxy.log.lines)
+    if upstream_utf8:
+        assert delivered == [["partner@othercorp.example"], sorted(rcpts)]
+    else:
+        assert delivered == [["partner@othercorp.example"]] * 2

@@ -41,6 +41,11 @@ from mailguard.proxy.settings import PASSWORD_ENV, ProxySettings, parse_hostport
 from mailguard.proxy.wire import DISCONNECTED, Failed, Replies, Reply, quote_path, stuffed
 
 BUSY: Reply = (451, "4.4.5 mailguard: every upstream connection is busy; try again later")
+CLIENT_ASCII: Reply = (553, "5.6.7 mailguard: a non-ASCII address needs SMTPUTF8 on MAIL FROM")
+UPSTREAM_ASCII: Reply = (
+    553,
+    "5.6.7 mailguard: the upstream does not take non-ASCII addresses (it offers no SMTPUTF8)",
+)
 INLINE_STUFF_BYTES = 1024 * 1024
 """Dot-stuffing a message up to this size takes well under a millisecond on the loop."""
 _FEATURE = re.compile(r"([A-Za-z0-9][A-Za-z0-9\-]*) ?")
@@ -64,6 +69,7 @@ class Upstream:
         self.in_transaction = False
         self.features: dict[str, str] = {}
         self._encoding = "ascii"
+        self._not_ascii: Reply = CLIENT_ASCII
         self._since: float | None = None
         """When the reply being waited for was asked (loop time); None: not waiting."""
         self._watchdog: asyncio.TimerHandle | None = None
@@ -253,7 +259,7 @@ class Upstream:
 
     async def command(self, line: str) -> Reply:
         """One command while connecting (EHLO, STARTTLS, AUTH): a failure is ``Failed``."""
-        return await self._within(self._send(_encode(line, "utf-8"))[0])
+        return await self._within(self._send(line.encode("utf-8", "surrogateescape") + b"\r\n")[0])
 
     async def _checked(self, *commands: bytes) -> list[Reply]:
         """Send, read every reply; a lost connection or a 421 closes it (UpstreamError)."""
@@ -276,8 +282,11 @@ class Upstream:
         extension = {"SIZE": "size", "BODY": "8bitmime", "SMTPUTF8": "smtputf8"}
         kept = [o for o in options if extension.get(o.split("=")[0]) in self.features]
         encoding = "utf-8" if "SMTPUTF8" in kept else "ascii"
+        # Why an address cannot go as ASCII: the client did not ask for SMTPUTF8, or the
+        # upstream does not offer it (then only another relay can take the message).
+        self._not_ascii = UPSTREAM_ASCII if "SMTPUTF8" in options else CLIENT_ASCII
         params = "".join(f" {o}" for o in kept)
-        return _encode(f"MAIL FROM:{quote_path(sender)}{params}", encoding), encoding
+        return self._encode(f"MAIL FROM:{quote_path(sender)}{params}", encoding), encoding
 
     async def begin(
         self, sender: str, options: tuple[str, ...], recipient: str, *, reopen: bool = True
@@ -291,13 +300,19 @@ class Upstream:
             await self.connect()
             reopen = False
         mail, self._encoding = self._mail_line(sender, options)
-        rcpt = _encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)
         try:
-            if "pipelining" in self.features:
+            rcpt: bytes | None = self._encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)
+        except UpstreamError as exc:  # this recipient only: MAIL still opens the transaction
+            rcpt, refused = None, exc.reply
+        try:
+            if "pipelining" in self.features and rcpt is not None:
                 mail_reply, rcpt_reply = await self._checked(mail, rcpt)
             else:
                 mail_reply = (await self._checked(mail))[0]
-                rcpt_reply = (await self._checked(rcpt))[0] if mail_reply[0] == 250 else mail_reply
+                if mail_reply[0] != 250:
+                    rcpt_reply = mail_reply
+                else:
+                    rcpt_reply = refused if rcpt is None else (await self._checked(rcpt))[0]
         except UpstreamError:
             if not reopen:
                 raise
@@ -309,7 +324,14 @@ class Upstream:
         return mail_reply, rcpt_reply
 
     async def rcpt(self, recipient: str) -> Reply:
-        return (await self._checked(_encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)))[0]
+        line = self._encode(f"RCPT TO:{quote_path(recipient)}", self._encoding)
+        return (await self._checked(line))[0]
+
+    def _encode(self, line: str, encoding: str) -> bytes:
+        try:
+            return line.encode(encoding) + b"\r\n"
+        except UnicodeEncodeError:
+            raise UpstreamError(self._not_ascii) from None
 
     async def data(self, message: bytes) -> Reply:
         """DATA and the message; ends the transaction. The message is made ready first, so
@@ -343,13 +365,6 @@ class Upstream:
         reply = await self.data(data)
         await self.rset()  # only if DATA itself was refused: the next copy starts clean
         return reply
-
-
-def _encode(line: str, encoding: str) -> bytes:
-    try:
-        return line.encode(encoding) + b"\r\n"
-    except UnicodeEncodeError:
-        raise UpstreamError((553, "5.6.7 mailguard: a non-ASCII address needs SMTPUTF8")) from None
 
 
 def _b64(text: str) -> str:

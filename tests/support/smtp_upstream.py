@@ -134,7 +134,7 @@ class UpstreamServer:
 
     def __init__(
         self, tls: dict[str, Path], *, mode: str = "starttls", user: str | None = None,
-        password: str | None = None, faults: Faults | None = None,
+        password: str | None = None, faults: Faults | None = None, smtputf8: bool = True,
     ) -> None:  # fmt: skip
         import ssl
 
@@ -143,7 +143,7 @@ class UpstreamServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls["cert"], tls["key"])
         kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port}
-        smtp: dict[str, Any] = {"enable_SMTPUTF8": True, "ident": "test upstream"}
+        smtp: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, "ident": "test upstream"}
         if mode == "starttls":
             smtp.update(tls_context=context, require_starttls=True)
         elif mode == "tls":
