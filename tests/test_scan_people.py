@@ -10,6 +10,7 @@ check that no exposed address leaves a worker when none is to be kept.
 
 from __future__ import annotations
 
+import hmac
 import json
 import pickle
 import sqlite3
@@ -35,6 +36,7 @@ from tests.scan_archive import write_mbox
 EXAMPLES = sorted((ROOT / "examples" / "incidents").glob("*.eml"))
 KINDS = [Tokens(), Tokens.for_scan(addresses=False, forked=True)]
 KINDS.append(Tokens.for_scan(addresses=False, forked=False))
+KINDS.append(Tokens("stored", b"k" * 32))  # scan --state with our own workers
 
 
 def figures(register: Register) -> tuple[dict[str, Any], Counter[str]]:
@@ -187,3 +189,34 @@ def test_distinct_people_per_domain_survive_the_incremental_store(tmp_path: Path
             db.execute("UPDATE found SET record = ? WHERE rowid = ?", (json.dumps(old), rowid))
     assert scan_html_domains("--state", state, examples) == plain
     assert scan_html_domains("--show-addresses", examples) == plain
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=40))
+def test_workers_hash_as_the_store_does(text: str) -> None:
+    """``--state`` with local workers: what they send is what the store would have made of
+    the address (surrogates included: addresses read from 8-bit headers carry them)."""
+    store_key = b"s" * 32
+    token = Tokens("stored", store_key).function()
+    assert token is not None
+    assert token(text) == hmac.new(store_key, text.encode("utf-8", "surrogateescape"),
+                                   "sha256").hexdigest()[:32]  # fmt: skip
+
+
+def test_the_store_gets_its_own_hashes_from_forked_workers_only(tmp_path: Path) -> None:
+    from mailguard.archive.incremental import Incremental
+    from mailguard.archive.state import StateStore
+
+    for addresses, forked, kind in ((False, True, "stored"), (False, False, "addresses"),
+                                    (True, True, "addresses")):  # fmt: skip
+        store = StateStore(tmp_path / f"{addresses}{forked}.db")
+        incremental = Incremental(store, "f", 2, Config(), addresses=addresses)
+        tokens = incremental.tokens_for(forked)
+        assert tokens.kind == kind
+        report = Engine(Config()).check(EXAMPLES[0].read_bytes(), mode="archived")
+        made = Incident.from_report(report, None, tokens)
+        record = json.loads(incremental._record(made) or "{}")
+        hashed = sorted(h for who in record["people"].values() for h in who)
+        assert hashed == sorted(store.hash(a) for a in Incident.from_report(report, None).exposed)
+        assert len(hashed) > 40
+        store.close()

@@ -34,7 +34,7 @@ from typing import Any
 
 from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.mbox import is_from_line, iter_mbox
-from mailguard.archive.people import Person, domain_of
+from mailguard.archive.people import Person, Tokens, domain_of
 from mailguard.archive.register import INCIDENT_VERDICTS, MESSAGE, SOURCE, Incident, Register, Tally
 from mailguard.archive.scanner import file_units, mbox_units
 from mailguard.archive.state import Record, StateStore, add_counts, edge_hashes
@@ -94,6 +94,9 @@ class Incremental:
         self.jobs = jobs
         self.config = config
         self.addresses = addresses
+        self.tokens = Tokens()
+        """What stands for each exposed person in the incidents that reach the store: the
+        addresses (hashed here), or the store's own hashes made by the workers."""
         self.changed: str | None = None
         if store.fingerprint not in (None, fingerprint):
             self.changed = "the rules or the configuration changed since the last scan"
@@ -274,13 +277,17 @@ class Incremental:
     def _record(self, incident: Incident) -> str | None:
         """The stored form of an incident: no address, subject or Message-ID; the address
         lists as keyed hashes (which also replace the lists unless addresses are shown)."""
-        people = incident.exposed if incident.people is None else incident.people
-        where = incident.where or list(map(domain_of, incident.exposed))
-        hashed = self._hashed(people)
+        if incident.people is None or incident.where is None or incident.public is None:
+            hashed = self._hashed(incident.exposed)  # made by hand: only the addresses
+            where, public = list(map(domain_of, incident.exposed)), self._hashed(incident.personal)
+        elif self.tokens.keeps_addresses:
+            hashed, where = self._hashed(incident.people), incident.where
+            public = self._hashed(incident.public)
+        else:  # the workers sent the store's own hashes
+            hashed, where, public = incident.people, incident.where, incident.public
         grouped: dict[str, list[Person]] = {}
         for domain, person in zip(where, hashed, strict=True):
             grouped.setdefault(domain, []).append(person)
-        public = self._hashed(incident.personal if incident.public is None else incident.public)
         if not self.addresses:
             incident.exposed, incident.personal = [], []
             incident.people, incident.where, incident.public = hashed, list(where), list(public)
@@ -296,6 +303,13 @@ class Incremental:
             "personal_count": incident.personal_count,
             "check": self._check(incident.message_id, incident.sender, incident.subject),
         }, sort_keys=True)  # fmt: skip
+
+    def tokens_for(self, forked: bool) -> Tokens:
+        """The scan's tokens: the store's hashes, made by the workers, when they are forked
+        from this process (the key goes nowhere else) and no address is to be shown."""
+        if not self.addresses and forked:
+            self.tokens = Tokens("stored", self.store.key)
+        return self.tokens
 
     def _hashed(self, addresses: list[str] | list[Person]) -> list[Person]:
         """The store's keyed hashes of addresses; a scan with a store sends its workers'
@@ -343,7 +357,7 @@ class Incremental:
         if report.verdict not in INCIDENT_VERDICTS:
             return None
         tally = Tally()
-        tally.add_report(report, len(item.data))
+        tally.add_report(report, len(item.data), tokens=self.tokens)
         return tally.incidents[0]
 
     def finish(self, register: Register, say: Callable[[str], None]) -> None:

@@ -16,6 +16,10 @@ token instead:
 - **keyed** (any other executor: a Dask cluster, a pool the caller brought, spawned
   processes): BLAKE2b-64 keyed with a random key made for this scan, which travels with
   the work spec. On a cluster the addresses then never cross the network.
+- **stored** (``scan --state`` with this process's own workers): the incremental store's
+  keyed hash (HMAC-SHA256 with the store's key, :func:`stored_hash`), so the workers send
+  what the store keeps and the scanning process has nothing to hash. The key reaches only
+  processes forked from the one that read it; a cluster gets the addresses instead.
 
 64-bit tokens collide with probability about n²/2⁶⁵: 3·10⁻⁸ for a million distinct people.
 A token means nothing outside its scan: it is never stored or shown.
@@ -24,6 +28,7 @@ A token means nothing outside its scan: it is never stored or shown.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -41,7 +46,7 @@ Person = str | int
 """One exposed person as the register tells people apart: the normalised address, a keyed
 hash of it in the incremental store, or a token of this module."""
 
-Kind = Literal["addresses", "local", "keyed"]
+Kind = Literal["addresses", "local", "keyed", "stored"]
 
 _DOMAIN = itemgetter(1)  # Address.domain: a named tuple's field, read at C speed
 
@@ -69,6 +74,13 @@ class Tokens:
         """The token of one address; ``None`` for the address itself (nothing to call)."""
         if self.kind == "local":
             return hash
+        if self.kind == "stored":
+            key = self.key
+
+            def stored(address: str) -> str:
+                return stored_hash(key, address.encode("utf-8", "surrogateescape"))
+
+            return stored
         if self.kind == "keyed":
             base = hashlib.blake2b(key=self.key, digest_size=8)
 
@@ -82,6 +94,12 @@ class Tokens:
 
     def __repr__(self) -> str:
         return f"Tokens({self.kind!r})"  # never the key
+
+
+def stored_hash(key: bytes, data: bytes) -> str:
+    """The incremental store's keyed hash (HMAC-SHA256, 128 bits, hex): one definition
+    for the store and for workers that hash for it."""
+    return hmac.digest(key, data, "sha256")[:16].hex()
 
 
 def domains_of(r: RecipientAnalysis, exposed: list[str]) -> list[str]:

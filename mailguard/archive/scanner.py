@@ -218,6 +218,11 @@ class Scanner:
         self.window = window or Window()
         self.executor = executor
 
+    @property
+    def forks(self) -> bool:
+        """Whether every unit is judged here or in a worker forked from this process."""
+        return self.executor is None and FORKS
+
     def scan(
         self,
         sources: list[tuple[str, Iterable[Unit]]],
@@ -225,8 +230,13 @@ class Scanner:
         progress: Progress | None = None,
         register: Register | None = None,
         on_tally: OnTally | None = None,
+        tokens: Tokens | None = None,
     ) -> Register:
         """``sources`` are (label, units); units may be a lazy iterable (IMAP fetches).
+
+        ``tokens``: what the workers send for each exposed person (:mod:`.people`); by
+        default the addresses when the register keeps them or ``on_tally`` is given, else
+        tokens that only count people.
 
         Ctrl-C stops the scan and returns what was merged so far with ``interrupted`` set:
         the units in progress stop after their current message and their results are kept.
@@ -237,9 +247,8 @@ class Scanner:
         units = ((label, unit) for label, source_units in sources for unit in source_units)
         started = time.perf_counter()
         state = _Interrupt()
-        tokens = Tokens.for_scan(
-            addresses=reg.keep_addresses or on_tally is not None,
-            forked=self.executor is None and FORKS,
+        tokens = tokens or Tokens.for_scan(
+            addresses=reg.keep_addresses or on_tally is not None, forked=self.forks
         )
         spec = WorkSpec.build(self.config, self.window, state.stop, self.dns, tokens)
         try:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import sqlite3
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mailguard import keyfile
+from mailguard.archive.people import stored_hash
 from mailguard.archive.register import Register, Tally, isoformat_utc
 
 SCHEMA = 1
@@ -102,7 +102,7 @@ class StateStore:
         return self.hash_bytes(text.encode("utf-8", "surrogateescape"))
 
     def hash_bytes(self, data: bytes) -> str:
-        return hmac.new(self.key, data, "sha256").hexdigest()[:32]
+        return stored_hash(self.key, data)
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -152,7 +152,10 @@ def _run(
     register.provenance = provenance(config, mode="archived", since=since, until=until, dns=dns)
     on_tally: OnTally | None = incremental.on_tally if incremental is not None else None
     with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
-        scanner.scan(planned, progress=progress, register=register, on_tally=on_tally)
+        tokens = incremental.tokens_for(scanner.forks) if incremental is not None else None
+        scanner.scan(
+            planned, progress=progress, register=register, on_tally=on_tally, tokens=tokens
+        )
     if failed:
         register.merge(_errors(failed))
     if incremental is not None:
