@@ -312,8 +312,9 @@ class Incremental:
         return self.tokens
 
     def _hashed(self, addresses: list[str] | list[Person]) -> list[Person]:
-        """The store's keyed hashes of addresses; a scan with a store sends its workers'
-        addresses (:meth:`Scanner.scan`), and a token here would be a bug, not a person."""
+        """The store's keyed hashes of addresses. Incidents reach here with addresses or
+        with the store's own hashes (:meth:`tokens_for`): a scan token here would be a bug,
+        not a person, and is refused rather than stored."""
         if not all(isinstance(a, str) for a in addresses):
             raise TypeError("the incremental store needs addresses, not scan tokens")
         return [self.store.hash(str(a)) for a in addresses]

@@ -22,7 +22,7 @@ token instead:
   processes forked from the one that read it; a cluster gets the addresses instead.
 
 64-bit tokens collide with probability about n²/2⁶⁵: 3·10⁻⁸ for a million distinct people.
-A token means nothing outside its scan: it is never stored or shown.
+A local or keyed token means nothing outside its scan: it is never stored or shown.
 """
 
 from __future__ import annotations
