@@ -117,7 +117,7 @@ def install() -> None:
 # ------------------------------------------------------------------ the tables, per class
 
 _Recipe = list[tuple[str, str]]
-_recipes: dict[tuple[type, str], _Recipe | None] = {}
+_recipes: dict[tuple[type, str], _Recipe] = {}
 
 
 def _recipe(obj: object, prefix: str) -> _Recipe:
@@ -125,11 +125,11 @@ def _recipe(obj: object, prefix: str) -> _Recipe:
     in its order, worked out once per class (for an object without such attributes of its
     own: :func:`build_tables` asks)."""
     cls = type(obj)
-    found = _recipes.get((cls, prefix), _recipes)
-    if found is _recipes:
+    found = _recipes.get((cls, prefix))
+    if found is None:
         names = [n for n in dir(cls) if n.startswith(prefix)]
         found = _recipes[(cls, prefix)] = [(n.replace(prefix, ""), n) for n in names]
-    return found  # type: ignore[return-value]
+    return found
 
 
 _auth_recipes: dict[tuple[type, type], list[tuple[str, str, bool]] | None] = {}
