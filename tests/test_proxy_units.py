@@ -322,3 +322,78 @@ def test_one_line_replies_are_formatted_as_the_general_rule_formats_them(code, t
     lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
     general = "".join(f"{code}-{line}\r\n" for line in lines[:-1]) + f"{code} {lines[-1]}"
     assert format_reply((code, text)) == general
+
+
+def _init_state(smtp: object) -> dict[str, str]:
+    """Every attribute of a protocol object, bound methods by name and kind, not address."""
+    return {k: re.sub(r" at 0x[0-9a-f]+", "", repr(v)) for k, v in vars(smtp).items()
+            if k not in ("_stream_reader_wr", "_closed", "_loop")}  # fmt: skip
+
+
+_AIOSMTPD_OPTIONS = {
+    "data_size_limit": st.sampled_from([None, 0, 1000]),
+    "enable_SMTPUTF8": st.booleans(),
+    "decode_data": st.booleans(),
+    "hostname": st.sampled_from(["", "h.example"]),
+    "ident": st.sampled_from(["", "x"]),
+    "require_starttls": st.booleans(),
+    "timeout": st.sampled_from([1, 300]),
+    "auth_required": st.booleans(),
+    "auth_require_tls": st.booleans(),
+    "auth_exclude_mechanism": st.sampled_from([None, ["LOGIN"], ["PLAIN", "NOPE"]]),
+    "auth_callback": st.sampled_from([None, len]),
+    "authenticator": st.sampled_from([None, print]),
+    "command_call_limit": st.sampled_from([None, 5, {"*": 3, "NOOP": 2}]),
+    "proxy_protocol_timeout": st.sampled_from([None, 5.0]),
+}
+
+
+@given(
+    st.fixed_dictionaries({}, optional=_AIOSMTPD_OPTIONS),
+    st.sampled_from(["gateway", "own_hook", "own_auth", "custom_auth", "old_ehlo", "self"]),
+)
+def test_the_quick_set_up_makes_what_aiosmtpds_own_makes(options, kind):
+    """QuickSMTP.__init__ against SMTP.__init__ on the same class: the same attributes
+    (tables included), the same warnings, the same errors, over aiosmtpd's options and
+    handlers with hooks or AUTH mechanisms of their own or none at all."""
+    import warnings
+
+    from aiosmtpd.smtp import SMTP, auth_mechanism
+
+    from mailguard.proxy.handler import Gateway, ProxySMTP
+
+    class Handler(Gateway):
+        def __init__(self) -> None:
+            self.users = None
+            if kind == "own_hook":
+                self.handle_NOOP = self.handle_RSET
+            if kind == "own_auth":
+                self.auth_OWN = self.handle_RSET
+
+        if kind == "custom_auth":
+
+            @auth_mechanism("X-CUSTOM")
+            async def auth_CUSTOM(self, server, args):  # type: ignore[no-untyped-def]
+                return None
+
+        if kind == "old_ehlo":
+
+            async def handle_EHLO(self, server, session, envelope, hostname):  # type: ignore[no-untyped-def,override]
+                return "250 h"
+
+    loop = asyncio.new_event_loop()
+    try:
+        built = []
+        for init in (ProxySMTP.__init__, SMTP.__init__):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    smtp = ProxySMTP.__new__(ProxySMTP)
+                    init(smtp, smtp if kind == "self" else Handler(), loop=loop, **options)
+                except (RuntimeError, ValueError, TypeError) as exc:
+                    built.append(repr(exc))
+                    continue
+            built.append((_init_state(smtp), [(w.category, str(w.message)) for w in caught]))
+        assert built[0] == built[1]
+    finally:
+        loop.close()

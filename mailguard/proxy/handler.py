@@ -86,8 +86,9 @@ class ProxySession(SmtpSession):
         """The upstream's answer to MAIL (sent with the first RCPT); None: not sent yet."""
 
 
-class ProxySMTP(LaneSMTP):
-    """aiosmtpd's SMTP with our session type and AUTH without TLS from loopback only."""
+class ProxySMTP(aiosmtpd_init.QuickSMTP, LaneSMTP):
+    """aiosmtpd's SMTP with our session type and AUTH without TLS from loopback only (and
+    its set-up from per-class tables: :class:`~mailguard.proxy.aiosmtpd_init.QuickSMTP`)."""
 
     line_length_limit = 64 * 1024
     """RFC 5321 allows 1,000 octets per line and aiosmtpd refuses longer ones; scripts that
