@@ -218,7 +218,6 @@ def test_the_log_line_without_a_record_is_the_handlers_own_text(line, when, flus
 
     from mailguard.commands.proxy import LOG_FORMAT
     from mailguard.milter import logline
-    from mailguard.proxy import logwrite
 
     root, logger = logging.getLogger(), logging.getLogger("mailguard.proxy.test")
     saved = root.handlers[:], root.level
@@ -229,15 +228,15 @@ def test_the_log_line_without_a_record_is_the_handlers_own_text(line, when, flus
     try:
         stream = handler.stream
         with mock.patch("time.time", return_value=when):
-            logline.emit(logger, logging.INFO, line)
+            logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, line, (), None))
             through_logging = stream.getvalue()
-            assert logwrite._only_handler(logger) is handler  # the direct write is taken
-            logwrite.info(logger, line)
+            assert logline._sole_handler(logger, logging.INFO) is handler  # the direct write
+            logline.emit(logger, logging.INFO, line)
             assert stream.getvalue() == through_logging * 2
             other = logging.StreamHandler(io.StringIO())
             root.addHandler(other)  # any other set-up: through logging, reaching both
-            assert logwrite._only_handler(logger) is None
-            logwrite.info(logger, line)
+            assert logline._sole_handler(logger, logging.INFO) is None
+            logline.emit(logger, logging.INFO, line)
         assert stream.getvalue() == through_logging * 3 and f"INFO {line}" in through_logging
         assert other.stream.getvalue() == f"{line}\n"
     finally:

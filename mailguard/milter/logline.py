@@ -9,15 +9,16 @@ arguments), the time stamp is formatted once per second (:class:`SecondFormatter
 text as ``logging``'s), and :class:`BufferedHandler` writes into a buffer that is flushed at
 once for warnings and errors, after every line with ``[milter] log_flush = true``, and
 otherwise by the server about once a second and at exit. When that handler is the only
-place a line can go (no filters, no other handlers: the daemon as configured by
-:func:`configure`), :func:`emit` writes the finished text into it without a ``LogRecord``
-(~5 µs and a ``getpid`` system call per line); anywhere else the line goes through
-``logging`` as before, so filters, other handlers and log capture in tests see it.
+place a line can go (no filters, no other handlers: the milter's or the proxy's daemon
+as configured by :func:`configure`), :func:`emit` writes the finished text into it without
+a ``LogRecord`` (~5 µs and a ``getpid`` system call per line); anywhere else the line goes
+through ``logging`` as before, so filters, other handlers and log capture in tests see it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import os
@@ -66,16 +67,19 @@ class BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
 
-    def emit_line(self, level: int, line: str, formatter: SecondFormatter) -> None:
-        """What :meth:`emit` writes for a record of ``line`` at ``level`` made now, made
-        without the record (:func:`emit` checks that nothing else would see it)."""
+    def emit_line(self, level: int, line: str, formatter: SecondFormatter, name: str) -> None:
+        """What :meth:`emit` writes for a record of ``line`` at ``level`` from logger
+        ``name`` made now, made without the record (:func:`emit` checks that nothing else
+        would see it and that the format reads only :data:`_FIELDS`)."""
         now = time.time()
         second = int(now)
+        values = {
+            "message": line, "levelname": logging.getLevelName(level), "name": name,
+            "process": _pid,
+        }  # fmt: skip
         with self.lock:  # type: ignore[union-attr]  # createLock made it
-            text = (
-                f"{formatter.stamp(second, int((now - second) * 1000))} mailguard-milter[{_pid}] "
-                f"{logging.getLevelName(level)} {line}{self.terminator}"
-            )
+            values["asctime"] = formatter.stamp(second, int((now - second) * 1000))
+            text = formatter._fmt % values + self.terminator  # type: ignore[operator]
             try:
                 self.stream.write(text)
                 if self.flush_each or level >= logging.WARNING:
@@ -138,15 +142,16 @@ def emit(logger: logging.Logger, level: int, line: str) -> None:
         return
     handler = _sole_handler(logger, level)
     if handler is not None:
-        handler.emit_line(level, line, handler.formatter)  # type: ignore[arg-type]
+        handler.emit_line(level, line, handler.formatter, logger.name)  # type: ignore[arg-type]
     else:
         logger.handle(logger.makeRecord(logger.name, level, "", 0, line, (), None))
 
 
 def _sole_handler(logger: logging.Logger, level: int) -> BufferedHandler | None:
     """The handler a record of ``logger`` at ``level`` would reach, when it is the only one,
-    one of ours formatting with :data:`LOG_FORMAT`, and nothing filters on the way; else
-    ``None`` (the record is then made and handled as ``logging`` does)."""
+    one of ours with a ``%`` format of :data:`_FIELDS` only (the milter's and the proxy's
+    daemons), and nothing filters on the way; else ``None`` (the record is then made and
+    handled as ``logging`` does)."""
     if not logging.logProcesses:
         return None  # %(process)d would be None
     found: logging.Handler | None = None
@@ -164,9 +169,23 @@ def _sole_handler(logger: logging.Logger, level: int) -> BufferedHandler | None:
     if found is None or found.filters or level < found.level:
         return None
     formatter = found.formatter
-    if type(formatter) is not SecondFormatter or formatter._fmt != LOG_FORMAT:
+    if (
+        type(formatter) is not SecondFormatter
+        or type(formatter._style) is not logging.PercentStyle
+        or formatter.datefmt is not None
+        or not _FIELDS.issuperset(_fields(formatter._fmt or ""))
+    ):
         return None
     return found  # type: ignore[return-value]  # its type was checked above
+
+
+_FIELDS = frozenset({"asctime", "process", "levelname", "message", "name"})
+"""What a record-free line can fill in; a format that reads anything else gets a record."""
+
+
+@functools.lru_cache(maxsize=8)
+def _fields(fmt: str) -> frozenset[str]:
+    return frozenset(part.split(")", 1)[0] for part in fmt.split("%(")[1:])
 
 
 _pid = os.getpid()

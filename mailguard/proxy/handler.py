@@ -32,7 +32,7 @@ from mailguard import approval
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import logline
 from mailguard.milter.decision import ERROR_REPLY, Outcome, log_fields
-from mailguard.proxy import actions, aiosmtpd_init, logwrite
+from mailguard.proxy import actions, aiosmtpd_init
 from mailguard.proxy.auth import Users
 from mailguard.proxy.journal import Journal
 from mailguard.proxy.lane import LaneSMTP
@@ -384,7 +384,7 @@ class Gateway:
         if "error" in fields:
             logline.emit(log, logging.ERROR, f"message {text} error={fields['error']!r}")
         else:
-            logwrite.info(log, f"message {text}")
+            logline.emit(log, logging.INFO, f"message {text}")
 
 
 def edit_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
