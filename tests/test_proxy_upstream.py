@@ -10,7 +10,7 @@ import smtplib
 import ssl
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -525,3 +525,47 @@ def test_non_ascii_addresses_need_smtputf8_on_both_sides(tls, tmp_path, upstream
         assert delivered == [["partner@othercorp.example"], sorted(rcpts)]
     else:
         assert delivered == [["partner@othercorp.example"]] * 2
+
+
+def test_a_pipelined_flood_is_served_in_linear_time(tls, tmp_path):
+    """The command lane reads what a client sends in one go (no PIPELINING is offered, but
+    nothing stops a client): doubling the commands, or the lines of a message's data, at
+    most roughly doubles the time. One session per measurement, and large enough that a
+    per-command cost growing with the session (the bug this guards against) would show
+    over the ~20 us each command costs through the sockets."""
+    import socket
+
+    def session(port: int, payload: bytes) -> float:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.recv(1024)
+            started = time.perf_counter()
+            sock.sendall(b"EHLO x\r\n" + payload + b"QUIT\r\n")
+            got = b""
+            while not got.endswith(b"221 2.0.0 Bye\r\n"):
+                block = sock.recv(1 << 20)
+                assert block, got[-300:]
+                got += block
+            return time.perf_counter() - started
+
+    def assert_doubling(port: int, make: Callable[[int], bytes], n: int) -> None:
+        seen = []
+        for _ in range(3):
+            small = min(session(port, make(n)) for _ in range(3))
+            large = min(session(port, make(2 * n)) for _ in range(3))
+            if large < 3 * small:
+                return
+            seen.append(f"{small:.3f} s -> {large:.3f} s")
+        raise AssertionError(f"doubling {n:,} -> {2 * n:,}: " + ", ".join(seen))
+
+    mail = f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<partner@othercorp.example>\r\nDATA\r\n".encode()
+    with (
+        UpstreamServer(tls, mode="none") as up,
+        RunningProxy(settings_for(up, tls, relay_security="none"), journal=tmp_path / "j") as proxy,
+    ):
+        assert_doubling(proxy.port, lambda n: b"NOOP\r\n" * n, 16_000)
+        assert_doubling(
+            proxy.port, lambda n: mail + b"Subject: s\r\n\r\n" + b"a line\r\n" * n + b".\r\n",
+            200_000,
+        )  # fmt: skip
+        assert up.received and up.received[-1].data.count(b"a line") == 400_000
+    assert not any("Traceback" in line for line in proxy.log.lines)
