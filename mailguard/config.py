@@ -20,7 +20,7 @@ from typing import Any
 
 from mailguard import configfile
 from mailguard.configfile import CONFIG_FILE, MAX_CONFIG_BYTES, ConfigFile, discover
-from mailguard.domains import DomainSet
+from mailguard.domains import DomainSet, domain_problem
 from mailguard.errors import ConfigError
 from mailguard.limits import Limits
 from mailguard.rules import (
@@ -121,6 +121,11 @@ class Config:
             # A bare string would be iterated letter by letter: "example.org" as 11 domains.
             if isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name}: expected a list of strings, got one string")
+        for name in _DOMAIN_KEYS:
+            for entry in getattr(self, name) or ():
+                problem = domain_problem(entry)
+                if problem:
+                    raise ConfigError(f"{name}: {entry!r}: {problem}")
         # Validate rule overrides now so that errors surface at load time, not per message.
         _ = self.rule_settings, self.sensitive_settings
 
@@ -253,6 +258,9 @@ _TOP_KEYS = {
     "partner_domains": "list[str]",
     "mailing_lists": "list[str]",
 }
+
+_DOMAIN_KEYS = ("internal_domains", "personal_domains", "extra_personal_domains", "partner_domains")
+"""The lists of domains (``mailing_lists`` holds addresses and patterns)."""
 
 DECISION_KEYS = (*_TOP_KEYS, "scoring", "limits", "rules", "sensitive", "rule_paths")
 """The top-level keys this module owns; :data:`mailguard.configfile.SECTIONS` are the rest."""

@@ -70,6 +70,25 @@ def normalise_domain(domain: str) -> str | None:
         return domain
 
 
+def domain_problem(entry: str) -> str | None:
+    """Why a configured domain (``internal_domains`` and the other domain lists) can never
+    match a recipient, or ``None``. A list entry that silently matches nothing turns every
+    colleague into an outside party, or leaves a provider's customers uncounted."""
+    text = entry.strip()
+    if not text:
+        return "an empty domain"
+    if text.startswith("@") and "@" not in text[1:]:
+        return f"write the domain without '@': {text[1:]!r}"
+    if "@" in text:
+        return "an address, not a domain"
+    if text.startswith("*."):
+        return f"subdomains are included already: write {text[2:]!r}"
+    domain = normalise_domain(text)
+    if domain is None or not (_LITERAL.match(domain) or _ASCII_DOMAIN.match(domain)):
+        return "not a domain name"
+    return None
+
+
 def public_suffix_list() -> PublicSuffixList:
     """The parsed Public Suffix List, built once on first use and shared by every thread."""
     global _psl

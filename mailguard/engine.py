@@ -24,7 +24,7 @@ from mailguard.config import Config, RuleSettings
 from mailguard.deadline import DeadlineExceeded, checkpoint, limit
 from mailguard.errors import InputError
 from mailguard.headers import HeaderProblem, decode_rfc2047
-from mailguard.message import decode_smtp_data, parse_message
+from mailguard.message import decode_smtp_data, parse_message, split_smtp_data
 from mailguard.recipients import Envelope, analyse
 from mailguard.redact import REASON_WITHHELD
 from mailguard.report import EMPTY_RECIPIENTS, Finding, Redacted, Report, Skipped
@@ -107,6 +107,16 @@ class Engine:
     def reads(self, mode: Mode = "outgoing") -> frozenset[str]:
         """The message parts the rules that run in ``mode`` read (``headers``, ``body``, …)."""
         return frozenset(part for s in self._rules[mode] for part in s.rule.reads)
+
+    def foreign_rules(self, mode: Mode = "outgoing") -> tuple[str, ...]:
+        """Codes of the rules that run in ``mode`` with a check from outside mailguard (a
+        custom rule's own module, ``rule_paths``). A deadline stops a decision only at a
+        checkpoint, and such code owes us none: one call may take any time, so a caller
+        that must stay responsive (the milter's event loop) runs them where it can stop
+        waiting instead."""
+        return tuple(
+            s.code for s in self._rules[mode] if not s.rule.check_ref.startswith("mailguard.")
+        )
 
     def needs_body(self, headers: MessageInput, mode: Mode = "archived") -> bool:
         """Whether a message whose header block is ``headers`` should be fetched whole.
@@ -219,6 +229,15 @@ class Engine:
     ) -> Report:
         checkpoint()  # a decision that waited past its deadline for a worker does no work
         if smtp_data:
+            raw, after = split_smtp_data(raw)
+            if after.strip():
+                return self.error_report(
+                    source,
+                    f"the SMTP DATA section ends at its first '.' line, and {len(after):,} more "
+                    "bytes follow it: a server would read them as SMTP commands, which can send "
+                    "another message unchecked (SMTP smuggling)",
+                    private=False,
+                )
             raw = decode_smtp_data(raw)
         message = parse_message(raw, self.config.limits)
         if incomplete:

@@ -16,8 +16,27 @@ from mailguard.headers import HeaderProblem, find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _SMTP_UNSTUFF = re.compile(rb"^\.", re.MULTILINE)
+_END_OF_DATA = re.compile(rb"^\.(?:\r?\n|\Z)", re.MULTILINE)
+"""A line that is a lone dot: where an SMTP server ends the DATA section (a bare-LF one
+too, since some servers take it so)."""
 _NOT_BLANK = re.compile(rb"\S")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: Outlook .msg
+# Field names only email has (RFC 5322, MIME, trace, list and common extension fields).
+# A text file whose lines happen to hold a colon (a URL list, "a:b" records, addresses with
+# quoted colons) parses as a "header block" of odd names; without one of these it is not
+# a message, and calling it a message with no recipients would call it clean.
+# fmt: off
+_MAIL_FIELDS = frozenset((
+    "from", "to", "cc", "bcc", "sender", "reply-to", "subject", "date", "message-id",
+    "in-reply-to", "references", "comments", "keywords", "received", "return-path",
+    "delivered-to", "envelope-to", "mime-version", "organization", "importance", "priority",
+    "sensitivity", "thread-topic", "thread-index", "user-agent", "newsgroups", "path",
+    "followup-to", "approved", "status", "precedence", "errors-to",
+    "disposition-notification-to", "return-receipt-to", "authentication-results",
+    "received-spf", "autocrypt", "openpgp",
+))
+# fmt: on
+_MAIL_FIELD_PREFIXES = ("x-", "content-", "resent-", "list-", "dkim-", "arc-", "domainkey-")
 
 
 @dataclass
@@ -48,6 +67,23 @@ class Message:
         if self._body_text is None:
             self._body_text = first_text(self.raw, self.body_offset, self.get, self.limits)
         return self._body_text
+
+
+def split_smtp_data(data: bytes) -> tuple[bytes, bytes]:
+    """The DATA section up to and with its first end-of-data line, and what follows it.
+
+    A server stops reading the message at that line and reads whatever follows as new SMTP
+    commands: a second ``MAIL FROM``/``RCPT TO``/``DATA`` there sends a second message
+    that a check of the whole payload as one message would never see (SMTP smuggling).
+    """
+    end = _END_OF_DATA.search(data)
+    if end is None:
+        return data, b""
+    return data[: end.end()], data[end.end() :]
+
+
+def _is_mail_field(name: str) -> bool:
+    return name in _MAIL_FIELDS or name.startswith(_MAIL_FIELD_PREFIXES)
 
 
 def decode_smtp_data(data: bytes) -> bytes:
@@ -109,4 +145,11 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
     headers = parse_header_block(data[start:header_end], limits, problems)
     if not headers:
         raise InputError("no header fields found: this does not look like an email message")
+    if not any(map(_is_mail_field, headers)):
+        # Counts only: a field name here is text from the file, which may be anything.
+        raise InputError(
+            f"none of its {len(headers)} header field name(s) is one email uses (From, To, "
+            "Subject, Date, Received, Content-*, X-*, ...): this does not look like an email "
+            "message"
+        )
     return Message(data, headers, body_offset, limits, problems)

@@ -162,6 +162,8 @@ def analyse(
         if domain == own_domain and own in keys:
             internal.add(own)
             keys = [k for k in keys if k != own]
+            if not keys:  # only the sender's own mailbox: no external domain at all
+                continue
         org, is_personal = classify(domain)
         domains[org] += len(keys)
         if check_lists:

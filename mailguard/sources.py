@@ -39,6 +39,9 @@ class Input:
     unreadable: bool = False
     """The path itself could not be read (``error`` is the reason): an input error, not a
     message that failed to parse."""
+    incomplete: str = ""
+    """Why ``data`` may be only part of the message (an mbox that ends inside it): the
+    message is judged as it is, and this becomes a finding that says so."""
 
 
 def is_folder(path: Path) -> bool:

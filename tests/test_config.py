@@ -505,3 +505,30 @@ def test_file_layer_keeps_its_old_names_in_the_config_module():
     assert config_mod.discover is configfile.discover
     assert config_mod.MAX_CONFIG_BYTES == configfile.MAX_CONFIG_BYTES
     assert config_mod.CONFIG_FILE == "mailguard.toml"
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("@example.org", "write the domain without '@': 'example.org'"),
+        ("*.example.org", "subdomains are included already: write 'example.org'"),
+        ("hr@example.org", "an address, not a domain"),
+        ("", "an empty domain"),
+        ("exa mple.org", "not a domain name"),
+        ("exam\x00ple.org", "not a domain name"),
+    ],
+)
+@pytest.mark.parametrize(
+    "key", ["internal_domains", "personal_domains", "extra_personal_domains", "partner_domains"]
+)
+def test_a_domain_list_entry_that_can_never_match_is_a_config_error(
+    key: str, entry: str, says: str
+) -> None:
+    """It would otherwise match nothing, silently: every colleague an outside party."""
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: {entry!r}: {says}")):
+        config_mod.from_mapping({key: [entry]})
+
+
+@pytest.mark.parametrize("entry", ["example.org", "EXAMPLE.ORG.", "bücher.example", "[10.0.0.1]"])
+def test_domain_list_entries_in_any_valid_spelling_are_accepted(entry: str) -> None:
+    assert config_mod.from_mapping({"internal_domains": [entry]}).internal_domains == (entry,)

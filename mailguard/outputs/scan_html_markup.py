@@ -12,10 +12,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from mailguard.archive.register import Incident
+from mailguard.outputs.words import printable
 
 
 def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text, its control characters shown as escapes: a bidirectional
+    override in a subject or file name would otherwise make the register read differently
+    from what the mail holds (``invoice\\u202efdp.exe`` shown as ``invoiceexe.pdf``)."""
+    return html.escape(printable(str(value), lines=True), quote=True)
 
 
 def table_rows(rows: list[tuple[str, str]]) -> str:

@@ -4,7 +4,7 @@ the privacy policy lists (:attr:`Privacy.list_addresses`)."""
 from __future__ import annotations
 
 from mailguard.archive.register import Register
-from mailguard.outputs.words import count, dns_text
+from mailguard.outputs.words import count, dns_text, printable
 from mailguard.redact import Privacy
 
 
@@ -39,7 +39,7 @@ def render_text(register: Register, options: Privacy) -> str:
         lines.append("")
     lines += summary_lines(register)
     lines += provenance_lines(register)
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"  # one line each: sources, IDs are the mail's
 
 
 def incomplete_lines(register: Register, options: Privacy, most: int = 5) -> list[str]:

@@ -18,7 +18,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from mailguard.outputs import RenderOptions, summary
-from mailguard.outputs.words import count
+from mailguard.outputs.words import count, printable
 from mailguard.report import Report
 from mailguard.rules import find_rule
 
@@ -52,7 +52,7 @@ def render_text(
 
 def _say(console: Console, line: str | Text, indent: int = 6) -> None:
     """One indented line (``str`` is rich markup); wrapped lines keep the indent."""
-    body = Text.from_markup(line) if isinstance(line, str) else line
+    body = Text.from_markup(printable(line)) if isinstance(line, str) else line
     if console.soft_wrap:
         console.print(Text(" " * indent) + body)
     else:
@@ -62,7 +62,7 @@ def _say(console: Console, line: str | Text, indent: int = 6) -> None:
 def _message(console: Console, report: Report, options: RenderOptions) -> None:
     head = Text()
     head.append(f"{report.verdict.upper():5}", style=STYLE[report.verdict])
-    head.append(f"  {options.source(report.source)}  ", style="bold")
+    head.append(f"  {printable(options.source(report.source))}  ", style="bold")
     head.append(f"score {report.score}/100", style="dim")
     console.print(head)
     if report.approval is not None:

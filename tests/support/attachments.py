@@ -8,6 +8,8 @@ import io
 import random
 import zipfile
 
+from mailguard import Engine
+
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DIAGNOSES = ("asthma", "type 2 diabetes", "COPD", "hypertension", "depression", "epilepsy")
 
@@ -234,3 +236,27 @@ def repeated_ods() -> bytes:
     xml = source.read("content.xml")
     xml = xml.replace(b"</table:table>", cell.encode() + b"</table:table>", 1)
     return _replace_entry(content, "content.xml", xml)
+
+
+# ------------------------------------------------------------------ sweep helpers
+
+SWEEP_PEOPLE = 150
+SWEEP_LIST = csv_rows(SWEEP_PEOPLE)
+"""The readable list of people that sits beside each hostile part in the sweep tests."""
+
+
+def people_and_findings(data: bytes, engine: Engine | None = None) -> tuple[int, dict[str, str]]:
+    """People MG601 counts in a message, and each finding's message by code."""
+    report = (engine or Engine()).check(data)
+    found = {f.code: f for f in report.findings}
+    count = found["MG601"].evidence["people"] if "MG601" in found else 0
+    return count, {code: f.message for code, f in found.items()}
+
+
+def zipped(entries: list[tuple[str, bytes]]) -> bytes:
+    """A deflated ZIP archive of these (name, bytes) entries."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            z.writestr(name, data)
+    return out.getvalue()

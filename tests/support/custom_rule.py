@@ -111,3 +111,45 @@ def payslip_message(recipients: str = "a@one.example") -> bytes:
         "\r\n"
         f"Dear colleague, your {WORD.upper()} for March is ready.\r\n"
     ).encode()
+
+
+STALL_WORD = "stall-the-gate"
+STALL_CHECK = '''\
+"""A custom check that stalls without ever giving the engine a chance to stop it."""
+
+import time
+import uuid
+from pathlib import Path
+
+MARKS = Path({marks!r})
+
+
+def stalls(ctx, settings):
+    if {word!r} in ctx.message.body_text.text:
+        call = uuid.uuid4().hex
+        (MARKS / f"began-{{call}}").touch()
+        time.sleep({seconds!r})  # no checkpoint: operator code owes us none
+        (MARKS / f"ended-{{call}}").touch()
+    return iter(())
+'''
+
+
+def write_stalling_rule(directory: Path, seconds: float) -> Path:
+    """A rule (MG950) whose check sleeps ``seconds`` in one call when the body has
+    :data:`STALL_WORD`, touching a ``began-*`` and an ``ended-*`` file in ``directory``
+    around it (:func:`stalled_calls` counts them): the shape of a custom check stuck in a
+    slow regex or a blocking lookup."""
+    directory.mkdir(parents=True, exist_ok=True)
+    module = f"stall_checks_{secrets.token_hex(4)}"
+    check = STALL_CHECK.format(marks=str(directory), word=STALL_WORD, seconds=seconds)
+    (directory / f"{module}.py").write_text(check, encoding="utf-8")
+    rule = RULE.format(
+        code="MG950", name="stalls", weight=1, module=module, word=WORD, sender=SENDER, needs=""
+    ).replace(f"{module}:mentions", f"{module}:stalls")
+    (directory / "MG950.toml").write_text(rule, encoding="utf-8")
+    return directory
+
+
+def stalled_calls(directory: Path, stage: str) -> int:
+    """How many calls of the stalling check have ``began`` or ``ended`` so far."""
+    return len(list(directory.glob(f"{stage}-*")))

@@ -42,6 +42,9 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
     "opendkim": (Path("/usr/sbin/opendkim"),),
     "pst-utils": (Path("/usr/bin/readpst"),),
     "libemail-outlook-message-perl": (Path("/usr/bin/msgconvert"),),
+    # msgconvert's first `use`; Debian's libemail-outlook-message-perl does not depend on
+    # it, so without it msgconvert is installed but fails on every file.
+    "libemail-address-perl": (Path("/usr/share/perl5/Email/Address.pm"),),
 }
 
 #: debconf answers given before installing: Postfix's postinst would otherwise configure an
@@ -64,7 +67,8 @@ NEEDED_BY: dict[str, tuple[str, ...]] = {
     "test_milter_dkim": ("postfix", "opendkim", "openssl"),
     "test_milter_rewrite_postfix": ("postfix",),
     "test_postfix_header_index": ("postfix",),
-    "test_scan_outlook": ("pst-utils", "libemail-outlook-message-perl"),
+    "test_scan_outlook": ("pst-utils", "libemail-outlook-message-perl", "libemail-address-perl"),
+    "test_corpus_sweep": ("libemail-outlook-message-perl", "libemail-address-perl"),
     "test_scan_dask": ("pst-utils",),
     "test_scan_state_imap": ("dovecot-imapd", "openssl"),
     "test_proxy_postfix": ("postfix",),
