@@ -83,10 +83,15 @@ def test_mbox_reader_handles_crlf_bom_and_a_cut_off_last_message(tmp_path: Path)
     bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert looks_like_mbox(bom) and len(list(iter_mbox(bom))) == len(MESSAGES)
     cut = tmp_path / "cut.mbox"
-    cut.write_bytes(path.read_bytes()[:-40])
+    cut.write_bytes(path.read_bytes()[:-40])  # the last From_ line and nothing after it
     items = list(iter_mbox(cut))
     assert [i.data is None for i in items] == [False] * (len(MESSAGES) - 1) + [True]
     assert "message cut off" in (items[-1].error or "")
+    cut.write_bytes(path.read_bytes()[:-20])  # inside the last message: judged, marked partial
+    items = list(iter_mbox(cut))
+    assert [i.data is None for i in items] == [False] * len(MESSAGES)
+    assert [bool(i.incomplete) for i in items] == [False] * (len(MESSAGES) - 1) + [True]
+    assert "message cut off" in items[-1].incomplete
 
 
 def test_non_mbox_files_are_not_taken_for_mboxes(tmp_path: Path) -> None:

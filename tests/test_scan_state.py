@@ -212,3 +212,16 @@ def test_a_message_changed_in_place_is_reported_not_hidden(
     assert any("not found again" in e["message"] for e in again["failed_sources"])
     _, _, err = scan(str(maildir), "--state", str(state), str(tmp_path / "3.json"))
     assert state_lines(err)["Maildir"].startswith("first scan")
+
+
+def test_redacted_state_lines_name_no_source(tmp_path: Path) -> None:
+    """A Maildir's path often holds its owner's address; under --redact the per-source state
+    lines on stderr hash it as the register does."""
+    maildir = write_maildir(tmp_path / "jane.doe@example.org")
+    state = tmp_path / "state.db"
+    for _ in range(2):  # a first scan, then an incremental one
+        _, data, err = scan(
+            str(maildir), "--state", str(state), "--redact", str(tmp_path / "r.json")
+        )
+        assert "jane.doe" not in err and "jane.doe" not in json.dumps(data)
+        assert re.search(r"mailguard: state: hmac:[0-9a-f]+: ", err), err

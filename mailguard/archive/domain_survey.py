@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailguard import lookalike
+from mailguard.archive.maildir import read_files
 from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.register import ErrorEntry
 from mailguard.archive.scanner import plan
@@ -42,7 +43,7 @@ from mailguard.errors import InputError
 from mailguard.message import parse_message
 from mailguard.recipients import analyse
 from mailguard.resolver import DnsService
-from mailguard.sources import Input, read_file
+from mailguard.sources import Input
 
 #: MX hosts a provider serves to every customer (see the module docstring for the syntax).
 SHARED_MX: tuple[str, ...] = (
@@ -189,8 +190,7 @@ def local_inputs(
         if unit.kind == "mbox":
             yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes)
         else:
-            for name in unit.files:
-                yield read_file(Path(name), max_bytes)
+            yield from read_files(unit.files, max_bytes)
 
 
 def survey(

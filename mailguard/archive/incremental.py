@@ -23,9 +23,7 @@ an error saying so, and the source's record is dropped: its next scan is a full 
 from __future__ import annotations
 
 import json
-import mmap
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from mailguard.archive.imap_resume import ImapResume
-from mailguard.archive.mbox import is_from_line, iter_mbox
+from mailguard.archive.maildir import read_files, unique_name
 from mailguard.archive.people import Person, Tokens, domain_of
 from mailguard.archive.register import INCIDENT_VERDICTS, MESSAGE, SOURCE, Incident, Register, Tally
 from mailguard.archive.scanner import file_units, mbox_units
-from mailguard.archive.state import Record, StateStore, add_counts, edge_hashes
+from mailguard.archive.state import TWICE, Record, StateStore, add_counts, edge_hashes
+from mailguard.archive.stored_headers import MboxHeaders, from_line_at, header_fields, offset_of
 from mailguard.archive.workers import Unit
 from mailguard.config import Config
 from mailguard.engine import Engine, report_message_id, report_subject
@@ -59,6 +58,9 @@ class _Source:
     note: str
     key_of: dict[str, str] = field(default_factory=dict)
     """A file's path -> its key in the record (``files`` sources)."""
+    key: Callable[[str], str] | None = None
+    """The key of a file not in ``key_of``: a Maildir message renamed since the listing is
+    read under its new name, and is still recorded under its unique name."""
     expected: int = 0
     """Stored positions; each must come back as an incident or an unreadable message."""
     got: int = 0
@@ -74,7 +76,9 @@ class _Source:
     def position(self, source: str) -> str:
         if self.imap is not None:
             return source.rsplit(";UID=", 1)[-1]
-        return self.key_of.get(source, source)
+        if source in self.key_of:
+            return self.key_of[source]
+        return self.key(source) if self.key is not None else source
 
 
 class Incremental:
@@ -108,6 +112,8 @@ class Incremental:
         self._reread: dict[int, Unit] = {}
         """Units that judge stored positions again, by id (kept alive here: ids stay unique)."""
         self._engine: Engine | None = None
+        self._update: tuple[list[Record], list[str]] | None = None
+        """The records :meth:`finish` made and the sources it dropped, for :meth:`save`."""
 
     # ------------------------------------------------------------------ planning
 
@@ -148,7 +154,7 @@ class Incremental:
             why = f"the mbox is shorter than the {offset:,} bytes read last time (truncated)"
             return self._full(record, old, why, units)
         elif edge_hashes(path, offset) != (old.meta["head"], old.meta["tail"]) or (
-            size > offset and not _from_line_at(path, offset)
+            size > offset and not from_line_at(path, offset)
         ):
             why = (
                 f"the mbox was rewritten (its first {offset:,} bytes are not those read last time)"
@@ -157,7 +163,7 @@ class Incremental:
         unit_label = units[0].label if units else ""
         new = mbox_units(path, self.jobs, offset, unit_label) if size > offset else []
         again, stored = self._split(old)
-        offsets = sorted({_offset(p) for p in again})
+        offsets = sorted({offset_of(p) for p in again})
         again_units = [
             Unit("mbox", path=str(path), offsets=tuple(offsets[i : i + BATCH]), label=unit_label)
             for i in range(0, len(offsets), BATCH)
@@ -168,7 +174,7 @@ class Incremental:
             new,
             again_units,
             stored,
-            _MboxReader(path, unit_label, self.config.limits.max_message_bytes),
+            MboxHeaders(path, unit_label, self.config.limits.max_message_bytes),
         )
 
     def plan_files(self, label: str, root: Path, units: list[Unit], maildir: bool) -> list[Unit]:
@@ -178,8 +184,12 @@ class Incremental:
         record = Record(label, "files", {"maildir": maildir}, seen=set(by_key))
         old = self._old(label, "files")
         gone = old.seen - by_key.keys() if old is not None else set()
-        if old is None or gone:
+        twice = int(old.meta.get(TWICE, 0)) if old is not None else 0
+        if old is None or gone or twice:
             why = f"{len(gone):,} file(s) read last time are gone or were renamed"
+            if twice and not gone:
+                why = (f"{twice:,} message(s) were read twice by the last scan, under two "
+                       "names (an older mailguard's Maildir names)")  # fmt: skip
             planned = self._full(record, old, why, units)
         else:
             new = file_units([by_key[k] for k in sorted(by_key.keys() - old.seen)])
@@ -187,11 +197,18 @@ class Incremental:
             max_bytes = self.config.limits.max_message_bytes
 
             def reader(position: str, whole: bool) -> Input | None:
-                return read_file(by_key[position], max_bytes) if position in by_key else None
+                if position not in by_key:
+                    return None
+                if maildir:  # renamed since the listing: read under its new name
+                    return next(iter(read_files([str(by_key[position])], max_bytes)))
+                return read_file(by_key[position], max_bytes)
 
-            again_units = file_units([by_key[k] for k in again])
+            # A position that is no file now (a path stored by an older version for a
+            # tree) is not found again, and said so, rather than a KeyError.
+            again_units = file_units([by_key[k] for k in again if k in by_key])
             planned = self._carry(record, old, new, again_units, stored, reader)
         self._sources[label].key_of = key_of
+        self._sources[label].key = lambda path: _file_key(root, Path(path), maildir)
         return planned
 
     def _split(self, old: Record) -> tuple[list[str], list[tuple[str, str]]]:
@@ -327,7 +344,7 @@ class Incremental:
         if item.data is None:
             return None
         try:
-            message = parse_message(_header_fields(item.data), self.config.limits)
+            message = parse_message(header_fields(item.data), self.config.limits)
         except InputError:
             return None
         message_id = report_message_id(message.get("message-id"))
@@ -354,16 +371,24 @@ class Incremental:
         if item.data is None:
             return None
         self._engine = self._engine or Engine(self.config)
-        report = self._engine.check(item.data, source=item.source, mode="archived")
+        report = self._engine.check(
+            item.data, source=item.source, mode="archived", incomplete=item.incomplete
+        )
         if report.verdict not in INCIDENT_VERDICTS:
             return None
         tally = Tally()
         tally.add_report(report, len(item.data), tokens=self.tokens)
         return tally.incidents[0]
 
-    def finish(self, register: Register, say: Callable[[str], None]) -> None:
+    def finish(
+        self, register: Register, say: Callable[[str], None],
+        shown: Callable[[str], str] = str,
+    ) -> None:  # fmt: skip
         """Rebuild the stored incidents, merge the carried counts, say per source what
-        happened, update the store (unless the scan was interrupted)."""
+        happened, and get the store's update ready for :meth:`save` (none when the scan was
+        interrupted or nothing changed). ``shown``: a source's
+        label as the register prints it (hashed under ``--redact``: a Maildir's path or an
+        IMAP user name can be an address)."""
         register.merge(self.carried)
         keep: list[Record] = []
         dropped: list[str] = []
@@ -382,12 +407,15 @@ class Incremental:
                     s.got += 1
                     rebuilt.incidents.append(incident)
                     s.record.found.append((position, record))
+            if isinstance(s.reader, MboxHeaders):
+                s.reader.close()
             register.merge(rebuilt)
+            where = shown(label)
             if s.note == "incremental":
-                say(f"mailguard: state: {label}: incremental: {s.new:,} new message(s) read, "
+                say(f"mailguard: state: {where}: incremental: {s.new:,} new message(s) read, "
                     f"{s.carried:,} carried over from the last scan")  # fmt: skip
             else:
-                say(f"mailguard: state: {label}: {s.note}: {s.new:,} message(s) read")
+                say(f"mailguard: state: {where}: {s.note}: {s.new:,} message(s) read")
             if s.got == s.expected:
                 keep.append(s.record)
                 continue
@@ -408,64 +436,25 @@ class Incremental:
             s.note == "incremental" and not s.new for s in self._sources.values()
         ):
             return  # nothing new anywhere: the store already says all of it
-        self.store.save(self.fingerprint, keep, dropped)
+        self._update = (keep, dropped)
 
-
-def _offset(position: str) -> int:
-    return int(position.rsplit("@", 1)[1])
-
-
-class _MboxReader:
-    """Messages of one mbox by offset, from one memory map: a header block is found with
-    two ``find`` calls, without walking to the message's end (a 2 MB attachment)."""
-
-    def __init__(self, path: Path, label: str, max_bytes: int) -> None:
-        self.path, self.label, self.max_bytes = path, label, max_bytes
-
-    def __call__(self, position: str, whole: bool) -> Input | None:
-        at = _offset(position)
-        if whole:
-            return next(iter_mbox(self.path, at, at + 1, self.max_bytes, self.label), None)
-        name = f"{self.label or self.path}@{at}"
-        try:
-            with self.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                start = mm.find(b"\n", at, at + 1000) + 1
-                if start <= 0 or not is_from_line(mm[at : start - 1]):
-                    return None
-                stop = start + self.max_bytes  # a message without a blank line: bounded
-                blank = (mm.find(b"\n\n", start, stop), mm.find(b"\r\n\r\n", start, stop))
-                ends = [i for i in blank if i >= 0]
-                return Input(name, mm[start : min(ends)] if ends else mm[start:stop])
-        except (OSError, ValueError):
-            return None
-
-
-_FIELDS = re.compile(
-    rb"^(?:from|sender|subject|message-id)[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*",
-    re.IGNORECASE | re.MULTILINE,
-)
-
-
-def _header_fields(data: bytes) -> bytes:
-    """Only the header fields an incident's record lacks (From, Sender, Subject,
-    Message-ID), with their continuation lines: a 300-address Cc is not parsed again."""
-    ends = [i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n")) if i >= 0]
-    block = data[: min(ends)] if ends else data
-    out = [m.group() for m in _FIELDS.finditer(block)]
-    return b"\n".join(out) + b"\n\n" if out else b"X-Mailguard-None: 1\n\n"
-
-
-def _from_line_at(path: Path, offset: int) -> bool:
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        end = mm.find(b"\n", offset, offset + 1000)
-        return is_from_line(mm[offset : end if end >= 0 else offset + 1000])
+    def save(self) -> None:
+        """Write to the store what :meth:`finish` got ready. Called once the register is
+        written, so that a store that cannot be written (disk full, an I/O error) costs no
+        finding; raises :class:`~mailguard.archive.state.StateError` then, the store left
+        as it was (its next scan reads again what this one read)."""
+        if self._update is not None:
+            keep, dropped = self._update
+            self._update = None
+            self.store.save(self.fingerprint, keep, dropped)
 
 
 def _file_key(root: Path, path: Path, maildir: bool) -> str:
-    """A Maildir message by its unique name (flags after ``:`` and ``new/``/``cur/`` vary);
-    a file in a tree by its path below the source."""
+    """A Maildir message by its unique name (the info after ``:``, ``!`` or ``;`` and
+    ``new/``/``cur/`` vary: :func:`~mailguard.archive.maildir.unique_name`); a file in a
+    tree by its path below the source."""
     if maildir:
-        return path.name.split(":", 1)[0]
+        return unique_name(path.name)
     try:
         return str(path.relative_to(root)) if path != root else path.name
     except ValueError:

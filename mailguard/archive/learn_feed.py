@@ -30,13 +30,13 @@ from typing import Any
 from mailguard.archive.imap import iter_imap, parse_imap_url
 from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.imap_url import is_imap_url
-from mailguard.archive.maildir import is_maildir, maildir_files
+from mailguard.archive.maildir import is_maildir, maildir_files, read_files, unique_name
 from mailguard.archive.mbox import iter_mbox, looks_like_mbox
 from mailguard.history.extract import observe
 from mailguard.history.keys import Hasher
 from mailguard.history.learner import Learner
 from mailguard.history.store import HistoryStore
-from mailguard.sources import Input, find_files, is_folder, read_file
+from mailguard.sources import MAX_BYTES, Input, find_files, is_folder, read_file
 
 TAIL_BYTES = 4096
 
@@ -122,10 +122,10 @@ def _mbox(path: Path, learner: Learner) -> FeedResult:
     offset = start
     for item in iter_mbox(path, start, size):
         offset = int(item.source.rpartition("@")[2]) if "@" in item.source else offset
+        if item.incomplete or (item.data is None and "cut off" in (item.error or "")):
+            result.note = "the last message is incomplete; it is read on the next run"
+            break
         if item.data is None:
-            if "cut off" in (item.error or ""):
-                result.note = "the last message is incomplete; it is read on the next run"
-                break
             result.unreadable += 1
             continue
         result.read += 1
@@ -158,15 +158,20 @@ def _files(
         r[0] for r in store.db.execute("SELECT name FROM seen_files WHERE source = ?", (source,))
     }
     new: list[int] = []
+    renamed: list[int] = []
+    todo: list[tuple[str, int]] = []
     for file in files:
-        name = str(file.relative_to(root))
-        if kind == "maildir":
-            name = file.name.split(":", 1)[0]
+        name = unique_name(file.name) if kind == "maildir" else str(file.relative_to(root))
         key = store.hash(Hasher.NAME, name)
         if key in seen:
             result.skipped += 1
-            continue
-        item = read_file(file)
+        elif kind == "maildir" and _legacy(store, file.name, name) in seen:
+            result.skipped += 1  # fed by an older version under its name with its info
+            renamed.append(key)
+        else:
+            todo.append((str(file), key))
+    # read_files: a Maildir message the client renamed since the listing is still read
+    for (_, key), item in zip(todo, read_files((f for f, _ in todo), MAX_BYTES), strict=True):
         if item.data is None:
             result.unreadable += 1
             continue
@@ -175,9 +180,19 @@ def _files(
         new.append(key)
     learner.flush()
     with store.transaction() as db:
-        db.executemany("INSERT OR IGNORE INTO seen_files VALUES (?, ?)", [(source, k) for k in new])
+        db.executemany(
+            "INSERT OR IGNORE INTO seen_files VALUES (?, ?)",
+            [(source, k) for k in (*new, *renamed)],
+        )
     _save(learner, source, kind, {"files": len(seen) + len(new)})
     return result
+
+
+def _legacy(store: HistoryStore, name: str, unique: str) -> int | None:
+    """The key an older version gave a Maildir file: its name cut at ``:`` only, so with
+    the info after ``!`` or ``;`` (``uniq!2,S``); None when that is the unique name."""
+    old = name.split(":", 1)[0]
+    return store.hash(Hasher.NAME, old) if old != unique else None
 
 
 def _imap(url: str, learner: Learner, password: Callable[[Any], str] | None) -> FeedResult:

@@ -18,8 +18,11 @@ Quirks handled:
   Both formats agree on that for the common case; the only difference (mboxo's original
   ``>From`` lines) is body text no rule depends on.
 * CRLF files: the separator line ends with ``\\r\\n`` and is removed with it.
-* A file cut off in the middle of its last message (no final newline) gives an error entry
-  for that message, after every complete message has been read.
+* A file cut off in the middle of its last message (no final newline) may be one still
+  being written, or one whose writer left out the newline: the message is judged as it is,
+  with ``incomplete`` saying so (a finding of the input-limits rule), because its header
+  block, and with it any exposure, is usually all there. Only a ``From_`` line with
+  nothing after it is an error entry.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from mailguard.sources import MAX_BYTES, Input, not_regular, too_large
 
 _FROM = b"From "
 _NL_FROM = b"\n" + _FROM
+Buffer = bytes | mmap.mmap
+"""What the splitter walks: a mapped file, or an mbox already read (stdin)."""
 _BOM = b"\xef\xbb\xbf"
 _SENDER = re.compile(rb"[^ \t\n\r\f\v]*")  # the word after "From " (a run of non-blanks)
 _SENDER_ID = re.compile(rb"[@\d]")
@@ -53,10 +58,16 @@ def looks_like_mbox(path: Path) -> bool:
     """A regular file whose first line (after a byte-order mark) is a ``From_`` line."""
     try:
         with _open_regular(path) as f:
-            head = f.read(_LINE_MAX).removeprefix(_BOM)
+            head = f.read(_LINE_MAX)
     except OSError:
         return False
-    return is_from_line(head.split(b"\n", 1)[0])
+    return starts_like_mbox(head)
+
+
+def starts_like_mbox(data: bytes) -> bool:
+    """Whether ``data`` starts (after a byte-order mark) with a ``From_`` line."""
+    head = data[: _LINE_MAX + len(_BOM)].removeprefix(_BOM)
+    return head.startswith(b"From ") and is_from_line(head.split(b"\n", 1)[0])
 
 
 def is_from_line(line: bytes) -> bool:
@@ -80,7 +91,7 @@ def is_from_line(line: bytes) -> bool:
     return bool(sender) and blank_next and _TIME_OF_DAY.search(rest) is not None
 
 
-def _is_from_line(mm: mmap.mmap, start: int) -> bool:
+def _is_from_line(mm: Buffer, start: int) -> bool:
     end = mm.find(b"\n", start, start + _LINE_MAX)
     return is_from_line(mm[start : end if end >= 0 else min(len(mm), start + _LINE_MAX)])
 
@@ -120,7 +131,7 @@ def split_at(path: Path, targets: list[int], begin: int = 0) -> list[tuple[int, 
     return list(zip(starts, ends, strict=True))
 
 
-def _next_from_line(mm: mmap.mmap, pos: int, size: int) -> int:
+def _next_from_line(mm: Buffer, pos: int, size: int) -> int:
     """Offset of the first ``From_`` line starting at or after ``pos``; ``size`` if none."""
     while True:
         # By the space of "\nFrom ": base64 has none, so an attachment is one memchr.
@@ -156,47 +167,66 @@ def iter_mbox(
             return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             stop = size if end is None else min(end, size)
-            pos = start
-            if start == 0 and mm[:3] == _BOM:
-                pos = 3
-            if start == 0 and not _is_from_line(mm, pos):  # (after a byte-order mark too)
-                yield Input(name, None, "not an mbox file: it does not start with 'From '")
-                return
-            while pos < stop:
-                line_end = mm.find(b"\n", pos)
-                if line_end < 0:  # a From_ line and nothing else: cut off
-                    yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
-                    return
-                nxt = _next_from_line(mm, line_end + 1, size)
-                body_end = nxt
-                truncated = nxt == size and mm[size - 1 : size] != b"\n"
-                # The blank line before the next From_ belongs to the separator.
-                if mm[body_end - 2 : body_end] == b"\n\n":
-                    body_end -= 1
-                elif mm[body_end - 4 : body_end] == b"\r\n\r\n":
-                    body_end -= 2
-                if body_end - line_end - 1 > max_bytes:
-                    yield Input(
-                        f"{name}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
-                        unreadable=True,
-                    )  # fmt: skip
-                    pos = nxt
-                    continue
-                data = mm[line_end + 1 : body_end]
-                blank = not data or data.isspace()  # no copy, unlike strip()
-                if truncated or (nxt == size and blank):
-                    yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
-                    return
-                if blank:
-                    yield Input(
-                        f"{name}@{pos}", None, "empty message: a From_ line and nothing else"
-                    )
-                    pos = nxt
-                    continue
-                if data.find(b">From ", 0, _UNQUOTE_WITHIN) >= 0:
-                    data = _QUOTED.sub(rb"\1", data)
-                yield Input(f"{name}@{pos}", data)
-                pos = nxt
+            yield from _messages(mm, name, start, stop, max_bytes)
+
+
+def iter_mbox_bytes(data: bytes, name: str, max_bytes: int = MAX_BYTES) -> Iterator[Input]:
+    """The messages of an mbox already in memory (``check -`` reading a batch on stdin),
+    named and cut exactly as :func:`iter_mbox` names and cuts a file."""
+    if data:
+        yield from _messages(data, name, 0, len(data), max_bytes)
+
+
+def _messages(mm: Buffer, name: str, start: int, stop: int, max_bytes: int) -> Iterator[Input]:
+    """One walk for a mapped file and for bytes: both have ``find`` and slicing, so the
+    two readers cannot drift apart in how they split, unquote or report a cut-off."""
+    size = len(mm)
+    pos = start
+    if start == 0 and mm[:3] == _BOM:
+        pos = 3
+    if start == 0 and not _is_from_line(mm, pos):  # (after a byte-order mark too)
+        yield Input(name, None, "not an mbox file: it does not start with 'From '")
+        return
+    while pos < stop:
+        line_end = mm.find(b"\n", pos)
+        if line_end < 0:  # a From_ line and nothing else: cut off
+            yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
+            return
+        nxt = _next_from_line(mm, line_end + 1, size)
+        body_end = nxt
+        truncated = nxt == size and mm[size - 1 : size] != b"\n"
+        # The blank line before the next From_ belongs to the separator.
+        if mm[body_end - 2 : body_end] == b"\n\n":
+            body_end -= 1
+        elif mm[body_end - 4 : body_end] == b"\r\n\r\n":
+            body_end -= 2
+        if body_end - line_end - 1 > max_bytes:
+            yield Input(
+                f"{name}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
+                unreadable=True,
+            )  # fmt: skip
+            pos = nxt
+            continue
+        data = mm[line_end + 1 : body_end]
+        blank = not data or data.isspace()  # no copy, unlike strip()
+        if nxt == size and blank:
+            yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
+            return
+        if truncated:
+            yield Input(f"{name}@{pos}", _unquoted(data), incomplete=_cut_off(size - pos))
+            return
+        if blank:
+            yield Input(f"{name}@{pos}", None, "empty message: a From_ line and nothing else")
+            pos = nxt
+            continue
+        yield Input(f"{name}@{pos}", _unquoted(data))
+        pos = nxt
+
+
+def _unquoted(data: bytes) -> bytes:
+    if data.find(b">From ", 0, _UNQUOTE_WITHIN) >= 0:
+        return _QUOTED.sub(rb"\1", data)
+    return data
 
 
 def _open_regular(path: Path) -> BinaryIO:
@@ -215,6 +245,6 @@ def _open_regular(path: Path) -> BinaryIO:
 
 def _cut_off(size: int) -> str:
     return (
-        f"message cut off: the mbox ends inside it ({size:,} bytes from its From_ line); "
-        "the file was truncated or is still being written"
+        f"message cut off: the mbox ends inside it, with no final newline ({size:,} bytes "
+        "from its From_ line); the file was truncated or is still being written"
     )

@@ -23,6 +23,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailguard.archive.maildir import read_files
 from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.people import Tokens
 from mailguard.archive.register import ADDRESSES, Tally, parse_date
@@ -30,7 +31,7 @@ from mailguard.config import Config
 from mailguard.engine import Engine
 from mailguard.resolver import DnsService, DnsSettings
 from mailguard.services import Services
-from mailguard.sources import Input, read_file
+from mailguard.sources import Input
 
 T = TypeVar("T")
 
@@ -186,7 +187,9 @@ class Worker:
                 error = item.error or "unreadable"
                 tally.add_error(item.source, f"cannot read: {error}" if item.unreadable else error)
                 continue
-            report = engine.check(item.data, source=item.source, mode="archived")
+            report = engine.check(
+                item.data, source=item.source, mode="archived", incomplete=item.incomplete
+            )
             when = parse_date(report.date)
             if self.window.admits(when):
                 tally.add_report(report, len(item.data), when, self.tokens)
@@ -216,8 +219,7 @@ def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
         else:
             yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes, unit.label)
     elif unit.kind == "files":
-        for name in unit.files:
-            yield read_file(Path(name), max_bytes)
+        yield from read_files(unit.files, max_bytes)
     else:
         yield from unit.inputs
 

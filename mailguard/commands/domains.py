@@ -17,6 +17,7 @@ from mailguard.archive.domain_survey import DEFAULT_DEADLINE, Survey, local_inpu
 from mailguard.archive.imap_url import is_imap_url
 from mailguard.archive.register import SOURCE, ErrorEntry
 from mailguard.commands import CommandError
+from mailguard.commands.common import warn
 from mailguard.commands.settings import ConfigSource, load_settings
 from mailguard.lookalike import KINDS, unicode_form
 from mailguard.resolver import DnsService
@@ -40,7 +41,7 @@ def run_domains(
         raise CommandError(f"--format must be one of {', '.join(FORMATS)}")
     if not (math.isfinite(deadline) and deadline > 0):
         raise CommandError("--deadline must be a positive number of seconds")
-    say = stderr or (lambda text: print(text, file=sys.stderr))
+    say = stderr or warn
     settings = load_settings(source)
     config = settings.config
     errors: list[ErrorEntry] = []

@@ -39,7 +39,9 @@ def run_scan(
     """Scan, write the register, return the exit status.
 
     0: no incident at or above ``fail_on``; 1: incidents; 2: a source or message could not
-    be read; 130: interrupted (what was found so far is still written).
+    be read, or the ``state`` could not be saved (the register is still written); 75:
+    another scan is using the ``state``, nothing was read (try again when it ends); 130:
+    interrupted (what was found so far is still written).
     """
     from mailguard.commands import scan_run
 

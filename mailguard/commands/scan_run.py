@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +23,14 @@ from mailguard.archive.mbox import iter_mbox
 from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import OnTally, Progress, Scanner, Unit, Window, mbox_units, plan
+from mailguard.commands import CommandError
+from mailguard.commands.common import check_writable, error_text, warn, write_report
 from mailguard.config import Config
 from mailguard.engine import Engine, tune_gc_for_batch
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
 from mailguard.redact import Redactor
 from mailguard.resolver import DnsSettings
-from mailguard.scoring import EXIT_ERROR, exit_status
+from mailguard.scoring import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TEMPFAIL, exit_status
 from mailguard.sources import Input
 
 if TYPE_CHECKING:
@@ -35,7 +38,6 @@ if TYPE_CHECKING:
     from mailguard.archive.imap_url import ImapTarget
     from mailguard.archive.incremental import Incremental
 
-EXIT_INTERRUPTED = 130
 IMAP_UNIT = 100
 
 
@@ -67,7 +69,7 @@ def run_scan(
     ``scheduler``, the Dask cluster's workers); see :class:`~mailguard.archive.scanner.Scanner`.
     ``state`` is the incremental store (:mod:`mailguard.archive.incremental`).
     """
-    say = stderr or (lambda text: print(text, file=sys.stderr))
+    say = stderr or warn
     with contextlib.ExitStack() as stack:
         try:
             return _run(
@@ -76,13 +78,21 @@ def run_scan(
                 pattern=pattern, say=say, quiet=quiet, executor=executor, dns=dns,
                 scheduler=scheduler, state=state, pst_folders=pst_folders, pretty=pretty,
             )  # fmt: skip
+        except _Busy as exc:
+            say(f"mailguard: state: {exc}")  # no path: it may hold an address (--redact)
+            return EXIT_TEMPFAIL
         except _Stop as exc:
-            say(f"mailguard: error: {exc}")
+            text = error_text(exc, [*sources, state, output] if redact else None)
+            say(f"mailguard: error: {text}")
             return EXIT_ERROR
 
 
 class _Stop(Exception):
     """The scan cannot start (a cluster, the state file, a missing converter)."""
+
+
+class _Busy(_Stop):
+    """Another scan holds the state file: nothing was read, try again later (exit 75)."""
 
 
 def _run(
@@ -93,6 +103,11 @@ def _run(
     dns: DnsSettings | None, scheduler: str | None, state: Path | None,
     pst_folders: Sequence[str], pretty: bool,
 ) -> int:  # fmt: skip
+    if output is not None:
+        try:
+            check_writable(output)
+        except CommandError as exc:
+            raise _Stop(str(exc)) from None
     window = Window(since, until)
     client = None
     if scheduler is not None:
@@ -106,74 +121,43 @@ def _run(
         incremental = _incremental(
             stack, state, config, window, dns, pattern, scanner.jobs, show_addresses or redact
         )
-    planned: list[tuple[str, Iterable[Unit]]] = []
-    failed: list[ErrorEntry] = []
-    total_bytes: int | None = 0
-    if pst_folders and not any(not is_imap_url(s) and pst.is_pst(s) for s in sources):
-        raise _Stop("--pst-folder names folders of .pst/.ost files, and no source is one")
-    for source in sources:
-        if is_imap_url(source):  # any case of the scheme: IMAPS:// is no local path
-            from mailguard.archive import imap
-
-            try:
-                target = imap.parse_imap_url(source)
-                password = imap.password_from_env_or_prompt(target)
-            except (ValueError, imap.ImapError) as exc:
-                # The message names the URL with any password masked; the raw one may hold it.
-                say(f"mailguard: error: {exc}")
-                return EXIT_ERROR
-            resume = incremental.plan_imap(target.label()) if incremental is not None else None
-            mark = incremental.mark_reread if incremental is not None else None
-            fetched = _imap_units(target, password, config, window, failed, resume, mark)
-            planned.append((target.label(), fetched))
-            total_bytes = None
-            continue
-        if pst.is_pst(source):
-            folders = _pst_sources(stack, source, pst_folders, scanner.jobs, incremental, failed)
-            for label, units in folders:
-                if total_bytes is not None:
-                    total_bytes += sum(u.size for u in units)
-                # Unpacked here, in a private folder the workers of a cluster cannot see:
-                # its messages travel to them in batches, as IMAP's do.
-                max_bytes = config.limits.max_message_bytes
-                read = _read_here(units, max_bytes, incremental) if client else units
-                planned.append((label, read))
-            continue
-        units, errors = plan(source, scanner.jobs, pattern)
-        failed += errors
-        if incremental is not None and units:
-            units = _plan_incremental(incremental, source, units)
-        planned.append((source, units))
-        if total_bytes is not None:
-            total_bytes += sum(u.size for u in units)
+    plan_ = _plan_sources(
+        stack, sources, config, window, jobs=scanner.jobs, pattern=pattern,
+        pst_folders=pst_folders, incremental=incremental, remote=client is not None,
+    )  # fmt: skip
+    planned, failed, total_bytes = plan_.planned, plan_.failed, plan_.total_bytes
 
     tune_gc_for_batch()  # --jobs 1 judges here; the register's objects are many and long-lived
     register = Register((label for label, _ in planned), keep_addresses=show_addresses or redact)
     register.provenance = provenance(config, mode="archived", since=since, until=until, dns=dns)
     on_tally: OnTally | None = incremental.on_tally if incremental is not None else None
-    with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
-        tokens = incremental.tokens_for(scanner.forks) if incremental is not None else None
-        scanner.scan(
-            planned, progress=progress, register=register, on_tally=on_tally, tokens=tokens
-        )
+    if plan_.interrupted:
+        register.interrupted = True  # nothing judged: the register says so rather than nothing
+    else:
+        with _NoProgress() if quiet else _progress_bar(total_bytes) as progress:
+            tokens = incremental.tokens_for(scanner.forks) if incremental is not None else None
+            scanner.scan(
+                planned, progress=progress, register=register, on_tally=on_tally, tokens=tokens
+            )
     if failed:
         register.merge(_errors(failed))
-    if incremental is not None:
-        incremental.finish(register, say)
-
     options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
+    if incremental is not None:
+        incremental.finish(register, say, options.source)
     text = render_register(register, fmt, options, pretty=pretty)
     if output is not None:
         try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            say(f"mailguard: error: cannot write {output}: {exc.strerror or exc}")
+            write_report(output, text)
+        except CommandError as exc:  # it became unwritable during the scan
+            say(f"mailguard: error: {error_text(exc, [output] if redact else None)}")
             return EXIT_ERROR
         if fmt != "text":
             for line in summary_lines(register):
                 say(line)
     else:
         sys.stdout.write(text)
+    if incremental is not None and not _saved(incremental, say):
+        return EXIT_ERROR
     if register.interrupted:
         say("mailguard: interrupted; the register above covers what was scanned so far")
         return EXIT_INTERRUPTED
@@ -181,6 +165,80 @@ def _run(
     if register.incomplete:
         verdicts.append("error")  # a source or folder not read: the audit is not clean
     return exit_status(verdicts, fail_on)
+
+
+@dataclass
+class _Plan:
+    """What each source will be read as, what could not be, and whether Ctrl-C came first."""
+
+    planned: list[tuple[str, Iterable[Unit]]] = field(default_factory=list)
+    failed: list[ErrorEntry] = field(default_factory=list)
+    total_bytes: int | None = 0
+    interrupted: bool = False
+
+
+def _plan_sources(
+    stack: contextlib.ExitStack, sources: list[str], config: Config, window: Window, *,
+    jobs: int, pattern: str, pst_folders: Sequence[str], incremental: Incremental | None,
+    remote: bool,
+) -> _Plan:  # fmt: skip
+    """Each source planned into work units (``remote``: a cluster's workers will judge them).
+
+    Walking a large tree or unpacking a .pst takes a while: Ctrl-C meanwhile ends the
+    planning with what was planned so far and ``interrupted`` set, so the scan still writes
+    a register (empty, marked interrupted) as it does for a Ctrl-C once judging began.
+    """
+    if pst_folders and not any(not is_imap_url(s) and pst.is_pst(s) for s in sources):
+        raise _Stop("--pst-folder names folders of .pst/.ost files, and no source is one")
+    plan_ = _Plan()
+    try:
+        for source in sources:
+            for label, units, size in _source_units(
+                stack, source, config, window, plan_.failed, jobs=jobs, pattern=pattern,
+                pst_folders=pst_folders, incremental=incremental, remote=remote,
+            ):  # fmt: skip
+                plan_.planned.append((label, units))
+                if plan_.total_bytes is not None:
+                    plan_.total_bytes = None if size is None else plan_.total_bytes + size
+    except KeyboardInterrupt:
+        plan_.interrupted = True
+    return plan_
+
+
+def _source_units(
+    stack: contextlib.ExitStack, source: str, config: Config, window: Window,
+    failed: list[ErrorEntry], *, jobs: int, pattern: str, pst_folders: Sequence[str],
+    incremental: Incremental | None, remote: bool,
+) -> list[tuple[str, Iterable[Unit], int | None]]:  # fmt: skip
+    """One source's (label, units, bytes): a PST gives one per mail folder; an IMAP
+    mailbox's size is not known before it is fetched."""
+    if is_imap_url(source):  # any case of the scheme: IMAPS:// is no local path
+        from mailguard.archive import imap
+
+        try:
+            target = imap.parse_imap_url(source)
+            password = imap.password_from_env_or_prompt(target)
+        except (ValueError, imap.ImapError) as exc:
+            # The message names the URL with any password masked; the raw one may hold it.
+            raise _Stop(str(exc)) from None
+        resume = incremental.plan_imap(target.label()) if incremental is not None else None
+        mark = incremental.mark_reread if incremental is not None else None
+        fetched = _imap_units(target, password, config, window, failed, resume, mark)
+        return [(target.label(), fetched, None)]
+    if pst.is_pst(source):
+        out: list[tuple[str, Iterable[Unit], int | None]] = []
+        for label, units in _pst_sources(stack, source, pst_folders, jobs, incremental, failed):
+            # Unpacked here, in a private folder the workers of a cluster cannot see: its
+            # messages travel to them in batches, as IMAP's do.
+            max_bytes = config.limits.max_message_bytes
+            read = _read_here(units, max_bytes, incremental) if remote else units
+            out.append((label, read, sum(u.size for u in units)))
+        return out
+    units, errors = plan(source, jobs, pattern)
+    failed += errors
+    if incremental is not None and units:
+        units = _plan_incremental(incremental, source, units)
+    return [(source, units, sum(u.size for u in units))]
 
 
 def _cluster(stack: contextlib.ExitStack, scheduler: str, paths: list[str]) -> object:
@@ -208,15 +266,32 @@ def _incremental(
     dns: DnsSettings | None, pattern: str, jobs: int, addresses: bool,
 ) -> Incremental:  # fmt: skip
     from mailguard.archive.incremental import Incremental
-    from mailguard.archive.state import StateError, StateStore, fingerprint
+    from mailguard.archive.state import StateBusy, StateError, StateStore, fingerprint
 
     try:
         store = StateStore(path)
+    except StateBusy as exc:
+        raise _Busy(str(exc)) from None
     except StateError as exc:
         raise _Stop(str(exc)) from None
     stack.callback(store.close)
     made = provenance(config, mode="archived", since=window.since, until=window.until, dns=dns)
     return Incremental(store, fingerprint(made, pattern), jobs, config, addresses=addresses)
+
+
+def _saved(incremental: Incremental, say: Callable[[str], None]) -> bool:
+    """The store updated, once the register is written: a store that cannot be written
+    (disk full, an I/O error) loses no finding, and the scan still says it failed."""
+    from mailguard.archive.state import StateError
+
+    try:
+        incremental.save()
+    except StateError as exc:
+        # The reason is SQLite's or the system's, without a path (--redact).
+        say(f"mailguard: state: not updated ({exc}); the register is complete, and the next "
+            "scan with this state reads this run's mail again")  # fmt: skip
+        return False
+    return True
 
 
 def _plan_incremental(incremental: Incremental, source: str, units: list[Unit]) -> list[Unit]:
