@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ("; QUICK run" if args.quick else ""))  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="mailguard-bench-proxy-"))
     base_tree = baseline_tree(args.baseline_ref, workdir / "tree") if args.baseline_ref else None
+    h.stop_on_sigterm()
     with PostfixInstance() as pf:
         proxies = {"proxy": Proxy(workdir, pf.sink_port, workers)}
         try:

@@ -271,6 +271,31 @@ def test_split_with_three_of_twenty_refused_at_rcpt_then_retried(postfix, tmp_pa
     assert "sent=3 earlier=17" in proxy.messages()[-1]
 
 
+def test_a_sender_postfix_refuses_at_mail_is_refused_for_every_recipient(postfix, tmp_path):
+    """Postfix answers the RCPT pipelined behind a refused MAIL with ``503 need MAIL``: the
+    client hears the refusal of MAIL (its class decides whether the client retries)."""
+    access = postfix.base / "sender_access"
+    access.write_text(f"{SENDER} 550 5.7.1 Sender not allowed here\n")
+    postfix.configure(
+        {
+            "smtpd_delay_reject": "no",
+            "smtpd_sender_restrictions": f"check_sender_access texthash:{access}",
+        }
+    )
+    rcpts = ["partner@othercorp.example", "second@othercorp.example"]
+    try:
+        with (
+            proxy_for(postfix, tmp_path) as proxy,
+            pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
+        ):
+            send(proxy, rcpts, eml(f"From: {SENDER}\nTo: {rcpts[0]}\nSubject: s", "hi"))
+    finally:
+        postfix.configure({"smtpd_delay_reject": "yes", "smtpd_sender_restrictions": ""})
+    why = f"5.7.1 <{SENDER}>: Sender address rejected: Sender not allowed here".encode()
+    assert refused.value.recipients == dict.fromkeys(rcpts, (550, why))  # the client's own sender
+    assert sink(postfix) == []
+
+
 # ------------------------------------------------------------------ approvals
 
 

@@ -317,11 +317,13 @@ def test_aiosmtpds_log_lines_are_skipped_only_when_nobody_would_see_them(caplog)
 
 @given(st.integers(200, 599), st.text(st.sampled_from("ab \r\n-"), max_size=12))
 def test_one_line_replies_are_formatted_as_the_general_rule_formats_them(code, text):
-    from mailguard.proxy.handler import format_reply
+    from mailguard.proxy.replies import format_reply
 
-    lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
+    kind = code // 100
+    lines = [line.strip(" ") for line in text.replace("\r", " ").split("\n")]
+    lines = [line for line in lines if line] or [f"{kind}.0.0" if kind != 3 else ""]
     general = "".join(f"{code}-{line}\r\n" for line in lines[:-1]) + f"{code} {lines[-1]}"
-    assert format_reply((code, text)) == general
+    assert format_reply((code, text)) == general.rstrip(" ")
 
 
 def _init_state(smtp: object) -> dict[str, str]:

@@ -20,6 +20,7 @@ from mailguard.config import Config
 from mailguard.proxy.settings import ProxySettings
 from tests.conftest import eml
 from tests.support.proxy import RunningProxy
+from tests.support.scripted_smtp import STALL, ScriptedUpstream
 from tests.support.smtp_upstream import Faults, UpstreamServer, make_test_ca
 
 SENDER = "ops@serviceco.example"
@@ -202,120 +203,64 @@ def test_commands_keep_a_client_from_being_idle(tls, tmp_path):
             assert client.getreply()[0] == 421
 
 
-class _SilentAtData:
-    """An upstream that takes MAIL and RCPT, then never answers DATA (or, ``refuse_data``,
-    refuses the first DATA with 554 and keeps the transaction, as RFC 5321 allows: a MAIL
-    before RSET is then 503); it records every line and counts closed connections."""
-
-    def __init__(self, *, refuse_data: bool = False) -> None:
-        self.refuse_data = refuse_data
-        self.accept_data = False
-        import socket
-        import threading
-
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.lines: list[bytes] = []
-        self.closed = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
-
-    def _session(self, conn) -> None:  # type: ignore[no-untyped-def]
-        file = conn.makefile("rb")
-        conn.sendall(b"220 silent\r\n")
-        open_transaction = in_data = False
-        while line := file.readline():
-            self.lines.append(line)
-            verb = line[:4].upper()
-            if in_data:
-                if line == b".\r\n":
-                    conn.sendall(b"250 queued\r\n")
-                    in_data = open_transaction = False
-            elif verb == b"EHLO":
-                conn.sendall(b"250-silent\r\n250 PIPELINING\r\n")
-            elif verb == b"MAIL":
-                conn.sendall(b"503 nested MAIL\r\n" if open_transaction else b"250 ok\r\n")
-                open_transaction = True
-            elif verb in (b"RCPT", b"RSET"):
-                open_transaction = verb == b"RCPT"
-                conn.sendall(b"250 ok\r\n")
-            elif verb == b"DATA" and self.refuse_data:
-                self.refuse_data, self.accept_data = False, True
-                conn.sendall(b"554 5.5.1 no thanks\r\n")
-            elif verb == b"DATA" and self.accept_data:
-                conn.sendall(b"354 go\r\n")
-                in_data = True
-            # DATA otherwise, and anything after it: no answer
-        self.closed += 1
-        conn.close()
-
-
 def test_a_client_leaving_mid_command_never_leaves_a_broken_connection_in_the_pool(tmp_path):
     import socket
 
     from tests.support.procs import wait_until
 
-    up = _SilentAtData()
-    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
-    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
-        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-        file = sock.makefile("rb")
-        file.readline()
-        for line in (b"EHLO x", f"MAIL FROM:<{SENDER}>".encode(),
-                     b"RCPT TO:<partner@othercorp.example>", b"DATA"):  # fmt: skip
-            sock.sendall(line + b"\r\n")
-            while file.readline()[3:4] == b"-":
-                pass
-        sock.sendall(clean() + b".\r\n")  # the proxy checks it and sends DATA upstream
-        assert wait_until(lambda: up.lines and up.lines[-1] == b"DATA\r\n", 10)
-        file.close()
-        sock.close()  # gone while the proxy waits for the upstream's 354
-        assert wait_until(lambda: up.closed == 1, 10)  # that connection was dropped...
-        assert up.lines[-1] == b"DATA\r\n"  # ...without a word (no RSET or QUIT as text)
-        assert proxy.server.relay.idle == 0
-        assert not any("Traceback" in line for line in proxy.log.lines)
-    up.server.close()
+    with ScriptedUpstream({"DATA": STALL}) as up:
+        settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            file = sock.makefile("rb")
+            file.readline()
+            for line in (b"EHLO x", f"MAIL FROM:<{SENDER}>".encode(),
+                         b"RCPT TO:<partner@othercorp.example>", b"DATA"):  # fmt: skip
+                sock.sendall(line + b"\r\n")
+                while file.readline()[3:4] == b"-":
+                    pass
+            sock.sendall(clean() + b".\r\n")  # the proxy checks it and sends DATA upstream
+            assert wait_until(lambda: up.lines and up.lines[0][-1:] == [b"DATA\r\n"], 10)
+            file.close()
+            sock.close()  # gone while the proxy waits for the upstream's 354
+            assert wait_until(lambda: up.closed == 1, 10)  # that connection was dropped...
+            assert up.lines[0][-1] == b"DATA\r\n"  # ...without a word (no RSET or QUIT as text)
+            assert proxy.server.relay.idle == 0
+            assert not any("Traceback" in line for line in proxy.log.lines)
 
 
 def test_a_refused_data_is_reset_before_the_connection_is_reused(tmp_path):
-    up = _SilentAtData(refuse_data=True)
-    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
-    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
-        with pytest.raises(smtplib.SMTPDataError) as refused:
-            send(proxy, ["partner@othercorp.example"], clean())
-        assert (refused.value.smtp_code, refused.value.smtp_error) == (554, b"5.5.1 no thanks")
-        assert send(proxy, ["partner@othercorp.example"], clean("again")) == {}
-        assert proxy.server.relay.opened == 1  # the same upstream connection, reset between
-        assert b"RSET\r\n" in up.lines
-    up.server.close()
+    """RFC 5321 keeps the transaction after a refused DATA: without RSET, the next MAIL on
+    that connection would be a nested MAIL (503)."""
+    with ScriptedUpstream({"DATA": ("554 5.5.1 no thanks", "354 go ahead")}) as up:
+        settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none")
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                send(proxy, ["partner@othercorp.example"], clean())
+            assert (refused.value.smtp_code, refused.value.smtp_error) == (554, b"5.5.1 no thanks")
+            assert send(proxy, ["partner@othercorp.example"], clean("again")) == {}
+            assert proxy.server.relay.opened == 1  # the same upstream connection, reset between
+    assert b"RSET\r\n" in up.lines[0] and len(up.accepted) == 1
 
 
 def test_an_upstream_that_stops_answering_is_a_451_after_relay_timeout(tmp_path):
-    up = _SilentAtData()
-    settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none",
-                             relay_timeout=0.5)  # fmt: skip
-    with RunningProxy(settings, journal=tmp_path / "j") as proxy:
-        for _ in range(2):  # the second on a new connection: the first was given up
-            started = time.monotonic()
-            with (
-                smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as client,
-                pytest.raises(smtplib.SMTPDataError) as refused,
-            ):
-                client.sendmail(SENDER, ["partner@othercorp.example"], clean())
-            assert 0.4 < time.monotonic() - started < 5
-            assert refused.value.smtp_code == 451
-            assert refused.value.smtp_error == b"4.4.2 mailguard: upstream failed (TimeoutError)"
-        assert proxy.server.relay.opened == 2 and proxy.server.relay.idle == 0
-    up.server.close()
+    with ScriptedUpstream({"DATA": STALL}) as up:
+        settings = ProxySettings(relay=f"127.0.0.1:{up.port}", relay_security="none",
+                                 relay_timeout=0.5)  # fmt: skip
+        with RunningProxy(settings, journal=tmp_path / "j") as proxy:
+            for _ in range(2):  # the second on a new connection: the first was given up
+                started = time.monotonic()
+                with (
+                    smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as client,
+                    pytest.raises(smtplib.SMTPDataError) as refused,
+                ):
+                    client.sendmail(SENDER, ["partner@othercorp.example"], clean())
+                assert 0.4 < time.monotonic() - started < 5
+                assert refused.value.smtp_code == 451
+                assert refused.value.smtp_error == (
+                    b"4.4.2 mailguard: upstream failed (TimeoutError)"
+                )
+            assert proxy.server.relay.opened == 2 and proxy.server.relay.idle == 0
 
 
 def test_an_unreachable_upstream_is_a_temporary_refusal_without_a_traceback(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import smtplib
 
 from hypothesis import given, settings
@@ -67,11 +68,37 @@ def _smtplib_replies(data: bytes) -> list[tuple[int, str]]:
     return out
 
 
+def _malformed(data: bytes) -> list[bool]:
+    """For each reply as smtplib cuts them: whether a line of it breaks RFC 5321 4.2 (three
+    digits, then a space, a hyphen or the end; the same code on every line), which the
+    proxy reads as code -1."""
+    out, bad, first = [], False, None
+    for line in re.findall(rb"[^\n]*\n", data):
+        first = line[:3] if first is None else first
+        bad = bad or re.match(rb"[0-9]{3}(?:[ -]|\r?\n\Z)", line) is None or line[:3] != first
+        try:
+            int(line[:3])
+        except ValueError:
+            pass
+        else:
+            if line[3:4] == b"-":
+                continue
+        out.append(bad)
+        bad, first = False, None
+    return out
+
+
 @settings(max_examples=500, deadline=None)
 @given(lines=st.lists(_LINE, min_size=1, max_size=12), cuts=st.lists(st.integers(1, 300)))
 def test_replies_are_read_as_smtplib_reads_them(lines, cuts):
+    """As smtplib, but a reply smtplib reads from lines RFC 5321 does not allow (``2500``,
+    `` 25 ok``, ``250ok``, ``250-a`` then ``550 b``) is -1, as one whose code is not a
+    number."""
     data = b"".join(lines) + b"250 end\r\n"  # the last reply complete, as smtplib needs it
-    expected = _smtplib_replies(data)
+    expected = [
+        (-1 if bad else code, text)
+        for (code, text), bad in zip(_smtplib_replies(data), _malformed(data), strict=True)
+    ]
     loop = asyncio.new_event_loop()
     try:
         replies, at, got = Replies(loop), 0, []

@@ -37,6 +37,7 @@ from mailguard.proxy.auth import Users
 from mailguard.proxy.journal import Journal
 from mailguard.proxy.lane import LaneSMTP
 from mailguard.proxy.relay import Relay, Reply, Upstream, UpstreamError
+from mailguard.proxy.replies import IDLE, INTERNAL, REWORDED, SHUTTING_DOWN, format_reply
 from mailguard.proxy.settings import ProxySettings, is_loopback
 from mailguard.recipients import Envelope
 from mailguard.report import Report
@@ -53,7 +54,6 @@ _PLAIN_PATH = re.compile(
     r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(.*)\Z",
     re.DOTALL,
 )
-INTERNAL = "451 4.3.0 mailguard: internal error; please try again later"
 _peer_is_loopback = functools.lru_cache(maxsize=256)(is_loopback)
 """Asked for every connection, nearly always about the same few peers."""
 
@@ -61,16 +61,6 @@ _peer_is_loopback = functools.lru_cache(maxsize=256)(is_loopback)
 def quiet_aiosmtpd() -> None:
     """aiosmtpd logs addresses at INFO (``sender: ...``, ``recip: ...``): keep it out."""
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-
-
-def format_reply(reply: Reply) -> str:
-    """A possibly multi-line upstream reply as one SMTP reply (``250-...`` lines)."""
-    code, text = reply
-    if "\n" not in text and "\r" not in text:  # one line, as nearly every reply
-        return f"{code} {text}"
-    lines = [line for line in text.replace("\r", "").split("\n") if line] or [""]
-    head = "".join(f"{code}-{line}\r\n" for line in lines[:-1])
-    return f"{head}{code} {lines[-1]}"
 
 
 aiosmtpd_init.install()
@@ -81,15 +71,30 @@ class ProxySession(SmtpSession):
         super().__init__(loop)
         self.upstream: Upstream | None = None
         self.mail_reply: Reply | None = None
-        self.busy = False
-        """Judging or delivering a message: the idle timer does not apply."""
         """The upstream's answer to MAIL (sent with the first RCPT); None: not sent yet."""
+        self._busy = False
+        self.ready_at = 0.0
+        """Loop time at which we last stopped being busy: the client's idle time counts
+        from our reply, not from the last time the timer found us busy."""
+
+    @property
+    def busy(self) -> bool:
+        """Waiting for the upstream, or judging or delivering a message: the client waits
+        for us, so the idle timer does not apply (the upstream's own is relay_timeout)."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self._busy = value
+        if not value:
+            self.ready_at = self.loop.time()
 
 
 class ProxySMTP(aiosmtpd_init.QuickSMTP, LaneSMTP):
     """aiosmtpd's SMTP with our session type and AUTH without TLS from loopback only (and
     its set-up from per-class tables: :class:`~mailguard.proxy.aiosmtpd_init.QuickSMTP`)."""
 
+    reworded = REWORDED
     line_length_limit = 64 * 1024
     """RFC 5321 allows 1,000 octets per line and aiosmtpd refuses longer ones; scripts that
     write a To: of 300 addresses on one line are this gateway's customers, and Postfix too
@@ -130,23 +135,36 @@ class ProxySMTP(aiosmtpd_init.QuickSMTP, LaneSMTP):
         """``421`` before closing, as RFC 5321 asks; never while we are delivering."""
         session = self.session
         quiet = self.loop.time() - self._heard
-        if isinstance(session, ProxySession) and session.busy:
-            self._reset_timeout()
-            return
+        if isinstance(session, ProxySession):
+            if session.busy:
+                self._reset_timeout()
+                return
+            quiet = min(quiet, self.loop.time() - session.ready_at)
         if quiet < self._timeout_duration:
             self._reset_timeout(self._timeout_duration - quiet)
             return
         transport = self.transport
         write = getattr(transport, "write", None)  # uvloop's transports are not asyncio's
         if transport is not None and write is not None and not transport.is_closing():
-            write(b"421 4.4.2 mailguard: idle too long, closing\r\n")
+            write(IDLE.encode() + b"\r\n")
         super()._timeout_cb()
+
+    def goodbye(self) -> None:
+        """``421`` and close: the proxy is stopping (RFC 5321 3.8); the client retries."""
+        transport = self.transport
+        write = getattr(transport, "write", None)
+        if transport is not None and write is not None and not transport.is_closing():
+            write(SHUTTING_DOWN.encode() + b"\r\n")
+            transport.close()
 
     def _create_session(self) -> ProxySession:
         return ProxySession(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        gateway = self.event_handler
+        if isinstance(gateway, Gateway):
+            gateway.clients.add(self)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer and _peer_is_loopback(str(peer[0])):
             # Clear-text PLAIN/LOGIN is acceptable where nobody can listen in: loopback.
@@ -156,8 +174,10 @@ class ProxySMTP(aiosmtpd_init.QuickSMTP, LaneSMTP):
         session = self.session
         super().connection_lost(error)
         gateway = self.event_handler
-        if isinstance(session, ProxySession) and isinstance(gateway, Gateway):
-            gateway.forget(session)
+        if isinstance(gateway, Gateway):
+            gateway.clients.discard(self)
+            if isinstance(session, ProxySession):
+                gateway.forget(session)
 
 
 class Gateway:
@@ -175,6 +195,8 @@ class Gateway:
         self.users = users
         self.decide_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailguard-check")
         self._releasing: set[asyncio.Task[None]] = set()
+        self.clients: set[ProxySMTP] = set()
+        """The connected clients (told ``421`` when the proxy stops)."""
 
     # ------------------------------------------------------------- aiosmtpd hooks
 
@@ -195,10 +217,13 @@ class Gateway:
         # thread instead of two (a third of the hand-offs of a one-recipient message); its
         # answer to MAIL, if not 250, is the answer to that RCPT and every later one.
         await self._release(session)
+        session.busy = True  # waiting for an upstream connection: the client waits for us
         try:
             session.upstream = await self.relay.acquire()
         except UpstreamError as exc:
             return format_reply(exc.reply)
+        finally:
+            session.busy = False
         session.mail_reply = None
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -213,8 +238,9 @@ class Gateway:
         upstream = session.upstream
         if upstream is None:
             return "451 4.4.2 mailguard: the upstream connection was lost; start again"
-        if session.mail_reply is not None and session.mail_reply[0] != 250:
+        if session.mail_reply is not None and session.mail_reply[0] // 100 != 2:
             return format_reply(session.mail_reply)
+        session.busy = True  # waiting for the upstream's answer (up to relay_timeout)
         try:
             if session.mail_reply is None:
                 sender, opts = envelope.mail_from or "", tuple(envelope.mail_options)
@@ -224,7 +250,9 @@ class Gateway:
         except UpstreamError as exc:
             session.mail_reply = session.mail_reply or exc.reply
             return format_reply(exc.reply)
-        if reply[0] in (250, 251):
+        finally:
+            session.busy = False
+        if reply[0] // 100 == 2:  # any 2xx: the upstream has the recipient, so do we
             envelope.rcpt_tos.append(address)
         return format_reply(reply)
 
@@ -262,8 +290,8 @@ class Gateway:
         try:
             reply, fields = await self._deliver(session, envelope, started)
         finally:
-            session.busy = False
             await self._release(session)
+            session.busy = False  # only now: the reply is written before anything else
         self._log(envelope, fields, reply, started)
         return format_reply(reply)
 
@@ -365,6 +393,30 @@ class Gateway:
         upstream, session.upstream = session.upstream, None
         if upstream is not None:
             await self.relay.release(upstream)
+
+    async def stop_serving(self, grace: float) -> None:
+        """``421 4.3.2`` to every client, and its connection closed (RFC 5321 3.8). A client
+        whose message is being judged or relayed hears its answer first, for up to
+        ``grace`` seconds; after that its upstream connection is dropped mid-command (no
+        half-sent message can be completed) and it hears ``421`` too, as it does while it
+        sends a message (nothing of that has reached the upstream). Returns once their
+        upstream connections are given back (RSET), so that the pool can close them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        told: set[ProxySMTP] = set()
+        while untold := self.clients - told:
+            late = loop.time() >= deadline
+            for smtp in untold:
+                session = smtp.session
+                if late or not (isinstance(session, ProxySession) and session.busy):
+                    smtp.goodbye()
+                    told.add(smtp)
+            await asyncio.sleep(0.01)
+        closing = loop.time() + 1.0
+        while self.clients and loop.time() < closing:  # connection_lost comes after close
+            await asyncio.sleep(0.01)
+        if self._releasing:
+            await asyncio.wait(list(self._releasing), timeout=self.settings.relay_timeout)
 
     def forget(self, session: ProxySession) -> None:
         """The client went away: give its upstream connection back (RSET first)."""

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from typing import Any, ClassVar
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
@@ -298,13 +298,18 @@ class LaneSMTP(SMTP):
     _corked: list[bytes] | None = None
     """While set, replies are collected here instead of written (see :meth:`smtp_EHLO`)."""
 
+    reworded: ClassVar[Mapping[str, str]] = {}
+    """aiosmtpd's fixed replies said otherwise (the proxy's: with an enhanced status code)."""
+
     async def push(self, status: str | bytes) -> None:
-        """aiosmtpd's ``push`` (same encoding, same bytes) without its debug line, which
-        ``mail.log`` at WARNING never shows; collected instead while ``_corked``."""
+        """aiosmtpd's ``push`` (same encoding, same bytes, but for :attr:`reworded`) without
+        its debug line, which ``mail.log`` at WARNING never shows; collected instead while
+        ``_corked``."""
         if self._skip_greeting:  # aiosmtpd's loop taking over (:meth:`_hand_over`)
             self._skip_greeting = False
             return
         if isinstance(status, str):
+            status = self.reworded.get(status, status)
             status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
         if self._corked is not None:
             self._corked.append(status)
@@ -380,8 +385,10 @@ class LaneSMTP(SMTP):
             except UnicodeDecodeError:
                 await self.push("500 Error: strict ASCII mode")
                 return
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:  # answered or failed (451), the transaction is over (RFC 5321 4.1.1.4)
+            self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
 
     def _text_codec(self) -> tuple[str, str]:

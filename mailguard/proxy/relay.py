@@ -21,7 +21,8 @@ One connection serves one client transaction at a time (checked out at MAIL, ret
 the reply to DATA); between transactions it waits in the pool for the next one (connection
 reuse), up to ``relay_idle`` seconds. A failure is an :class:`UpstreamError` with an SMTP
 reply for the client, never a traceback: a refused or broken upstream becomes ``451 4.4.x``
-(try again later) or the upstream's own reply.
+(try again later); the upstream's own refusal of the message or a recipient is passed on,
+and :func:`~mailguard.proxy.wire.gateway_failure` tells the two apart.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import base64
 import contextlib
 import functools
 import hmac
+import logging
 import os
 import re
 import socket
@@ -38,8 +40,17 @@ import ssl
 import time
 
 from mailguard.proxy.settings import PASSWORD_ENV, ProxySettings, parse_hostport
-from mailguard.proxy.wire import DISCONNECTED, Failed, Replies, Reply, quote_path, stuffed
+from mailguard.proxy.wire import (
+    DISCONNECTED,
+    Failed,
+    Replies,
+    Reply,
+    gateway_failure,
+    quote_path,
+    stuffed,
+)
 
+log = logging.getLogger("mailguard.proxy")
 BUSY: Reply = (451, "4.4.5 mailguard: every upstream connection is busy; try again later")
 CLIENT_ASCII: Reply = (553, "5.6.7 mailguard: a non-ASCII address needs SMTPUTF8 on MAIL FROM")
 UPSTREAM_ASCII: Reply = (
@@ -156,7 +167,9 @@ class Upstream:
         code, text = await self.command(f"EHLO {self.helo}")
         self.features = features = dict[str, str]()
         if code != 250:
-            await self.command(f"HELO {self.helo}")
+            code, _ = await self.command(f"HELO {self.helo}")
+            if code != 250:  # as smtplib's SMTPHeloError: MAIL would only be refused (503)
+                raise Failed("SMTPHeloError")
             return
         for line in text.split("\n")[1:]:
             if line[:5].lower() == "auth=":
@@ -170,7 +183,9 @@ class Upstream:
         offered = self.features["auth"].upper().split()
         methods = [m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in offered]
         if not methods:
-            raise Failed("SMTPException")
+            raise UpstreamError(
+                (451, "4.7.0 mailguard: the upstream offers no AUTH method we have")
+            )
         code = 535
         for method in methods:
             if method == "CRAM-MD5":
@@ -189,8 +204,15 @@ class Upstream:
         raise UpstreamError((451, f"4.7.0 mailguard: upstream refused our login ({code})"))
 
     def alive(self) -> bool:
+        """Open, and not a reply behind: a reply nobody asked for (an upstream that answers
+        twice, a 421 before it closes) would be read as the next command's answer."""
         replies = self._replies
-        return replies is not None and replies.lost is None and not replies.transport.is_closing()  # type: ignore[union-attr]
+        return (
+            replies is not None
+            and replies.lost is None
+            and not replies.transport.is_closing()  # type: ignore[union-attr]
+            and not replies.unread()
+        )
 
     def abort(self) -> None:
         """Drop the connection without a word: nothing more may reach the upstream on it
@@ -261,21 +283,37 @@ class Upstream:
         """One command while connecting (EHLO, STARTTLS, AUTH): a failure is ``Failed``."""
         return await self._within(self._send(line.encode("utf-8", "surrogateescape") + b"\r\n")[0])
 
-    async def _checked(self, *commands: bytes) -> list[Reply]:
-        """Send, read every reply; a lost connection or a 421 closes it (UpstreamError)."""
+    async def _checked(self, *commands: bytes, go_on: int = 2) -> list[Reply]:
+        """Send, read every reply: each is ``go_on``xx (2: done, 3: send the data) or a
+        refusal of the message (4xx, 5xx). Anything else closes the connection and is an
+        UpstreamError with a 4xx for the client (:func:`~.wire.gateway_failure`)."""
+        futures: list[asyncio.Future[Reply]] = []
         try:
             futures = self._send(*commands)
             replies = [await self._within(future) for future in futures]
         except Failed as exc:
+            for future in futures:  # the rest of a pipeline failed too: seen, not logged
+                if future.done() and not future.cancelled():
+                    future.exception()
             self.close()
             raise UpstreamError(exc.reply) from None
         except asyncio.CancelledError:
             self.abort()  # the client went away mid-command: this connection's state is unknown
             raise
-        for code, text in replies:
-            if code in (-1, 421):
+        for code, _ in replies:
+            failure = gateway_failure(code, go_on)
+            if failure is None:
+                if code // 100 != go_on:
+                    break  # refused: what follows in the pipeline follows from it (503)
+                continue
+            if code in (530, 538):  # nothing will pass until the settings change
+                log.error("the upstream refused the proxy's own session with %d: does it "
+                          "need relay_security or relay_user?", code)  # fmt: skip
+            if code == 421:
                 self.close()
-                raise UpstreamError(DISCONNECTED if code == -1 else (421, text))
+            else:  # out of step with the upstream, or garbage: not a word more (in DATA
+                self.abort()  # it is text)
+            raise UpstreamError(failure)
         return replies
 
     def _mail_line(self, sender: str, options: tuple[str, ...]) -> tuple[bytes, str]:
@@ -309,7 +347,7 @@ class Upstream:
                 mail_reply, rcpt_reply = await self._checked(mail, rcpt)
             else:
                 mail_reply = (await self._checked(mail))[0]
-                if mail_reply[0] != 250:
+                if mail_reply[0] // 100 != 2:
                     rcpt_reply = mail_reply
                 else:
                     rcpt_reply = refused if rcpt is None else (await self._checked(rcpt))[0]
@@ -318,8 +356,8 @@ class Upstream:
                 raise
             await self.connect()
             return await self.begin(sender, options, recipient, reopen=False)
-        self.in_transaction = mail_reply[0] == 250
-        if mail_reply[0] != 250:
+        self.in_transaction = mail_reply[0] // 100 == 2
+        if not self.in_transaction:
             return mail_reply, mail_reply
         return mail_reply, rcpt_reply
 
@@ -340,8 +378,8 @@ class Upstream:
             payload = await asyncio.get_running_loop().run_in_executor(None, stuffed, message)
         else:
             payload = stuffed(message)
-        reply = (await self._checked(b"DATA\r\n"))[0]
-        if reply[0] != 354:
+        reply = (await self._checked(b"DATA\r\n", go_on=3))[0]
+        if reply[0] // 100 != 3:
             return reply  # still in the transaction: RSET before the connection is reused
         self.in_transaction = False
         return (await self._checked(payload))[0]
@@ -357,9 +395,9 @@ class Upstream:
     ) -> Reply:
         """One whole transaction for one recipient (a split copy), on this connection only."""
         mail, reply = await self.begin(sender, options, recipient, reopen=False)
-        if mail[0] != 250:
+        if mail[0] // 100 != 2:
             return mail
-        if reply[0] not in (250, 251):
+        if reply[0] // 100 != 2:
             await self.rset()
             return reply
         reply = await self.data(data)

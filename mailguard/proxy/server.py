@@ -38,6 +38,9 @@ from mailguard.proxy.settings import (
 from mailguard.services import Services
 
 log = logging.getLogger("mailguard.proxy")
+STOP_GRACE = 5.0
+"""Seconds a message being judged or relayed at shutdown has to get its answer before its
+client is told ``421`` (as every other client is at once) and its upstream dropped."""
 _WARM_UP = b"From: a@warm-up.example\r\nTo: b@warm-up.test\r\nSubject: warm-up\r\n\r\nhi\r\n"
 
 
@@ -131,6 +134,9 @@ class ProxyServer:
                 task.cancel()
         if self._server is not None:
             self._server.close()
+        if self.gateway is not None:
+            await self.gateway.stop_serving(STOP_GRACE)
+        if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         if self.relay is not None:

@@ -153,7 +153,8 @@ class UpstreamServer:
 
             def authenticator(server: SMTP, session: Any, envelope: Any, mechanism: str,
                               data: Any) -> AuthResult:  # fmt: skip
-                return AuthResult(success=data == expected, auth_data=data)
+                # handled=False: aiosmtpd then answers a failure with 535 (True: nothing)
+                return AuthResult(success=data == expected, handled=False, auth_data=data)
 
             smtp.update(auth_required=True, authenticator=authenticator,
                         auth_require_tls=mode != "none")  # fmt: skip
