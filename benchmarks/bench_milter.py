@@ -781,6 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvloop = False
     status: int | None = None
     try:
+        h.stop_on_sigterm()
         with PostfixInstance() as pf:
             progress(f"Postfix instance {pf.base}, smtpd on 127.0.0.1:{pf.smtp_port}")
             try:

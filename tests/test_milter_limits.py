@@ -27,7 +27,7 @@ from mailguard.errors import ConfigError
 from mailguard.milter import protocol as p
 from mailguard.milter import server as server_mod
 from mailguard.milter.server import MilterServer, fd_budget
-from mailguard.milter.session import Session
+from mailguard.milter.session import Session, Transaction
 from mailguard.milter.settings import FIELD_COST, MilterSettings, from_mapping
 from tests.support.faults import before_every_check
 from tests.support.milter_client import MilterClient
@@ -167,6 +167,29 @@ def test_decision_timeout_covers_inline_decisions(
                                     b"please try again later\0")]  # fmt: skip
     assert any("exceeded its 0.3 s budget" in rec.getMessage() for rec in caplog.records)
     assert slow.ended_at is not None  # stopped, not abandoned
+    c.send(p.ABORT)
+    assert c.message(CLEAN) == SETTLED_AT_HEADERS
+
+
+def test_a_late_inline_decision_is_over_budget_even_if_it_never_reached_a_checkpoint(
+    server_factory: list[Running],
+) -> None:
+    # Work past the budget that reached no checkpoint: nothing can stop it on the event
+    # loop, but its late verdict must not be used, at end-of-headers or at the end of the
+    # message (a worker's is not waited for either).
+    r = start(MilterSettings(decision_timeout=0.3, inline_time_limit=30))
+    server_factory.append(r)
+    judge = r.server.judge
+
+    def late(txn: Transaction, *args):  # type: ignore[no-untyped-def]
+        report = judge(txn, *args)
+        if (b"Subject", b" slow") in txn.headers:
+            time.sleep(0.5)
+        return report
+
+    r.server.judge = late  # type: ignore[method-assign]
+    c = r.client()
+    assert c.message(SLOW)[-1][1].startswith(b"451 4.7.1 mailguard could not check")
     c.send(p.ABORT)
     assert c.message(CLEAN) == SETTLED_AT_HEADERS
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 import smtplib
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +22,14 @@ import pytest
 
 from mailguard import Envelope, check
 from tests.conftest import EXAMPLES, eml
+from tests.support.custom_rule import STALL_WORD, stalled_calls, write_stalling_rule
 from tests.support.milter_client import MilterClient
 from tests.support.milter_process import MilterProcess
 from tests.support.postfix import PostfixInstance, free_ports, postfix_for
+from tests.support.procs import wait_until
 
 SENDER = "hr@serviceco.example"
+ERROR_TEXT = "4.7.1 mailguard could not check this message; please try again later"
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +294,92 @@ def _take_the_only_slot(milter: MilterProcess) -> MilterClient:
         else:
             return holder
     raise AssertionError("the milter refused every connection")
+
+
+def _stall(postfix: PostfixInstance, milter: MilterProcess, seconds: float) -> Path:
+    """The milter with a custom check stuck ``seconds`` per call, and a 1 s budget."""
+    shutil.rmtree(milter.dir / "stall", ignore_errors=True)  # an earlier test's marks
+    marks = write_stalling_rule(milter.dir / "stall", seconds=seconds)
+    milter.restart(
+        f'rule_paths = ["{marks}"]\n[milter]\ndecision_timeout = 1\nprogress_interval = 0.2\n'
+    )
+    return marks
+
+
+def _send_stalled(postfix: PostfixInstance, n: int) -> tuple[list[threading.Thread], list[str]]:
+    """``n`` messages that stall the check, each on its own SMTP session (started, not
+    waited for); the list gets each one's reply code and text."""
+    stalled = eml(f"From: {SENDER}\nTo: partner@othercorp.example\nSubject: stall",
+                  f"{STALL_WORD}\nAgenda")  # fmt: skip
+    replies: list[str] = []
+
+    def send() -> None:
+        with postfix.smtp() as smtp:
+            try:
+                smtp.sendmail(SENDER, ["partner@othercorp.example"], stalled)
+                replies.append("250")
+            except smtplib.SMTPResponseException as exc:
+                replies.append(f"{exc.smtp_code} {exc.smtp_error.decode()}")
+
+    threads = [threading.Thread(target=send) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    return threads, replies
+
+
+def test_operator_code_that_never_yields_neither_holds_the_gate_nor_escapes_the_budget(
+    postfix: PostfixInstance, milter: MilterProcess
+) -> None:
+    """A custom check stuck for 3 s in one call (a slow regex, a blocking lookup) owes the
+    engine no checkpoint. It must neither hold up everyone else's mail for those 3 s nor
+    have its late verdict used: past ``decision_timeout`` the message gets ``on_error``,
+    as the README promises for every decision (found by a sweep: 140 such messages under
+    a 20-session load took 226 s instead of 10 and were all accepted, 4 s past a 2 s budget)."""
+    marks = _stall(postfix, milter, 3.0)
+    threads, replies = _send_stalled(postfix, 1)
+    try:
+        assert wait_until(lambda: stalled_calls(marks, "began") == 1, 15)
+        with postfix.smtp() as smtp:
+            smtp.sendmail(SENDER, ["partner@othercorp.example"], clean("meanwhile"))
+        # Answered while the stuck check was still running, not after it.
+        assert stalled_calls(marks, "ended") == 0
+    finally:
+        threads[0].join(30)
+    assert replies == [f"451 {ERROR_TEXT}"]
+    assert subjects(postfix) == {"meanwhile"}
+    assert "exceeded its 1 s budget" in milter.log()
+
+
+def test_checks_stuck_past_their_budget_do_not_take_every_worker(
+    postfix: PostfixInstance, milter: MilterProcess
+) -> None:
+    """Four such calls at once took all four of the milter's worker threads until they
+    returned, so every later message waited for a worker past its own budget and was
+    deferred (the sweep: 191 of 362 clean messages). A call given up at its deadline now
+    gives its slot to a spare thread."""
+    marks = _stall(postfix, milter, 4.0)
+    threads, replies = _send_stalled(postfix, 4)
+    for thread in threads:
+        thread.join(30)
+    assert replies == [f"451 {ERROR_TEXT}"] * 4
+    assert stalled_calls(marks, "began") == 4
+    with postfix.smtp() as smtp:  # all four calls still stuck: checked, and accepted
+        smtp.sendmail(SENDER, ["partner@othercorp.example"], clean("beside four stuck"))
+    assert stalled_calls(marks, "ended") == 0
+    assert subjects(postfix) == {"beside four stuck"}
+
+
+def test_a_stop_does_not_wait_for_a_check_stuck_past_its_budget(
+    postfix: PostfixInstance, milter: MilterProcess
+) -> None:
+    """SIGTERM (a restart) while a given-up call is still stuck: the milter said "stopped"
+    at once but its process lived on until the call returned (29 s for a 30 s call; never,
+    for one that hangs), so a service manager's restart waited for its kill timeout."""
+    _stall(postfix, milter, 30.0)
+    threads, replies = _send_stalled(postfix, 1)
+    threads[0].join(30)
+    assert replies == [f"451 {ERROR_TEXT}"]
+    began = time.monotonic()
+    assert milter.stop(timeout=10) == 0  # exited by itself, not killed
+    assert time.monotonic() - began < 10
+    assert "not waiting for 1 decision(s) given up at their deadline" in milter.log()

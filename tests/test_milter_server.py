@@ -11,6 +11,9 @@ import asyncio
 import logging
 import socket
 import stat
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +206,50 @@ def test_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a socket"):
         asyncio.run(MilterServer(Config(), ListenSpec("unix", path=str(path))).start())
     assert path.read_text() == "keep me"
+
+
+def test_a_reload_sent_as_soon_as_the_socket_listens_reloads_and_does_not_kill() -> None:
+    """SIGHUP's default action ends the process. The handler used to be installed only
+    after the socket listened, so a reload sent as soon as the milter answered (a service
+    manager, a deploy script; a test under load) could kill it. Here the SIGHUP is sent
+    from inside ``start``, right after the socket listens: the earliest a client can."""
+    script = textwrap.dedent(
+        """
+        import asyncio, logging, os, signal, sys
+        from mailguard.config import Config
+        from mailguard.checks.base import Services
+        from mailguard.milter.server import MilterServer
+        from mailguard.milter.server import ListenSpec
+        from mailguard.milter.settings import MilterSettings
+
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+        reloads = []
+
+        def reload():
+            reloads.append(1)
+            return Config(), MilterSettings(), Services()
+
+        server = MilterServer(Config(), ListenSpec.parse("inet:127.0.0.1:0"), reload=reload)
+        real_start = server.start
+
+        async def start():
+            await real_start()
+            os.kill(os.getpid(), signal.SIGHUP)
+
+        server.start = start
+
+        async def main():
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(1.0, stop.set)
+            await server.serve(stop)
+
+        asyncio.run(main())
+        print("reloads", len(reloads))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.strip() == "reloads 1"
+    assert "configuration reloaded" in result.stderr

@@ -45,13 +45,12 @@ def decide_at_headers(conn: MilterConnection, txn: Transaction) -> None:
     queue_id = txn.macros.get("i", "") or "-"
     session = conn.session
     outcome: Outcome | None = None
+    deadline = started + min(settings.inline_time_limit, settings.decision_timeout)
     try:
         with no_waiting():
-            report = conn.server.judge(
-                txn, session.caps.leading_space, queue_id,
-                started + min(settings.inline_time_limit, settings.decision_timeout),
-            )  # fmt: skip
-        if not ran_out_of_time(report):
+            report = conn.server.judge(txn, session.caps.leading_space, queue_id, deadline)
+        # Late though complete (a step reached no checkpoint) is slow too: read on.
+        if not ran_out_of_time(report) and time.monotonic() <= deadline:
             outcome = settle_at_headers(report, txn, session.caps, conn.server.engine)
     except Exception:  # our glue: the end of the message decides, with the usual guards
         outcome = None

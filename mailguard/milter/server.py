@@ -8,7 +8,8 @@ on a small thread pool, like a big message. There it neither stalls other connec
 escapes its time budget: the MTA gets a progress frame every ``progress_interval`` seconds,
 and past ``decision_timeout`` (counted from the end of the message, for every decision) the
 message gets ``on_error`` (tempfail by default) and a log line, and the worker stops at its
-next checkpoint rather than burning a CPU for a reply nobody waits for.
+next checkpoint rather than burning a CPU for a reply nobody waits for (a check that never
+reaches one gives its slot to a spare thread: :mod:`mailguard.milter.workers`).
 
 Connections are bounded too: at most ``max_connections`` at once (one more is closed with a
 log line, so the MTA applies ``milter_default_action``), the open-file limit is raised to fit
@@ -32,7 +33,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mailguard.attachments import might_attach
@@ -45,7 +45,8 @@ from mailguard.milter.early import decide_at_headers
 from mailguard.milter.listen import FD_RESERVE as FD_RESERVE  # re-exported
 from mailguard.milter.listen import ListenSpec, fd_budget, remove_stale_socket
 from mailguard.milter.session import NOTHING, Session, Step, Transaction
-from mailguard.milter.settings import MilterSettings
+from mailguard.milter.settings import MilterSettings, off_the_loop
+from mailguard.milter.workers import Workers, decide_on_worker, over_budget
 from mailguard.recipients import Envelope
 from mailguard.report import Report
 from mailguard.resolver import no_waiting
@@ -86,7 +87,8 @@ class MilterServer:
         self.socket_mode = socket_mode
         self.socket_group = socket_group
         self._reload = reload
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailguard-decide")
+        self.workers = Workers(workers)
+        self.pool = self.workers.pool
         self.connections: set[MilterConnection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -125,6 +127,7 @@ class MilterServer:
                 "max_connections lowered from %d to %d: the open-file limit allows no more "
                 "(raise LimitNOFILE / ulimit -n)", wanted, cap,
             )  # fmt: skip
+        settings = off_the_loop(settings, engine.foreign_rules("outgoing"))
         self.config, self.settings, self.engine = config, settings, engine
         self.keep_body = bool(engine.reads("outgoing") & BODY_PARTS)
         self.reads_files = "attachments" in engine.reads("outgoing")
@@ -171,11 +174,14 @@ class MilterServer:
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (SIGTERM/SIGINT), reloading config on SIGHUP."""
         loop = asyncio.get_running_loop()
-        if self._server is None:
-            await self.start()
         if self._reload is not None:
+            # Before the socket listens: a reload sent as soon as the milter answers (a
+            # service manager, a script) must find the handler, not SIGHUP's default
+            # action, which ends the process.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        if self._server is None:
+            await self.start()
         await stop.wait()
         await self.close()
 
@@ -362,14 +368,14 @@ class MilterConnection(asyncio.Protocol):
                 )
         except Exception as exc:  # Engine.check does not raise; this guards our own glue
             failure = f"internal error ({type(exc).__name__})"
-        if report is not None and ran_out_of_time(report):
-            # (Also when it stopped early to wait for DNS on a worker: resolver.WouldBlock.)
-            if limit < settings.decision_timeout or time.monotonic() < started + limit:
-                log.debug("queue_id=%s: over %g s on the event loop, moved to a worker",
-                          queue_id, limit)  # fmt: skip
+        # Late though complete (a step reached no checkpoint): the budget holds, as on a worker.
+        late = (now := time.monotonic()) > started + settings.decision_timeout
+        if report is not None and (late or ran_out_of_time(report)):  # or waits for DNS
+            if not late and (limit < settings.decision_timeout or now < started + limit):
+                log.debug("queue_id=%s: over %g s inline, moved to a worker", queue_id, limit)
                 self._offload(txn, started)
                 return
-            report, failure = None, _over_budget(settings.decision_timeout)
+            report, failure = None, over_budget(settings.decision_timeout)
         self._conclude(txn, queue_id, report, started, failure)
 
     def _offload(self, txn: Transaction, started: float) -> None:
@@ -377,47 +383,7 @@ class MilterConnection(asyncio.Protocol):
         # socket buffer instead of our memory.
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
-        self.deciding = asyncio.ensure_future(self._decide(txn, started))
-
-    async def _decide(self, txn: Transaction, started: float) -> None:
-        """On the pool, with progress frames and the time budget."""
-        settings = txn.settings
-        queue_id = txn.macros.get("i", "") or "-"
-        report: Report | None = None
-        loop = asyncio.get_running_loop()
-        deadline = started + settings.decision_timeout
-        future = loop.run_in_executor(
-            self.server.pool,
-            self.server.judge,
-            txn,
-            self.session.caps.leading_space,
-            queue_id,
-            deadline,
-        )
-        failure = ""
-        try:
-            while report is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    failure = _over_budget(settings.decision_timeout)
-                    break
-                try:
-                    report = await asyncio.wait_for(
-                        asyncio.shield(future), min(settings.progress_interval, remaining)
-                    )
-                except TimeoutError:
-                    self._write(p.SIMPLE[p.PROGRESS])
-        except asyncio.CancelledError:
-            return  # the MTA went away; it will retry or apply milter_default_action
-        except Exception as exc:  # a bug in a rule must not lose or pass the message silently
-            failure = f"internal error ({type(exc).__name__})"
-        if report is not None and ran_out_of_time(report):
-            report, failure = None, _over_budget(settings.decision_timeout)
-        self._conclude(txn, queue_id, report, started, failure)
-        self.deciding = None
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-        self._drain()
+        self.deciding = asyncio.ensure_future(decide_on_worker(self, txn, started))
 
     def _conclude(
         self, txn: Transaction, queue_id: str, report: Report | None, started: float, failure: str
@@ -481,7 +447,9 @@ class MilterConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    write = _write  # for mailguard.milter.early
+    write = _write  # for mailguard.milter.early and .workers
+    conclude = _conclude
+    drain = _drain
     log_decision = _log
 
     def _protocol_error(self, exc: p.ProtocolError) -> None:
@@ -493,7 +461,3 @@ class MilterConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-def _over_budget(timeout: float) -> str:
-    return f"decision exceeded its {timeout:g} s budget"

@@ -10,9 +10,10 @@ milter from starting, not turn a gate into a no-op.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailguard import configfile
@@ -108,6 +109,21 @@ class MilterSettings:
         except ValueError:
             return False
         return any(ip in net for net in self.outgoing_networks)
+
+
+def off_the_loop(settings: MilterSettings, foreign: Sequence[str]) -> MilterSettings:
+    """``settings`` with every decision on a worker thread when ``foreign`` rules (checks
+    from ``rule_paths``) run: a deadline stops a decision only at a checkpoint, and a custom
+    check owes us none, so one slow call would hold the event loop, and with it every
+    connection, for as long as it takes. On a worker, ``decision_timeout`` holds whatever
+    the call does. Said in the log, since it overrides ``inline_time_limit``."""
+    if not foreign or not settings.inline_time_limit:
+        return settings
+    logging.getLogger("mailguard.milter").info(
+        "rules %s run code from rule_paths, which a deadline cannot stop mid-call: every "
+        "decision goes to a worker thread (inline_time_limit = 0)", ",".join(foreign),
+    )  # fmt: skip
+    return replace(settings, inline_time_limit=0.0)
 
 
 FIELD_COST = 128
