@@ -21,14 +21,54 @@ script can decide exactly as ``mailguard check`` would::
 
 from __future__ import annotations
 
-from mailguard.config import Config, Scoring
-from mailguard.config import load as load_config
-from mailguard.engine import Engine, check
-from mailguard.errors import ConfigError, InputError, MailguardError
-from mailguard.limits import Limits
-from mailguard.recipients import Envelope
-from mailguard.report import SCHEMA_VERSION, Finding, Report
-from mailguard.services import Services
+import importlib
+
+TYPE_CHECKING = False  # not typing's: importing typing would cost what laziness saves
+if TYPE_CHECKING:
+    from mailguard.config import Config, Scoring
+    from mailguard.config import load as load_config
+    from mailguard.engine import Engine, check
+    from mailguard.errors import ConfigError, InputError, MailguardError
+    from mailguard.limits import Limits
+    from mailguard.recipients import Envelope
+    from mailguard.report import SCHEMA_VERSION, Finding, Report
+    from mailguard.services import Services
+
+#: Public name -> (module, name there). Imported on first use (PEP 562), so that importing
+#: the package costs nothing: the command's entry point (:mod:`mailguard.__main__`) can then
+#: catch a Ctrl-C pressed while the rest is still loading, which a Python traceback would
+#: otherwise report.
+_LAZY = {
+    "Config": ("mailguard.config", "Config"),
+    "Scoring": ("mailguard.config", "Scoring"),
+    "load_config": ("mailguard.config", "load"),
+    "Engine": ("mailguard.engine", "Engine"),
+    "check": ("mailguard.engine", "check"),
+    "ConfigError": ("mailguard.errors", "ConfigError"),
+    "InputError": ("mailguard.errors", "InputError"),
+    "MailguardError": ("mailguard.errors", "MailguardError"),
+    "Limits": ("mailguard.limits", "Limits"),
+    "Envelope": ("mailguard.recipients", "Envelope"),
+    "SCHEMA_VERSION": ("mailguard.report", "SCHEMA_VERSION"),
+    "Finding": ("mailguard.report", "Finding"),
+    "Report": ("mailguard.report", "Report"),
+    "Services": ("mailguard.services", "Services"),
+}
+
+
+def __getattr__(name: str) -> object:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'mailguard' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -7,6 +7,7 @@ is, 2 usage, configuration or input error (an unreadable message is never "clean
 from __future__ import annotations
 
 import enum
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,9 +25,11 @@ from mailguard.cli_options import (
     NoConfigOption,
     PrettyOption,
     QuietOption,
+    interrupts_said,
 )
 from mailguard.cli_options import config_source as _source
 from mailguard.cli_options import run as _run
+from mailguard.commands.common import UNENCODABLE
 
 app = typer.Typer(
     name="mailguard",
@@ -145,6 +148,7 @@ def check(
             pretty=pretty,
             jobs=jobs,
         ),
+        [*paths, output, config_path] if redact else None,
     )
 
 
@@ -265,7 +269,11 @@ def scan(
     ] = None,
     state: Annotated[
         Path | None,
-        typer.Option("--state", help="Incremental store (SQLite): re-runs read only new mail."),
+        typer.Option(
+            "--state",
+            help="Incremental store (SQLite): re-runs read only new mail. One scan at a time "
+            "per store: another one exits 75.",
+        ),
     ] = None,
     pst_folder: Annotated[
         list[str] | None,
@@ -276,7 +284,9 @@ def scan(
     """Audit archived mail for past exposures and write an incident register.
 
     Exit status: 0 no incident at or above --fail-on; 1 incidents;
-    2 a source or message could not be read, or a usage error;
+    2 a source or message could not be read, or a usage error, or the --state could not
+    be saved (the register is still written);
+    75 another scan is using the --state file: nothing was read, try again when it ends;
     130 interrupted (what was found so far is still written).
     """
     from mailguard.commands.scan import run_scan
@@ -301,6 +311,7 @@ def scan(
             pst_folders=tuple(pst_folder or ()),
             pretty=pretty,
         ),
+        [*sources, output, state, config_path] if redact else None,
     )
 
 
@@ -382,4 +393,10 @@ def _echo_lines(lines: list[str]) -> int:
 
 
 def main() -> None:
-    app()
+    # A file name that is not UTF-8 reaches the reports as lone surrogates; a terminal's
+    # strict UTF-8 stdout would raise on them (commands.common.UNENCODABLE).
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors=UNENCODABLE)
+    with interrupts_said():
+        app()

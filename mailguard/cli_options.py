@@ -3,17 +3,20 @@ become exit status 2 (a usage or configuration problem) with one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from mailguard.commands import CommandError
+from mailguard.commands.common import error_text, warn
 from mailguard.commands.settings import ConfigSource
 from mailguard.errors import ConfigError
-from mailguard.scoring import EXIT_ERROR
+from mailguard.scoring import EXIT_ERROR, EXIT_INTERRUPTED
 
 ConfigOption = Annotated[
     Path | None,
@@ -61,17 +64,50 @@ class Mode(enum.StrEnum):
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(f"mailguard: error: {message}", err=True)
+    warn(f"mailguard: error: {message}")
     return typer.Exit(EXIT_ERROR)
 
 
-def run(command: Callable[[], int]) -> NoReturn:
-    """Run a command; its usage and configuration errors are exit status 2 with a message."""
+def run(
+    command: Callable[[], int], redact: Iterable[str | os.PathLike[str] | None] | None = None
+) -> NoReturn:
+    """Run a command; its usage and configuration errors are exit status 2 with a message.
+
+    ``redact``: under ``--redact``, the files and sources the user gave (the config, the
+    output, the inputs): an error naming one shows its hash
+    (:func:`~mailguard.commands.common.error_text`).
+    Ctrl-C is exit status 130 with a line saying so (typer's own handling is silent); a scan
+    catches it itself first, to write what it found so far.
+    """
+    global _interrupt_said
     try:
         code = command()
     except (CommandError, ConfigError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(error_text(exc, redact)) from None
+    except KeyboardInterrupt:
+        _interrupt_said = True
+        typer.echo("mailguard: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _interrupt_said = code == EXIT_INTERRUPTED  # the command said so itself (a scan does)
     raise typer.Exit(code)
+
+
+_interrupt_said = False
+
+
+@contextlib.contextmanager
+def interrupts_said() -> Iterator[None]:
+    """Around one run of the command line: a Ctrl-C before :func:`run` took over (typer
+    parsing, a command's imports) ends in typer's own exit status 130, which says nothing;
+    say it, as every other Ctrl-C does, and only once."""
+    global _interrupt_said
+    _interrupt_said = False
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED and not _interrupt_said:
+            typer.echo("mailguard: interrupted", err=True)
+        raise
 
 
 def config_source(

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -177,3 +178,20 @@ def _holds_at(value: object) -> bool:
     if isinstance(value, list | tuple | set | frozenset):
         return any(_holds_at(v) for v in value)
     return False
+
+
+def hide_names(text: str, names: Iterable[str | os.PathLike[str] | None]) -> str:
+    """An error line under ``--redact``: each of ``names`` (the files and sources the user
+    gave: a folder or file name can be an address) replaced whole by its hash, longest
+    first, and then any other word holding an ``@`` (a path the error resolved, a key file
+    beside a store). Errors are mailguard's words around those names, so the names are
+    known and replaced as a whole; the ``@`` words are only a second net."""
+    redactor = Redactor()
+    given = {os.fspath(n) for n in names if n is not None}
+    for name in sorted((n for n in given if n), key=len, reverse=True):
+        text = text.replace(name, redactor.locator(name))
+    words = _GAPS.split(text)  # linear: a regex for "a word with an @" backtracks
+    return "".join(redactor.value("word", w) if "@" in w else w for w in words)
+
+
+_GAPS = re.compile(r"([\s'\"`]+)")

@@ -42,6 +42,8 @@ class Scoring:
 Verdict = Literal["pass", "warn", "block", "error"]
 VERDICT_ORDER: dict[str, int] = {"pass": 0, "warn": 1, "block": 2, "error": 3}
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
+EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: the scan state is in use; try again later
 
 
 def exit_status(verdicts: Iterable[str], fail_on: str) -> int:

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mailguard.commands.check_pool import choose_jobs, judge_all
-from mailguard.commands.common import echo, format_for, write_report
+from mailguard.commands.common import check_writable, echo, format_for, warn, write_report
 from mailguard.commands.settings import ConfigSource, load_settings
 from mailguard.engine import Engine, Mode, tune_gc_for_batch
 from mailguard.outputs import RenderOptions, render
+from mailguard.outputs.words import printable
 from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
@@ -45,6 +46,8 @@ def run_check(
     every core for a large folder, see :mod:`mailguard.commands.check_pool`).
     """
     fmt = fmt or format_for(output, FORMATS, "text")
+    if output is not None:
+        check_writable(output)  # before a folder of thousands of messages is judged
     settings = load_settings(source)
     cfg = settings.config
     envelope = Envelope(mail_from, tuple(rcpt_to)) if (mail_from or rcpt_to) else None
@@ -70,13 +73,18 @@ def run_check(
     workers = choose_jobs(jobs, files, fork_safe=fork_safe)
     reports: list[Report] = []
     unread = False
+    # One policy for the report and for these lines: under --redact a path is hashed as the
+    # report hashes sources (a file or folder name can be an address), and the reason, which
+    # may quote a tool's output, is withheld.
+    options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
     for outcome in judge_all(planned, judge, max_bytes, workers):
         if isinstance(outcome, Input):  # an input error, not a message verdict
-            echo(f"mailguard: cannot read {outcome.source}: {outcome.error}", err=True)
+            # A file name is one line here, whatever it holds: shown whole, LF included.
+            where, why = options.source(outcome.source), options.error(outcome.error or "")
+            warn(f"mailguard: cannot read {printable(where)}: {why}")
             unread = True
         else:
             reports.append(outcome)
-    options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
     color = output is None and fmt == "text" and sys.stdout.isatty()
     if fmt == "text":
         # Imported here: rich costs ~20 ms of start-up that machine formats do not need.

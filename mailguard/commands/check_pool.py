@@ -25,7 +25,8 @@ import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mailguard.pools import cores, local_pool
 from mailguard.report import Report
@@ -40,6 +41,7 @@ IN_FLIGHT = 4
 """Tasks queued per worker: results are collected in order, so this bounds how much a
 fast worker can get ahead of a slow one (and the memory that holds)."""
 
+_BOM = b"\xef\xbb\xbf"
 Outcome = Report | Input
 """A file's report, or the :class:`Input` saying why it could not be read."""
 Judge = Callable[[Input], Report]
@@ -72,9 +74,48 @@ def judge_all(
     by ``jobs`` forked workers otherwise (already-read inputs are judged here)."""
     job = _Job(judge, max_bytes)
     if jobs <= 1:
-        yield from (_one(_read(item, job), judge) for item in planned)
+        yield from (out for item in planned for out in _outcomes(item, job))
         return
     yield from _in_pool(planned, job, jobs)
+
+
+def _outcomes(item: Input | str, job: _Job) -> Iterator[Outcome]:
+    """The outcome of each message of a planned item: one, or one per message when the
+    file is an mbox (``check outbox.mbox``: judging it as one message would judge only
+    the first, and an exposure in any other would pass unseen)."""
+    read = _read(item, job)
+    if not _maybe_mbox(read, item if isinstance(item, str) else None):
+        yield _one(read, job.judge)
+        return
+    from mailguard.archive.mbox import iter_mbox, iter_mbox_bytes  # only for an mbox
+
+    if isinstance(item, str):
+        messages = iter_mbox(Path(item), max_bytes=job.max_bytes)
+    else:  # already read: a batch piped to ``check -``
+        assert read.data is not None  # _maybe_mbox said so
+        messages = iter_mbox_bytes(read.data, read.source, job.max_bytes)
+    first, second = next(messages, None), next(messages, None)
+    if first is not None and second is None:  # one message: the input's own name, as before
+        yield _one(replace(first, source=read.source), job.judge)
+        return
+    yield from (_one(m, job.judge) for m in (first, second, *messages) if m is not None)
+
+
+def _maybe_mbox(read: Input, name: str | None) -> bool:
+    """An mbox by its first line; one too big to read whole is looked at on disk (the
+    test costs nothing for the usual message file, which is read already). The archive
+    package is imported only for a file whose first bytes could be a ``From_`` line, so
+    ``check`` of ordinary message files does not pay for loading the scanner."""
+    if read.data is not None and b"From " not in read.data[: len(_BOM) + len(b"From ")]:
+        return False
+    if read.data is None and (not read.unreadable or name is None):
+        return False
+    from mailguard.archive.mbox import looks_like_mbox, starts_like_mbox
+
+    if read.data is not None:
+        return starts_like_mbox(read.data)
+    assert name is not None
+    return looks_like_mbox(Path(name))
 
 
 def _one(item: Input, judge: Judge) -> Outcome:
@@ -113,7 +154,7 @@ def _in_pool(planned: Sequence[Input | str], job: _Job, jobs: int) -> Iterator[O
                     broken = True
                     pool.shutdown(wait=False, cancel_futures=True)
                     pending = [(t, None) for t, _ in pending]
-            yield from (_one(_read(item, job), job.judge) for item in task)
+            yield from (out for item in task for out in _outcomes(item, job))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _JOB = None
@@ -159,4 +200,4 @@ def _judge_names(names: tuple[Input | str, ...]) -> list[Outcome]:
     job = _JOB
     if job is None:  # only ever run in a worker forked by _in_pool
         raise RuntimeError("check worker started without a job")
-    return [_one(_read(name, job), job.judge) for name in names]
+    return [out for name in names for out in _outcomes(name, job)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import typer
 
 from mailguard.commands import CommandError
+from mailguard.outputs.words import printable
 
 
 def format_for(output: Path | None, choices: Iterable[str], default: str) -> str:
@@ -27,6 +30,13 @@ def echo(text: str, *, err: bool = False) -> None:
     typer.echo(text, err=err)
 
 
+def warn(text: str) -> None:
+    """A message of ours on stderr. It names files and quotes what was read, so their
+    control characters are shown, not obeyed by the terminal (a newline in a file name
+    could forge a line, ESC could rewrite the screen)."""
+    print(printable(text, lines=True), file=sys.stderr)
+
+
 def day(value: str | None, option: str) -> date | None:
     """A ``--since``/``--until`` date; a wrong one names the option."""
     if value is None:
@@ -37,9 +47,40 @@ def day(value: str | None, option: str) -> date | None:
         raise CommandError(f"{option}: expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
+#: How text that UTF-8 cannot encode is written: the lone surrogates by which Python keeps
+#: the bytes of a file name that is not UTF-8 (``b"\\xff.eml"`` is ``"\\udcff.eml"``).
+#: ``backslashreplace`` writes them as ``\\udcff``: readable, and in JSON a valid escape.
+UNENCODABLE = "backslashreplace"
+
+
+def error_text(exc: Exception, redact: Iterable[str | os.PathLike[str] | None] | None) -> str:
+    """An error's line; under ``--redact`` (``redact``: the files and sources the user gave)
+    with each of them, and any word holding an ``@``, as its hash."""
+    if redact is None:
+        return str(exc)
+    from mailguard.redact import hide_names
+
+    return hide_names(str(exc), redact)
+
+
+def check_writable(output: Path) -> None:
+    """Refuse, before any mail is read, an output that cannot be written: a scan of an
+    archive can run for hours, and a typo in ``-o`` found only at the end lost it all.
+    Checks what can be known without creating the file: its folder exists and may be
+    written, and it is not a folder itself."""
+    folder = output.parent  # "." for a bare file name
+    if output.is_dir():
+        raise CommandError(f"cannot write {output}: it is a folder")
+    if not folder.is_dir():
+        raise CommandError(f"cannot write {output}: its folder does not exist")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise CommandError(f"cannot write {output}: permission denied")
+
+
 def write_report(output: Path, text: str) -> None:
     """Write a report file; a failure is a :class:`CommandError` naming the file."""
     try:
-        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        text = text if text.endswith("\n") else text + "\n"
+        output.write_text(text, encoding="utf-8", errors=UNENCODABLE)
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
