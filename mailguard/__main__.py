@@ -18,7 +18,8 @@ def main() -> None:
     try:
         from mailguard.cli import main as run
 
-        run()  # typer builds the command line's parser before its own Ctrl-C handling starts
+        # typer builds the command line's parser before its own Ctrl-C handling starts
+        run(ends_process=True)
     except KeyboardInterrupt:
         sys.stderr.write("mailguard: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED) from None

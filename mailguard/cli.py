@@ -392,11 +392,14 @@ def _echo_lines(lines: list[str]) -> int:
     return 0
 
 
-def main() -> None:
+def main(*, ends_process: bool = False) -> None:
+    """Run the command line. ``ends_process``: the process ends when it returns (the
+    ``mailguard`` script, :mod:`mailguard.__main__`), see
+    :func:`~mailguard.cli_options.interrupts_said`."""
     # A file name that is not UTF-8 reaches the reports as lone surrogates; a terminal's
     # strict UTF-8 stdout would raise on them (commands.common.UNENCODABLE).
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(errors=UNENCODABLE)
-    with interrupts_said():
+    with interrupts_said(ends_process=ends_process):
         app()

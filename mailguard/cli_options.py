@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from mailguard.commands import CommandError
-from mailguard.commands.common import error_text, warn
+from mailguard.commands.common import error_text, release_interrupts, warn
 from mailguard.commands.settings import ConfigSource
 from mailguard.errors import ConfigError
 from mailguard.scoring import EXIT_ERROR, EXIT_INTERRUPTED
@@ -88,26 +88,37 @@ def run(
         _interrupt_said = True
         typer.echo("mailguard: interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if not _ends_process:  # in-process (a script, a test): the caller's Ctrl-C again
+            release_interrupts()
     _interrupt_said = code == EXIT_INTERRUPTED  # the command said so itself (a scan does)
     raise typer.Exit(code)
 
 
 _interrupt_said = False
+_ends_process = False
 
 
 @contextlib.contextmanager
-def interrupts_said() -> Iterator[None]:
+def interrupts_said(*, ends_process: bool = False) -> Iterator[None]:
     """Around one run of the command line: a Ctrl-C before :func:`run` took over (typer
     parsing, a command's imports) ends in typer's own exit status 130, which says nothing;
-    say it, as every other Ctrl-C does, and only once."""
-    global _interrupt_said
-    _interrupt_said = False
+    say it, as every other Ctrl-C does, and only once.
+
+    ``ends_process``: the process ends with this command (the ``mailguard`` script), so a
+    command's :func:`~mailguard.commands.common.hold_interrupts` stays in force to the end:
+    putting the old handler back would open a gap in which a Ctrl-C after a complete
+    report still turned into status 130."""
+    global _interrupt_said, _ends_process
+    _interrupt_said, _ends_process = False, ends_process
     try:
         yield
     except SystemExit as exc:
         if exc.code == EXIT_INTERRUPTED and not _interrupt_said:
             typer.echo("mailguard: interrupted", err=True)
         raise
+    finally:
+        _ends_process = False
 
 
 def config_source(

@@ -7,7 +7,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mailguard.commands.check_pool import choose_jobs, judge_all
-from mailguard.commands.common import check_writable, echo, format_for, warn, write_report
+from mailguard.commands.common import (
+    check_writable,
+    echo,
+    format_for,
+    hold_interrupts,
+    warn,
+    write_report,
+)
 from mailguard.commands.settings import ConfigSource, load_settings
 from mailguard.engine import Engine, Mode, tune_gc_for_batch
 from mailguard.outputs import RenderOptions, render
@@ -85,6 +92,7 @@ def run_check(
             unread = True
         else:
             reports.append(outcome)
+    hold_interrupts()  # judged: from here a Ctrl-C could only lose the reports
     color = output is None and fmt == "text" and sys.stdout.isatty()
     if fmt == "text":
         # Imported here: rich costs ~20 ms of start-up that machine formats do not need.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -84,3 +87,51 @@ def write_report(output: Path, text: str) -> None:
         output.write_text(text, encoding="utf-8", errors=UNENCODABLE)
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+_LATE_NOTE = "mailguard: Ctrl-C: the report is complete and being written; Ctrl-C again stops it"
+_late_interrupts = 0
+_holding = False
+_held_from: Any = None  # what signal.signal returned: a function, SIG_DFL, SIG_IGN or None
+
+
+def _late_interrupt(signum: int, frame: object) -> None:
+    global _late_interrupts
+    _late_interrupts += 1
+    if _late_interrupts > 1:  # the user insists: stop now, the output may be cut short
+        raise KeyboardInterrupt
+    with contextlib.suppress(OSError, ValueError):  # stderr closed: the note is a courtesy
+        sys.stderr.write(_LATE_NOTE + "\n")
+
+
+def hold_interrupts() -> None:
+    """Every message has been judged: what remains (rendering the report, writing it,
+    saving a ``--state`` store) cannot change the result, only lose it.
+
+    A Ctrl-C from here used to raise wherever it landed: during the render it threw away a
+    whole scan's work, and once the report was written it still made the exit status 130
+    and said "interrupted" after a report that says it is complete (seen in CI: a scan's
+    JSON with ``"interrupted": false`` and status 130). The first Ctrl-C is now noted on
+    stderr and the command finishes; a second one stops it (status 130, the output perhaps
+    cut short), so a write that blocks can still be abandoned. Undone by
+    :func:`release_interrupts` when the command returns in-process; a process that ends with
+    the command keeps it to the end (:mod:`mailguard.__main__` then ignores SIGINT)."""
+    global _late_interrupts, _held_from, _holding
+    try:
+        previous = signal.signal(signal.SIGINT, _late_interrupt)
+    except ValueError:  # not the main thread (embedded): signals are not ours to handle
+        return
+    if not _holding:
+        _held_from, _holding = previous, True
+    _late_interrupts = 0
+
+
+def release_interrupts() -> None:
+    """Put back the SIGINT handler :func:`hold_interrupts` replaced, if it did."""
+    global _held_from, _holding
+    if not _holding:
+        return
+    previous, _held_from, _holding = _held_from, None, False
+    # None: the handler was set from C, which Python cannot put back; its default then.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)

@@ -24,7 +24,13 @@ from mailguard.archive.provenance import provenance
 from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import OnTally, Progress, Scanner, Unit, Window, mbox_units, plan
 from mailguard.commands import CommandError
-from mailguard.commands.common import check_writable, error_text, warn, write_report
+from mailguard.commands.common import (
+    check_writable,
+    error_text,
+    hold_interrupts,
+    warn,
+    write_report,
+)
 from mailguard.config import Config
 from mailguard.engine import Engine, tune_gc_for_batch
 from mailguard.outputs.scan import ScanRenderOptions, render_register, summary_lines
@@ -139,6 +145,7 @@ def _run(
             scanner.scan(
                 planned, progress=progress, register=register, on_tally=on_tally, tokens=tokens
             )
+    hold_interrupts()  # judged: from here a Ctrl-C could only lose the register
     if failed:
         register.merge(_errors(failed))
     options = ScanRenderOptions(show_addresses, Redactor() if redact else None)
