@@ -628,9 +628,10 @@ class PostfixInstance:
         watched = _IN_FLIGHT if allow_deferred else (*_IN_FLIGHT, "deferred")
         streak = 0
         kicked = time.monotonic()
+        kick_failed = ""
 
         def idle() -> bool:
-            nonlocal streak, kicked
+            nonlocal streak, kicked, kick_failed
             counts = self.queue_counts()
             # Two clean looks in a row: cheap insurance against catching a hand-over between
             # queues (they are renames, so none should be visible).
@@ -640,12 +641,30 @@ class PostfixInstance:
                 # one was exiting is lost, and the new one would scan `incoming` only at its
                 # next periodic run (minutes). Ask it to scan now (what cleanup's wake-up
                 # asks); deferred mail is not retried by this.
-                self._run([str(POSTKICK), "-c", str(self.etc), "public", "qmgr", "I"])
+                kick_failed = self._kick_qmgr() or kick_failed
                 kicked = time.monotonic()
             return streak >= 2
 
         if not _wait_until(idle, timeout, 0.02):
-            raise TimeoutError(self._failure(f"queue not idle: {self.queue_counts()}"))
+            last = f"; last qmgr wake-up: {kick_failed}" if kick_failed else ""
+            raise TimeoutError(self._failure(f"queue not idle: {self.queue_counts()}{last}"))
+
+    def _kick_qmgr(self) -> str:
+        """Ask qmgr to scan ``incoming`` now; what went wrong, or "".
+
+        A wake-up is a hint: if qmgr is between two lives (a reload restarts it), postkick's
+        write to its FIFO finds no reader and dies of SIGPIPE (seen in CI: status -13, which
+        failed a test whose mail was all there). Nothing was asked then, and
+        :meth:`wait_idle` asks again two seconds later; if the queue never empties, its
+        timeout error quotes the last failure."""
+        argv = [str(POSTKICK), "-c", str(self.etc), "public", "qmgr", "I"]
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, env=self._env(),
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        if result.returncode == 0:
+            return ""
+        return f"postkick status {result.returncode}: {(result.stderr or '').strip()[-300:]}"
 
     def queue_ids(self, queue: str | None = None) -> list[str]:
         """Queue IDs from ``postqueue -j`` (JSON lines, Postfix >= 3.1), optionally one queue."""
