@@ -43,7 +43,7 @@ from mailguard.engine import Engine, report_message_id, report_subject
 from mailguard.errors import InputError
 from mailguard.message import parse_message
 from mailguard.recipients import sender_of
-from mailguard.sources import Input, read_file
+from mailguard.sources import Input, read_file, read_head
 
 BATCH = 64
 
@@ -199,9 +199,10 @@ class Incremental:
             def reader(position: str, whole: bool) -> Input | None:
                 if position not in by_key:
                     return None
+                read = read_file if whole else read_head  # a rebuild needs the header block
                 if maildir:  # renamed since the listing: read under its new name
-                    return next(iter(read_files([str(by_key[position])], max_bytes)))
-                return read_file(by_key[position], max_bytes)
+                    return next(iter(read_files([str(by_key[position])], max_bytes, read)))
+                return read(by_key[position], max_bytes)
 
             # A position that is no file now (a path stored by an older version for a
             # tree) is not found again, and said so, rather than a KeyError.
@@ -396,19 +397,21 @@ class Incremental:
             if not self._imap_outcome(s, register):
                 continue  # a folder never opened (login refused): its record stays
             rebuilt = Tally()
-            for position, stored in s.stored:
-                item = s.reader(position, False) if s.reader is not None else None
-                incident = self._rebuild(item, stored) if item is not None else None
-                record: str | None = stored
-                if incident is None and item is not None and s.reader is not None:
-                    incident = self._judge(s.reader(position, True) or item)
-                    record = self._record(incident) if incident is not None else None
-                if incident is not None:
-                    s.got += 1
-                    rebuilt.incidents.append(incident)
-                    s.record.found.append((position, record))
-            if isinstance(s.reader, MboxHeaders):
-                s.reader.close()
+            try:
+                for position, stored in s.stored:
+                    item = s.reader(position, False) if s.reader is not None else None
+                    incident = self._rebuild(item, stored) if item is not None else None
+                    record: str | None = stored
+                    if incident is None and item is not None and s.reader is not None:
+                        incident = self._judge(s.reader(position, True) or item)
+                        record = self._record(incident) if incident is not None else None
+                    if incident is not None:
+                        s.got += 1
+                        rebuilt.incidents.append(incident)
+                        s.record.found.append((position, record))
+            finally:
+                if isinstance(s.reader, MboxHeaders):
+                    s.reader.close()  # its memory map, now rather than at garbage collection
             register.merge(rebuilt)
             where = shown(label)
             if s.note == "incremental":

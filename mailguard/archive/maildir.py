@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mailguard.sources import Input, is_folder, read_file
@@ -84,8 +84,11 @@ def _listing(folder: Path) -> dict[str, Path]:
         }
 
 
-def read_files(names: Iterable[str], max_bytes: int) -> Iterator[Input]:
-    """Each file read; a Maildir message renamed since it was listed (``new/`` to ``cur/``,
+def read_files(
+    names: Iterable[str], max_bytes: int, read: Callable[[str, int], Input] = read_file
+) -> Iterator[Input]:
+    """Each file read (by ``read``: :func:`~mailguard.sources.read_head` reads only the
+    header block); a Maildir message renamed since it was listed (``new/`` to ``cur/``,
     or new flags) is read under its new name.
 
     A message not found under its listed name is set aside and looked up, once the others
@@ -95,7 +98,7 @@ def read_files(names: Iterable[str], max_bytes: int) -> Iterator[Input]:
     """
     missing: list[str] = []
     for name in names:
-        item = read_file(name, max_bytes)
+        item = read(name, max_bytes)
         if item.data is None and _in_a_maildir(name) and not os.path.lexists(name):
             missing.append(name)
         else:
@@ -111,14 +114,14 @@ def read_files(names: Iterable[str], max_bytes: int) -> Iterator[Input]:
             if root not in listings:
                 listings[root] = _listings(root)
             moved = listings[root].get(unique_name(path.name))
-            found = read_file(moved, max_bytes) if moved is not None else None
+            found = read(str(moved), max_bytes) if moved is not None else None
             if found is None or (found.data is None and not os.path.lexists(moved or name)):
                 still.append(name)  # renamed again since this listing, or deleted
             else:
                 yield found
         missing = still
     for name in missing:
-        yield read_file(name, max_bytes)  # gone for good: the error entry names it
+        yield read(name, max_bytes)  # gone for good: the error entry names it
 
 
 def _in_a_maildir(name: str) -> bool:
