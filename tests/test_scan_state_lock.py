@@ -206,3 +206,33 @@ def test_a_failed_save_raises_a_state_error_naming_no_path(tmp_path: Path) -> No
         assert "jane.doe" not in str(replaced.value)
     finally:
         store.close()
+
+
+def test_a_state_in_use_stops_a_cluster_scan_before_the_cluster_is_contacted(
+    tmp_path: Path,
+) -> None:
+    """The state is taken first: a second scan costs nothing, a cluster's connection and
+    workers included. The scheduler named here does not exist; contacting it first made the
+    scan fail on it (status 2) instead of saying the state is in use."""
+    import socket
+
+    from mailguard.archive.state import StateStore
+
+    mbox = write_mbox(tmp_path / "one.mbox")
+    state = tmp_path / "s.state"
+    with socket.socket() as sock:  # a free loopback port with no scheduler behind it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = StateStore(state)
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            command("--scheduler", f"tcp://127.0.0.1:{port}", "--state", str(state), str(mbox)),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        store.close()
+    assert done.returncode == 75, done.stderr
+    assert done.stderr == BUSY
+    assert done.stdout == ""
+    assert time.monotonic() - started < 30

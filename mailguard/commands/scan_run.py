@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mailguard.archive.imap_resume import ImapResume
     from mailguard.archive.imap_url import ImapTarget
     from mailguard.archive.incremental import Incremental
+    from mailguard.archive.state import StateStore
 
 IMAP_UNIT = 100
 
@@ -115,6 +116,9 @@ def _run(
         except CommandError as exc:
             raise _Stop(str(exc)) from None
     window = Window(since, until)
+    # The state first: a second scan of the same state must stop before it costs anything,
+    # a cluster's connection and workers included.
+    store = _open_state(stack, state) if state is not None else None
     client = None
     if scheduler is not None:
         client = _cluster(stack, scheduler, [s for s in sources if not is_imap_url(s)])
@@ -123,9 +127,9 @@ def _run(
         executor, jobs = DaskExecutor(client), worker_threads(client)
     scanner = Scanner(config, jobs=jobs, window=window, executor=executor, dns=dns)
     incremental = None
-    if state is not None:
+    if store is not None:
         incremental = _incremental(
-            stack, state, config, window, dns, pattern, scanner.jobs, show_addresses or redact
+            store, config, window, dns, pattern, scanner.jobs, show_addresses or redact
         )
     plan_ = _plan_sources(
         stack, sources, config, window, jobs=scanner.jobs, pattern=pattern,
@@ -268,12 +272,10 @@ def _cluster(stack: contextlib.ExitStack, scheduler: str, paths: list[str]) -> o
     return client
 
 
-def _incremental(
-    stack: contextlib.ExitStack, path: Path, config: Config, window: Window,
-    dns: DnsSettings | None, pattern: str, jobs: int, addresses: bool,
-) -> Incremental:  # fmt: skip
-    from mailguard.archive.incremental import Incremental
-    from mailguard.archive.state import StateBusy, StateError, StateStore, fingerprint
+def _open_state(stack: contextlib.ExitStack, path: Path) -> StateStore:
+    """The ``--state`` store, held by this scan alone until it ends (:class:`_Busy` if
+    another scan holds it)."""
+    from mailguard.archive.state import StateBusy, StateError, StateStore
 
     try:
         store = StateStore(path)
@@ -282,6 +284,16 @@ def _incremental(
     except StateError as exc:
         raise _Stop(str(exc)) from None
     stack.callback(store.close)
+    return store
+
+
+def _incremental(
+    store: StateStore, config: Config, window: Window, dns: DnsSettings | None,
+    pattern: str, jobs: int, addresses: bool,
+) -> Incremental:  # fmt: skip
+    from mailguard.archive.incremental import Incremental
+    from mailguard.archive.state import fingerprint
+
     made = provenance(config, mode="archived", since=window.since, until=window.until, dns=dns)
     return Incremental(store, fingerprint(made, pattern), jobs, config, addresses=addresses)
 
