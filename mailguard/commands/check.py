@@ -6,10 +6,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mailguard.commands import CommandError
 from mailguard.commands.check_pool import choose_jobs, judge_all
 from mailguard.commands.common import (
+    LOST_OUTPUT,
     check_writable,
     echo,
+    error_text,
     format_for,
     hold_interrupts,
     warn,
@@ -102,7 +105,13 @@ def run_check(
     else:
         text = render(reports, fmt, options, color=color, rules=cfg.catalog, pretty=pretty)
     if output is not None:
-        write_report(output, text)
+        try:
+            write_report(output, text)
+        except CommandError as exc:  # it became unwritable while the mail was judged
+            warn(f"mailguard: error: {error_text(exc, [output] if redact else None)}; "
+                 f"{LOST_OUTPUT}")  # fmt: skip
+            echo(text.rstrip("\n"))
+            return EXIT_ERROR
     else:
         echo(text.rstrip("\n"))
     return EXIT_ERROR if unread else exit_code(reports, fail_on)

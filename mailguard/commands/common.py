@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import sys
+import tempfile
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -69,24 +71,78 @@ def error_text(exc: Exception, redact: Iterable[str | os.PathLike[str] | None] |
 def check_writable(output: Path) -> None:
     """Refuse, before any mail is read, an output that cannot be written: a scan of an
     archive can run for hours, and a typo in ``-o`` found only at the end lost it all.
-    Checks what can be known without creating the file: its folder exists and may be
-    written, and it is not a folder itself."""
+    Checks what can be known without creating the file: an existing file may be written
+    (its folder need not be: ``-o /dev/stdout``, a file in a read-only folder), a new one's
+    folder exists and may be written, and it is not a folder itself."""
     folder = output.parent  # "." for a bare file name
     if output.is_dir():
         raise CommandError(f"cannot write {output}: it is a folder")
+    if output.exists():
+        if not os.access(output, os.W_OK):
+            raise CommandError(f"cannot write {output}: permission denied")
+        return
     if not folder.is_dir():
         raise CommandError(f"cannot write {output}: its folder does not exist")
-    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+    if not os.access(folder, os.W_OK):
         raise CommandError(f"cannot write {output}: permission denied")
 
 
+LOST_OUTPUT = "the report is written to standard output instead"
+"""Said when ``-o`` could not be written at the end: the report is not thrown away."""
+
+
 def write_report(output: Path, text: str) -> None:
-    """Write a report file; a failure is a :class:`CommandError` naming the file."""
+    """Write a report file whole or not at all; a failure is a :class:`CommandError`
+    naming the file.
+
+    A regular file is written beside itself and renamed over: a write that fails half way
+    (a full disk at the end of a long scan) used to leave a cut-off register where the
+    last complete one was, which a reader could take for complete. Its mode is kept (a new
+    file's is what ``open`` would give). What is not a regular file (``/dev/stdout``, a
+    FIFO) and a file whose folder cannot be written are written in place.
+    """
+    data = (text if text.endswith("\n") else text + "\n").encode("utf-8", UNENCODABLE)
+    target = Path(os.path.realpath(output))  # a symbolic link's file, not the link
     try:
-        text = text if text.endswith("\n") else text + "\n"
-        output.write_text(text, encoding="utf-8", errors=UNENCODABLE)
+        try:
+            info: os.stat_result | None = target.stat()
+        except FileNotFoundError:
+            info = None
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            _write_in_place(target, data)
+            return
+        try:
+            fd, name = tempfile.mkstemp(".part", f".{target.name}.", target.parent)
+            temporary = Path(name)
+        except PermissionError:
+            if info is None:
+                raise
+            _write_in_place(target, data)  # a writable file in a read-only folder
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), stat.S_IMODE(info.st_mode) if info else 0o666 & ~_umask())
+                os.fsync(f.fileno())  # on disk before it replaces the old report
+            temporary.replace(target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
     except OSError as exc:
         raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _write_in_place(target: Path, data: bytes) -> None:
+    with target.open("wb") as f:
+        f.write(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 _LATE_NOTE = "mailguard: Ctrl-C: the report is complete and being written; Ctrl-C again stops it"

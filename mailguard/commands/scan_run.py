@@ -25,6 +25,7 @@ from mailguard.archive.register import SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.scanner import OnTally, Progress, Scanner, Unit, Window, mbox_units, plan
 from mailguard.commands import CommandError
 from mailguard.commands.common import (
+    LOST_OUTPUT,
     check_writable,
     error_text,
     hold_interrupts,
@@ -159,8 +160,10 @@ def _run(
     if output is not None:
         try:
             write_report(output, text)
-        except CommandError as exc:  # it became unwritable during the scan
-            say(f"mailguard: error: {error_text(exc, [output] if redact else None)}")
+        except CommandError as exc:  # it became unwritable during the scan (a full disk)
+            say(f"mailguard: error: {error_text(exc, [output] if redact else None)}; "
+                f"{LOST_OUTPUT}")  # fmt: skip
+            sys.stdout.write(text)  # hours of scanning are not thrown away
             return EXIT_ERROR
         if fmt != "text":
             for line in summary_lines(register):
