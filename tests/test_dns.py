@@ -7,10 +7,9 @@ refuses every name outside ``example.``): these tests never need the internet.
 
 from __future__ import annotations
 
-import gc
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from mailguard.errors import ConfigError
 from mailguard.resolver import DnsService, Status, from_file, parse_server
 from mailguard.services import Services
 from tests.support.dns_servers import EXPECTED, FaultServer, Unbound
+from tests.support.doubling import assert_doubling_linear
 
 
 @pytest.fixture(scope="module")
@@ -266,34 +266,15 @@ def test_many_domains_cost_linear_time() -> None:
 
     config = from_mapping({"rules": {"MG402": {"max_domains": 100_000}}})
 
-    def best(n: int) -> float:
+    def prepare(n: int) -> Callable[[], object]:
         data = message(*(f"p@d{i}.example" for i in range(n)))
         engine = Engine(config, services=Services(dns=fake_service()))
         engine.check(data)  # warms the cache: the time below is the rule's own
-        times = []
-        for _ in range(5):
-            gc.collect()
-            gc.disable()  # a full collection walks the whole test session's heap
-            try:
-                started = time.perf_counter()
-                engine.check(data)
-                times.append(time.perf_counter() - started)
-            finally:
-                gc.enable()
-        return min(times)
+        return lambda: engine.check(data)
 
-    # A quadratic path costs 4x at every doubling; a step in the machine's costs shows at one
-    # doubling only, and where it falls differs from box to box: here 2,000 -> 4,000 domains
-    # went 8 -> 30 ms and 8,000 -> 16,000 62 -> 132 ms, in CI 8,000 -> 16,000 went 33 -> 112 ms
-    # (a To header of ~270 KB: its copies cross malloc's mmap threshold). So a doubling that
-    # fails is measured again one size up, as tests/test_linear_time.py's assert_linear does.
-    seen = []
-    for n in (8000, 16000):
-        small, large = best(n), best(2 * n)
-        if large / small < 3:
-            return
-        seen.append(f"{n:,} -> {2 * n:,} domains: {small:.4f} s -> {large:.4f} s")
-    raise AssertionError("doubling the domains: " + ", ".join(seen))
+    # Sizes where a step in the machine's costs was seen: here 2,000 -> 4,000 domains went
+    # 8 -> 30 ms, in CI 8,000 -> 16,000 went 33 -> 112 ms (a To header of ~270 KB).
+    assert_doubling_linear(prepare, (8000, 16000), runs=5, what="the domains")
 
 
 def test_redacted_report_withholds_the_domains(unbound: Unbound) -> None:

@@ -1,0 +1,30 @@
+"""The doubling helper itself: it must pass linear work and fail a quadratic one, or the
+tests that use it prove nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.doubling import assert_doubling_linear
+
+
+def _linear(n: int) -> Callable[[], object]:
+    data = list(range(n * 200))
+    return lambda: sum(data)
+
+
+def _quadratic(n: int) -> Callable[[], object]:
+    text = "x" * (n * 50)
+    return lambda: [text[:i].count("x") for i in range(0, len(text), 50)]
+
+
+def test_linear_work_passes() -> None:
+    assert_doubling_linear(_linear, (1000, 2000), what="a list")
+
+
+def test_quadratic_work_fails_at_every_size() -> None:
+    with pytest.raises(AssertionError, match=r"doubling a string: 1,000 -> 2,000: .*"
+                       r"2,000 -> 4,000: "):  # fmt: skip
+        assert_doubling_linear(_quadratic, (1000, 2000), what="a string")
