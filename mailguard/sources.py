@@ -65,7 +65,9 @@ def find_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
     return [Path(name) for name in names], errors
 
 
-def find_names(root: Path | str, pattern: str) -> tuple[list[str], list[Input]]:
+def find_names(
+    root: Path | str, pattern: str, *, maildirs: list[str] | None = None
+) -> tuple[list[str], list[Input]]:
     """Entries under ``root`` whose name matches ``pattern``, sorted, and what could not be
     walked (as unreadable inputs), so a gap in the tree is reported, not skipped.
 
@@ -77,6 +79,13 @@ def find_names(root: Path | str, pattern: str) -> tuple[list[str], list[Input]]:
     their target can be named as a source of its own. Matching entries that are not
     folders are returned whatever their type, so a FIFO or a device named ``x.eml`` is
     reported by :func:`read_file`.
+
+    ``maildirs``: a scan's walk. A folder with ``cur/`` and ``new/`` (``root`` too) is a
+    Maildir, whose message files match no pattern: it is appended to ``maildirs`` for
+    :func:`~mailguard.archive.maildir.maildir_files` to list, its ``cur/``, ``new/`` and
+    ``tmp/`` are not searched, nor are the files beside them (a mail server's index and
+    state files); its other folders are (Maildir++ folders such as ``.Sent``, the nested
+    folders of Dovecot's ``LAYOUT=fs``). Telling it from the listing costs nothing more.
     """
     found: list[str] = []
     errors: list[Input] = []
@@ -89,6 +98,8 @@ def find_names(root: Path | str, pattern: str) -> tuple[list[str], list[Input]]:
         except OSError as exc:
             errors.append(Input(folder, None, _reason(exc), unreadable=True))
             continue
+        folders: list[tuple[str, str]] = []
+        files: list[str] = []
         for entry in listed:
             try:
                 is_dir = entry.is_dir()
@@ -98,14 +109,23 @@ def find_names(root: Path | str, pattern: str) -> tuple[list[str], list[Input]]:
             if is_link:
                 errors.append(Input(entry.path, None, _LINKED_FOLDER, unreadable=True))
             elif is_dir:
-                stack.append(entry.name if folder == "." else entry.path)
+                folders.append((entry.name, entry.name if folder == "." else entry.path))
             elif matches(entry.name, pattern) or (
                 pattern == DEFAULT_PATTERN and matches(entry.name, "*.msg")
             ):
-                found.append(entry.name if folder == "." else entry.path)  # as Path() spells it
+                files.append(entry.name if folder == "." else entry.path)  # as Path() spells it
+        if maildirs is not None and {"cur", "new"} <= {name for name, _ in folders}:
+            maildirs.append(folder)
+            stack += (path for name, path in folders if name not in _MAILDIR_PARTS)
+            continue
+        stack += (path for _, path in folders)
+        found += files
     found.sort(key=_components)
     errors.sort(key=lambda i: i.source)
     return found, errors
+
+
+_MAILDIR_PARTS = frozenset(("cur", "new", "tmp"))
 
 
 def _components(name: str) -> list[str]:

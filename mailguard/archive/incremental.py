@@ -22,6 +22,7 @@ an error saying so, and the source's record is dropped: its next scan is a full 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mailguard.archive.imap_resume import ImapResume
-from mailguard.archive.maildir import read_files, unique_name
+from mailguard.archive.maildir import SUBDIRS, is_maildir, read_files, unique_name
 from mailguard.archive.people import Person, Tokens, domain_of
 from mailguard.archive.register import INCIDENT_VERDICTS, MESSAGE, SOURCE, Incident, Register, Tally
 from mailguard.archive.scanner import file_units, mbox_units
@@ -179,7 +180,8 @@ class Incremental:
 
     def plan_files(self, label: str, root: Path, units: list[Unit], maildir: bool) -> list[Unit]:
         files = [Path(f) for u in units for f in u.files]
-        key_of = {str(f): _file_key(root, f, maildir) for f in files}
+        maildir_of = functools.cache(is_maildir)  # one look per folder, not per message
+        key_of = {str(f): _file_key(root, f, maildir_of) for f in files}
         by_key = {k: Path(p) for p, k in key_of.items()}
         record = Record(label, "files", {"maildir": maildir}, seen=set(by_key))
         old = self._old(label, "files")
@@ -200,16 +202,15 @@ class Incremental:
                 if position not in by_key:
                     return None
                 read = read_file if whole else read_head  # a rebuild needs the header block
-                if maildir:  # renamed since the listing: read under its new name
-                    return next(iter(read_files([str(by_key[position])], max_bytes, read)))
-                return read(by_key[position], max_bytes)
+                # A Maildir's message renamed since the listing is read under its new name.
+                return next(iter(read_files([str(by_key[position])], max_bytes, read)))
 
             # A position that is no file now (a path stored by an older version for a
             # tree) is not found again, and said so, rather than a KeyError.
             again_units = file_units([by_key[k] for k in again if k in by_key])
             planned = self._carry(record, old, new, again_units, stored, reader)
         self._sources[label].key_of = key_of
-        self._sources[label].key = lambda path: _file_key(root, Path(path), maildir)
+        self._sources[label].key = lambda path: _file_key(root, Path(path), maildir_of)
         return planned
 
     def _split(self, old: Record) -> tuple[list[str], list[tuple[str, str]]]:
@@ -452,12 +453,22 @@ class Incremental:
             self.store.save(self.fingerprint, keep, dropped)
 
 
-def _file_key(root: Path, path: Path, maildir: bool) -> str:
+def _file_key(root: Path, path: Path, maildir_of: Callable[[Path], bool]) -> str:
     """A Maildir message by its unique name (the info after ``:``, ``!`` or ``;`` and
-    ``new/``/``cur/`` vary: :func:`~mailguard.archive.maildir.unique_name`); a file in a
-    tree by its path below the source."""
-    if maildir:
-        return unique_name(path.name)
+    ``new/``/``cur/`` vary: :func:`~mailguard.archive.maildir.unique_name`), after its
+    Maildir's path below the source and ``//`` when that Maildir is not the source itself
+    (a Maildir++ folder, a user's Maildir in a server's tree): a flag change anywhere is
+    then no "file gone". Any other file by its path below the source; no such path holds
+    ``//``, so the two kinds never meet."""
+    folder = path.parent
+    if path != root and folder.name in SUBDIRS and maildir_of(folder.parent):
+        if folder.parent == root:
+            return unique_name(path.name)
+        return f"{_below(root, folder.parent)}//{unique_name(path.name)}"
+    return _below(root, path)
+
+
+def _below(root: Path, path: Path) -> str:
     try:
         return str(path.relative_to(root)) if path != root else path.name
     except ValueError:

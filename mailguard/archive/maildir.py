@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from mailguard.sources import Input, is_folder, read_file
+from mailguard.sources import Input, find_names, is_folder, read_file
 
 SUBDIRS = ("cur", "new")
 RELISTS = 3
@@ -47,6 +47,25 @@ def unique_name(name: str) -> str:
         return name.split(":", 1)[0]
     found = _ALT_INFO.search(name)
     return name[: found.start()] if found is not None and found.start() > 0 else name
+
+
+def mail_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
+    """Every message file of a folder a scan was given, and what could not be listed: the
+    files matching ``pattern``, then each Maildir found (``root`` itself, its Maildir++
+    folders such as ``.Sent``, the users' Maildirs of a mail server's tree) as
+    :func:`maildir_files` lists it, whatever the names of its files.
+
+    Why: ``scan ~/Maildir`` read the inbox alone, not the Sent folder beside it, and
+    ``scan /var/vmail`` found no message at all (Maildir files do not end in ``.eml``).
+    """
+    maildirs: list[str] = []
+    names, errors = find_names(root, pattern, maildirs=maildirs)
+    files = [Path(name) for name in names]
+    for folder in sorted(maildirs, key=lambda f: Path(f).parts):  # the source's own first
+        found, unread = maildir_files(Path(folder))
+        files += found
+        errors += unread
+    return files, errors
 
 
 def maildir_files(path: Path) -> tuple[list[Path], list[Input]]:

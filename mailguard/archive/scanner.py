@@ -42,7 +42,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from mailguard.archive.maildir import is_maildir, maildir_files
+from mailguard.archive.maildir import is_maildir, mail_files
 from mailguard.archive.mbox import looks_like_mbox, split_at
 from mailguard.archive.people import Tokens
 from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally
@@ -57,7 +57,7 @@ from mailguard.archive.workers import (
 from mailguard.config import Config
 from mailguard.pools import FORKS, cores, local_pool, process_pool
 from mailguard.resolver import DnsSettings
-from mailguard.sources import find_files, not_regular
+from mailguard.sources import not_regular
 
 __all__ = [
     "Progress", "Scanner", "StopFlag", "Unit", "UnitLost", "Window", "WorkSpec", "judge_unit",
@@ -98,13 +98,10 @@ def plan(source: str, jobs: int, pattern: str = "*.eml") -> tuple[list[Unit], li
         return [Unit("files", files=(str(path),), size=info.st_size)], []
     if not stat.S_ISDIR(info.st_mode):
         return [], [ErrorEntry(source, f"cannot read: {not_regular(info.st_mode)}", SOURCE)]
-    if is_maildir(path):
-        files, unread = maildir_files(path)
-    else:
-        files, unread = find_files(path, pattern)
-        if not files and not unread:
-            message = f"no files matching {pattern!r} (and not a Maildir: no cur/ and new/)"
-            return [], [ErrorEntry(source, message, SOURCE)]
+    files, unread = mail_files(path, pattern)
+    if not files and not unread and not is_maildir(path):
+        message = f"no files matching {pattern!r} and no Maildir (a folder with cur/ and new/)"
+        return [], [ErrorEntry(source, message, SOURCE)]
     errors = [
         ErrorEntry(i.source, f"cannot read: {i.error}", SOURCE if i.source == str(path) else PATH)
         for i in unread

@@ -241,6 +241,9 @@ def _migrated(record: Record) -> Record:
         return record
 
     def key(name: str) -> str:
+        maildir, cut, tail = name.rpartition("//")  # a Maildir++ folder's message
+        if cut:
+            return f"{maildir}//{unique_name(tail)}"
         return unique_name(Path(name).name)
 
     seen = {key(n) for n in record.seen}
