@@ -156,8 +156,11 @@ def _late_interrupt(signum: int, frame: object) -> None:
     _late_interrupts += 1
     if _late_interrupts > 1:  # the user insists: stop now, the output may be cut short
         raise KeyboardInterrupt
-    with contextlib.suppress(OSError, ValueError):  # stderr closed: the note is a courtesy
-        sys.stderr.write(_LATE_NOTE + "\n")
+    # Straight to the descriptor: the handler may run inside a write to sys.stderr (a
+    # blocked write interrupted by the signal), where writing to it again raises
+    # "reentrant call". A closed stderr loses only the courtesy.
+    with contextlib.suppress(OSError):
+        os.write(2, (_LATE_NOTE + "\n").encode())
 
 
 def hold_interrupts() -> None:
