@@ -111,7 +111,7 @@ def find_names(
             elif is_dir:
                 folders.append((entry.name, entry.name if folder == "." else entry.path))
             elif matches(entry.name, pattern) or (
-                pattern == DEFAULT_PATTERN and matches(entry.name, "*.msg")
+                pattern == DEFAULT_PATTERN and entry.name.lower().endswith(_ALSO_BY_DEFAULT)
             ):
                 files.append(entry.name if folder == "." else entry.path)  # as Path() spells it
         if maildirs is not None and {"cur", "new"} <= {name for name, _ in folders}:
@@ -126,6 +126,9 @@ def find_names(
 
 
 _MAILDIR_PARTS = frozenset(("cur", "new", "tmp"))
+_ALSO_BY_DEFAULT = (".msg", ".mbox")
+"""Found with the default pattern too: Outlook messages and mbox files (each of whose
+messages is judged: an mbox judged as one message would hide all but its first)."""
 
 
 def _components(name: str) -> list[str]:

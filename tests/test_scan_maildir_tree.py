@@ -83,8 +83,8 @@ def test_the_walk_lists_each_maildir_once_and_no_server_file(tmp_path: Path) -> 
     home = maildir(tmp_path / "Maildir")
     maildir(home / ".Sent")
     (home / "cur" / "odd.eml").write_bytes(b"x")  # in cur/: a message like any other
-    files, errors = mail_files(home, "*")
-    assert errors == []
+    loose, files, errors = mail_files(home, "*")
+    assert errors == [] and loose == []  # nothing outside the Maildirs: no server file
     assert len(files) == len(set(files)) == 2 * len(MESSAGES) + 1
     assert all(f.parent.name in ("cur", "new") for f in files)
     assert all(is_maildir(f.parent.parent) for f in files)

@@ -49,23 +49,23 @@ def unique_name(name: str) -> str:
     return name[: found.start()] if found is not None and found.start() > 0 else name
 
 
-def mail_files(root: Path, pattern: str) -> tuple[list[Path], list[Input]]:
-    """Every message file of a folder a scan was given, and what could not be listed: the
-    files matching ``pattern``, then each Maildir found (``root`` itself, its Maildir++
-    folders such as ``.Sent``, the users' Maildirs of a mail server's tree) as
-    :func:`maildir_files` lists it, whatever the names of its files.
+def mail_files(root: Path, pattern: str) -> tuple[list[Path], list[Path], list[Input]]:
+    """Every message file of a folder a scan was given: the files matching ``pattern``
+    outside any Maildir; then the files of each Maildir found (``root`` itself, its
+    Maildir++ folders such as ``.Sent``, the users' Maildirs of a mail server's tree) as
+    :func:`maildir_files` lists them, whatever their names; and what could not be listed.
 
     Why: ``scan ~/Maildir`` read the inbox alone, not the Sent folder beside it, and
     ``scan /var/vmail`` found no message at all (Maildir files do not end in ``.eml``).
     """
     maildirs: list[str] = []
     names, errors = find_names(root, pattern, maildirs=maildirs)
-    files = [Path(name) for name in names]
+    in_maildirs: list[Path] = []
     for folder in sorted(maildirs, key=lambda f: Path(f).parts):  # the source's own first
         found, unread = maildir_files(Path(folder))
-        files += found
+        in_maildirs += found
         errors += unread
-    return files, errors
+    return [Path(name) for name in names], in_maildirs, errors
 
 
 def maildir_files(path: Path) -> tuple[list[Path], list[Input]]:

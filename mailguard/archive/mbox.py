@@ -64,6 +64,22 @@ def looks_like_mbox(path: Path) -> bool:
     return starts_like_mbox(head)
 
 
+def holds_several_messages(path: Path) -> bool:
+    """Whether a file that starts like an mbox has a second ``From_`` line: an mbox of its
+    own, not one message saved with its envelope line (as many ``.eml`` exports are).
+    One memory-mapped search, which stops at the second ``From_`` line."""
+    if not looks_like_mbox(path):
+        return False
+    try:
+        with _open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                first = mm.find(b"\n")
+                return first >= 0 and _next_from_line(mm, first + 1, size) < size
+    except (OSError, ValueError):  # emptied or shrunk since: judged as a file, said there
+        return False
+
+
 def starts_like_mbox(data: bytes) -> bool:
     """Whether ``data`` starts (after a byte-order mark) with a ``From_`` line."""
     head = data[: _LINE_MAX + len(_BOM)].removeprefix(_BOM)

@@ -43,7 +43,7 @@ from types import FrameType
 from typing import TypeVar
 
 from mailguard.archive.maildir import is_maildir, mail_files
-from mailguard.archive.mbox import looks_like_mbox, split_at
+from mailguard.archive.mbox import holds_several_messages, looks_like_mbox, split_at
 from mailguard.archive.people import Tokens
 from mailguard.archive.register import PATH, SOURCE, ErrorEntry, Register, Tally
 from mailguard.archive.workers import (
@@ -98,15 +98,24 @@ def plan(source: str, jobs: int, pattern: str = "*.eml") -> tuple[list[Unit], li
         return [Unit("files", files=(str(path),), size=info.st_size)], []
     if not stat.S_ISDIR(info.st_mode):
         return [], [ErrorEntry(source, f"cannot read: {not_regular(info.st_mode)}", SOURCE)]
-    files, unread = mail_files(path, pattern)
-    if not files and not unread and not is_maildir(path):
+    loose, in_maildirs, unread = mail_files(path, pattern)
+    if not loose and not in_maildirs and not unread and not is_maildir(path):
         message = f"no files matching {pattern!r} and no Maildir (a folder with cur/ and new/)"
         return [], [ErrorEntry(source, message, SOURCE)]
+    # An mbox in the tree (found by its content, whatever its name) is a source of its own,
+    # labelled with its path: judged as one file it showed its first message only. A file
+    # of one message with an envelope line stays a file.
+    mboxes = [f for f in loose if holds_several_messages(f)]
+    if mboxes:
+        seen = set(mboxes)
+        loose = [f for f in loose if f not in seen]
+    files = loose + in_maildirs
     errors = [
         ErrorEntry(i.source, f"cannot read: {i.error}", SOURCE if i.source == str(path) else PATH)
         for i in unread
     ]
-    return _file_units(files), errors
+    in_tree = [u for m in mboxes for u in _mbox_units(m, jobs, label=str(m))]
+    return _file_units(files) + in_tree, errors
 
 
 def _mbox_units(path: Path, jobs: int, start: int = 0, label: str = "") -> list[Unit]:

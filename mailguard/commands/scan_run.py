@@ -250,9 +250,18 @@ def _source_units(
         return out
     units, errors = plan(source, jobs, pattern)
     failed += errors
-    if incremental is not None and units:
-        units = _plan_incremental(incremental, source, units)
-    return [(source, units, sum(u.size for u in units))]
+    # An mbox found in a folder is a source of its own (its units carry its path as their
+    # label): the register counts it apart, and --state knows it as an mbox, so mail
+    # appended to it later is read on the next scan.
+    groups: dict[str, list[Unit]] = {source: []}
+    for unit in units:
+        groups.setdefault(unit.label or source, []).append(unit)
+    found: list[tuple[str, Iterable[Unit], int | None]] = []
+    for label, group in groups.items():
+        if incremental is not None and group:
+            group = _plan_incremental(incremental, label, group)
+        found.append((label, group, sum(u.size for u in group)))
+    return found
 
 
 def _cluster(stack: contextlib.ExitStack, scheduler: str, paths: list[str]) -> object:
