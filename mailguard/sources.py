@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
 
-from mailguard import msgfile
+from mailguard import compressed, msgfile
 from mailguard.limits import Limits
 
 STDIN = "-"
@@ -248,8 +248,8 @@ def read_head(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
             return read_file(path, max_bytes)
         data = bytearray()
         while len(data) < max_bytes and (chunk := os.read(fd, _HEAD_CHUNK)):
-            if not data and msgfile.is_msg(chunk):
-                return read_file(path, max_bytes)
+            if not data and (msgfile.is_msg(chunk) or compressed.kind(chunk) is not None):
+                return read_file(path, max_bytes)  # its header block is not where it lies
             searched = max(0, len(data) - 2)  # a blank line split between two chunks
             data += chunk
             end = _HEAD_END.search(data, searched)
@@ -263,7 +263,13 @@ def read_head(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
 
 
 def _converted(name: str, data: bytes, max_bytes: int) -> Input:
-    """The message itself; an Outlook .msg is converted first (an error entry if it cannot be)."""
+    """The message itself: a compressed file unpacked (:mod:`mailguard.compressed`), an
+    Outlook .msg converted (an error entry if either cannot be)."""
+    if compressed.kind(data) is not None:
+        try:
+            data = compressed.decompress(data, max_bytes)
+        except compressed.CompressedError as exc:
+            return Input(name, None, str(exc), unreadable=True)
     if not msgfile.is_msg(data):
         return Input(name, data)
     try:

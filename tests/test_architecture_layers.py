@@ -31,7 +31,7 @@ CORE_MODULES = {
     "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
     "history", "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
-    "sources", "msgfile", "remedy", "approval", "approval_keys", "attachments", "keyfile",
+    "sources", "msgfile", "compressed", "remedy", "approval", "approval_keys", "attachments", "keyfile",
     "search",
 }  # fmt: skip
 
