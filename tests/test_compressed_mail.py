@@ -94,3 +94,32 @@ def test_a_rescan_reads_a_compressed_message_whole(tmp_path: Path) -> None:
     path = tmp_path / "m.eml"
     path.write_bytes(gzip.compress(INCIDENT))
     assert read_head(path).data == read_file(path).data == INCIDENT
+
+
+def test_a_gzipped_mbox_is_judged_message_by_message(tmp_path: Path) -> None:
+    """Unpacked as it is read, an mbox must still be split: judged as one message, all but
+    its first would go unseen (by ``scan`` of the file or of a folder holding it, and by
+    ``check``)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.scan_archive import write_mbox
+
+    (tmp_path / "plain").mkdir()
+    mbox = write_mbox(tmp_path / "plain" / "sent.mbox")
+    packed = tmp_path / "packed" / "sent.mbox.gz"
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(mbox.read_bytes()))
+    _, want, _ = scan(str(mbox), str(tmp_path / "a.json"))
+    _, got, _ = scan(str(packed), str(tmp_path / "b.json"))
+    _, tree, _ = scan("--glob", "*.gz", str(packed.parent), str(tmp_path / "c.json"))
+    for data in (got, tree):
+        assert data["summary"]["messages"] == want["summary"]["messages"] == len(MESSAGES)
+        assert data["summary"]["incidents"] == want["summary"]["incidents"] > 0
+    done = subprocess.run(
+        [sys.executable, "-m", "mailguard", "check", "--no-config", "-f", "json", str(packed)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    sources = [m["source"] for m in json.loads(done.stdout)["messages"]]
+    assert len(sources) == len(MESSAGES) and sources[0] == f"{packed}@0", done.stderr

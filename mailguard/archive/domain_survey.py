@@ -33,7 +33,7 @@ from pathlib import Path
 
 from mailguard import lookalike
 from mailguard.archive.maildir import read_files
-from mailguard.archive.mbox import iter_mbox
+from mailguard.archive.mbox import iter_mbox, messages_of
 from mailguard.archive.register import ErrorEntry
 from mailguard.archive.scanner import plan
 from mailguard.checks.domains import survey_index
@@ -190,7 +190,8 @@ def local_inputs(
         if unit.kind == "mbox":
             yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes)
         else:
-            yield from read_files(unit.files, max_bytes)
+            for item in read_files(unit.files, max_bytes):
+                yield from messages_of(item, max_bytes)
 
 
 def survey(

@@ -186,6 +186,22 @@ def iter_mbox(
             yield from _messages(mm, name, start, stop, max_bytes)
 
 
+def messages_of(item: Input, max_bytes: int = MAX_BYTES) -> Iterator[Input]:
+    """The messages of one file as read: the file itself, or each message when what it
+    holds is an mbox of several (a gzipped mbox, unpacked as it was read, or one whose
+    first bytes the planning did not see). Judged as one message, all but the first
+    message of such a file went unseen."""
+    if item.data is None or not starts_like_mbox(item.data):
+        yield item
+        return
+    messages = iter_mbox_bytes(item.data, item.source, max_bytes)
+    first, second = next(messages, None), next(messages, None)
+    if second is None:
+        yield item  # one message with its envelope line: the file, under its own name
+        return
+    yield from (m for m in (first, second, *messages) if m is not None)
+
+
 def iter_mbox_bytes(data: bytes, name: str, max_bytes: int = MAX_BYTES) -> Iterator[Input]:
     """The messages of an mbox already in memory (``check -`` reading a batch on stdin),
     named and cut exactly as :func:`iter_mbox` names and cuts a file."""

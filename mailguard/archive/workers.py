@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailguard.archive.maildir import read_files
-from mailguard.archive.mbox import iter_mbox
+from mailguard.archive.mbox import iter_mbox, messages_of
 from mailguard.archive.people import Tokens
 from mailguard.archive.register import ADDRESSES, Tally, parse_date
 from mailguard.config import Config
@@ -219,7 +219,8 @@ def _messages(unit: Unit, max_bytes: int) -> Iterator[Input]:
         else:
             yield from iter_mbox(Path(unit.path), unit.start, unit.end, max_bytes, unit.label)
     elif unit.kind == "files":
-        yield from read_files(unit.files, max_bytes)
+        for item in read_files(unit.files, max_bytes):
+            yield from messages_of(item, max_bytes)
     else:
         yield from unit.inputs
 

@@ -89,10 +89,10 @@ def _outcomes(item: Input | str, job: _Job) -> Iterator[Outcome]:
         return
     from mailguard.archive.mbox import iter_mbox, iter_mbox_bytes  # only for an mbox
 
-    if isinstance(item, str):
+    if read.data is None:  # too large to read whole: split on disk
+        assert isinstance(item, str)  # _maybe_mbox said so
         messages = iter_mbox(Path(item), max_bytes=job.max_bytes)
-    else:  # already read: a batch piped to ``check -``
-        assert read.data is not None  # _maybe_mbox said so
+    else:  # read already (a batch piped to ``check -``, a gzipped mbox unpacked)
         messages = iter_mbox_bytes(read.data, read.source, job.max_bytes)
     first, second = next(messages, None), next(messages, None)
     if first is not None and second is None:  # one message: the input's own name, as before
