@@ -25,13 +25,15 @@ _QUOTED = r'"(?:[^"\\]|\\.)*+"'
 #
 # An angle-addr may hold a quoted local part with ``<`` or ``>`` in it (``<"a>b"@x>``); it
 # is tried first, then the plain one, so that a stray quote inside brackets does not pair
-# with a quote in a later entry. A domain literal (``[IPv6:2001:db8::1]``) is part of a word:
-# its colons are not group syntax.
+# with a quote in a later entry. The plain one stops at ``,`` or ``;`` as an unterminated
+# one does: else a stray ``<`` ran to a ``>`` quoted in a later display name
+# (``<, ">" <""@x>``) and swallowed the entries between. A domain literal
+# (``[IPv6:2001:db8::1]``) is part of a word: its colons are not group syntax.
 def _token_pattern(quotes: bool) -> re.Pattern[str]:
     alternatives = [
         rf"(?P<q>{_QUOTED})",  # quoted-string
         r'(?P<u>"(?:[^"\\]|\\.)*+)',  # unterminated quoted-string (to end of input)
-        rf'(?P<a><(?:[^<>"]++|{_QUOTED})*+>|<[^<>]*+>|<[^<>,;]*+)',  # angle-addr (or unterminated)
+        rf'(?P<a><(?:[^<>"]++|{_QUOTED})*+>|<[^<>,;]*+>?)',  # angle-addr (or unterminated)
     ] if quotes else [r"(?P<a><[^<>]*+>|<[^<>,;]*+)"]  # fmt: skip
     alternatives += [
         r"(?P<s>[,;:])",  # separators

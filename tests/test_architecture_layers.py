@@ -31,8 +31,8 @@ CORE_MODULES = {
     "address_tokens", "addresses", "body", "charsets", "deadline", "domains", "errors", "headers",
     "history", "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
-    "sources", "msgfile", "compressed", "remedy", "approval", "approval_keys", "attachments", "keyfile",
-    "search",
+    "sources", "msgfile", "compressed", "remedy", "approval", "approval_keys", "attachments",
+    "keyfile", "search",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.
