@@ -30,6 +30,9 @@ DEFAULT_PATTERN = "*.eml"
 MAX_BYTES = Limits().max_message_bytes
 _CHUNK = 1024 * 1024
 _ONE_READ = 256 * 1024
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+"""How a message file is opened: a FIFO or a terminal put in its place cannot block or
+become our controlling terminal (the type is then checked on the descriptor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +194,8 @@ def read_file(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
     open itself return at once.
     """
     name = str(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         return Input(name, None, _reason(exc), unreadable=True)
     try:
@@ -237,9 +239,8 @@ def read_head(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
     2 MB attachment (an mbox's re-scan already stopped at the blank line).
     """
     name = str(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return read_file(path, max_bytes)  # its error entry, worded as every other
     try:
