@@ -13,15 +13,17 @@ steps. tests/test_fast_paths.py compares it with ``bytes.find``.
 
 from __future__ import annotations
 
-import mmap
+from mailguard.file_view import FileView
 
 MISSES = 16
 """Misses in a row after which the plain search finishes the job."""
 
 
-def find_via(haystack: bytes | mmap.mmap, needle: bytes, pivot: int, start: int, end: int) -> int:
+def find_via(haystack: bytes | FileView, needle: bytes, pivot: int, start: int, end: int) -> int:
     """``haystack.find(needle, start, end)`` (``start``/``end`` non-negative), found by
     jumping to each occurrence of ``needle[pivot]``."""
+    if isinstance(haystack, FileView):  # a window of bytes at a time
+        return haystack.find(needle, start, end, lambda b, n, lo, hi: find_via(b, n, pivot, lo, hi))
     size = len(needle)
     end = min(end, len(haystack))
     if not 0 <= pivot < size or end - start < size:

@@ -32,7 +32,7 @@ CORE_MODULES = {
     "history", "limits", "lookalike", "message", "typos",
     "recipients", "redact", "report", "resolver", "rules", "scoring", "sensitive", "services",
     "sources", "msgfile", "compressed", "remedy", "approval", "approval_keys", "attachments",
-    "keyfile", "search",
+    "keyfile", "search", "file_view",
 }  # fmt: skip
 
 #: Top-level packages and modules above the core.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -233,6 +234,37 @@ def test_a_message_still_being_written_is_read_next_time(tmp_path):
     mbox.write_bytes(whole)
     _, output = cli("learn", "--no-config", "--store", str(store), str(mbox))
     assert "1 messages read" in output and "learned 1 messages" in output
+
+
+def test_an_mbox_that_shrinks_while_learned_is_read_on_next_time(tmp_path, monkeypatch):
+    """A client compacting the folder mid-run: the run says reading stopped, keeps what it
+    learned, and the next run reads on from the last message read (no double count)."""
+    from mailguard.archive import learn_feed
+
+    pad = "x" * 70 + "\n"
+    big = [sent(i, "dave@partner.example") + pad * 4000 for i in range(8)]
+    mbox, store = tmp_path / "sent.mbox", tmp_path / "h.db"
+    whole = mbox_of(big)  # 8 messages of ~280 KB: the reader's 1 MB window holds 3 or 4
+    mbox.write_bytes(whole)
+    real = learn_feed.iter_mbox
+
+    def compacted_after_the_first(path, *args):
+        items = real(path, *args)
+        yield next(items)
+        os.truncate(path, len(whole) // 2)
+        yield from items
+
+    monkeypatch.setattr(learn_feed, "iter_mbox", compacted_after_the_first)
+    code, output = cli("learn", "--no-config", "--store", str(store), str(mbox))
+    assert "reading stopped before the end" in output, output
+    learned = HistoryStore.open(store).stats()["messages"]
+    assert 1 <= learned < 8
+    monkeypatch.setattr(learn_feed, "iter_mbox", real)
+    mbox.write_bytes(whole)  # the folder as it is after the client's rewrite
+    code, output = cli("learn", "--no-config", "--store", str(store), str(mbox))
+    assert code == 0, output
+    assert HistoryStore.open(store).stats()["messages"] == 8  # each once
+    assert "1 already known" in output and "bytes skipped" in output
 
 
 def test_maildir_learning_reads_only_new_files_and_ignores_flag_renames(tmp_path):

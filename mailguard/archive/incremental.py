@@ -412,7 +412,7 @@ class Incremental:
                         s.record.found.append((position, record))
             finally:
                 if isinstance(s.reader, MboxHeaders):
-                    s.reader.close()  # its memory map, now rather than at garbage collection
+                    s.reader.close()  # its file, now rather than at garbage collection
             register.merge(rebuilt)
             where = shown(label)
             if s.note == "incremental":

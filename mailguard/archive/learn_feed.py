@@ -31,7 +31,7 @@ from mailguard.archive.imap import iter_imap, parse_imap_url
 from mailguard.archive.imap_resume import ImapResume
 from mailguard.archive.imap_url import is_imap_url
 from mailguard.archive.maildir import is_maildir, maildir_files, read_files, unique_name
-from mailguard.archive.mbox import iter_mbox, looks_like_mbox
+from mailguard.archive.mbox import iter_mbox, looks_like_mbox, stopped_reading
 from mailguard.history.extract import observe
 from mailguard.history.keys import Hasher
 from mailguard.history.learner import Learner
@@ -121,6 +121,13 @@ def _mbox(path: Path, learner: Learner) -> FeedResult:
     # knows it by its Message-ID): it may have been half written when this run read it.
     offset = start
     for item in iter_mbox(path, start, size):
+        if stopped_reading(item):  # shrank or failed under us: resume before it next time
+            result.note = (
+                "reading stopped before the end (the mbox shrank or failed while it was "
+                "read); the next run reads on from the last message read"
+            )
+            result.unreadable += 1
+            break
         offset = int(item.source.rpartition("@")[2]) if "@" in item.source else offset
         if item.incomplete or (item.data is None and "cut off" in (item.error or "")):
             result.note = "the last message is incomplete; it is read on the next run"

@@ -1,10 +1,10 @@
-"""Streaming mbox reading: split on ``From_`` lines in a memory map, in byte ranges.
+"""Streaming mbox reading: split on ``From_`` lines in a file view, in byte ranges.
 
 The standard library's ``mailbox.mbox`` builds a table of contents, then parses every
 message into an ``email.message.Message`` (~9x slower than a split, per
 ``../shared/notes/parsing.md``), and it needs the whole file's index before the first
-message. Here the file is memory-mapped and cut with ``bytes.find``: memory stays flat in
-the archive's size (the kernel pages the map in and out), and the scanner can hand
+message. Here the file is read a window at a time (:class:`~mailguard.file_view.FileView`)
+and cut with ``bytes.find``: memory stays flat in the archive's size, and the scanner can hand
 different byte ranges of one 5 GB mbox to different processes, each starting at a
 ``From_`` line found by :func:`split_ranges`.
 
@@ -18,6 +18,9 @@ Quirks handled:
   Both formats agree on that for the common case; the only difference (mboxo's original
   ``>From`` lines) is body text no rule depends on.
 * CRLF files: the separator line ends with ``\\r\\n`` and is removed with it.
+* A file that shrinks while it is read (a mail client compacting the folder in place) is
+  an error entry at the offset where reading stopped, not a crash: a memory map would
+  have raised SIGBUS there and killed the process.
 * A file cut off in the middle of its last message (no final newline) may be one still
   being written, or one whose writer left out the newline: the message is judged as it is,
   with ``incomplete`` saying so (a finding of the input-limits rule), because its header
@@ -28,7 +31,6 @@ Quirks handled:
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import re
 import stat
@@ -36,13 +38,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from mailguard.file_view import FileShrank, FileView
 from mailguard.search import find_via
 from mailguard.sources import MAX_BYTES, Input, not_regular, too_large
 
 _FROM = b"From "
 _NL_FROM = b"\n" + _FROM
-Buffer = bytes | mmap.mmap
-"""What the splitter walks: a mapped file, or an mbox already read (stdin)."""
+Buffer = bytes | FileView
+"""What the splitter walks: a file's view, or an mbox already read (stdin)."""
 _BOM = b"\xef\xbb\xbf"
 _SENDER = re.compile(rb"[^ \t\n\r\f\v]*")  # the word after "From " (a run of non-blanks)
 _SENDER_ID = re.compile(rb"[@\d]")
@@ -67,15 +70,14 @@ def looks_like_mbox(path: Path) -> bool:
 def holds_several_messages(path: Path) -> bool:
     """Whether a file that starts like an mbox has a second ``From_`` line: an mbox of its
     own, not one message saved with its envelope line (as many ``.eml`` exports are).
-    One memory-mapped search, which stops at the second ``From_`` line."""
+    One search, which stops at the second ``From_`` line."""
     if not looks_like_mbox(path):
         return False
     try:
         with _open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                first = mm.find(b"\n")
-                return first >= 0 and _next_from_line(mm, first + 1, size) < size
+            view = FileView(f.fileno())
+            first = view.find(b"\n")
+            return first >= 0 and _next_from_line(view, first + 1, len(view)) < len(view)
     except (OSError, ValueError):  # emptied or shrunk since: judged as a file, said there
         return False
 
@@ -130,15 +132,18 @@ def split_at(path: Path, targets: list[int], begin: int = 0) -> list[tuple[int, 
         return []
     if not targets:
         return [(begin, size)]
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    with path.open("rb") as f:
+        # A window at a time: planning a 5 GB mbox does not grow the parent by what the
+        # searches skimmed, and a file shrinking meanwhile is an OSError, not SIGBUS.
+        view = FileView(f.fileno(), size)
         starts = [begin]
         for at in targets:
             if at >= size:
                 break
-            cut = _next_from_line(mm, max(at, starts[-1] + 1), size)
-            # The search may have read far into an attachment; give those pages back so
-            # planning a 5 GB mbox does not grow the parent by what it skimmed.
-            mm.madvise(mmap.MADV_DONTNEED)
+            try:
+                cut = _next_from_line(view, max(at, starts[-1] + 1), size)
+            except OSError:  # it shrank: the unit past the end says so when it is read
+                break
             if cut >= size:
                 break
             if cut > starts[-1]:
@@ -181,9 +186,13 @@ def iter_mbox(
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            stop = size if end is None else min(end, size)
-            yield from _messages(mm, name, start, stop, max_bytes)
+        stop = size if end is None else min(end, size)
+        yield from _messages(FileView(f.fileno(), size), name, start, stop, max_bytes)
+        if end is not None and end > size:
+            # Planned on a longer file (a scan's unit): it shrank since. Said, not dropped.
+            at = max(start, size)
+            shrank = FileShrank(end, size, at_least=True)
+            yield Input(f"{name}@{at}", None, _stopped(shrank, at), unreadable=True)
 
 
 def messages_of(item: Input, max_bytes: int = MAX_BYTES) -> Iterator[Input]:
@@ -210,49 +219,77 @@ def iter_mbox_bytes(data: bytes, name: str, max_bytes: int = MAX_BYTES) -> Itera
 
 
 def _messages(mm: Buffer, name: str, start: int, stop: int, max_bytes: int) -> Iterator[Input]:
-    """One walk for a mapped file and for bytes: both have ``find`` and slicing, so the
-    two readers cannot drift apart in how they split, unquote or report a cut-off."""
+    """One walk for a file and for bytes: both have ``find`` and slicing, so the two
+    readers cannot drift apart in how they split, unquote or report a cut-off. A read that
+    fails (the file shrank, an I/O error) ends the walk with an error entry at the offset
+    where it stopped: the messages before it were judged, the rest are named as unread."""
     size = len(mm)
     pos = start
-    if start == 0 and mm[:3] == _BOM:
-        pos = 3
-    if start == 0 and not _is_from_line(mm, pos):  # (after a byte-order mark too)
-        yield Input(name, None, "not an mbox file: it does not start with 'From '")
+    try:
+        if start == 0 and mm[:3] == _BOM:
+            pos = 3
+        if start == 0 and not _is_from_line(mm, pos):  # (after a byte-order mark too)
+            yield Input(name, None, "not an mbox file: it does not start with 'From '")
+            return
+    except OSError as exc:
+        yield Input(name, None, _stopped(exc, pos), unreadable=True)
         return
     while pos < stop:
-        line_end = mm.find(b"\n", pos)
-        if line_end < 0:  # a From_ line and nothing else: cut off
-            yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
+        try:
+            item, nxt = _message_at(mm, name, pos, size, max_bytes)
+        except OSError as exc:
+            yield Input(f"{name}@{pos}", None, _stopped(exc, pos), unreadable=True)
             return
-        nxt = _next_from_line(mm, line_end + 1, size)
-        body_end = nxt
-        truncated = nxt == size and mm[size - 1 : size] != b"\n"
-        # The blank line before the next From_ belongs to the separator.
-        if mm[body_end - 2 : body_end] == b"\n\n":
-            body_end -= 1
-        elif mm[body_end - 4 : body_end] == b"\r\n\r\n":
-            body_end -= 2
-        if body_end - line_end - 1 > max_bytes:
-            yield Input(
-                f"{name}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
-                unreadable=True,
-            )  # fmt: skip
-            pos = nxt
-            continue
-        data = mm[line_end + 1 : body_end]
-        blank = not data or data.isspace()  # no copy, unlike strip()
-        if nxt == size and blank:
-            yield Input(f"{name}@{pos}", None, _cut_off(size - pos))
+        yield item
+        if nxt < 0:
             return
-        if truncated:
-            yield Input(f"{name}@{pos}", _unquoted(data), incomplete=_cut_off(size - pos))
-            return
-        if blank:
-            yield Input(f"{name}@{pos}", None, "empty message: a From_ line and nothing else")
-            pos = nxt
-            continue
-        yield Input(f"{name}@{pos}", _unquoted(data))
         pos = nxt
+
+
+def _message_at(mm: Buffer, name: str, pos: int, size: int, max_bytes: int) -> tuple[Input, int]:
+    """The message whose ``From_`` line starts at ``pos``, and where the next one starts
+    (-1: this one ends the file)."""
+    line_end = mm.find(b"\n", pos)
+    if line_end < 0:  # a From_ line and nothing else: cut off
+        return Input(f"{name}@{pos}", None, _cut_off(size - pos)), -1
+    nxt = _next_from_line(mm, line_end + 1, size)
+    body_end = nxt
+    truncated = nxt == size and mm[size - 1 : size] != b"\n"
+    # The blank line before the next From_ belongs to the separator.
+    if mm[body_end - 2 : body_end] == b"\n\n":
+        body_end -= 1
+    elif mm[body_end - 4 : body_end] == b"\r\n\r\n":
+        body_end -= 2
+    if body_end - line_end - 1 > max_bytes:
+        return Input(
+            f"{name}@{pos}", None, too_large(body_end - line_end - 1, max_bytes),
+            unreadable=True,
+        ), nxt  # fmt: skip
+    data = mm[line_end + 1 : body_end]
+    blank = not data or data.isspace()  # no copy, unlike strip()
+    if nxt == size and blank:
+        return Input(f"{name}@{pos}", None, _cut_off(size - pos)), -1
+    if truncated:
+        return Input(f"{name}@{pos}", _unquoted(data), incomplete=_cut_off(size - pos)), -1
+    if blank:
+        return Input(f"{name}@{pos}", None, "empty message: a From_ line and nothing else"), nxt
+    return Input(f"{name}@{pos}", _unquoted(data)), nxt
+
+
+_STOPPED = "reading stopped at byte "
+
+
+def _stopped(exc: OSError, pos: int) -> str:
+    why = exc.strerror or str(exc)
+    if isinstance(exc, FileShrank):
+        why += " (a mail client or server rewrote it in place): the rest was not read, scan again"
+    return f"{_STOPPED}{pos:,}: {why}"
+
+
+def stopped_reading(item: Input) -> bool:
+    """Whether ``item`` is the entry that ends a walk whose file failed or shrank under
+    it: what lay past its offset was not read (a resumable reader starts again before)."""
+    return item.data is None and (item.error or "").startswith(_STOPPED)
 
 
 def _unquoted(data: bytes) -> bytes:

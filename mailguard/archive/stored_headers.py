@@ -5,11 +5,12 @@ record and the From, Sender, Subject and Message-ID read here, without judging i
 
 from __future__ import annotations
 
-import mmap
+import os
 import re
 from pathlib import Path
 
 from mailguard.archive.mbox import is_from_line, iter_mbox
+from mailguard.file_view import FileView
 from mailguard.sources import Input
 
 
@@ -21,20 +22,44 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 """The end of a header block, LF or CRLF. Its literal first byte lets the regex engine skip
 ahead (10 us on a 15 KB block; ``\\r?\\n\\r?\\n`` costs 190). Not
 :func:`~mailguard.headers.find_header_end`: that one is compiled for ``bytes``, and this
-searches a memory map without copying the message."""
+searches a file's view too."""
+_STEP = 16 * 1024
+"""Bytes of a file searched at once for the blank line: a header block is rarely longer."""
+_WINDOW = 64 * 1024
+"""Bytes read at each stored message: a re-scan jumps from incident to incident, and
+needs the header block alone at each (the 1 MB default would read 16 times as much)."""
 
 
-def _header_end(buf: bytes | mmap.mmap, start: int, stop: int) -> int:
+def _header_end(buf: bytes | FileView, start: int, stop: int) -> int:
     """Where the header block from ``start`` ends (before its last line end), or ``stop``."""
-    blank = _BLANK_LINE.search(buf, start, stop)
-    if blank is None:
+    if isinstance(buf, bytes):
+        blank = _BLANK_LINE.search(buf, start, stop)
+        end = stop if blank is None else blank.start()
+    else:
+        end = _view_blank_line(buf, start, stop)
+    if end == stop:
         return stop
-    end = blank.start()
     return end - 1 if end > start and buf[end - 1] == 13 else end
 
 
+def _view_blank_line(view: FileView, start: int, stop: int) -> int:
+    """Where the first blank line in ``[start, stop)`` of a file starts, or ``stop``: the
+    regex over a step at a time, each step overlapping the next by two bytes (a match is
+    at most three) so none is lost at a seam."""
+    pos = start
+    while pos < stop:
+        top = min(stop, pos + _STEP + 2)
+        blank = _BLANK_LINE.search(view[pos:top])
+        if blank is not None:
+            return pos + blank.start()
+        if top >= stop:
+            break
+        pos = top - 2
+    return stop
+
+
 class MboxHeaders:
-    """Messages of one mbox by offset, from one memory map for the whole re-scan: a header
+    """Messages of one mbox by offset, from one file view for the whole re-scan: a header
     block ends at the first blank line, found by one search that stops there.
 
     Why: two ``find`` calls, one for a CRLF blank line, found none in an mbox with LF line
@@ -45,7 +70,8 @@ class MboxHeaders:
 
     def __init__(self, path: Path, label: str, max_bytes: int) -> None:
         self.path, self.label, self.max_bytes = path, label, max_bytes
-        self._mm: mmap.mmap | None = None
+        self._fd = -1
+        self._mm: FileView | None = None
 
     def __call__(self, position: str, whole: bool) -> Input | None:
         at = offset_of(position)
@@ -54,8 +80,8 @@ class MboxHeaders:
         name = f"{self.label or self.path}@{at}"
         try:
             if self._mm is None:
-                with self.path.open("rb") as f:
-                    self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                self._mm = FileView(self._fd, window=_WINDOW)
             mm = self._mm
             start = mm.find(b"\n", at, at + 1000) + 1
             if start <= 0 or not is_from_line(mm[at : start - 1]):
@@ -66,9 +92,10 @@ class MboxHeaders:
             return None
 
     def close(self) -> None:
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        self._mm = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 _FIELDS = re.compile(
@@ -86,6 +113,7 @@ def header_fields(data: bytes) -> bytes:
 
 
 def from_line_at(path: Path, offset: int) -> bool:
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    with path.open("rb") as f:
+        mm = FileView(f.fileno(), window=_WINDOW)
         end = mm.find(b"\n", offset, offset + 1000)
         return is_from_line(mm[offset : end if end >= 0 else offset + 1000])
