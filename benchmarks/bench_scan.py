@@ -239,11 +239,11 @@ class Peak:
     """Highest memory figures seen for one process."""
 
     hwm_kb: int = 0
-    """VmHWM: the kernel's own peak RSS (anonymous + file-backed, incl. mmap'd mbox pages)."""
+    """VmHWM: the kernel's own peak RSS (anonymous + file-backed, incl. mapped code)."""
     anon_kb: int = 0
     """Highest RssAnon sampled: private memory (heap), what the process really needs."""
     file_kb: int = 0
-    """Highest RssFile sampled: mapped file pages (code, the mmap'd archive): reclaimable."""
+    """Highest RssFile sampled: mapped file pages (the code, libraries): reclaimable."""
 
 
 class TreeSampler(threading.Thread):
@@ -913,7 +913,7 @@ def _run(
     say(
         f"Memory: mailguard scan --jobs {all_jobs} on the mbox{bigger}, /proc sampled every "
         f"{POLL_SECONDS * 1000:.0f} ms. RSS = VmHWM, the kernel's "
-        "peak resident set, incl. mapped file pages (mmap'd archive, code: reclaimable); "
+        "peak resident set, incl. mapped file pages (code and libraries: reclaimable); "
         "anon = the highest private memory sampled (what the process really needs)."
     )
     say(
