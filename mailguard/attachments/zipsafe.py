@@ -130,13 +130,22 @@ def office_copy(data: bytes, limits: Limits) -> tuple[bytes, dict[str, bytes]]:
                 continue
             body = read_entry(archive, info, budget)
             budget -= len(body)
-            if info.filename.endswith((".xml", ".rels")) or info.filename == "mimetype":
+            if _is_xml(info.filename, body):
                 if any(marker in body for marker in _DTD):
                     raise Refused("XML with a DOCTYPE or entity declarations (refused unparsed)",
                                   limit=True)  # fmt: skip
                 xml[info.filename] = body
             copy.writestr(info.filename, body)
     return out.getvalue(), xml
+
+
+def _is_xml(name: str, body: bytes) -> bool:
+    """By name or by content: a reader follows relationships to a part of any name
+    (``xl/evil.bin``, ``sheet1.XML``), so a part is checked for what it holds."""
+    if name.lower().endswith((".xml", ".rels")) or name == "mimetype":
+        return True
+    head = body[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith((b"<", b"\xff\xfe", b"\xfe\xff"))
 
 
 def members(
