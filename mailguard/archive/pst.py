@@ -8,9 +8,14 @@ scan ends, also on Ctrl-C or an error. Each folder then is a source of its own,
 which folders were read, and ``--pst-folder`` restricts the scan to some.
 
 A PST that ``readpst`` cannot read (truncated, corrupt, not a PST) is a :class:`PstError`,
-an error entry for that source while the others are scanned. ``readpst`` missing is
-:class:`PstToolMissing`, which names the package: without it no PST can be read, so the
-scan does not start.
+an error entry for that source while the others are scanned. A PST it reads only in part is
+worse, since readpst still exits 0: it skips the items it cannot parse and says so only in
+its per-folder summary lines, and a cut-off file loses its tail the same way. Those become
+:class:`Loss` entries (the register's errors), so a scan of a damaged PST ends with status 2
+and says how many items of which folder went unread, instead of reporting fewer messages.
+
+``readpst`` missing is :class:`PstToolMissing`, which names the package: without it no PST
+can be read, so the scan does not start.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,22 +80,77 @@ class Folder:
     """The unpacked folder, in the private temporary directory."""
 
 
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Mail readpst did not deliver although it exited 0: an error entry of the register.
+    ``source`` is the PST (a truncated file) or a folder's label; ``message`` holds only
+    mailguard's words and counts, so under ``--redact`` the hashed source is all it shows."""
+
+    source: str
+    message: str
+    folder: str | None = None
+    """readpst's name of the folder (its last path part), for ``--pst-folder``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    folders: list[Folder]
+    losses: list[Loss]
+
+
 def label(source: str, folder: str) -> str:
     return f"{source}:{folder}"
 
 
 @contextlib.contextmanager
-def unpacked(source: str, *, timeout: float = TIMEOUT) -> Iterator[list[Folder]]:
-    """The PST's mail folders as mbox files, for as long as the context lasts."""
+def unpacked(source: str, *, timeout: float = TIMEOUT) -> Iterator[Unpacked]:
+    """The PST's mail folders as mbox files, for as long as the context lasts, and what
+    could not be read of it."""
     folder = tempfile.mkdtemp(prefix="mailguard-pst-")  # mode 0700: private
     try:
-        yield _unpack(source, Path(folder), timeout)
+        truncated = _truncation(source)
+        done = _unpack(source, Path(folder), timeout)
+        yield Unpacked(done.folders, truncated + done.losses)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _unpack(source: str, out: Path, timeout: float) -> list[Folder]:
-    argv = [TOOL, "-q", "-r", "-te", "-o", str(out), "--", os.path.abspath(source)]  # noqa: PTH100
+_EOF_FIELD = {"ansi": (0xA8, "<I"), "unicode": (0xB8, "<Q")}
+"""``ibFileEof`` in the header's ROOT structure (MS-PST 2.2.2.5, 2.2.2.6): the size the
+writer left the file at. Checked against go-pst's support.pst (Unicode) and 32-bit.pst
+(ANSI), whose fields equal their sizes."""
+
+
+def _truncation(source: str) -> list[Loss]:
+    """A file shorter than its header says lost its tail: readpst reads what is left and
+    skips what pointed beyond the end, and a cut that falls between folders would not show
+    in its counts at all. One read of 192 bytes; a header it cannot make sense of is left
+    to readpst to judge."""
+    try:
+        with Path(source).open("rb") as f:
+            head = f.read(0xC0)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return []
+    if len(head) < 0xC0 or not head.startswith(MAGIC):
+        return []
+    (version,) = struct.unpack_from("<H", head, 10)  # wVer: 14/15 ANSI, 23 and up Unicode
+    kind = "ansi" if version in (14, 15) else "unicode" if version >= 23 else None
+    if kind is None:
+        return []
+    offset, fmt = _EOF_FIELD[kind]
+    (eof,) = struct.unpack_from(fmt, head, offset)
+    if size >= eof:
+        return []
+    return [Loss(source, f"the file is {size} bytes, its header says {eof}: truncated; "
+                 "mail stored in the missing part is not in this scan")]  # fmt: skip
+
+
+def _unpack(source: str, out: Path, timeout: float) -> Unpacked:
+    # Not -q: the per-folder counts of skipped items are only on its standard output.
+    # -teajc: every kind readpst converts, so a calendar or contact it writes (and mailguard
+    # ignores) is not counted among the skipped items with the corrupt ones.
+    argv = [TOOL, "-r", "-teajc", "-o", str(out), "--", os.path.abspath(source)]  # noqa: PTH100
     try:
         done = subprocess.run(
             argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
@@ -105,13 +167,47 @@ def _unpack(source: str, out: Path, timeout: float) -> list[Folder]:
         why = lines[-1][:200] if lines else f"exit status {done.returncode}"
         raise PstError(f"not a readable PST/OST file ({TOOL}: {why})")
     folders = []
-    for mbox in sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink()):
+    # readpst writes <store>/<folder>/.../mbox, and beside it calendar, contacts, journal.
+    for mbox in sorted(p for p in out.rglob("mbox") if p.is_file() and not p.is_symlink()):
         _steady_boundaries(mbox)
         parts = mbox.relative_to(out).parent.parts
-        # readpst writes <store name>/<folder>/.../mbox; the store's own name is no folder.
+        # The store's own name is no folder.
         name = "/".join(parts[1:]) if len(parts) > 1 else (parts[0] if parts else mbox.name)
         folders.append(Folder(label(source, name), mbox))
-    return folders
+    return Unpacked(folders, skipped(source, done.stdout))
+
+
+_ANNOUNCED = re.compile(rb'^Processing Folder "(.*)"$', re.MULTILINE)
+_SUMMARY = re.compile(rb'^\t"(.*)" - (\d+) items done, (\d+) items skipped\.$', re.MULTILINE)
+
+
+def skipped(source: str, stdout: bytes) -> list[Loss]:
+    """readpst's ``"Drafts" - 5 items done, 1 items skipped.`` lines as losses.
+
+    Its skip count lumps together items it could not parse (a damaged or cut-off file) and
+    items of a kind it does not convert (tasks, notes, unknown types): it does not tell them
+    apart (its debug log tells some, at twice the PST's size and more), so the message says
+    both. The store's own line is left out: its entries are the message store record and
+    folders readpst cannot classify, 15 of them in an intact support.pst. The store is the
+    one line without a ``Processing Folder`` announcement (matched by count, not by order,
+    which readpst does not keep). Names are matched whole, greedily to the line's fixed
+    tail, so a quote or dash in a folder name does not break the count."""
+    announced = Counter(m.group(1) for m in _ANNOUNCED.finditer(stdout))
+    lines = [(m.group(1), int(m.group(3))) for m in _SUMMARY.finditer(stdout)]
+    summed = Counter(name for name, _ in lines)
+    unannounced = [name for name in summed if summed[name] > announced[name]]
+    # The store's line is excused only when it cannot be a folder's: should a folder share
+    # the store's name, both are reported (a false alarm rather than a silent loss).
+    store = unannounced[0] if len(unannounced) == 1 and summed[unannounced[0]] == 1 else None
+    losses = []
+    for name, lost in lines:
+        if lost and name != store:
+            folder = name.decode("utf-8", "replace")
+            losses.append(Loss(label(source, folder), (
+                f"{lost} item(s) readpst skipped in this folder were not scanned: corrupt or "
+                "unreadable, or of a kind readpst does not convert (tasks, notes)"
+            ), folder))  # fmt: skip
+    return losses
 
 
 _RANDOM = re.compile(rb"LibPST-iamunique-(\d+)_-_-")
@@ -155,3 +251,13 @@ def select(
         return chosen, None
     names = ", ".join(f.label[len(source) + 1 :] for f in folders)
     return [], f"no folder named {', '.join(sorted(wanted))} (its folders: {names})"
+
+
+def relevant(losses: list[Loss], wanted: Sequence[str]) -> list[Loss]:
+    """The losses within what ``--pst-folder`` asked for: the file's own always, a folder's
+    when its name is the last part of one asked for (readpst names a folder, not its path,
+    so a same-named folder elsewhere is reported too: better than one missed)."""
+    if not wanted:
+        return losses
+    names = {w.casefold().strip("/").rsplit("/", 1)[-1] for w in wanted}
+    return [x for x in losses if x.folder is None or x.folder.casefold() in names]

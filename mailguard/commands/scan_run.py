@@ -340,13 +340,17 @@ def _pst_sources(
     """Each chosen mail folder of a PST as a source; a PST that cannot be read is an error
     entry; ``readpst`` missing stops the scan (no PST could be read)."""
     try:
-        folders = stack.enter_context(pst.unpacked(source))
+        unpacked = stack.enter_context(pst.unpacked(source))
     except pst.PstToolMissing as exc:
         raise _Stop(str(exc)) from None
     except pst.PstError as exc:
         failed.append(ErrorEntry(source, str(exc), SOURCE))
         return []
-    chosen, problem = pst.select(source, folders, wanted)
+    # What readpst skipped or a truncation cut off: read in part, so an error, not silence.
+    failed += [
+        ErrorEntry(x.source, x.message, SOURCE) for x in pst.relevant(unpacked.losses, wanted)
+    ]
+    chosen, problem = pst.select(source, unpacked.folders, wanted)
     if problem:
         failed.append(ErrorEntry(source, problem, SOURCE))
     digest = pst.file_hash(Path(source)) if incremental is not None and chosen else None
