@@ -75,11 +75,17 @@ def test_stdin():
 def test_missing_file_is_an_error_but_others_are_checked():
     result = run("check", "/nonexistent/x.eml", PARTNER, "--format", "json")
     assert result.exit_code == 2
-    # An input error with the OS reason, not a message scored "ERROR 100/100".
+    # An input error with the OS reason, on stderr and in the report (a pipeline keeping
+    # only the report must see it), and the other file is still judged.
     assert result.stderr == "mailguard: cannot read /nonexistent/x.eml: No such file or directory\n"
     doc = json.loads(result.stdout)
-    (only,) = doc["messages"]
-    assert only["verdict"] == "pass"
+    missing, other = doc["messages"]
+    assert other["verdict"] == "pass"
+    assert missing["source"] == "/nonexistent/x.eml" and missing["verdict"] == "error"
+    assert missing["findings"][0]["message"] == (
+        "message could not be checked: cannot read: No such file or directory"
+    )
+    assert doc["summary"]["error"] == 1
 
 
 def test_unreadable_message_exits_2():

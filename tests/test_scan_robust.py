@@ -227,8 +227,11 @@ def test_check_of_a_missing_path_is_an_input_error() -> None:
     result = runner.invoke(app, ["check", "--no-config", "missing.eml"])
     assert result.exit_code == 2
     assert result.stderr == "mailguard: cannot read missing.eml: No such file or directory\n"
-    assert "score" not in result.stdout.lower() and "format" not in result.stdout.lower()
-    assert result.stdout == "no message checked\n"  # not "0 messages: nothing to report"
+    # In the report too (a pipeline keeping only the report must see it), never as clean.
+    assert "format" not in result.stdout.lower()
+    assert result.stdout.startswith("ERROR  missing.eml  score 100/100\n")
+    assert "cannot read: No such file or directory" in result.stdout
+    assert result.stdout.endswith("1 message checked: 1 error\n")
 
 
 # ---------------------------------------------------------------------------- failed sources

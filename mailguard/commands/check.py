@@ -93,6 +93,7 @@ def run_check(
             where, why = options.source(outcome.source), options.error(outcome.error or "")
             warn(f"mailguard: cannot read {printable(where)}: {why}")
             unread = True
+            reports.append(unread_report(engine, outcome))
         else:
             reports.append(outcome)
     hold_interrupts()  # judged: from here a Ctrl-C could only lose the reports
@@ -115,6 +116,19 @@ def run_check(
     else:
         echo(text.rstrip("\n"))
     return EXIT_ERROR if unread else exit_code(reports, fail_on)
+
+
+def unread_report(engine: Engine, item: Input) -> Report:
+    """An input that could not be read, as an ``error`` report in its place in the order.
+
+    Why: a pipeline that keeps only the report (``-o report.json``) must see every input
+    that failed, counted in the summary, as ``scan`` lists its errors; the stderr line alone
+    was lost there. The reason is private (an OS or decompressor message may quote a path),
+    so ``--redact`` withholds it like any unreadable-message reason. ``evidence.unreadable``
+    tells a script this input was never read, not read and found not to be a message.
+    """
+    reason = f"cannot read: {item.error or 'unknown reason'}"
+    return engine.error_report(item.source, reason, evidence={"unreadable": True})
 
 
 def exit_code(reports: Iterable[Report], fail_on: str) -> int:

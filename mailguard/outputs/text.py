@@ -42,7 +42,7 @@ def render_text(
     parts = [f"{totals[v]:,} {v}" for v in ("block", "warn", "pass", "error") if totals[v]]
     if totals["messages"]:
         console.print(f"{count(totals['messages'], 'message')} checked: {', '.join(parts)}")
-    else:  # every input failed to read (said on stderr): "nothing to report" would mislead
+    else:  # nothing was judged at all: "nothing to report" would mislead
         console.print("no message checked")
     skipped = {f"{s.code} {s.name} ({s.reason})": None for r in reports for s in r.skipped}
     if skipped:
