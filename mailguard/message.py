@@ -16,9 +16,11 @@ from mailguard.headers import HeaderProblem, find_header_end, parse_header_block
 from mailguard.limits import Limits
 
 _SMTP_UNSTUFF = re.compile(rb"^\.", re.MULTILINE)
-_END_OF_DATA = re.compile(rb"^\.(?:\r?\n|\Z)", re.MULTILINE)
-"""A line that is a lone dot: where an SMTP server ends the DATA section (a bare-LF one
-too, since some servers take it so)."""
+_END_OF_DATA = re.compile(rb"(?:\A|[\r\n])\.(?:\r\n|\r|\n|\Z)")
+"""A line that is a lone dot: where an SMTP server ends the DATA section. Its line ends may
+be CRLF, a bare LF or a bare CR on either side, in any mix: servers differ in which of
+these they take for the end, and each one some server takes is a way to smuggle a second
+message past a check that only knows CRLF (SMTP smuggling, SEC Consult 2023)."""
 _NOT_BLANK = re.compile(rb"\S")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: Outlook .msg
 # Field names only email has (RFC 5322, MIME, trace, list and common extension fields).
@@ -86,6 +88,23 @@ def _is_mail_field(name: str) -> bool:
     return name in _MAIL_FIELDS or name.startswith(_MAIL_FIELD_PREFIXES)
 
 
+def _bare_cr_lines(data: bytes, stop: int) -> bool:
+    """Whether the header block's lines end in a bare CR: it has a CR but no LF before its
+    end, the first blank line (CR CR) or, without one, the first ``stop`` bytes.
+
+    Decided on the header block as a whole, not on a fixed prefix: a first line longer than
+    the prefix must not turn the file back into one line. A CR CR just before the first LF
+    is no blank line: lines ending in CR CR LF (a doubled CR) are LF lines whose bare CRs
+    the header parser judges, and turning each into two line ends would end the header
+    block after its first line. The common message pays two ``find`` calls within its
+    first line.
+    """
+    lf = data.find(b"\n", 0, stop)
+    if lf < 0:
+        return data.find(b"\r", 0, stop) >= 0
+    return data.find(b"\r\r", 0, max(lf - 1, 0)) >= 0
+
+
 def decode_smtp_data(data: bytes) -> bytes:
     """Turn an SMTP DATA section back into the message it carries.
 
@@ -111,10 +130,14 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
             "this is an Outlook .msg file (binary OLE), not an RFC 5322 message: "
             "save or export it as .eml first"
         )
-    if data.find(b"\n", 0, 4096) < 0 and data.find(b"\r", 0, 4096) >= 0:
+    problems: list[HeaderProblem] = []
+    if _bare_cr_lines(data, limits.max_header_bytes):
         # Bare-CR line ends (classic Mac OS files): without this the whole message would be
         # one header line, its recipients unseen, and the verdict a silent "pass".
         data = data.replace(b"\r", b"\n")
+        problems.append(
+            HeaderProblem("bare-cr", "the message's lines end in a bare CR, with no LF", 1)
+        )
     # A UTF-8 byte-order mark (files saved by Windows editors) would otherwise glue itself
     # to the first field name, which then fails the name check and is dropped: a first
     # "To:" line would silently count as no recipients at all.
@@ -125,7 +148,6 @@ def parse_message(data: bytes, limits: Limits | None = None) -> Message:
     if data[start : start + 1] in (b"\r", b"\n"):
         raise InputError("message has no header block (it starts with a blank line)")
 
-    problems: list[HeaderProblem] = []
     stop = start + limits.max_header_bytes
     found = find_header_end(data, start, stop)
     if found is not None:

@@ -26,9 +26,17 @@ SECOND = (
 )
 
 
-@pytest.mark.parametrize("end", [b".\r\n", b".\n"])
-def test_a_second_message_after_the_end_of_data_is_an_error(end: bytes) -> None:
-    report = mailguard.check(FIRST + end + SECOND, smtp_data=True)
+EOLS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
+
+
+@pytest.mark.parametrize("after", EOLS.values(), ids=[f"dot-{k}" for k in EOLS])
+@pytest.mark.parametrize("before", EOLS.values(), ids=[f"{k}-" for k in EOLS])
+def test_a_second_message_after_the_end_of_data_is_an_error(before: bytes, after: bytes) -> None:
+    """A lone-dot line ended by CR, LF or CRLF on either side, in any mix: some server
+    takes each for the end of DATA (SMTP smuggling, SEC Consult 2023), so a second message
+    after it is an error. CRLF.CRLF is the real terminator; after it, too, nothing may
+    follow. The five mixes with a bare CR used to pass as one message."""
+    report = mailguard.check(FIRST[:-2] + before + b"." + after + SECOND, smtp_data=True)
     assert report.verdict == "error"
     assert [f.code for f in report.findings] == ["MG001"]
     assert "SMTP smuggling" in report.findings[0].message
@@ -39,6 +47,19 @@ def test_a_second_message_after_the_end_of_data_is_an_error(end: bytes) -> None:
 def test_nothing_but_blank_lines_after_the_end_is_fine(after: bytes) -> None:
     report = mailguard.check(FIRST + b".\r\n" + after, smtp_data=True)
     assert report.verdict == "pass"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"x\r..\r\n", b"x\r.y\r\n", b"x\ry.\r\n", b"x\r\n..\r", b". x\r\n", b"x\r\n.. \r"],
+)
+def test_a_dot_that_is_not_alone_on_its_line_is_no_end(data: bytes) -> None:
+    assert split_smtp_data(data) == (data, b"")
+
+
+def test_the_first_bare_cr_end_is_where_the_data_is_split() -> None:
+    assert split_smtp_data(b"a\r.\rb\r\n.\r\n") == (b"a\r.\r", b"b\r\n.\r\n")
+    assert split_smtp_data(b".\rMAIL") == (b".\r", b"MAIL")
 
 
 def test_a_stuffed_dot_line_is_no_end() -> None:

@@ -40,7 +40,8 @@ def limits_reached(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
 
 
 def undecodable_text(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
-    """MG003: text read with replacement characters because its encoding was unusable."""
+    """MG003: text read with replacement characters because its encoding was unusable, or
+    header lines ended by a bare CR, which mail programs read in two different ways."""
     places: list[str] = []
     where_only: list[str] = []  # under --redact: a charset name is the sender's text
     sender = ctx.recipients.sender
@@ -57,12 +58,13 @@ def undecodable_text(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]
     if problem:
         places.append(problem)
         where_only.append("body")
-    if places:
+    said = ["text read with replacement characters: " + "; ".join(places)] if places else []
+    safe = ["text read with replacement characters in " + ", ".join(where_only)] if places else []
+    # The detail holds counts only, never the message's text: the same under --redact.
+    bare_cr = [p.detail for p in ctx.message.problems if p.kind == "bare-cr"]
+    if said or bare_cr:
         yield Hit(
-            "text read with replacement characters: " + "; ".join(places),
-            evidence={"problems": places},
-            redacted=Redacted(
-                "text read with replacement characters in " + ", ".join(where_only),
-                {"problems": where_only},
-            ),
+            "; ".join(said + bare_cr),
+            evidence={"problems": places + bare_cr},
+            redacted=Redacted("; ".join(safe + bare_cr), {"problems": where_only + bare_cr}),
         )
