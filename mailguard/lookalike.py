@@ -138,6 +138,10 @@ class Index:
         self._skeletons: dict[str, str] = {}
         for d in self.known:
             self._add(d)
+        # First letters of the long names and first labels of the names: a domain whose
+        # first letter or label is in neither needs no split (two PSL lookups) to rule out.
+        self._long_firsts = frozenset(first for first, _ in self._long)
+        self._heads = frozenset(name.partition(".")[0] for name in self._names)
         self._memo: dict[str, tuple[str, Lookalike | Known | None]] = {}
         self._seen: dict[str, list[str]] = {}
         """One-deletion key -> registrable recipient domains seen with it (any message)."""
@@ -278,11 +282,15 @@ class Index:
 
     def _edits(self, form: str, found: list[tuple[int, int, int, bool, str, str]]) -> None:
         known, deletes = self.known, self._deletes
-        name, suffix = split(form)
         seen: set[str] = set()
         for word in deletions(form, 1):
             if hit := deletes.get(word):
                 seen.update(hit)
+        # The name starts with the form's first letter: with no long name of that letter and
+        # no deletion hit, nothing below can be found, and the split is not worth its cost.
+        if not seen and form[:1] not in self._long_firsts:
+            return
+        name, suffix = split(form)
         if self._long and len(name) >= self.options.long_label_length - 2:
             get = self._long.get
             letters = frozenset(name)
@@ -337,7 +345,7 @@ class Index:
         found.discard(reg)
         mine = []
         for other in found:
-            if self.near(reg, other) or self.near(other, reg):
+            if self.either_near(reg, other):
                 table[other] = (*table.get(other, ()), reg)
                 self._quiet.discard(other)
                 mine.append(other)
@@ -355,6 +363,23 @@ class Index:
             return "homoglyph"
         if distance(typed, meant, 2) != 1:
             return None
+        return self._one_edit(typed, meant)
+
+    def either_near(self, a: str, b: str) -> bool:
+        """``near(a, b) or near(b, a)`` for two different domains, with the symmetric
+        tests (numbered series, skeletons, the distance) made once, not twice: the table
+        of domains seen asks this for every pair sharing a deletion key, and a generated
+        family (``d1.example``, ``d2.example``, …) makes a dozen pairs per new domain."""
+        if numbered(a, b):
+            return False
+        if skeleton(unicode_form(a)) == skeleton(unicode_form(b)):
+            return True
+        if distance(a, b, 2) != 1:
+            return False
+        return self._one_edit(a, b) is not None or self._one_edit(b, a) is not None
+
+    def _one_edit(self, typed: str, meant: str) -> str | None:
+        """:meth:`near`'s kind for two domains one edit apart, not homoglyphs."""
         name, suffix = split(typed)
         other_name, other_suffix = split(meant)
         if name != other_name and (self._budget(other_name) == 0 or numbered(name, other_name)):
@@ -398,7 +423,6 @@ class Index:
         found: list[tuple[int, int, int, bool, str, str]] = []
         for form in forms:
             self._edits(form, found)
-        name, suffix = split(reg)
         if found:
             dist, _, _, _, cand, form = min(found)
             name, suffix = split(form)
@@ -408,6 +432,11 @@ class Index:
                 kind = "tld-slip"
             return Lookalike(d, cand, kind, known[cand])
         # 4. The same name under another suffix: a slip, or (internal/partner) another suffix.
+        # The name starts with the first label of ``reg``: if no name has that first label,
+        # there is nothing to split ``reg`` for.
+        if reg.partition(".")[0] not in self._heads:
+            return None
+        name, suffix = split(reg)
         for cand in names.get(name, ()):
             pair = frozenset((suffix, split(cand)[1]))
             if pair in _SUFFIX_SLIPS:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from mailguard.checks.attachments import attachment_limits
 from mailguard.checks.base import CheckContext, Hit
+from mailguard.checks.domains import lookalike_limit
 from mailguard.config import RuleSettings
 from mailguard.headers import decode_words
 from mailguard.report import Redacted
@@ -29,6 +30,7 @@ def limits_reached(ctx: CheckContext, settings: RuleSettings) -> Iterator[Hit]:
     if limit_hit:
         others.append(limit_hit)
     others += attachment_limits(ctx)
+    others += lookalike_limit(ctx)
     reasons += others
     safe += others
     if reasons:
