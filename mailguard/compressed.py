@@ -28,6 +28,16 @@ MAX_STREAMS = 16
 class CompressedError(Exception):
     """A compressed file that cannot be unpacked here; the message says why (no content)."""
 
+    over_cap = False
+    """Whether the output would exceed the cap (a bomb, or just big), not damaged data:
+    callers that sort refusals by cause (the attachment reader's limits) read it."""
+
+
+class CompressedOverCap(CompressedError):
+    """More output than the cap allows."""
+
+    over_cap = True
+
 
 class _Decompressor(Protocol):
     @property
@@ -66,10 +76,12 @@ def _maker(name: str) -> Callable[[], _Decompressor] | None:
     return None
 
 
-def decompress(data: bytes, max_bytes: int) -> bytes:
+def decompress(data: bytes, max_bytes: int, cap_name: str = "limits.max_message_bytes") -> bytes:
     """The unpacked content of ``data``, at most ``max_bytes``; :class:`CompressedError`
-    for a format not unpacked here, damaged or cut-off data, or too much output. Several
-    concatenated streams (``cat a.gz b.gz``) are unpacked one after the other."""
+    for a format not unpacked here, damaged or cut-off data, or too much output
+    (:class:`CompressedOverCap`, naming ``cap_name``: message files and attachments have
+    different caps). Several concatenated streams (``cat a.gz b.gz``) are unpacked one
+    after the other."""
     name = kind(data)
     if name is None:
         return data
@@ -91,9 +103,9 @@ def decompress(data: bytes, max_bytes: int) -> bytes:
             unpacker = make()
             part = unpacker.decompress(rest, room + 1)
             if len(part) > room:
-                raise CompressedError(
+                raise CompressedOverCap(
                     f"{name} data that unpacks to more than the size cap of {max_bytes:,} "
-                    "bytes (limits.max_message_bytes); not read"
+                    f"bytes ({cap_name}); not read"
                 )
             parts.append(part)
             room -= len(part)

@@ -18,7 +18,7 @@ import traceback
 from typing import Literal, NamedTuple
 
 from mailguard.approval import settle
-from mailguard.attachments import might_attach
+from mailguard.attachments import EMPTY, might_attach, uuencoded
 from mailguard.checks.base import CheckContext, Hit
 from mailguard.config import Config, RuleSettings
 from mailguard.deadline import DeadlineExceeded, checkpoint, limit
@@ -245,9 +245,15 @@ class Engine:
         checkpoint()
         recipients = analyse(message, self.config, envelope)
         counts = recipients.summary()
-        ctx = CheckContext(message, recipients, self.config, envelope, mode, self.services)
+        # A text message carries a file only uuencoded in its text: one find tells, and a
+        # message without a file is given the empty analysis (the limits rule asks for caps
+        # reached), so the body is not searched twice.
+        files = might_attach(message.get("content-type")) or uuencoded(
+            message.raw, message.body_offset
+        )
+        ctx = CheckContext(message, recipients, self.config, envelope, mode, self.services,
+                           _attachments=None if files else EMPTY)  # fmt: skip
         findings: list[Finding] = []
-        files = might_attach(message.get("content-type"))
         checkpoint()  # once for the rules: the loops inside them that the input controls check
         for settings, gate_, rule, scoring in (self._plan if files else self._plain_plan)[mode]:
             if gate_ is not None and not gate_open(gate_, counts):

@@ -12,21 +12,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailguard.attachments.mime import might_attach
+from mailguard.attachments.mime import might_attach, uuencoded
 from mailguard.attachments.model import EMPTY, LABELS, Analysis, FileResult
 
 if TYPE_CHECKING:
     from mailguard.config import Config
     from mailguard.message import Message
 
-__all__ = ["EMPTY", "LABELS", "Analysis", "FileResult", "analyse_message", "might_attach"]
+__all__ = [
+    "EMPTY",
+    "LABELS",
+    "Analysis",
+    "FileResult",
+    "analyse_message",
+    "might_attach",
+    "uuencoded",
+]
 
 
 def analyse_message(message: Message, config: Config) -> Analysis:
     """The attachment analysis of one message, with the caps of ``config.limits``."""
     types = message.headers.get("content-type")
-    if not types or not might_attach(types[0]):
-        return EMPTY  # the common case, in well under a microsecond
+    if not might_attach(types[0] if types else None) and not uuencoded(
+        message.raw, message.body_offset
+    ):
+        return EMPTY  # the common case: a Content-Type look and one find
     from mailguard.attachments.analysis import analyse
     from mailguard.attachments.columns import vocabularies
     from mailguard.attachments.mime import attachments

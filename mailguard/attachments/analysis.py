@@ -22,6 +22,7 @@ from mailguard.attachments.model import LABELS, Analysis, FileResult
 from mailguard.attachments.sheets import workbook_rows
 from mailguard.attachments.tables import RowCap, decode_lines, delimited_rows, sniff, vcards
 from mailguard.attachments.zipsafe import Refused, members, open_zip
+from mailguard.compressed import CompressedError, decompress, kind
 from mailguard.limits import Limits
 
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06")
@@ -35,6 +36,11 @@ _TEXT_TYPES = {
     "text/tab-separated-values": "csv", "text/vcard": "vcard", "text/x-vcard": "vcard",
     "text/directory": "vcard", "text/plain": "text",
 }  # fmt: skip
+_COMPRESSED_EXT = ("gz", "bz2", "xz", "tgz", "tbz", "tbz2", "txz")
+_TAR_EXT = ("tgz", "tbz", "tbz2", "txz", "tar")
+SNIFF_HEAD = 4096
+"""Decoded bytes looked at to tell a nameless or misnamed file's content."""
+_CONTROL = bytes(c for c in range(32) if c not in (9, 10, 12, 13))
 _TICK = 256
 """Rows between two looks at the clock."""
 
@@ -104,6 +110,8 @@ def analyse(
 
 def _format(name: str, ctype: str, head: bytes) -> str | None:
     ext = name.rpartition(".")[2].lower() if "." in name else ""
+    if kind(head) is not None:
+        return "compressed"
     if head.startswith(_ZIP):
         return _SHEET_EXT.get(ext, "zip")
     if head.startswith(_OLE):
@@ -116,8 +124,21 @@ def _format(name: str, ctype: str, head: bytes) -> str | None:
 
 
 def _in_zip(name: str) -> bool:
-    """Whether a file inside a ZIP archive is worth inflating (by its name)."""
+    """Whether a file inside a ZIP archive is worth inflating (by its name); a compressed
+    one (``list.csv.gz``) when what it holds is."""
+    stem, _, ext = name.rpartition(".")
+    if stem and ext.lower() in _COMPRESSED_EXT:
+        return ext.lower() in _TAR_EXT or _in_zip(stem)
     return _format(name, "", b"") is not None or name.lower().endswith((".zip", ".xls"))
+
+
+def _unpacked_name(name: str) -> str:
+    """The name of what a compressed file holds: ``list.csv.gz`` holds ``list.csv``."""
+    stem, _, ext = name.rpartition(".")
+    ext = ext.lower()
+    if not stem or ext not in _COMPRESSED_EXT:
+        return ""
+    return f"{stem}.tar" if ext.startswith("t") else stem
 
 
 class _Reader:
@@ -131,10 +152,14 @@ class _Reader:
         self.reached = reached
 
     def part(self, part: Part, label: str, cap: int) -> list[FileResult]:
-        head = part.head(8)
+        head = part.head(16)  # bzip2 is told by its first ten bytes
         fmt = _format(part.filename, part.ctype, head)
         if fmt is None:
-            return []
+            # No name, application/octet-stream, or a name that says nothing true ("data.bin",
+            # a list called "notes.pdf"): what the first few KB hold decides.
+            fmt = self.sniff_text(part.head(SNIFF_HEAD))
+            if fmt is None:
+                return []
         if fmt in ("csv", "text", "vcard"):
             file = FileResult(part.filename, fmt, label)
             self.text(part.chunks(cap), file, cap)
@@ -153,6 +178,10 @@ class _Reader:
     def binary(self, name: str, fmt: str, data: bytes, label: str, outer: bool) -> list[FileResult]:
         file = FileResult(name, fmt, label)
         try:
+            if fmt == "compressed":
+                if not outer:
+                    raise Refused("a compressed file inside an archive (only one level is opened)")
+                return self.unpacked(name, data, label)
             if fmt == "ole":
                 _ole(data)
             if fmt == "zip":
@@ -169,6 +198,54 @@ class _Reader:
             if exc.limit:
                 self.reached.append(f"{label} ({LABELS.get(fmt, fmt)}): {exc}")
         return [file]
+
+    def unpacked(self, name: str, data: bytes, label: str) -> list[FileResult]:
+        """A gzip, bzip2 or xz file: unpacked within the per-file byte cap (the bounded
+        unpacker of message files, so a bomb costs what the cap allows), then read as the
+        file it holds, told by its inner name or its content. :class:`Refused` when it
+        cannot be unpacked, or holds a tar archive or another compressed file."""
+        cap = max(0, min(self.limits.max_attachment_bytes, self.budget.bytes))
+        try:
+            inner = decompress(data, cap, "limits.max_attachment_bytes")
+        except CompressedError as exc:
+            raise Refused(str(exc), limit=exc.over_cap) from None
+        self.budget.bytes -= len(inner)
+        inner_name = _unpacked_name(name)
+        if inner_name.lower().endswith(".tar") or inner[257:262] == b"ustar":
+            raise Refused("a compressed tar archive: not inspected")
+        fmt = _format(inner_name, "", inner[:16]) or self.sniff_text(inner[:SNIFF_HEAD])
+        if fmt is None:
+            return []
+        if fmt == "compressed":
+            raise Refused("compressed twice (only one level is unpacked)")
+        if fmt in ("csv", "text", "vcard"):
+            file = FileResult(name, fmt, label)
+            self.text([inner], file, len(inner) + 1)
+            return [file]
+        return self.binary(name, fmt, inner, label, outer=True)
+
+    def sniff_text(self, head: bytes) -> str | None:
+        """``"csv"`` when these first bytes of a file are text whose first line is a header
+        naming a kind of personal data (``Name,Email,...``) and whose lines agree on a
+        delimiter (or a one-column list), else ``None``: a file's name or type can be
+        missing or wrong, and a list sent as ``application/octet-stream`` is still a list.
+        Binary files fail at once (control bytes), so images and PDFs cost one scan of
+        :data:`SNIFF_HEAD` bytes."""
+        if len(head.translate(None, _CONTROL)) != len(head) or not head.strip():
+            return None
+        lines = list(decode_lines([head]))
+        if len(head) >= SNIFF_HEAD and len(lines) > 1:
+            lines.pop()  # probably cut short
+        sample = [line for line in lines if line.strip()]
+        if len(sample) < 2:
+            return None
+        delimiter = sniff(sample)
+        if delimiter is None:
+            return "csv" if self._one_column(sample) else None
+        fields = next(delimited_rows(iter(sample[:1]), delimiter), [])
+        vocab = self.vocab
+        named = (f.strip() for f in fields if len(f.strip()) <= 80)
+        return "csv" if any(vocab.kinds.find(f) or vocab.special.find(f) for f in named) else None
 
     def workbook(self, file: FileResult, data: bytes, fmt: str) -> None:
         facts = file.facts
@@ -200,7 +277,7 @@ class _Reader:
                 if body.limit:
                     self.reached.append(f"{where}: {body}")
                 continue
-            fmt = _format(inner, "", body[:8])
+            fmt = _format(inner, "", body[:16])
             if fmt in ("csv", "text", "vcard"):
                 file = FileResult(path, fmt, where)
                 self.text([body], file, len(body) + 1)

@@ -25,6 +25,11 @@ CHUNK = 1 << 20
 _B64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
 _INLINE_TEXT = ("text/plain", "text/html", "text/enriched", "text/richtext")
 _NOT_ATTACHED = ("multipart/", "message/")
+_FORWARDED = ("message/rfc822", "message/global")
+UUENCODE = ("x-uuencode", "uuencode", "x-uue", "uue")
+"""Content-Transfer-Encoding values of a uuencoded part (never standard, still sent)."""
+_UU_BEGIN = re.compile(rb"begin [0-7]{3,4} ([^\r\n]{1,255})\r?\n")
+_UU_CHARS = bytes(range(32, 97))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +93,50 @@ def _decode(raw: bytes, start: int, end: int, cte: str) -> Iterator[bytes]:
             stop = end if stop < 0 else stop + 1
             yield binascii.a2b_qp(raw[pos:stop])
             pos = stop
+    elif cte in UUENCODE:
+        yield from _uudecode(raw, start, end)
     else:
         for pos in range(start, end, CHUNK):
             checkpoint()
             yield raw[pos : min(end, pos + CHUNK)]
+
+
+def _uudecode(raw: bytes, start: int, end: int) -> Iterator[bytes]:
+    """The file between a ``begin`` line and the ``end`` line, a chunk of lines at a time
+    (``binascii.a2b_uu`` line by line: the ``uu`` module is deprecated). Lines with
+    trailing garbage are read as far as their length character says, as ``uu`` did; a
+    line that still fails ends the file (what came before is read)."""
+    pos = raw.find(b"begin ", start, end)
+    if pos < 0:
+        return
+    pos = raw.find(b"\n", pos, end) + 1
+    while 0 < pos < end:
+        checkpoint()
+        stop = raw.find(b"\n", min(end, pos + CHUNK), end)
+        stop = end if stop < 0 else stop + 1
+        out: list[bytes] = []
+        for line in raw[pos:stop].splitlines():
+            if line.startswith(b"end") or not line.strip():
+                yield b"".join(out)
+                return
+            try:
+                out.append(binascii.a2b_uu(line))
+            except binascii.Error:
+                length = ((line[0] - 32) & 63) * 4 + 5
+                try:
+                    out.append(binascii.a2b_uu(line[: length // 3]))
+                except binascii.Error:
+                    yield b"".join(out)
+                    return
+        yield b"".join(out)
+        pos = stop
+
+
+def uuencoded(raw: bytes, start: int, end: int | None = None) -> bool:
+    """Whether text holds a line that starts ``begin `` (a uuencoded file, perhaps): one
+    ``find``, so a plain text message pays a scan at memchr speed and nothing else."""
+    stop = len(raw) if end is None else end
+    return raw.startswith(b"begin ", start) or raw.find(b"\nbegin ", start, stop) >= 0
 
 
 def might_attach(ctype_value: str | None) -> bool:
@@ -127,10 +172,82 @@ def attachments(
                                      limits, reached)  # fmt: skip
                 stack.extend((s, e, h, depth + 1) for s, e, h in reversed(children))
             continue
+        if ctype in _FORWARDED:
+            if depth >= limits.max_mime_depth:
+                reached.append(f"attachments below MIME depth {limits.max_mime_depth} not read")
+                continue
+            inner = _forwarded(raw, start, end, headers, limits, reached)
+            if inner is not None:
+                stack.append((*inner, depth + 1))
+            continue
         part = _attached(raw, start, end, headers, ctype, params)
         if part is not None:
             found.append(part)
+        elif ctype in _INLINE_TEXT and (headers.cte or "").strip().lower() not in (
+            "base64",
+            "quoted-printable",
+        ):
+            found += _uu_files(raw, start, end, limits, reached)
     return found, reached
+
+
+def _forwarded(
+    raw: bytes, start: int, end: int, headers: _Headers, limits: Limits, reached: list[str]
+) -> tuple[int, int, _Headers] | None:
+    """The body of a forwarded message (a ``message/rfc822`` part) as one more part of the
+    walk, with its own Content-Type: its files are the files of this message (forwarding
+    a list exposes it as much as attaching it). A forwarded message that is itself
+    base64- or quoted-printable-encoded (against RFC 2046, but sent) is said, not read."""
+    cte = (headers.cte or "").strip().lower()
+    if cte in ("base64", "quoted-printable"):
+        reached.append(f"a forwarded message encoded as {cte}: its attachments not read")
+        return None
+    stop = min(end, start + limits.body_scan_bytes)
+    found = find_header_end(raw, start, stop)
+    if found is None:
+        if end - start > limits.body_scan_bytes:
+            reached.append("a forwarded message with a header block too long: not read")
+        return None
+    h = parse_header_block(raw[start : found[0]], limits, [])
+    first = {k: v[0] for k, v in h.items() if v}
+    return found[1], end, _Headers(
+        first.get("content-type"), first.get("content-disposition"),
+        first.get("content-transfer-encoding"), headers.cut,
+    )  # fmt: skip
+
+
+def _uu_line(raw: bytes, pos: int, end: int) -> bool:
+    """Whether the line at ``pos`` is a uuencoded line: characters 32 to 96 only, as many
+    as its length character announces (so prose after "begin 644 ..." is not a file)."""
+    stop = raw.find(b"\n", pos, min(end, pos + 100))
+    line = raw[pos : stop if stop >= 0 else min(end, pos + 100)].rstrip(b"\r")
+    if not line or line.translate(None, _UU_CHARS):
+        return False
+    n = (line[0] - 32) & 63
+    return n > 0 and len(line) >= (n + 2) // 3 * 4 + 1
+
+
+def _uu_files(raw: bytes, start: int, end: int, limits: Limits, reached: list[str]) -> list[Part]:
+    """Files uuencoded in the text of a message (``begin 644 list.csv`` ... ``end``), as
+    old clients and scripts (``uuencode file name | mail``) still send them."""
+    found: list[Part] = []
+    pos = start
+    while uuencoded(raw, pos, end):
+        at = pos if raw.startswith(b"begin ", pos) else raw.find(b"\nbegin ", pos, end) + 1
+        match = _UU_BEGIN.match(raw, at, end)
+        if match is None or not _uu_line(raw, match.end(), end):
+            pos = at + 1
+            continue
+        if len(found) >= limits.max_mime_parts:
+            reached.append(f"uuencoded files after {limits.max_mime_parts} not read")
+            break
+        stop = raw.find(b"\nend", match.end(), end)
+        part_end = end if stop < 0 else stop + 1
+        name = decode_rfc2047(match.group(1).decode("utf-8", "replace").strip())[:255]
+        found.append(Part(raw, at, part_end, "x-uuencode", name, "application/octet-stream",
+                          cut=stop < 0))  # fmt: skip
+        pos = max(part_end, at + 1)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +294,9 @@ def _attached(
     if end > start and raw[end - 1 : end] == b"\n":  # the line break before the delimiter
         end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
     cte = (headers.cte or "").strip().lower()
+    if not filename and cte in UUENCODE:  # the name is on the begin line
+        match = _UU_BEGIN.search(raw, start, min(end, start + 4096))
+        filename = match.group(1).decode("utf-8", "replace").strip() if match else ""
     return Part(raw, start, end, cte, filename, ctype, headers.cut)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LABELS = {"csv": "CSV", "text": "text", "vcard": "vCard", "xlsx": "XLSX", "ods": "ODS",
-          "zip": "ZIP", "ole": "Office"}  # fmt: skip
+          "zip": "ZIP", "ole": "Office", "compressed": "compressed"}  # fmt: skip
 
 
 @dataclass
