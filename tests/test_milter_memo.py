@@ -191,6 +191,9 @@ def _may_settle_field_by_field(txn: Transaction) -> bool:
         return False
     if any(name[:12].lower() == b"x-mailguard-" for name, _ in txn.headers):
         return False
+    cte = next((v for n, v in txn.headers if n.lower() == b"content-transfer-encoding"), b"")
+    if cte.strip().lower() in (b"x-uuencode", b"uuencode", b"x-uue", b"uue"):
+        return False  # a uuencoded file, which attachment rules read
     ctype = next((v for n, v in txn.headers if n.lower() == b"content-type"), b"text/")
     return ctype.partition(b";")[0].strip().lower().startswith(b"text/")
 
@@ -208,6 +211,8 @@ _NAMES = st.sampled_from(
         b"",
         b"Subject",
         b"T\xe9",
+        b"Content-Transfer-Encoding",
+        b"content-transfer-ENCODING",
     ]
 ) | st.binary(max_size=14).filter(lambda b: b"\0" not in b)  # the MTA's NUL ends a name
 _CTYPES = st.sampled_from(
@@ -219,6 +224,9 @@ _CTYPES = st.sampled_from(
         b" text",
         b"  text/;",
         b" application/pdf",
+        b" x-uuencode",
+        b"UUENCODE ",
+        b" 7bit",
     ]
 ) | st.binary(max_size=20)
 

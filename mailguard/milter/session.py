@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+from mailguard.attachments.mime import UUENCODE
 from mailguard.milter import protocol as p
 from mailguard.milter.settings import FIELD_COST, MilterSettings
 from mailguard.recipients import Envelope
@@ -57,6 +58,8 @@ WANTED_MACROS = {
 _CONNECTION_STAGES = (p.CONNECT, p.HELO)
 _NAME = itemgetter(0)
 _STEP_COMMANDS = frozenset(p.NO_REPLY_FLAG)
+
+_UUENCODE = frozenset(v.encode() for v in UUENCODE)  # a body that is a uuencoded file
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,11 @@ class Transaction:
         names = self.names()
         if b"\0x-mailguard-" in names:
             return False
+        cte = names.find(b"\0content-transfer-encoding\0")
+        if cte >= 0:  # a uuencoded body is a file (attachment rules read it): read it
+            value = self.headers[names.count(b"\0", 0, cte)][1].strip().lower()
+            if value in _UUENCODE:
+                return False
         at = names.find(b"\0content-type\0")
         if at < 0:
             return True  # no Content-Type: text/plain (RFC 2045 5.2)
