@@ -23,9 +23,9 @@ class Limits:
     max_addresses: int = 200_000
     """Addresses counted per message before counting stops."""
     max_lookalike_domains: int = 10_000
-    """Distinct recipient domains per message compared for lookalikes (MG401); the rest
-    are not examined. A new domain costs up to ~0.2 ms (an ``xn--`` one is decoded), so
-    this keeps a hostile message of 200,000 domains to a few seconds."""
+    """Distinct recipient domains per message compared for lookalikes; the rest are not
+    examined (the limits rule says so). A new domain costs up to ~0.2 ms (an ``xn--`` one
+    is decoded), so this keeps a hostile message of 200,000 domains to a few seconds."""
     max_mime_depth: int = 64
     """Multipart nesting followed when looking for the first text part."""
     max_mime_parts: int = 200
