@@ -232,8 +232,13 @@ def _uu_files(raw: bytes, start: int, end: int, limits: Limits, reached: list[st
     old clients and scripts (``uuencode file name | mail``) still send them."""
     found: list[Part] = []
     pos = start
-    while uuencoded(raw, pos, end):
-        at = pos if raw.startswith(b"begin ", pos) else raw.find(b"\nbegin ", pos, end) + 1
+    while True:  # one find per candidate line
+        if raw.startswith(b"begin ", pos, end):
+            at = pos
+        else:
+            at = raw.find(b"\nbegin ", pos, end) + 1
+            if at == 0:
+                break
         match = _UU_BEGIN.match(raw, at, end)
         if match is None or not _uu_line(raw, match.end(), end):
             pos = at + 1

@@ -67,6 +67,9 @@ def lookalike_limit(ctx: CheckContext) -> list[str]:
     """For MG002: that MG401 compared only the first ``limits.max_lookalike_domains``
     recipient domains, if the message has more (and the rule is on)."""
     cap = ctx.config.limits.max_lookalike_domains
+    r = ctx.recipients
+    if len(r.by_domain) + len(r.bcc) <= cap:  # every message but a hostile one: no grouping
+        return []
     settings = ctx.config.rule_settings.get("MG401")
     if settings is None or not settings.enabled:
         return []
