@@ -83,3 +83,16 @@ def test_a_message_without_bare_cr_has_no_such_finding() -> None:
     data = b"From: a@org.example\r\nTo: b@org.example\r\nSubject: hi\r\n\r\nhel\rlo\r\n"
     report = mailguard.check(data)
     assert report.verdict == "pass" and "MG003" not in _codes(report)
+
+
+def test_a_header_block_full_of_bare_crs_costs_linear_time():
+    """Both readings of the block are one pass each: twice the fields, about twice the time."""
+    from mailguard.headers import parse_header_block
+    from mailguard.limits import Limits
+    from tests.support.doubling import assert_doubling_linear
+
+    def prepare(n: int):
+        block = b"".join(b"X-F%d: v\rTo: a%d@example.org\r\n" % (i, i) for i in range(n))
+        return lambda: parse_header_block(block, Limits(), [])
+
+    assert_doubling_linear(prepare, [5_000, 10_000, 20_000], what="the header fields")

@@ -284,3 +284,18 @@ def test_the_plain_path_equals_the_careful_one(cells):
         rows = [int(r) for r in __import__("re").findall(r'<row r="(\d+)"', cells)]
         if rows == sorted(rows):
             assert fast is not None  # the usual sheet takes the fast path
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])  # the pattern path, and the parser's
+def test_measuring_grows_linearly_with_the_sheet(quote):
+    from tests.support.doubling import assert_doubling_linear
+
+    def prepare(n: int):
+        rows = "".join(
+            f'<row r="{r}">' + "".join(f'<c r="{c}{r}"><v>1</v></c>' for c in "ABCD") + "</row>"
+            for r in range(1, n + 1)
+        ).replace('"', quote)
+        doc = sheet_xml(rows).encode()
+        return lambda: xlsx_extent(doc)
+
+    assert_doubling_linear(prepare, [4_000, 8_000, 16_000], what="the sheet's rows")
