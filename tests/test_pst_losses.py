@@ -4,7 +4,9 @@ readpst exits 0 when it skips items it cannot parse, and when the file is cut of
 what is left: a fuzzer found both losing messages without an error entry. The inputs are
 made here from go-pst's ``support.pst`` (17 messages: Drafts 6, Sent Messages 11) the way
 the fuzzer made them: one byte changed inside a Drafts item, and the file cut to 935,779 of
-its 1,033,216 bytes (two Sent Messages items lost).
+its 1,033,216 bytes (two Sent Messages items lost). The losses are found by libpff's count
+of each folder (tests/test_pst_census.py); readpst's own skip counts, the fallback without
+libpff, are tested at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mailguard.archive import pst
 from tests.conftest import ROOT
 
@@ -25,7 +29,7 @@ ANSI = CORPUS / "32-bit.pst"
 MESSAGES = 17
 CORRUPT_AT, CORRUPT_TO = 0x47A4F, 0x75  # inside a Drafts item: readpst skips that item
 CUT_AT = 935_779  # two Sent Messages items lie beyond it
-SKIPPED = re.compile(r"^(\d+) item\(s\) readpst skipped in this folder were not scanned")
+SKIPPED = re.compile(r"^(\d+) of the \d+ message\(s\) the file holds in this folder were not")
 
 
 def scan(tmp_path: Path, *args: str) -> tuple[int, dict]:
@@ -71,7 +75,7 @@ def test_an_item_readpst_skips_is_an_error_entry_of_its_folder(tmp_path: Path) -
     assert code == 2
     [failed] = data["failed_sources"]
     assert failed["source"] == f"{path}:Drafts"
-    assert failed["message"].startswith("1 item(s) readpst skipped in this folder")
+    assert failed["message"].startswith("1 of the 6 message(s) the file holds in this folder")
     assert data["summary"]["messages"] == MESSAGES - 1
     assert data["summary"]["messages"] + skipped(data["failed_sources"]) == MESSAGES
 
@@ -154,3 +158,15 @@ def test_summary_lines_are_read_whatever_the_folder_is_called() -> None:
 def test_a_folder_named_like_the_store_is_not_excused() -> None:
     same = SUMMARY.replace(b'"Sent"', b'"store"').replace(b"11 items done, 0", b"9 items done, 2")
     assert [x.message.split()[0] for x in pst.skipped("a.pst", same)] == ["15", "2", "2"]
+
+
+def test_without_libpff_readpst_skip_counts_stand_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No census (libpff not installed, or its child failed): the corrupt item is still a
+    loss, by readpst's own count of what it skipped."""
+    monkeypatch.setattr(pst.pst_census, "start", lambda source: None)
+    with pst.unpacked(str(corrupt(tmp_path))) as unpacked:
+        [loss] = unpacked.losses
+    assert loss.folder == "Drafts"
+    assert loss.message.startswith("1 item(s) readpst skipped in this folder were not scanned")

@@ -9,10 +9,14 @@ which folders were read, and ``--pst-folder`` restricts the scan to some.
 
 A PST that ``readpst`` cannot read (truncated, corrupt, not a PST) is a :class:`PstError`,
 an error entry for that source while the others are scanned. A PST it reads only in part is
-worse, since readpst still exits 0: it skips the items it cannot parse and says so only in
-its per-folder summary lines, and a cut-off file loses its tail the same way. Those become
-:class:`Loss` entries (the register's errors), so a scan of a damaged PST ends with status 2
-and says how many items of which folder went unread, instead of reporting fewer messages.
+worse, since readpst still exits 0. So what it wrote is checked against a second reader's
+count (:mod:`mailguard.archive.pst_census`, libpff): a folder whose mbox holds fewer
+messages than the PST's folder holds mail becomes a :class:`Loss` entry (the register's
+errors), and the scan ends with status 2 saying how many of which folder went unread,
+instead of reporting fewer messages. Without libpff installed, readpst's own "items
+skipped" counts stand in, with their false alarms (empty folders, tasks). ``-D`` makes
+readpst descend into folders named "Deleted Items" too, which it otherwise leaves out
+without a word: mail deleted but still in the file is mail sent.
 
 ``readpst`` missing is :class:`PstToolMissing`, which names the package: without it no PST
 can be read, so the scan does not start.
@@ -28,10 +32,14 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from mailguard.archive import pst_census
+from mailguard.archive.mbox import is_from_line
 
 PACKAGE = "pst-utils"
 TOOL = "readpst"
@@ -39,6 +47,10 @@ MAGIC = b"!BDN"
 SUFFIXES = (".pst", ".ost")
 TIMEOUT = 6 * 3600.0
 """A multi-gigabyte PST takes minutes; a readpst that hangs still ends."""
+
+
+CENSUS_GRACE = 60.0
+"""Seconds the census may run on after readpst is done (or twice readpst's time)."""
 
 
 class PstError(Exception):
@@ -149,8 +161,44 @@ def _truncation(source: str) -> list[Loss]:
 def _unpack(source: str, out: Path, timeout: float) -> Unpacked:
     # Not -q: the per-folder counts of skipped items are only on its standard output.
     # -teajc: every kind readpst converts, so a calendar or contact it writes (and mailguard
-    # ignores) is not counted among the skipped items with the corrupt ones.
-    argv = [TOOL, "-r", "-teajc", "-o", str(out), "--", os.path.abspath(source)]  # noqa: PTH100
+    # ignores) is not counted among the skipped items with the corrupt ones. -D: "Deleted
+    # Items" too (see the module's docstring).
+    argv = [TOOL, "-r", "-D", "-teajc", "-o", str(out), "--", os.path.abspath(source)]  # noqa: PTH100
+    counting = pst_census.start(source)  # beside readpst: both mostly wait on the disk
+    began = time.monotonic()
+    try:
+        done = _run(argv, source, timeout)
+    except BaseException:
+        if counting is not None:
+            counting.kill()
+            counting.wait()
+        raise
+    folders = []
+    found: Counter[str] = Counter()
+    # readpst writes <store>/<folder>/.../mbox, and beside it calendar, contacts, journal;
+    # a second folder of the same name (same directory) gets mbox00000001, and so on.
+    for mbox in sorted(
+        p for p in out.rglob("mbox*")
+        if _MBOX.fullmatch(p.name) and p.is_file() and not p.is_symlink()
+    ):  # fmt: skip
+        messages = _steady_boundaries(mbox)
+        parts = mbox.relative_to(out).parent.parts
+        found["/".join(parts[1:])] += messages
+        # The store's own name is no folder.
+        name = "/".join(parts[1:]) if len(parts) > 1 else (parts[0] if parts else mbox.name)
+        if mbox.name != "mbox":
+            name += f" ({int(mbox.name[4:]) + 1})"
+        folders.append(Folder(label(source, name), mbox))
+    # The census reads what readpst read and writes nothing: a census still running long
+    # after readpst is done is stuck on this file, and the fallback is better than waiting.
+    grace = max(CENSUS_GRACE, 2 * (time.monotonic() - began))
+    counted = pst_census.finish(counting, grace) if counting is not None else None
+    if counted is None:
+        return Unpacked(folders, skipped(source, done.stdout))
+    return Unpacked(folders, shortfall(source, counted, found))
+
+
+def _run(argv: list[str], source: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
     try:
         done = subprocess.run(
             argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
@@ -166,15 +214,50 @@ def _unpack(source: str, out: Path, timeout: float) -> Unpacked:
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
         why = lines[-1][:200] if lines else f"exit status {done.returncode}"
         raise PstError(f"not a readable PST/OST file ({TOOL}: {why})")
-    folders = []
-    # readpst writes <store>/<folder>/.../mbox, and beside it calendar, contacts, journal.
-    for mbox in sorted(p for p in out.rglob("mbox") if p.is_file() and not p.is_symlink()):
-        _steady_boundaries(mbox)
-        parts = mbox.relative_to(out).parent.parts
-        # The store's own name is no folder.
-        name = "/".join(parts[1:]) if len(parts) > 1 else (parts[0] if parts else mbox.name)
-        folders.append(Folder(label(source, name), mbox))
-    return Unpacked(folders, skipped(source, done.stdout))
+    return done
+
+
+_MBOX = re.compile(r"mbox(?:\d{8})?")
+
+
+def _dir_name(folder: str) -> str:
+    """readpst's directory for a folder name (its ``check_filename``)."""
+    return folder.replace("/", "_").replace("\\", "_").replace(":", "_")
+
+
+def shortfall(
+    source: str, counted: list[pst_census.FolderCount], found: Counter[str]
+) -> list[Loss]:
+    """A loss for each folder whose mail the census counted but readpst did not write.
+
+    Folders are matched by readpst's directory path below the store (the census path below
+    the IPM subtree or search root). A name the two read differently (an ANSI file's
+    code page) cannot hide a loss, as losses are looked for only when the file's totals
+    fall short, and then every short folder is named."""
+    expected: Counter[str] = Counter()
+    for folder in counted:
+        wanted = folder.kinds[pst_census.MAIL] + folder.kinds[pst_census.UNREADABLE]
+        if wanted:
+            expected["/".join(_dir_name(n) for n in folder.path[1:])] += wanted
+    short = sum(expected.values()) - sum(found.values())
+    if short <= 0:
+        return []
+    losses = []
+    for key in sorted(expected):
+        missing = expected[key] - found[key]
+        if missing > 0:
+            name = key.rsplit("/", 1)[-1]
+            losses.append(Loss(label(source, key or "(top of the file)"), (
+                f"{missing} of the {expected[key]} message(s) the file holds in this folder "
+                f"were not unpacked by {TOOL} and are not in this scan (unreadable, or in a "
+                f"folder {TOOL} does not read)"
+            ), name or None))  # fmt: skip
+    if not losses:  # only names matched differently: the count is all there is to say
+        losses.append(Loss(source, (
+            f"{short} message(s) the file holds were not unpacked by {TOOL} and are not in "
+            "this scan"
+        )))  # fmt: skip
+    return losses
 
 
 _ANNOUNCED = re.compile(rb'^Processing Folder "(.*)"$', re.MULTILINE)
@@ -213,12 +296,16 @@ def skipped(source: str, stdout: bytes) -> list[Loss]:
 _RANDOM = re.compile(rb"LibPST-iamunique-(\d+)_-_-")
 
 
-def _steady_boundaries(mbox: Path) -> None:
+def _steady_boundaries(mbox: Path) -> int:
     """readpst draws each MIME boundary at random, so two unpackings of one PST differ in
     length and positions: the incremental store finds a PST's incidents again by their byte
     offsets. Each random number becomes its order of first appearance, ten digits wide
-    (distinct numbers stay distinct, so nested boundaries still differ)."""
+    (distinct numbers stay distinct, so nested boundaries still differ).
+
+    Returns the number of messages, counted by the separator lines the mbox reader splits
+    at, so that the count is what the scan reads."""
     numbers: dict[bytes, bytes] = {}
+    messages = 0
 
     def steady(match: re.Match[bytes]) -> bytes:
         number = numbers.setdefault(match.group(1), b"%010d" % len(numbers))
@@ -227,8 +314,11 @@ def _steady_boundaries(mbox: Path) -> None:
     steady_path = mbox.with_name(mbox.name + ".steady")
     with mbox.open("rb") as src, steady_path.open("wb") as dst:
         for line in src:
+            if line.startswith(b"From ") and is_from_line(line.rstrip(b"\n")):
+                messages += 1
             dst.write(_RANDOM.sub(steady, line) if b"LibPST-iamunique-" in line else line)
     steady_path.replace(mbox)
+    return messages
 
 
 def select(
