@@ -6,11 +6,12 @@ sends for the benchmark's two messages (negotiation, connect, MAIL, RCPT, every 
 field with its macro frame, end-of-headers, then the body if the headers did not settle
 it, abort and quit) through :class:`~mailguard.milter.server.MilterConnection` with an
 in-memory transport, and times it with ``time.process_time``: no sockets, no Postfix, no
-scheduler. The baseline is ``Engine.check`` on the same bytes (Postfix's Received field and
-the header block, as the milter hands them over at end-of-headers, where both messages are
-decided), so the difference is what the milter adds (framing, session state, the mapping to
-a reply, the log line). Repeats
-are interleaved and the best of each is kept, which is what stays put on a busy machine.
+scheduler. The baseline is ``Engine.check`` on the same bytes the milter hands the engine
+(Postfix's Received field and the header block, plus the body for the clean message, which
+is decided at its end: with the attachment rules on, its text could hold a uuencoded file;
+the 300-Cc message is refused at end-of-headers), so the difference is what the milter adds
+(framing, session state, the mapping to a reply, the log line). Repeats are interleaved
+and the best of each is kept, which is what stays put on a busy machine.
 
     python benchmarks/bench_milter_inproc.py            # 3,000 clean / 400 300-Cc, best of 5
     python benchmarks/bench_milter_inproc.py --quick    # a smoke run (~2 s)
@@ -141,10 +142,11 @@ async def measure(clean_n: int, cc_n: int, repeat: int) -> dict[str, Any]:
     n: dict[str, int] = {}
     replies: dict[str, bytes] = {}
     for kind, (message, sender, count) in messages.items():
-        # What the milter hands the engine at end-of-headers, where both are decided: Postfix's
-        # Received field and the header block, no body yet.
-        head = message.partition("\n\n")[0].encode()
-        raw = (RECEIVED + b"\n" + head + b"\n\n").replace(b"\n", b"\r\n")
+        # What the milter hands the engine where it decides: Postfix's Received field and the
+        # header block, and for the clean message (decided at its end) the body.
+        head, _, body = message.partition("\n\n")
+        text = head.encode() + b"\n\n" + (body.encode() if kind == "clean" else b"")
+        raw = (RECEIVED + b"\n" + text).replace(b"\n", b"\r\n")
         envelope = Envelope(f"<{sender}>", (f"<{RECIPIENT}>",))
         fns[f"{kind}_engine"] = lambda raw=raw, env=envelope: server.engine.check(raw, envelope=env)
         fns[f"{kind}_milter"] = milter = through_the_milter(server, message, sender)
@@ -183,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     us, adds = figures["us_per_msg"], figures["milter_adds_us"]
     print(f"milter in process, CPU per message (best of {repeat}, interleaved):", file=out)
     print(f"  {'':<22}{'Engine.check':>14}{'milter path':>14}{'milter adds':>14}", file=out)
-    for kind, label in (("clean", "clean (accepted)"), ("cc300", "300 Cc (refused)")):
+    for kind, label in (("clean", "clean (passed)"), ("cc300", "300 Cc (refused)")):
         print(
             f"  {label:<22}{us[f'{kind}_engine']:>11.1f} us{us[f'{kind}_milter']:>11.1f} us"
             f"{adds[kind]:>11.1f} us",
@@ -195,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         json.dump(figures, sys.stdout, indent=2)
         print()
-    ok = figures["clean_reply"] == "a" and figures["cc300_reply"] == "y"
+    ok = figures["clean_reply"] == "c" and figures["cc300_reply"] == "y"
     return 0 if ok else 1
 
 

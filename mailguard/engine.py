@@ -142,10 +142,12 @@ class Engine:
         ``report``, made from its header block alone (the milter then answers at
         end-of-headers and the MTA stops streaming the body).
 
-        It could when a rule that reads the body or attachments has its gate open, or when
-        the input rules (tag ``input``: limits reached, undecodable text, which read what
-        the body walk found) could add enough weight to reach the next verdict. The MIME
-        limits (tag ``partial-read``) cannot be reached by a single text part.
+        It could when a rule that reads the body or attachments has its gate open (a
+        single text part may carry files: uuencoded ``begin 644 name`` blocks, which is how
+        ``uuencode patients.csv | mail`` sends one), or when the input rules (tag
+        ``input``: limits reached, undecodable text, which read what the body walk found)
+        could add enough weight to reach the next verdict. The MIME limits (tag
+        ``partial-read``) cannot be reached by a single text part.
         """
         if report.analysis is None:
             return True
@@ -163,12 +165,9 @@ class Engine:
         for s in self._rules[mode]:
             if TAG_APPROVAL in s.rule.tags:
                 continue
-            parts = BODY_PARTS & set(s.rule.reads)
-            if "body" in parts:
+            if BODY_PARTS & set(s.rule.reads):
                 if gate_open(self._gates[s.code], report.recipients):
                     return True
-            elif parts:
-                continue
             elif TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
                 ceiling += s.weight
         return verdict(min(ceiling, 100), self.config.scoring) != report.verdict
@@ -312,20 +311,19 @@ BATCH_GC_THRESHOLD = 50_000
 
 
 def _early_terms(rules: list[RuleSettings], gates: dict[str, Gate]) -> tuple[tuple[Gate, ...], int]:
-    """For :meth:`Engine.body_could_change`: the gates of the rules that read the body, and
-    the weight the input rules (limits reached, undecodable text, which read what the body
-    walk found) could still add. Rules that need an approval field are left out (such mail
-    is never decided early); rules that read attachments only find nothing in a single
-    text part, and the MIME limits (tag ``partial-read``) cannot be reached by one."""
+    """For :meth:`Engine.body_could_change`: the gates of the rules that read the body or
+    attachments (a single text part may hold uuencoded files), and the weight the input
+    rules (limits reached, undecodable text, which read what the body walk found) could
+    still add. Rules that need an approval field are left out (such mail is never decided
+    early); the MIME limits (tag ``partial-read``) cannot be reached by a single text part."""
     body_gates: list[Gate] = []
     weight = 0
     for s in rules:
         if TAG_APPROVAL in s.rule.tags:
             continue
-        parts = BODY_PARTS & set(s.rule.reads)
-        if "body" in parts:
+        if BODY_PARTS & set(s.rule.reads):
             body_gates.append(gates[s.code])
-        elif not parts and TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
+        elif TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags:
             weight += s.weight
     return tuple(body_gates), weight
 

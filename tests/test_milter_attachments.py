@@ -3,6 +3,7 @@ price list, and a message with files is judged on a worker, never on the event l
 
 from __future__ import annotations
 
+import binascii
 import smtplib
 import threading
 from collections.abc import Iterator
@@ -84,3 +85,26 @@ def test_postfix_refuses_the_patient_list_and_delivers_the_price_list(
     postfix.wait_idle()
     assert [d for d in postfix.sink_deliveries() if b"Subject: prices" in d.data]
     assert not [d for d in postfix.sink_deliveries() if b"Subject: patients" in d.data]
+
+
+def uuencoded(name: str, data: bytes) -> bytes:
+    """``data`` as ``uuencode`` writes it (45 bytes a line), what ``uuencode f f | mail``
+    puts in the text of a message: no MIME header announces it."""
+    lines = [binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45)]
+    return b"begin 644 %b\n%b`\nend\n" % (name.encode(), b"".join(lines))
+
+
+def test_a_uuencoded_patient_list_in_a_plain_text_message_is_refused(
+    postfix: PostfixInstance,
+) -> None:
+    """A single text part, no MIME at all: the milter must read the body, although the
+    header block alone (one recipient, nothing else) would settle a plain message."""
+    csv = fx.csv_bytes(fx.patient_rows(250))
+    message = (
+        f"From: {SENDER}\r\nTo: someone@partner.example\r\nSubject: export\r\n\r\n"
+        "The export you asked for.\r\n\r\n"
+    ).encode() + uuencoded("patients.csv", csv).replace(b"\n", b"\r\n")
+    with postfix.smtp() as smtp, pytest.raises(smtplib.SMTPDataError) as refused:
+        smtp.sendmail(SENDER, ["someone@partner.example"], message)
+    assert refused.value.smtp_code == 550
+    assert "MG601" in refused.value.smtp_error.decode()

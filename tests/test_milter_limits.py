@@ -31,7 +31,7 @@ from mailguard.milter.session import Session, Transaction
 from mailguard.milter.settings import FIELD_COST, MilterSettings, from_mapping
 from tests.support.faults import before_every_check
 from tests.support.milter_client import MilterClient
-from tests.test_milter_server import CLEAN, RISKY, SETTLED_AT_HEADERS, Running, start
+from tests.test_milter_server import CLEAN, CLEAN_PASSED, RISKY, Running, start
 
 SLOW = [*CLEAN, ("Subject", " slow")]
 SLOW_FOR = 3.0
@@ -144,7 +144,7 @@ def test_slow_message_does_not_stall_other_connections(
             other.send(p.ABORT)
         others_done = time.monotonic()
         thread.join(15)
-    assert replies == [SETTLED_AT_HEADERS] * 5
+    assert replies == [CLEAN_PASSED] * 5
     # The others were answered while the slow decision was still under way...
     assert others_done < slow_reply["at"]  # type: ignore[operator]
     # ...which ended at its budget with on_error, not after running its course.
@@ -168,7 +168,7 @@ def test_decision_timeout_covers_inline_decisions(
     assert any("exceeded its 0.3 s budget" in rec.getMessage() for rec in caplog.records)
     assert slow.ended_at is not None  # stopped, not abandoned
     c.send(p.ABORT)
-    assert c.message(CLEAN) == SETTLED_AT_HEADERS
+    assert c.message(CLEAN) == CLEAN_PASSED
 
 
 def test_a_late_inline_decision_is_over_budget_even_if_it_never_reached_a_checkpoint(
@@ -191,7 +191,7 @@ def test_a_late_inline_decision_is_over_budget_even_if_it_never_reached_a_checkp
     c = r.client()
     assert c.message(SLOW)[-1][1].startswith(b"451 4.7.1 mailguard could not check")
     c.send(p.ABORT)
-    assert c.message(CLEAN) == SETTLED_AT_HEADERS
+    assert c.message(CLEAN) == CLEAN_PASSED
 
 
 def _huge_cc(n: int) -> str:
@@ -282,7 +282,7 @@ def test_connection_over_the_cap_is_refused_and_logged(
     while len(r.server.connections) >= 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     again = r.client()  # a freed slot is usable again
-    assert again.message(CLEAN) == SETTLED_AT_HEADERS
+    assert again.message(CLEAN) == CLEAN_PASSED
 
 
 @pytest.fixture
@@ -382,7 +382,7 @@ def test_header_bytes_are_capped_and_the_message_still_decided(
         errors = [m.getMessage() for m in caplog.records if m.levelno == logging.ERROR]
         assert any("max_header_bytes" in m and "rules=MG002" in m for m in errors)
     c.send(p.ABORT)
-    assert c.message(CLEAN) == SETTLED_AT_HEADERS
+    assert c.message(CLEAN) == CLEAN_PASSED
 
 
 def test_monitor_mode_does_not_refuse_an_over_cap_message() -> None:

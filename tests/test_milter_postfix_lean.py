@@ -30,6 +30,9 @@ PARTNER = "partner@othercorp.example"
 BODY = "Agenda for Tuesday.\r\n" * 40
 NO_BODY_RULES = "".join(f"[rules.{c}]\nenabled = false\n" for c in ("MG101", "MG102", "MG301"))
 """No enabled rule reads the body: the milter asks Postfix not to send it."""
+NO_FILE_RULES = "".join(f"[rules.{c}]\nenabled = false\n" for c in ("MG601", "MG602", "MG603"))
+"""The attachment rules off: with them on, a single text part may hold a uuencoded file and
+is always read (tests/test_milter_attachments.py)."""
 
 
 def delivered(postfix: PostfixInstance) -> dict[str, email.message.Message]:
@@ -55,6 +58,7 @@ def people(n: int) -> list[str]:
 def test_settled_messages_are_answered_at_end_of_headers_and_others_read_whole(
     postfix: PostfixInstance, milter: MilterProcess
 ) -> None:
+    milter.restart(NO_FILE_RULES)
     before = len(milter.decisions())
     clean = eml(f"From: {SENDER}\nTo: {PARTNER}\nSubject: clean early", BODY)
     risky = eml(f"From: {SENDER}\nTo: {SENDER}\nCc: {', '.join(people(40))}\nSubject: risky")
@@ -85,6 +89,23 @@ def test_settled_messages_are_answered_at_end_of_headers_and_others_read_whole(
     ]  # fmt: skip
     # Postfix's cleanup applies a reply given at end-of-headers when the DATA ends.
     assert "milter-reject: END-OF-MESSAGE" in postfix.maillog()
+
+
+def test_with_the_attachment_rules_on_a_plain_message_is_read_whole(
+    postfix: PostfixInstance, milter: MilterProcess
+) -> None:
+    before = len(milter.decisions())
+    clean = eml(f"From: {SENDER}\nTo: {PARTNER}\nSubject: clean", BODY)
+    risky = eml(f"From: {SENDER}\nTo: {SENDER}\nCc: {', '.join(people(40))}\nSubject: risky")
+    with postfix.smtp() as smtp:
+        smtp.sendmail(SENDER, [PARTNER], clean)
+        with pytest.raises(smtplib.SMTPDataError):
+            smtp.sendmail(SENDER, people(40), risky)
+    assert "clean" in delivered(postfix)
+    lines = milter.decisions()[before:]
+    assert [(" at=headers" in line, line.split("action=")[1].split()[0]) for line in lines] == [
+        (False, "accept"), (True, "reject"),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
--- Decisions at end of headers (default settings). A message its header block settles is
--- answered there, and an MTA then sends no body: a clean single-part message is accepted,
--- a blocking one refused. Everything else is read to its end: a warn (its headers are
--- added at the end of the message), a multipart message, and one nested deeper than
--- [limits] max_mime_depth, which the limits rule (MG002) still reports.
+-- Decisions at end of headers (default settings, the attachment rules off). A message its
+-- header block settles is answered there, and an MTA then sends no body: a clean
+-- single-part message is accepted, a blocking one refused. Everything else is read to
+-- its end: a warn (its headers are added at the end of the message), a multipart message,
+-- and one nested deeper than [limits] max_mime_depth, which the limits rule (MG002) still
+-- reports.
 dofile(scripts .. "/common.lua")
 
 local function nested(depth)
