@@ -29,6 +29,9 @@ DEFAULT_PATTERN = "*.eml"
 """Also takes Outlook ``*.msg`` files in folders (converted, see :mod:`mailguard.msgfile`)."""
 MAX_BYTES = Limits().max_message_bytes
 _CHUNK = 1024 * 1024
+_SPOOL_CHUNK = 4 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+"""A UTF-8 byte-order mark, which some Windows tools put before an mbox's first line."""
 _ONE_READ = 256 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 """How a message file is opened: a FIFO or a terminal put in its place cannot block or
@@ -153,15 +156,28 @@ def iter_inputs(
         yield read_file(item, max_bytes) if isinstance(item, str) else item
 
 
+class Spooled(str):
+    """The name of a file holding what came on stdin: read as a file, reported as
+    ``<stdin>`` (its messages ``<stdin>@offset``), never by the file's name."""
+
+    label = "<stdin>"
+
+
 def iter_planned(
     paths: list[str],
     *,
     pattern: str = "*.eml",
     stdin: BinaryIO | None = None,
     max_bytes: int = MAX_BYTES,
+    spool: Path | None = None,
 ) -> Iterator[Input | str]:
     """:func:`iter_inputs` before the files are read: a file's name, or an :class:`Input`
     for what is not a file to read (stdin, already read; a folder that cannot be walked).
+
+    Stdin over ``max_bytes`` that starts like an mbox (``cat outbox.mbox | mailguard check
+    -``) is copied into a file in the folder ``spool`` (private, and removed by the caller)
+    and planned as a :class:`Spooled` file, which an mbox of any size is split from, as a
+    named one is; anything else over the cap is one "too large" error.
 
     The order is :func:`iter_inputs`'s, so ``check --jobs N`` can hand the names to other
     processes to read and still report in the order a single process would.
@@ -169,11 +185,13 @@ def iter_planned(
     for name in paths:
         if name == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
-            data = _read_capped(stream, max_bytes)
-            if data is None:
-                yield Input("<stdin>", None, too_large(None, max_bytes), unreadable=True)
+            parts = _read_capped(stream, max_bytes)
+            if isinstance(parts, bytes):
+                yield _converted("<stdin>", parts, max_bytes)
+            elif spool is not None and b"".join(parts[:2]).lstrip(BOM).startswith(b"From "):
+                yield _spooled(parts, stream, spool)
             else:
-                yield _converted("<stdin>", data, max_bytes)
+                yield Input("<stdin>", None, too_large(None, max_bytes), unreadable=True)
             continue
         if is_folder(Path(name)):
             found, errors = find_names(name, pattern)
@@ -215,7 +233,7 @@ def read_file(path: Path | str, max_bytes: int = MAX_BYTES) -> Input:
                 data = f.read(info.st_size + 1)
             if len(data) > info.st_size:  # grew since fstat, or a size-0 /proc-like file
                 rest = _read_capped(f, max_bytes - len(data))
-                if rest is None:
+                if not isinstance(rest, bytes):
                     return Input(name, None, too_large(None, max_bytes), unreadable=True)
                 data += rest
         return _converted(name, data, max_bytes)
@@ -279,17 +297,36 @@ def _converted(name: str, data: bytes, max_bytes: int) -> Input:
         return Input(name, None, str(exc), unreadable=True)
 
 
-def _read_capped(stream: BinaryIO, max_bytes: int) -> bytes | None:
-    """Everything left in ``stream``, or None once it exceeds ``max_bytes``; read in chunks,
-    since one ``read(max_bytes + 1)`` allocates the whole cap whatever the input's size."""
+def _read_capped(stream: BinaryIO, max_bytes: int) -> bytes | list[bytes]:
+    """Everything left in ``stream``, or the chunks read so far once it exceeds
+    ``max_bytes``; read in chunks, since one ``read(max_bytes + 1)`` allocates the whole cap
+    whatever the input's size."""
     parts: list[bytes] = []
     total = 0
     while chunk := stream.read(_CHUNK):
         parts.append(chunk)
         total += len(chunk)
         if total > max_bytes:
-            return None
+            return parts
     return b"".join(parts)
+
+
+def _spooled(parts: list[bytes], stream: BinaryIO, spool: Path) -> Input | Spooled:
+    """``parts`` and the rest of ``stream`` in a new file of ``spool`` (mode 0600)."""
+    path = spool / f"stdin-{sum(1 for _ in spool.iterdir())}.mbox"
+    try:
+        with path.open("xb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            for part in parts:
+                f.write(part)
+            parts.clear()
+            while chunk := stream.read(_SPOOL_CHUNK):
+                f.write(chunk)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        why = f"could not keep it on disk to split it ({exc.strerror or exc})"
+        return Input("<stdin>", None, why, unreadable=True)
+    return Spooled(path)
 
 
 def not_regular(mode: int) -> str:

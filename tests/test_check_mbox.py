@@ -162,3 +162,54 @@ def test_piped_and_mapped_mboxes_are_split_alike(pieces: list[bytes], cap: int) 
         path.write_bytes(data)
         mapped = list(iter_mbox(path, max_bytes=cap, label="x"))
     assert list(iter_mbox_bytes(data, "x", cap)) == mapped
+
+
+def _pipe(tmp_path: Path, data: bytes, *args: str) -> tuple[int, dict, str]:
+    """``check -`` in its own process, fed through a real pipe, its temporary files in
+    ``tmp_path/tmp`` (so that what it leaves behind can be seen)."""
+    import os
+    import subprocess
+    import sys
+
+    temp = tmp_path / "tmp"
+    temp.mkdir(exist_ok=True)
+    config = tmp_path / "mailguard.toml"
+    config.write_text("[limits]\nmax_message_bytes = 20000\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "mailguard", "check", "--config", str(config), "-f", "json",
+         *args, "-"],
+        input=data, capture_output=True, timeout=120, check=False,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )  # fmt: skip
+    assert list(temp.iterdir()) == []  # the spool is gone
+    return result.returncode, json.loads(result.stdout), result.stderr.decode()
+
+
+def test_a_piped_mbox_over_the_message_cap_is_split_not_refused(tmp_path: Path) -> None:
+    """``cat outbox.mbox | mailguard check -`` with a batch larger than one message may be:
+    copied into a private file and split there, as a named mbox of any size is."""
+    big = [_message(f"m{i}", 0) + b"filler line\n" * 200 for i in range(30)]
+    mbox = _mbox(tmp_path / "big.mbox", [*big, _message("late", 40)])
+    assert mbox.stat().st_size > 20000
+    code, doc, _ = _pipe(tmp_path, mbox.read_bytes())
+    assert code == 1
+    assert len(doc["messages"]) == 31
+    assert doc["messages"][-1]["verdict"] == "block"
+    assert all(m["source"].startswith("<stdin>@") for m in doc["messages"])
+    assert "mailguard-stdin" not in json.dumps(doc)
+    on_disk = [m["source"].rsplit("@", 1)[1] for m in check_json(str(mbox))[1]["messages"]]
+    assert [m["source"].rsplit("@", 1)[1] for m in doc["messages"]] == on_disk
+
+
+def test_a_piped_mbox_split_by_two_workers_is_judged_alike(tmp_path: Path) -> None:
+    big = [_message(f"m{i}", i % 2 * 40) + b"filler line\n" * 200 for i in range(12)]
+    data = _mbox(tmp_path / "big.mbox", big).read_bytes()
+    assert _pipe(tmp_path, data, "--jobs", "2")[:2] == _pipe(tmp_path, data, "--jobs", "1")[:2]
+
+
+def test_other_input_over_the_cap_on_stdin_is_one_error(tmp_path: Path) -> None:
+    code, doc, err = _pipe(tmp_path, b"Subject: big\n\n" + b"x" * 30000)
+    assert code == 2
+    [message] = doc["messages"]
+    assert message["source"] == "<stdin>" and message["verdict"] == "error"
+    assert "over the size cap of 20,000 bytes" in err, err

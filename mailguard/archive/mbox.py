@@ -40,13 +40,13 @@ from typing import BinaryIO
 
 from mailguard.file_view import FileShrank, FileView
 from mailguard.search import find_via
+from mailguard.sources import BOM as _BOM
 from mailguard.sources import MAX_BYTES, Input, not_regular, too_large
 
 _FROM = b"From "
 _NL_FROM = b"\n" + _FROM
 Buffer = bytes | FileView
 """What the splitter walks: a file's view, or an mbox already read (stdin)."""
-_BOM = b"\xef\xbb\xbf"
 _SENDER = re.compile(rb"[^ \t\n\r\f\v]*")  # the word after "From " (a run of non-blanks)
 _SENDER_ID = re.compile(rb"[@\d]")
 _TIME_OF_DAY = re.compile(rb"\d:\d\d")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from mailguard.recipients import Envelope
 from mailguard.redact import Redactor
 from mailguard.report import Report
 from mailguard.scoring import EXIT_ERROR, exit_status
-from mailguard.sources import Input, iter_planned
+from mailguard.sources import STDIN, Input, iter_planned
 
 FORMATS = ("text", "json", "sarif")
 
@@ -77,45 +79,52 @@ def run_check(
         return report
 
     max_bytes = cfg.limits.max_message_bytes
-    planned = list(iter_planned(list(paths), pattern=pattern, max_bytes=max_bytes))
-    files = sum(isinstance(item, str) for item in planned)
-    fork_safe = services.dns is None and services.history is None
-    workers = choose_jobs(jobs, files, fork_safe=fork_safe)
-    reports: list[Report] = []
-    unread = False
-    # One policy for the report and for these lines: under --redact a path is hashed as the
-    # report hashes sources (a file or folder name can be an address), and the reason, which
-    # may quote a tool's output, is withheld.
-    options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
-    for outcome in judge_all(planned, judge, max_bytes, workers):
-        if isinstance(outcome, Input):  # an input error, not a message verdict
-            # A file name is one line here, whatever it holds: shown whole, LF included.
-            where, why = options.source(outcome.source), options.error(outcome.error or "")
-            warn(f"mailguard: cannot read {printable(where)}: {why}")
-            unread = True
-            reports.append(unread_report(engine, outcome))
-        else:
-            reports.append(outcome)
-    hold_interrupts()  # judged: from here a Ctrl-C could only lose the reports
-    color = output is None and fmt == "text" and sys.stdout.isatty()
-    if fmt == "text":
-        # Imported here: rich costs ~20 ms of start-up that machine formats do not need.
-        from mailguard.outputs.text import render_text
+    # A batch piped to ``check -`` over the message cap is split from a private file there
+    # (mode 0700, removed when the report is out, also on an error or Ctrl-C).
+    spool = Path(tempfile.mkdtemp(prefix="mailguard-stdin-")) if STDIN in paths else None
+    try:
+        planned = list(iter_planned(list(paths), pattern=pattern, max_bytes=max_bytes, spool=spool))
+        files = sum(isinstance(item, str) for item in planned)
+        fork_safe = services.dns is None and services.history is None
+        workers = choose_jobs(jobs, files, fork_safe=fork_safe)
+        reports: list[Report] = []
+        unread = False
+        # One policy for the report and for these lines: under --redact a path is hashed as the
+        # report hashes sources (a file or folder name can be an address), and the reason, which
+        # may quote a tool's output, is withheld.
+        options = RenderOptions(show_addresses or redact, Redactor() if redact else None)
+        for outcome in judge_all(planned, judge, max_bytes, workers):
+            if isinstance(outcome, Input):  # an input error, not a message verdict
+                # A file name is one line here, whatever it holds: shown whole, LF included.
+                where, why = options.source(outcome.source), options.error(outcome.error or "")
+                warn(f"mailguard: cannot read {printable(where)}: {why}")
+                unread = True
+                reports.append(unread_report(engine, outcome))
+            else:
+                reports.append(outcome)
+        hold_interrupts()  # judged: from here a Ctrl-C could only lose the reports
+        color = output is None and fmt == "text" and sys.stdout.isatty()
+        if fmt == "text":
+            # Imported here: rich costs ~20 ms of start-up that machine formats do not need.
+            from mailguard.outputs.text import render_text
 
-        text = render_text(reports, options, color=color, quiet=quiet)
-    else:
-        text = render(reports, fmt, options, color=color, rules=cfg.catalog, pretty=pretty)
-    if output is not None:
-        try:
-            write_report(output, text)
-        except CommandError as exc:  # it became unwritable while the mail was judged
-            warn(f"mailguard: error: {error_text(exc, [output] if redact else None)}; "
-                 f"{LOST_OUTPUT}")  # fmt: skip
+            text = render_text(reports, options, color=color, quiet=quiet)
+        else:
+            text = render(reports, fmt, options, color=color, rules=cfg.catalog, pretty=pretty)
+        if output is not None:
+            try:
+                write_report(output, text)
+            except CommandError as exc:  # it became unwritable while the mail was judged
+                warn(f"mailguard: error: {error_text(exc, [output] if redact else None)}; "
+                     f"{LOST_OUTPUT}")  # fmt: skip
+                echo(text.rstrip("\n"))
+                return EXIT_ERROR
+        else:
             echo(text.rstrip("\n"))
-            return EXIT_ERROR
-    else:
-        echo(text.rstrip("\n"))
-    return EXIT_ERROR if unread else exit_code(reports, fail_on)
+        return EXIT_ERROR if unread else exit_code(reports, fail_on)
+    finally:
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 def unread_report(engine: Engine, item: Input) -> Report:

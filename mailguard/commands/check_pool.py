@@ -30,7 +30,8 @@ from pathlib import Path
 
 from mailguard.pools import cores, local_pool
 from mailguard.report import Report
-from mailguard.sources import Input, read_file
+from mailguard.sources import BOM as _BOM
+from mailguard.sources import Input, Spooled, read_file
 
 PARALLEL_MIN = 500
 """Files below which ``check`` stays in one process when ``--jobs`` is not given."""
@@ -41,7 +42,6 @@ IN_FLIGHT = 4
 """Tasks queued per worker: results are collected in order, so this bounds how much a
 fast worker can get ahead of a slow one (and the memory that holds)."""
 
-_BOM = b"\xef\xbb\xbf"
 Outcome = Report | Input
 """A file's report, or the :class:`Input` saying why it could not be read."""
 Judge = Callable[[Input], Report]
@@ -84,6 +84,9 @@ def _outcomes(item: Input | str, job: _Job) -> Iterator[Outcome]:
     file is an mbox (``check outbox.mbox``: judging it as one message would judge only
     the first, and an exposure in any other would pass unseen)."""
     read = _read(item, job)
+    label = item.label if isinstance(item, Spooled) else ""
+    if label:
+        read = replace(read, source=label)  # never the spool file's name
     if not _maybe_mbox(read, item if isinstance(item, str) else None):
         yield _one(read, job.judge)
         return
@@ -91,7 +94,7 @@ def _outcomes(item: Input | str, job: _Job) -> Iterator[Outcome]:
 
     if read.data is None:  # too large to read whole: split on disk
         assert isinstance(item, str)  # _maybe_mbox said so
-        messages = iter_mbox(Path(item), max_bytes=job.max_bytes)
+        messages = iter_mbox(Path(item), max_bytes=job.max_bytes, label=label)
     else:  # read already (a batch piped to ``check -``, a gzipped mbox unpacked)
         messages = iter_mbox_bytes(read.data, read.source, job.max_bytes)
     first, second = next(messages, None), next(messages, None)
