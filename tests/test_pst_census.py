@@ -217,3 +217,22 @@ def test_the_census_round_trips_through_its_json() -> None:
     counted[0].other_classes["IPM.Post"] = 1
     again = pst_census.from_json(pst_census.to_json(counted))
     assert again == counted
+
+
+def test_when_readpst_fails_the_census_child_is_not_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(source: str) -> subprocess.Popen[bytes]:
+        child = _child("import time; time.sleep(60)")  # a census that would run on
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(pst_census, "start", start)
+    broken = tmp_path / "broken.pst"
+    broken.write_bytes(b"!BDN" + b"\0" * 4092)
+    with pytest.raises(pst.PstError), pst.unpacked(str(broken)):
+        pass
+    [child] = started
+    assert child.returncode is not None

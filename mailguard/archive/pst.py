@@ -168,11 +168,24 @@ def _unpack(source: str, out: Path, timeout: float) -> Unpacked:
     began = time.monotonic()
     try:
         done = _run(argv, source, timeout)
+        folders, found = _folders(source, out)
+        # The census reads what readpst read and writes nothing: a census still running
+        # long after readpst is done is stuck on this file, and the fallback is better than
+        # waiting.
+        grace = max(CENSUS_GRACE, 2 * (time.monotonic() - began))
+        counted = pst_census.finish(counting, grace) if counting is not None else None
     except BaseException:
-        if counting is not None:
+        if counting is not None and counting.returncode is None:
             counting.kill()
             counting.wait()
         raise
+    if counted is None:
+        return Unpacked(folders, skipped(source, done.stdout))
+    return Unpacked(folders, shortfall(source, counted, found))
+
+
+def _folders(source: str, out: Path) -> tuple[list[Folder], Counter[str]]:
+    """The mail folders readpst wrote, and how many messages each directory holds."""
     folders = []
     found: Counter[str] = Counter()
     # readpst writes <store>/<folder>/.../mbox, and beside it calendar, contacts, journal;
@@ -189,13 +202,7 @@ def _unpack(source: str, out: Path, timeout: float) -> Unpacked:
         if mbox.name != "mbox":
             name += f" ({int(mbox.name[4:]) + 1})"
         folders.append(Folder(label(source, name), mbox))
-    # The census reads what readpst read and writes nothing: a census still running long
-    # after readpst is done is stuck on this file, and the fallback is better than waiting.
-    grace = max(CENSUS_GRACE, 2 * (time.monotonic() - began))
-    counted = pst_census.finish(counting, grace) if counting is not None else None
-    if counted is None:
-        return Unpacked(folders, skipped(source, done.stdout))
-    return Unpacked(folders, shortfall(source, counted, found))
+    return folders, found
 
 
 def _run(argv: list[str], source: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
