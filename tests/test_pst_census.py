@@ -96,6 +96,19 @@ def test_the_census_of_a_real_pst() -> None:
     assert {"Posta in arrivo", "Attività", "Note", "Deleted Items"} <= empty
 
 
+def test_only_the_ipm_subtree_is_counted_where_the_store_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The search folders beside "Top of Personal Folders" list other folders' messages:
+    counted, they would double the mail expected. Where the store does not name its IPM
+    subtree, every folder is counted (a false alarm rather than a missed loss)."""
+    roots = {f.path[0] for f in pst_census.census(str(PST)) if f.path}
+    assert roots == {TOP}
+    monkeypatch.setattr(pst_census, "_ipm_subtree", lambda pst: None)
+    roots = {f.path[0] for f in pst_census.census(str(PST)) if f.path}
+    assert roots == {TOP, "SPAM Search Folder 2", "Search Root"}
+
+
 def test_mail_in_deleted_items_is_scanned(tmp_path: Path, deleted_items_pst: Path) -> None:
     counted = pst_census.census(str(deleted_items_pst))
     assert {f.path[-1]: f.kinds["mail"] for f in counted if f.kinds} == {

@@ -84,12 +84,34 @@ def census(path: str) -> list[FolderCount]:
     pst = pypff.file()
     pst.open(path)
     try:
-        return list(_walk(pst.get_root_folder(), ()))
+        return list(_walk(pst.get_root_folder(), (), _ipm_subtree(pst)))
     finally:
         pst.close()
 
 
-def _walk(folder: Any, path: tuple[str, ...]) -> Iterator[FolderCount]:
+_PR_IPM_SUBTREE_ENTRYID = 0x35E0
+
+
+def _ipm_subtree(pst: Any) -> int | None:
+    """The node id of the folder readpst starts from (the message store's IPM subtree, "Top
+    of Personal Folders" in any language): its entry id ends with it (MS-PST 2.4.3.2).
+    Beside it under the root lie the search folders, whose contents are other folders'
+    messages and would count them twice. ``None`` when the store does not say."""
+    try:
+        record_set = pst.get_message_store().get_record_set(0)
+        for j in range(record_set.number_of_entries):
+            entry = record_set.get_entry(j)
+            if entry.entry_type == _PR_IPM_SUBTREE_ENTRYID:
+                data = bytes(entry.data or b"")
+                return int.from_bytes(data[20:24], "little") if len(data) == 24 else None
+    except (OSError, ValueError, TypeError, AttributeError, MemoryError):
+        return None
+    return None
+
+
+def _walk(folder: Any, path: tuple[str, ...], only: int | None = None) -> Iterator[FolderCount]:
+    """``folder`` and those below it; at the root, ``only`` the IPM subtree if it is one of
+    the root's folders (else every folder: better a false alarm than a missed loss)."""
     count = FolderCount(path)
     for i in range(_number(folder, "number_of_sub_messages")):
         try:
@@ -103,12 +125,16 @@ def _walk(folder: Any, path: tuple[str, ...]) -> Iterator[FolderCount]:
         if name == "other":
             count.other_classes[cls[:80]] += 1
     yield count
+    subs = []
     for i in range(_number(folder, "number_of_sub_folders")):
         try:
             sub = folder.get_sub_folder(i)
-            name = sub.name or ""
+            subs.append((sub, sub.name or "", sub.identifier))
         except (OSError, ValueError, TypeError, MemoryError):
             continue  # no name, no messages to count: readpst cannot read it either
+    if only is not None and any(nid == only for _, _, nid in subs):
+        subs = [s for s in subs if s[2] == only]
+    for sub, name, _ in subs:
         yield from _walk(sub, (*path, name))
 
 
