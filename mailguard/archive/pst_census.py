@@ -17,7 +17,7 @@ fewer is a loss, with the number; an empty folder or a task is nothing.
 The census runs as a child process (``python -m mailguard.archive.pst_census FILE``) with
 a time and memory limit: a hostile file that crashed or hung the C library would otherwise
 take the scan with it. Its answer is one JSON line on stdout; no message content leaves it,
-only folder names, counts and message classes.
+only folder names and counts.
 """
 
 from __future__ import annotations
@@ -72,8 +72,6 @@ class FolderCount:
     """Folder names from the root folder down (the first is the IPM subtree or a search
     root: readpst starts below the IPM subtree)."""
     kinds: Counter[str] = field(default_factory=Counter)
-    other_classes: Counter[str] = field(default_factory=Counter)
-    """The classes counted as ``other`` (``IPM.Post``...), for the register's message."""
 
 
 def census(path: str) -> list[FolderCount]:
@@ -120,10 +118,7 @@ def _walk(folder: Any, path: tuple[str, ...], only: int | None = None) -> Iterat
         except (OSError, ValueError, TypeError, MemoryError):
             count.kinds[UNREADABLE] += 1
             continue
-        name = kind(cls)
-        count.kinds[name] += 1
-        if name == "other":
-            count.other_classes[cls[:80]] += 1
+        count.kinds[kind(cls)] += 1
     yield count
     subs = []
     for i in range(_number(folder, "number_of_sub_folders")):
@@ -162,12 +157,7 @@ def _message_class(message: Any) -> str:
 
 
 def to_json(folders: list[FolderCount]) -> str:
-    return json.dumps(
-        [
-            {"path": list(f.path), "kinds": dict(f.kinds), "other": dict(f.other_classes)}
-            for f in folders
-        ]
-    )
+    return json.dumps([{"path": list(f.path), "kinds": dict(f.kinds)} for f in folders])
 
 
 def from_json(text: str) -> list[FolderCount]:
@@ -178,8 +168,7 @@ def from_json(text: str) -> list[FolderCount]:
             raise ValueError("not a census")
         path = tuple(str(p) for p in item["path"])
         kinds = Counter({str(k): int(v) for k, v in item["kinds"].items()})
-        other = Counter({str(k): int(v) for k, v in item["other"].items()})
-        out.append(FolderCount(path, kinds, other))
+        out.append(FolderCount(path, kinds))
     return out
 
 
