@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,26 @@ def test_when_readpst_fails_the_census_child_is_not_left_running(
         pass
     [child] = started
     assert child.returncode is not None
+
+
+def test_the_counts_cost_linear_time(tmp_path: Path) -> None:
+    """Matching the census against what readpst wrote, and counting (and steadying) an
+    unpacked mbox: twice the folders or messages, about twice the time."""
+    from tests.support.doubling import assert_doubling_linear
+
+    def prepare(n: int) -> Callable[[], object]:
+        counted = [folder(f"f{i}", mail=3) for i in range(n)]
+        found = Counter({f"f{i}": 3 for i in range(n - 1)})
+        mbox = tmp_path / f"mbox-{n}"
+        one = (b"From \"x\" Mon Jan  6 09:00:00 2020\nSubject: s\nContent-Type: multipart/mixed;"
+               b" boundary=\"--LibPST-iamunique-123456_-_-\"\n\nFrom here on\n\n")  # fmt: skip
+        data = one * n
+
+        def work() -> object:
+            mbox.write_bytes(data)
+            assert pst._steady_boundaries(mbox) == n
+            return pst.shortfall("x.pst", counted, found)
+
+        return work
+
+    assert_doubling_linear(prepare, (4000, 8000), what="the folders and messages")
