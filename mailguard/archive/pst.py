@@ -238,7 +238,7 @@ def shortfall(
     """A loss for each folder whose mail the census counted but readpst did not write.
 
     Folders are matched by readpst's directory path below the store (the census path below
-    the IPM subtree or search root). A name the two read differently (an ANSI file's
+    the IPM subtree). A name the two read differently (an ANSI file's
     code page) cannot hide a loss, as losses are looked for only when the file's totals
     fall short, and then every short folder is named."""
     expected: Counter[str] = Counter()

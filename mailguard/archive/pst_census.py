@@ -69,8 +69,8 @@ def kind(message_class: str) -> str:
 @dataclass
 class FolderCount:
     path: tuple[str, ...]
-    """Folder names from the root folder down (the first is the IPM subtree or a search
-    root: readpst starts below the IPM subtree)."""
+    """Folder names from the root folder down (the first is the IPM subtree, which readpst
+    starts below)."""
     kinds: Counter[str] = field(default_factory=Counter)
 
 
@@ -88,6 +88,21 @@ def census(path: str) -> list[FolderCount]:
 
 
 _PR_IPM_SUBTREE_ENTRYID = 0x35E0
+_PR_MESSAGE_CLASS = 0x001A
+_ERRORS = (OSError, ValueError, TypeError, AttributeError, MemoryError)
+"""What libpff raises on a damaged item (pypff reports its own errors as OSError)."""
+
+
+def _property(item: Any, entry_type: int) -> Any:
+    """The entry of ``item``'s first record set with this property id, or ``None``."""
+    if not item.number_of_record_sets:
+        return None
+    record_set = item.get_record_set(0)
+    for j in range(record_set.number_of_entries):
+        entry = record_set.get_entry(j)
+        if entry.entry_type == entry_type:
+            return entry
+    return None
 
 
 def _ipm_subtree(pst: Any) -> int | None:
@@ -96,15 +111,11 @@ def _ipm_subtree(pst: Any) -> int | None:
     Beside it under the root lie the search folders, whose contents are other folders'
     messages and would count them twice. ``None`` when the store does not say."""
     try:
-        record_set = pst.get_message_store().get_record_set(0)
-        for j in range(record_set.number_of_entries):
-            entry = record_set.get_entry(j)
-            if entry.entry_type == _PR_IPM_SUBTREE_ENTRYID:
-                data = bytes(entry.data or b"")
-                return int.from_bytes(data[20:24], "little") if len(data) == 24 else None
-    except (OSError, ValueError, TypeError, AttributeError, MemoryError):
+        entry = _property(pst.get_message_store(), _PR_IPM_SUBTREE_ENTRYID)
+        data = bytes(entry.data or b"") if entry is not None else b""
+    except _ERRORS:
         return None
-    return None
+    return int.from_bytes(data[20:24], "little") if len(data) == 24 else None
 
 
 def _walk(folder: Any, path: tuple[str, ...], only: int | None = None) -> Iterator[FolderCount]:
@@ -115,7 +126,7 @@ def _walk(folder: Any, path: tuple[str, ...], only: int | None = None) -> Iterat
         try:
             message = folder.get_sub_message(i)
             cls = _message_class(message)
-        except (OSError, ValueError, TypeError, MemoryError):
+        except _ERRORS:
             count.kinds[UNREADABLE] += 1
             continue
         count.kinds[kind(cls)] += 1
@@ -125,7 +136,7 @@ def _walk(folder: Any, path: tuple[str, ...], only: int | None = None) -> Iterat
         try:
             sub = folder.get_sub_folder(i)
             subs.append((sub, sub.name or "", sub.identifier))
-        except (OSError, ValueError, TypeError, MemoryError):
+        except _ERRORS:
             continue  # no name, no messages to count: readpst cannot read it either
     if only is not None and any(nid == only for _, _, nid in subs):
         subs = [s for s in subs if s[2] == only]
@@ -136,24 +147,16 @@ def _walk(folder: Any, path: tuple[str, ...], only: int | None = None) -> Iterat
 def _number(folder: Any, attribute: str) -> int:
     try:
         return int(getattr(folder, attribute))
-    except (OSError, ValueError, TypeError, MemoryError):
+    except _ERRORS:
         return 0
 
 
-_PR_MESSAGE_CLASS = 0x001A
-
-
 def _message_class(message: Any) -> str:
-    """PR_MESSAGE_CLASS of the message's first record set; libpst reads a message without
-    one as ``unknown`` (kind ``other``)."""
-    if message.number_of_record_sets:
-        record_set = message.get_record_set(0)
-        for j in range(record_set.number_of_entries):
-            entry = record_set.get_entry(j)
-            if entry.entry_type == _PR_MESSAGE_CLASS:
-                value = entry.get_data_as_string()
-                return str(value) if value else "unknown"
-    return "unknown"
+    """PR_MESSAGE_CLASS of the message; libpst reads a message without one as ``unknown``
+    (kind ``other``)."""
+    entry = _property(message, _PR_MESSAGE_CLASS)
+    value = entry.get_data_as_string() if entry is not None else None
+    return str(value) if value else "unknown"
 
 
 def to_json(folders: list[FolderCount]) -> str:
