@@ -11,6 +11,11 @@ for it. The issue asks that putting mailguard in front of Postfix costs little:
   serves the rewrite phases, and the rewritten messages must reach the sink with nobody
   in To/Cc.
 
+A third arm puts ``null_milter.py`` in the milter slot: it negotiates what mailguard does and
+decides nothing, so Postfix does all of its own milter work. Its throughput is the floor no
+milter reading the same frames can beat here, and "mailguard / null milter" is the part of
+the cost that is mailguard's own.
+
 One private Postfix instance (``tests/support/postfix.py``: loopback only, relaying to its own
 ``smtp-sink``) and one ``mailguard milter`` process (default settings, ``--no-config``) serve
 the whole run. Postfix is switched between "no milter" and "mailguard" with ``postfix reload``;
@@ -106,6 +111,12 @@ REWRITE_CONFIG = '[milter]\non_block = "rewrite"\n'
 _MILTER_REJECT = re.compile(r"milter-reject: END-OF-MESSAGE .*: 5\.7\.1 mailguard: ")
 
 
+NO_MILTER, MAILGUARD, REFERENCE = "no milter", "with mailguard", "null milter"
+ARMS = (NO_MILTER, MAILGUARD, REFERENCE)
+"""What sits in Postfix's milter slot in the throughput rounds: nothing, mailguard, or
+``null_milter.py``, which makes Postfix do all its milter work and does none of its own."""
+
+
 class Broken(Exception):
     """The run is invalid: its figures would not mean what they claim."""
 
@@ -146,15 +157,16 @@ class CpuMeter:
     """Snapshots of who used the CPU: Postfix, the milter, smtp-sink, smtp-source, the box."""
 
     master: int | None
-    milter: int | None
+    milters: tuple[int | None, ...]
+    """mailguard's process and the reference milter's: only the one in use works."""
     sink: int | None
 
     def snapshot(self) -> dict[str, float]:
         busy, total, irq = h.machine_cpu()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         me = resource.getrusage(resource.RUSAGE_SELF)
-        milter = h.process_cpu(self.milter)
-        loop = h.process_cpu(self.milter, thread=True)
+        milter = sum(h.process_cpu(pid) for pid in self.milters)
+        loop = sum(h.process_cpu(pid, thread=True) for pid in self.milters)
         return {
             "postfix": postfix_cpu(self.master),
             # The milter's main thread runs the asyncio loop (the protocol); its worker
@@ -195,15 +207,24 @@ class Milter:
     """``mailguard milter`` in a subprocess, default settings, logging to a file."""
 
     def __init__(
-        self, workdir: Path, *, inet: bool, config: str = "", priority: bool = True
+        self,
+        workdir: Path,
+        *,
+        inet: bool,
+        config: str = "",
+        priority: bool = True,
+        reference: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.reference = reference
+        """``null_milter.py`` (reads the same frames, decides nothing) instead of mailguard."""
         self.priority = priority
         """Run it with the CPU share the shipped unit gives it (:data:`MILTER_NICE`)."""
         self.config = config
         """A mailguard.toml for the rewrite phases; empty: ``--no-config`` (defaults)."""
-        self.log_path = workdir / "milter.log"
-        self.sock_path = workdir / "milter.sock"
+        name = "null-milter" if reference else "milter"
+        self.log_path = workdir / f"{name}.log"
+        self.sock_path = workdir / f"{name}.sock"
         self.inet = inet
         self.proc: subprocess.Popen[bytes] | None = None
         self.spec = ""
@@ -217,7 +238,9 @@ class Milter:
             "milter", "--listen", listen, "--no-config", "--socket-mode", "666",
             "--log-level", "info",
         ]  # fmt: skip
-        if self.config:
+        if self.reference:
+            argv = [sys.executable, str(Path(__file__).with_name("null_milter.py")), listen]
+        elif self.config:
             (self.workdir / "mailguard.toml").write_text(self.config)
             argv[argv.index("--no-config")] = f"--config={self.workdir / 'mailguard.toml'}"
         with self.log_path.open("wb") as log:
@@ -397,19 +420,29 @@ EXPECTED = {
 class Bench:
     """Drives one Postfix instance and one milter through the phases."""
 
-    def __init__(self, pf: PostfixInstance, milter: Milter, files: dict[str, Path]) -> None:
+    def __init__(
+        self,
+        pf: PostfixInstance,
+        milter: Milter,
+        files: dict[str, Path],
+        reference: Milter | None = None,
+    ) -> None:
         self.pf = pf
         self.milter = milter
+        self.reference = reference
         self.files = files
-        self.meter = CpuMeter(pf.master_pid, milter.pid, find_pid(str(pf.sink_dir)))
-        self.milter_on: bool | None = None
+        pids = (milter.pid, reference.pid if reference is not None else None)
+        self.meter = CpuMeter(pf.master_pid, pids, find_pid(str(pf.sink_dir)))
+        self.in_use: str | None = None
         self.rewrite = bool(milter.config)
         """The milter rewrites 300-Cc messages (delivered, nobody visible) instead of refusing."""
 
-    def use_milter(self, on: bool) -> None:
-        if on != self.milter_on:
-            self.pf.set_milter(self.milter.spec if on else None)
-            self.milter_on = on
+    def use_milter(self, which: str) -> None:
+        """Put ``which`` (one of :data:`ARMS`) in Postfix's milter slot."""
+        if which != self.in_use:
+            chosen = {MAILGUARD: self.milter, REFERENCE: self.reference}.get(which)
+            self.pf.set_milter(chosen.spec if chosen is not None else None)
+            self.in_use = which
 
     def _spawn(self, load: Load, errors: Path) -> subprocess.Popen[bytes]:
         argv = [
@@ -426,7 +459,7 @@ class Bench:
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
             )
 
-    def run(self, label: str, *loads: Load, milter: bool) -> Phase:
+    def run(self, label: str, *loads: Load, milter: str = MAILGUARD) -> Phase:
         """Send the loads at once; check every message was handled as it must be."""
         self.use_milter(milter)
         self.pf.wait_idle(60)
@@ -477,10 +510,12 @@ class Bench:
         log_offset: int,
         mark: int,
         *,
-        milter: bool,
+        milter: str,
     ) -> None:
         label = phase.label
         self.milter.check_alive()
+        if self.reference is not None:
+            self.reference.check_alive()
         queued = self.pf.queue_counts()
         if any(queued.values()):
             raise Broken(f"{label}: mail left in the queue: {queued}")
@@ -500,12 +535,12 @@ class Bench:
             cc300 = 0  # none refused, none in the maillog's milter-reject lines
         if refusals != cc300:
             raise Broken(f"{label}: smtp-source saw {refusals} refusals, {cc300} expected")
-        expected = phase.messages if milter else 0
+        expected = phase.messages if milter == MAILGUARD else 0
         phase.decisions = self.milter.decisions_since(log_offset, expected)
         if len(phase.decisions) != expected:
             raise Broken(
                 f"{label}: {len(phase.decisions)} milter decisions, {expected} expected"
-                f" (milter {'on' if milter else 'off'})"
+                f" (milter slot: {milter})"
             )
         for d in phase.decisions:
             want = EXPECTED["cc300" if d.get("verdict") == "block" else "clean"]
@@ -516,7 +551,7 @@ class Bench:
                 raise Broken(f"{label}: decision {d} differs from {want} in {wrong}")
         for kind in ("clean", "cc300"):
             got = sum(1 for d in phase.decisions if d.get("verdict") == VERDICT[kind])
-            if milter and got != phase.count(kind):
+            if milter == MAILGUARD and got != phase.count(kind):
                 raise Broken(f"{label}: {got} {kind} decisions, {phase.count(kind)} sent")
         if cc300:  # postlogd writes asynchronously: give the last lines a moment
             deadline = time.monotonic() + 5
@@ -609,8 +644,8 @@ def _postfix_version() -> str:
 class Results:
     """Every phase of one run, for :func:`report`."""
 
-    rounds: dict[bool, list[Phase]]
-    """Clean-load phases by "milter on", in round order."""
+    rounds: dict[str, list[Phase]]
+    """Clean-load phases by what was in the milter slot (:data:`ARMS`), in round order."""
     cc300_in_load: Phase
     cc300_alone: Phase
     clean_alone: Phase
@@ -632,27 +667,31 @@ def measure(
     """All phases, in an order that keeps drift from favouring either side of the ratio."""
     warm = Load("clean", sizes["warmup"], sessions), Load("cc300", sizes["warmup_cc300"], 1)
     progress(f"warm-up: {warm[0].count} clean and {warm[1].count} 300-Cc messages, milter on")
-    bench.run("warm-up", *warm, milter=True)
+    bench.run("warm-up", *warm)
 
-    runs: dict[bool, list[Phase]] = {False: [], True: []}
+    if bench.reference is not None:
+        progress(f"warm-up: {warm[0].count} clean messages, null milter")
+        bench.run("warm-up, null milter", warm[0], milter=REFERENCE)
+
+    arms = ARMS if bench.reference is not None else (NO_MILTER, MAILGUARD)
+    runs: dict[str, list[Phase]] = {arm: [] for arm in arms}
     for r in range(rounds):
-        for on in (False, True) if r % 2 == 0 else (True, False):
-            name = "with mailguard" if on else "no milter"
-            progress(f"round {r + 1}/{rounds}: {name}, {messages:,} messages")
+        for arm in arms if r % 2 == 0 else arms[::-1]:
+            progress(f"round {r + 1}/{rounds}: {arm}, {messages:,} messages")
             load = Load("clean", messages, sessions)
-            runs[on].append(bench.run(f"round {r + 1}, {name}", load, milter=on))
+            runs[arm].append(bench.run(f"round {r + 1}, {arm}", load, milter=arm))
 
     mixed = Load("clean", messages, sessions), Load("cc300", sizes["cc300_in_load"], 1)
     progress(
         f"{mixed[1].count} 300-Cc messages over 1 session during {messages:,} clean ones "
         f"over {sessions}"
     )
-    in_load = bench.run("300 Cc during clean load", *mixed, milter=True)
+    in_load = bench.run("300 Cc during clean load", *mixed)
     progress(f"{sizes['serial']} 300-Cc, then {sizes['serial']} clean messages over 1 session")
-    cc_alone = bench.run("300 Cc, 1 session", Load("cc300", sizes["serial"], 1), milter=True)
-    clean_alone = bench.run("clean, 1 session", Load("clean", sizes["serial"], 1), milter=True)
+    cc_alone = bench.run("300 Cc, 1 session", Load("cc300", sizes["serial"], 1))
+    clean_alone = bench.run("clean, 1 session", Load("clean", sizes["serial"], 1))
     progress(f"{sizes['cc300_burst']} 300-Cc messages over {sessions} sessions")
-    burst = bench.run("300 Cc burst", Load("cc300", sizes["cc300_burst"], sessions), milter=True)
+    burst = bench.run("300 Cc burst", Load("cc300", sizes["cc300_burst"], sessions))
     return Results(runs, in_load, cc_alone, clean_alone, burst)
 
 
@@ -681,13 +720,13 @@ def measure_rewrite(
         milter.start()
         bench = Bench(pf, milter, files)
         progress(f"rewrite: {sizes['warmup_cc300']} 300-Cc messages to warm up, milter on")
-        bench.run("rewrite warm-up", Load("cc300", sizes["warmup_cc300"], 1), milter=True)
+        bench.run("rewrite warm-up", Load("cc300", sizes["warmup_cc300"], 1))
         mixed = Load("clean", messages, sessions), Load("cc300", sizes["cc300_in_load"], 1)
         progress(f"rewrite: {mixed[1].count} 300-Cc messages during {messages:,} clean ones")
-        in_load = bench.run("300 Cc rewritten during clean load", *mixed, milter=True)
+        in_load = bench.run("300 Cc rewritten during clean load", *mixed)
         progress(f"rewrite: {sizes['serial']} 300-Cc messages over 1 session")
         alone = bench.run("300 Cc rewritten, 1 session", Load("cc300", sizes["serial"], 1),
-                          milter=True)  # fmt: skip
+                          )  # fmt: skip
         milter.check_alive()
     except Broken as exc:
         raise Broken(f"{exc}\nrewrite milter log tail:\n{milter.tail()}") from None
@@ -766,8 +805,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(
         f"smtp-source: {sessions} sessions, {messages:,} clean messages "
         f"({wire['clean'] / 1000:.1f} KB) per phase, {rounds} round{'s' if rounds != 1 else ''}"
-        f" alternating no milter / mailguard; milter on a {socket_kind}, default settings"
-        + ("; QUICK run" if args.quick else "")
+        f" alternating no milter / mailguard / a null milter; milter on a {socket_kind},"
+        " default settings" + ("; QUICK run" if args.quick else "")
     )
     say(
         "milter CPU share: as this script's other children (--no-priority)"
@@ -777,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     milter = Milter(workdir, inet=args.inet, priority=not args.no_priority)
+    reference = Milter(workdir, inet=args.inet, priority=not args.no_priority, reference=True)
     figures: dict[str, Any] = {}
     uvloop = False
     status: int | None = None
@@ -791,7 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # say which, since the event loop is a good part of the milter's CPU.
                 uvloop = "uvloop is not installed" not in milter.log()
                 say(f"milter event loop: {'uvloop' if uvloop else 'asyncio (no uvloop)'}")
-                bench = Bench(pf, milter, files)
+                reference.start()
+                progress(f"null milter pid {reference.pid} on {reference.spec}")
+                bench = Bench(pf, milter, files, reference)
                 results = measure(
                     bench, rounds=rounds, messages=messages, sessions=sessions, sizes=sizes,
                     progress=progress,
@@ -811,6 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         status = milter.stop()
+        reference.stop()
         if args.keep:
             progress(f"milter log, maillog and messages kept in {workdir}")
         else:
@@ -838,10 +881,14 @@ def report(
     say: Callable[..., None], res: Results, *, quick: bool, sessions: int, wire: dict[str, int]
 ) -> dict[str, Any]:
     """Print the tables; return the figures for ``--json``."""
-    without, with_ = throughput(res.rounds[False]), throughput(res.rounds[True])
+    arms = {arm: throughput(phases) for arm, phases in res.rounds.items()}
+    without, with_ = arms[NO_MILTER], arms[MAILGUARD]
+    null = arms.get(REFERENCE)
     ratio_median = h.ratio(with_["median_msg_per_s"], without["median_msg_per_s"])
     ratio_best = h.ratio(with_["best_msg_per_s"], without["best_msg_per_s"])
-    paired = [b.rate / a.rate for a, b in zip(res.rounds[False], res.rounds[True], strict=True)]
+    paired = [
+        b.rate / a.rate for a, b in zip(res.rounds[NO_MILTER], res.rounds[MAILGUARD], strict=True)
+    ]
     rounds = len(paired)
 
     say()
@@ -858,7 +905,7 @@ def report(
         ],
         (
             {"name": name, **t, **{f"round{i}": r for i, r in enumerate(t["runs_msg_per_s"])}}
-            for name, t in (("no milter", without), ("with mailguard", with_))
+            for name, t in arms.items()
         ),
         indent="  ",
     )
@@ -866,6 +913,26 @@ def report(
         f"  with/without: median {ratio_median:.1%}, best/best {ratio_best:.1%}; "
         f"per round {', '.join(f'{p:.1%}' for p in paired)}"
     )
+    floor: dict[str, Any] = {}
+    if null is not None:
+        floor_median = h.ratio(null["median_msg_per_s"], without["median_msg_per_s"])
+        floor_paired = [
+            b.rate / a.rate
+            for a, b in zip(res.rounds[NO_MILTER], res.rounds[REFERENCE], strict=True)
+        ]
+        of_floor = h.ratio(with_["median_msg_per_s"], null["median_msg_per_s"])
+        say(
+            f"  null milter/without: median {floor_median:.1%}; per round "
+            f"{', '.join(f'{p:.1%}' for p in floor_paired)}: the most any milter reading these "
+            "frames keeps here"
+        )
+        say(f"  with mailguard/null milter: median {of_floor:.1%}: what mailguard's own work costs")
+        floor = {
+            "null_milter": null,
+            "floor_ratio_median": round(floor_median, 4),
+            "floor_ratio_per_round": [round(p, 4) for p in floor_paired],
+            "mailguard_of_floor_median": round(of_floor, 4),
+        }
     say("  * submit: until smtp-source exited; CPU busy: whole machine, all cores, median round")
     cpu_ratio = without["cpu_us_per_msg"]["accounted"] / with_["cpu_us_per_msg"]["accounted"]
     say(
@@ -881,7 +948,7 @@ def report(
         "this_script": "script", "accounted": "sum", "other": "other*",
     }  # fmt: skip
     say(f"  {'':<16}" + "".join(f"{title:>9}" for title in cols.values()))
-    for name, t in (("no milter", without), ("with mailguard", with_)):
+    for name, t in arms.items():
         c = t["cpu_us_per_msg"]
         say(f"  {name:<16}" + "".join(f"{c[key]:>9,.0f}" for key in cols))
     cc_cpu = cpu_us(res.cc300_burst, "milter")
@@ -893,7 +960,7 @@ def report(
     say("  * other: CPU used meanwhile by processes outside this benchmark (noise)")
 
     decisions = {
-        "clean": merged_latency(res.rounds[True], "clean"),
+        "clean": merged_latency(res.rounds[MAILGUARD], "clean"),
         "cc300": latency(res.cc300_in_load, "cc300"),
         "clean_1_session": latency(res.clean_alone, "clean"),
         "cc300_1_session": latency(res.cc300_alone, "cc300"),
@@ -955,6 +1022,7 @@ def report(
             "ratio_best": round(ratio_best, 4),
             "ratio_per_round": [round(p, 4) for p in paired],
             "cpu_ratio": round(cpu_ratio, 4),
+            **floor,
         },
         "decisions": decisions,
         "refused": {

@@ -32,7 +32,7 @@ def test_milter_benchmark_quick_run_reports_every_figure():
     assert sent > 0
 
     runs = figures["throughput"]
-    for side in ("no_milter", "with_milter"):
+    for side in ("no_milter", "with_milter", "null_milter"):
         run = runs[side]
         assert run["best_msg_per_s"] >= run["median_msg_per_s"] > 0, side
         assert len(run["runs_msg_per_s"]) == figures["rounds"], side
@@ -41,8 +41,13 @@ def test_milter_benchmark_quick_run_reports_every_figure():
     # The milter decided every message it was in the path of, and none it was not.
     assert runs["no_milter"]["decisions"] == [0] * figures["rounds"]
     assert runs["with_milter"]["decisions"] == [sent] * figures["rounds"]
+    # The null milter (the floor) stood in mailguard's place: mailguard decided nothing.
+    assert runs["null_milter"]["decisions"] == [0] * figures["rounds"]
     assert runs["ratio_median"] > 0
     assert runs["ratio_best"] > 0
+    assert runs["floor_ratio_median"] > 0
+    assert len(runs["floor_ratio_per_round"]) == figures["rounds"]
+    assert runs["mailguard_of_floor_median"] > 0
 
     decisions = figures["decisions"]
     assert set(decisions) == {
@@ -65,9 +70,12 @@ def test_milter_benchmark_quick_run_reports_every_figure():
         assert rewritten["sent"] == rewritten["delivered"] > 0, key
     assert [type(t["met"]) for t in figures["targets"]] == [bool, bool, bool]
     assert "PASS" in result.stderr or "MISS" in result.stderr
-    # Side by side: the throughput table holds Postfix without and with the milter.
+    # Side by side: the throughput table holds Postfix without the milter, with it, and with
+    # the null milter, then the ratios.
     lines = result.stderr.splitlines()
     head = lines.index("Throughput, msg/s (smtp-source start -> last message in the sink):")
-    table = lines[head + 3 : head + 6]
-    assert [row.split("  ")[1] for row in table[:2]] == ["no milter", "with mailguard"]
-    assert table[2].lstrip().startswith("with/without: median")
+    table = lines[head + 3 : head + 8]
+    names = [row.split("  ")[1] for row in table[:3]]
+    assert names == ["no milter", "with mailguard", "null milter"]
+    assert table[3].lstrip().startswith("with/without: median")
+    assert table[4].lstrip().startswith("null milter/without: median")
