@@ -22,6 +22,9 @@ def test_inproc_benchmark_quick_run_decides_both_messages_and_reports_every_figu
     # decided.
     assert figures["clean_reply"] == "c"
     assert figures["cc300_reply"] == "y"
+    # With the default rules (the attachment rules read every body) both are decided at
+    # their end, their bodies read: end-of-headers was negotiated away.
+    assert figures["at_headers"] == {"clean": False, "cc300": False}
     us = figures["us_per_msg"]
     for kind in ("clean", "cc300"):
         assert us[f"{kind}_engine"] > 0 and us[f"{kind}_milter"] > 0
