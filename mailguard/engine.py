@@ -156,6 +156,27 @@ class Engine:
             return True
         return verdict(min(report.score + input_weight, 100), self.config.scoring) != report.verdict
 
+    def body_always_counts(self, mode: Mode = "outgoing") -> tuple[str, ...]:
+        """Codes of the rules whose reading of the body no recipient count can shut (no
+        ``[scoring]`` gate): while one runs, :meth:`body_could_change` holds for every
+        message, so no ``pass`` can be settled from the header block. The input rules'
+        weight counts too when it alone would lift any ``pass`` to the next verdict."""
+        input_weight = self._early[mode][1]
+        always = tuple(
+            s.code
+            for s in self._rules[mode]
+            if TAG_APPROVAL not in s.rule.tags
+            and BODY_PARTS & set(s.rule.reads)
+            and _always_open(self._gates[s.code])
+        )
+        if not always and verdict(min(input_weight, 100), self.config.scoring) != "pass":
+            always = tuple(
+                s.code
+                for s in self._rules[mode]
+                if TAG_INPUT in s.rule.tags and TAG_PARTIAL not in s.rule.tags
+            )
+        return always
+
     def body_could_change_careful(self, report: Report, mode: Mode = "outgoing") -> bool:
         """:meth:`body_could_change` rule by rule, as it was before its terms were worked
         out once per engine: the reference of tests/test_fast_paths.py."""
@@ -308,6 +329,11 @@ class Engine:
 
 
 BATCH_GC_THRESHOLD = 50_000
+
+
+def _always_open(gate: Gate) -> bool:
+    """Whether no recipient count can shut ``gate`` (counts are never negative)."""
+    return gate is None or gate[1] <= 0
 
 
 def _early_terms(rules: list[RuleSettings], gates: dict[str, Gate]) -> tuple[tuple[Gate, ...], int]:

@@ -91,9 +91,12 @@ def test_settled_messages_are_answered_at_end_of_headers_and_others_read_whole(
     assert "milter-reject: END-OF-MESSAGE" in postfix.maillog()
 
 
-def test_with_the_attachment_rules_on_a_plain_message_is_read_whole(
+def test_with_the_attachment_rules_on_every_message_is_judged_once_at_its_end(
     postfix: PostfixInstance, milter: MilterProcess
 ) -> None:
+    """With the default rules no message can be accepted at end-of-headers (the attachment
+    rules read every body), so end-of-headers is negotiated away and a refusal waits for the
+    end of the message too: each message is judged once, and the log says why."""
     before = len(milter.decisions())
     clean = eml(f"From: {SENDER}\nTo: {PARTNER}\nSubject: clean", BODY)
     risky = eml(f"From: {SENDER}\nTo: {SENDER}\nCc: {', '.join(people(40))}\nSubject: risky")
@@ -104,8 +107,9 @@ def test_with_the_attachment_rules_on_a_plain_message_is_read_whole(
     assert "clean" in delivered(postfix)
     lines = milter.decisions()[before:]
     assert [(" at=headers" in line, line.split("action=")[1].split()[0]) for line in lines] == [
-        (False, "accept"), (True, "reject"),
+        (False, "accept"), (False, "reject"),
     ]  # fmt: skip
+    assert "rules MG601,MG602,MG603 read every message's body" in milter.log()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailguard.config import Config
+from mailguard.config import Config, from_mapping
 from mailguard.milter import protocol as p
 from mailguard.milter.listen import ListenSpec
 from mailguard.milter.server import MilterConnection, MilterServer
@@ -64,9 +64,9 @@ CONVERSATION = b"".join(
 )
 
 
-def _server() -> MilterServer:
+def _server(config: Config) -> MilterServer:
     return MilterServer(
-        Config(), ListenSpec.parse("unix:/nonexistent/milter.sock"), settings=MilterSettings()
+        config, ListenSpec.parse("unix:/nonexistent/milter.sock"), settings=MilterSettings()
     )
 
 
@@ -88,32 +88,50 @@ def _replies(server: MilterServer, reads: list[bytes]) -> tuple[list[bytes], boo
     return [command + payload for command, payload in frames], closed
 
 
-_SERVER = _server()
-_WHOLE = _replies(_SERVER, [CONVERSATION])
+# Default rules: the attachment rules read every body, so nothing is decided at
+# end-of-headers (negotiated away) and the MAIL step is answered instead. Without them, a
+# message its header block settles is answered at end-of-headers.
+_SERVERS = {
+    "default": _server(Config()),
+    "early": _server(
+        from_mapping({"rules": {c: {"enabled": False} for c in ("MG601", "MG602", "MG603")}})
+    ),
+}
+_WHOLE = {name: _replies(server, [CONVERSATION]) for name, server in _SERVERS.items()}
 
 
 def test_the_conversation_is_decided_as_the_messages_deserve() -> None:
-    replies, closed = _WHOLE
+    c, y = p.CONTINUE, p.REPLYCODE
+    replies, closed = _WHOLE["default"]
     assert closed
     assert replies[0][:1] == p.OPTNEG
-    # clean: continue at end of headers (its text may hold a uuencoded file), passed at its
-    # end; exposed: refused at end of headers with a reply code (the script sends its body
-    # anyway: the end of a message no longer open gets a continue); multipart: continue at
-    # end of headers (read the body), then its decision.
-    c, y = p.CONTINUE, p.REPLYCODE
-    assert [r[:1] for r in replies[1:]] == [c, c, y, c, c, c]
+    # Each message: continue at MAIL, then its decision at its end: clean passed, exposed
+    # refused with a reply code, multipart passed.
+    assert [r[:1] for r in replies[1:]] == [c, c, c, y, c, c]
+    assert b"550 5.7.1" in replies[4]
+
+    replies, closed = _WHOLE["early"]
+    assert closed
+    # clean: accepted at end of headers; exposed: refused there with a reply code (the
+    # script sends both bodies anyway: the end of a message no longer open gets a
+    # continue); multipart: continue at end of headers (read the body), then its decision.
+    assert [r[:1] for r in replies[1:]] == [p.ACCEPT, c, y, c, c, c]
     assert b"550 5.7.1" in replies[3]
 
 
 def test_one_frame_per_read_answers_as_one_read() -> None:
     frames = p.FrameDecoder().feed(CONVERSATION)
     reads = [p.frame(command, payload) for command, payload in frames]
-    assert _replies(_SERVER, reads) == _WHOLE
+    for name, server in _SERVERS.items():
+        assert _replies(server, reads) == _WHOLE[name], name
 
 
 @settings(max_examples=150, deadline=None)
-@given(cuts=st.lists(st.integers(1, len(CONVERSATION) - 1), max_size=40, unique=True))
-def test_any_cut_into_reads_answers_as_one_read(cuts: list[int]) -> None:
+@given(
+    cuts=st.lists(st.integers(1, len(CONVERSATION) - 1), max_size=40, unique=True),
+    name=st.sampled_from(sorted(_SERVERS)),
+)
+def test_any_cut_into_reads_answers_as_one_read(cuts: list[int], name: str) -> None:
     edges = [0, *sorted(cuts), len(CONVERSATION)]
     reads = [CONVERSATION[a:b] for a, b in itertools.pairwise(edges)]
-    assert _replies(_SERVER, reads) == _WHOLE
+    assert _replies(_SERVERS[name], reads) == _WHOLE[name]

@@ -19,18 +19,45 @@ the end of the message as before.
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, outcome_for
 from mailguard.milter.session import Capabilities, Transaction
+from mailguard.milter.settings import MilterSettings
 from mailguard.report import Report
 from mailguard.resolver import no_waiting
 
 if TYPE_CHECKING:
     from mailguard.milter.server import MilterConnection
+
+
+def header_decisions(settings: MilterSettings, engine: Engine) -> MilterSettings:
+    """``settings`` without end-of-headers decisions when no message could be accepted there.
+
+    While a rule reads every body whatever the recipients (the attachment rules do: a text
+    part may hold a uuencoded file), a ``pass`` is never settled by the header block, and a
+    decision there could only be a refusal. Judging each message's header block for that
+    would judge every clean message twice, at end-of-headers and at its end, and a single
+    text part (the only kind decided there) has little body to save. So end-of-headers is
+    then negotiated away (:meth:`~mailguard.milter.session.Session.wanted_protocol`; mail out
+    of scope is accepted at MAIL instead) and every message is judged once, at its end.
+    Said in the log, since it overrides ``decide_at_headers``.
+    """
+    if not settings.decide_at_headers:
+        return settings
+    always = engine.body_always_counts("outgoing")
+    if not always:
+        return settings
+    logging.getLogger("mailguard.milter").info(
+        "rules %s read every message's body, so none can be accepted at end-of-headers: "
+        "every message is judged once, at its end (decide_at_headers = false)", ",".join(always),
+    )  # fmt: skip
+    return replace(settings, decide_at_headers=False)
 
 
 def decide_at_headers(conn: MilterConnection, txn: Transaction) -> None:

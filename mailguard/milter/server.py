@@ -41,7 +41,7 @@ from mailguard.engine import Engine, ran_out_of_time
 from mailguard.milter import logline, rewrite
 from mailguard.milter import protocol as p
 from mailguard.milter.decision import Outcome, failure_outcome, log_fields, outcome_for
-from mailguard.milter.early import decide_at_headers
+from mailguard.milter.early import decide_at_headers, header_decisions
 from mailguard.milter.listen import FD_RESERVE as FD_RESERVE  # re-exported
 from mailguard.milter.listen import ListenSpec, fd_budget, remove_stale_socket
 from mailguard.milter.session import NOTHING, Session, Step, Transaction
@@ -128,6 +128,7 @@ class MilterServer:
                 "(raise LimitNOFILE / ulimit -n)", wanted, cap,
             )  # fmt: skip
         settings = off_the_loop(settings, engine.foreign_rules("outgoing"))
+        settings = header_decisions(settings, engine)
         self.config, self.settings, self.engine = config, settings, engine
         self.keep_body = bool(engine.reads("outgoing") & BODY_PARTS)
         self.reads_files = "attachments" in engine.reads("outgoing")

@@ -97,9 +97,10 @@ class MilterSettings:
     """Put the envelope sender in the decision log line. Off: logs carry counts only."""
     decide_at_headers: bool = True
     """Answer at end-of-headers when the header block settles a message (a single text part
-    whose body no rule could make count, which the attachment rules always could, or a
-    refusal): the MTA then sends no body. Off: every message in scope is read whole and
-    decided at its end."""
+    whose body no rule could make count, or a refusal): the MTA then sends no body. Off:
+    every message in scope is read whole and decided at its end, which is also what happens
+    while a rule reads every body (the attachment rules: :func:`mailguard.milter.early.
+    header_decisions`)."""
     log_flush: bool = False
     """Write each decision line out at once. Off: buffered, out within about a second
     (warnings and errors at once), which saves a system call per message."""
