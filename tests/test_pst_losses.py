@@ -170,3 +170,31 @@ def test_without_libpff_readpst_skip_counts_stand_in(
         [loss] = unpacked.losses
     assert loss.folder == "Drafts"
     assert loss.message.startswith("1 item(s) readpst skipped in this folder were not scanned")
+
+
+def test_a_pst_the_census_finds_no_mail_in_is_read_and_empty(tmp_path: Path) -> None:
+    """go-pst's 32-bit.pst holds one calendar item (an appointment) and no mail: readpst
+    writes no mail folder, libpff counts no message of a mail class, so the file is listed
+    as read with nothing in it, not as a source that failed."""
+    status, register = scan(tmp_path, str(ANSI))
+    assert status == 0
+    assert register["sources"] == [str(ANSI)]
+    assert register["summary"]["messages"] == 0
+    assert register["errors"] == []
+    with pst.unpacked(str(ANSI)) as unpacked:
+        assert (unpacked.folders, unpacked.losses, unpacked.mail) == ([], [], 0)
+
+
+def test_no_mail_folder_without_the_census_is_still_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a second reader's count, no mail folder may mean readpst read nothing."""
+    monkeypatch.setattr(pst.pst_census, "start", lambda source: None)
+    with pst.unpacked(str(ANSI)) as unpacked:
+        assert unpacked.mail is None
+        assert pst.select(str(ANSI), unpacked.folders, [], unpacked.mail) == (
+            [], "no folder with mail in it",
+        )  # fmt: skip
+    # Asked for a folder: a PST without mail has none of that name, census or not.
+    assert pst.select(str(ANSI), [], ["Inbox"], 0) == ([], "no folder with mail in it")
+    assert pst.select(str(ANSI), [], [], 0) == ([], None)

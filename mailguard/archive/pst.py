@@ -108,6 +108,8 @@ class Loss:
 class Unpacked:
     folders: list[Folder]
     losses: list[Loss]
+    mail: int | None = None
+    """Messages of a mail class the census counted in the file; ``None`` without one."""
 
 
 def label(source: str, folder: str) -> str:
@@ -122,7 +124,7 @@ def unpacked(source: str, *, timeout: float = TIMEOUT) -> Iterator[Unpacked]:
     try:
         truncated = _truncation(source)
         done = _unpack(source, Path(folder), timeout)
-        yield Unpacked(done.folders, truncated + done.losses)
+        yield Unpacked(done.folders, truncated + done.losses, done.mail)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -181,7 +183,8 @@ def _unpack(source: str, out: Path, timeout: float) -> Unpacked:
         raise
     if counted is None:
         return Unpacked(folders, skipped(source, done.stdout))
-    return Unpacked(folders, shortfall(source, counted, found))
+    mail = sum(f.kinds[pst_census.MAIL] + f.kinds[pst_census.UNREADABLE] for f in counted)
+    return Unpacked(folders, shortfall(source, counted, found), mail)
 
 
 def _folders(source: str, out: Path) -> tuple[list[Folder], Counter[str]]:
@@ -329,11 +332,17 @@ def _steady_boundaries(mbox: Path) -> int:
 
 
 def select(
-    source: str, folders: list[Folder], wanted: Sequence[str]
+    source: str, folders: list[Folder], wanted: Sequence[str], mail: int | None = None
 ) -> tuple[list[Folder], str | None]:
     """The folders ``--pst-folder`` names (by path or last name, any case), and an error
-    when it names none of this PST's: a typo must not look like an empty folder."""
+    when it names none of this PST's: a typo must not look like an empty folder.
+
+    A PST with no mail folder at all is an error too (readpst may have read nothing of it)
+    unless the census confirms it holds no mail (``mail == 0``: a calendar or contacts
+    file), and no folder was asked for: then it is read, and empty."""
     if not folders:
+        if mail == 0 and not wanted:
+            return [], None
         return [], "no folder with mail in it"
     if not wanted:
         return folders, None

@@ -350,11 +350,13 @@ def _pst_sources(
     failed += [
         ErrorEntry(x.source, x.message, SOURCE) for x in pst.relevant(unpacked.losses, wanted)
     ]
-    chosen, problem = pst.select(source, unpacked.folders, wanted)
+    chosen, problem = pst.select(source, unpacked.folders, wanted, unpacked.mail)
     if problem:
         failed.append(ErrorEntry(source, problem, SOURCE))
     digest = pst.file_hash(Path(source)) if incremental is not None and chosen else None
-    out = []
+    out: list[tuple[str, list[Unit]]] = []
+    if not unpacked.folders and problem is None:
+        out.append((source, []))  # read, and no mail in it: listed as read, like an empty mbox
     for folder in chosen:
         units = mbox_units(folder.mbox, jobs, label=folder.label)
         if incremental is not None:
