@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -213,3 +214,31 @@ def test_other_input_over_the_cap_on_stdin_is_one_error(tmp_path: Path) -> None:
     [message] = doc["messages"]
     assert message["source"] == "<stdin>" and message["verdict"] == "error"
     assert "over the size cap of 20,000 bytes" in err, err
+
+
+def test_spooling_a_piped_mbox_costs_linear_time(tmp_path: Path) -> None:
+    """Stdin over the cap is copied to disk in chunks: twice the input, about twice the time
+    (the copy keeps no growing buffer)."""
+    import io
+    import shutil
+
+    from mailguard.sources import Spooled, iter_planned
+    from tests.support.doubling import assert_doubling_linear
+
+    def prepare(mb: int) -> Callable[[], object]:
+        data = b"From a@example.test Mon Jan  1 00:00:00 2024\n" + b"x" * 75 + b"\n"
+        data = data + (b"y" * 79 + b"\n") * (mb * 1024 * 1024 // 80)
+
+        def work() -> object:
+            spool = Path(tempfile.mkdtemp(dir=tmp_path))
+            try:
+                [planned] = iter_planned(["-"], stdin=io.BytesIO(data), max_bytes=1024, spool=spool)
+                assert isinstance(planned, Spooled)
+                assert Path(planned).stat().st_size == len(data)
+                return planned
+            finally:
+                shutil.rmtree(spool)
+
+        return work
+
+    assert_doubling_linear(prepare, (16, 32), what="a piped mbox spooled to disk")
