@@ -8,10 +8,18 @@ root and Postfix like the other Postfix tests: it fails, never skips, when they 
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 
+import pytest
+
+from mailguard.commands.settings import ConfigSource
+from mailguard.milter import protocol as p
+from mailguard.milter.listen import ListenSpec
+from mailguard.milter.server import MilterConnection, MilterServer
 from tests.conftest import ROOT
+from tests.support.memory_transport import MemoryTransport
 from tests.support.postfix import ensure_postfix_installed
 
 
@@ -79,3 +87,28 @@ def test_milter_benchmark_quick_run_reports_every_figure():
     assert names == ["no milter", "with mailguard", "null milter"]
     assert table[3].lstrip().startswith("with/without: median")
     assert table[4].lstrip().startswith("null milter/without: median")
+
+
+def test_the_null_milter_negotiates_what_mailguard_negotiates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The floor is only a floor if Postfix sends it the same frames and waits for the same
+    replies: its negotiation reply must be mailguard's, byte for byte, for Postfix's offer
+    (with the default rules, end-of-headers given up and the MAIL reply kept)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import null_milter
+
+    source = ConfigSource(no_config=True).loader()()
+    listen = ListenSpec.parse("unix:/nonexistent/milter.sock")
+    server = MilterServer(source.config, listen, settings=source.milter)
+    offer = p.frame(p.OPTNEG, struct.pack("!III", 6, 0x1FF, 0x1FFFFF))
+    replies = []
+    for conn in (MilterConnection(server), null_milter.NullMilter(*null_milter.mailguards_terms())):
+        transport = MemoryTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(offer)
+        replies.append(b"".join(transport.written))
+    server.pool.shutdown(wait=False)
+    assert replies[0] == replies[1]
+    agreed = p.parse_optneg(p.FrameDecoder().feed(replies[0])[0][1]).protocol
+    assert agreed & p.SMFIP_NOEOH and not agreed & p.SMFIP_NR_MAIL
